@@ -1,0 +1,53 @@
+/**
+ * The one interface ops compute through. A backend turns tensors into tensors and never sees a
+ * graph; ops call `backend()` and never a concrete backend, so a faster one (WASM SIMD over shared
+ * memory) replaces the kernels without touching a gradient rule.
+ */
+import { jsBackend } from "./kernels/js.js";
+import type { Tensor } from "./tensor.js";
+
+/** Element-wise binary kernels (NumPy broadcasting). */
+export type BinaryKind = "add" | "sub" | "mul" | "div";
+/** Element-wise unary kernels. */
+export type UnaryKind = "neg" | "exp" | "log" | "sqrt" | "relu" | "step" | "sigmoid" | "tanh";
+/** Element-wise kernels with one scalar constant: x+c, x*c, x/c, x^c. */
+export type ScalarKind = "add" | "mul" | "div" | "pow";
+/** Reductions over a set of axes. */
+export type ReduceKind = "sum" | "mean" | "max" | "logsumexp";
+
+/** Kernels every backend provides. Inputs are never written; each call returns a new tensor. */
+export interface Backend {
+  readonly name: string;
+  /** a (op) b with NumPy broadcasting; float64 if either input is. */
+  binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor;
+  /** f(x) element-wise. */
+  unary(kind: UnaryKind, x: Tensor): Tensor;
+  /** x (op) c element-wise. */
+  scalar(kind: ScalarKind, x: Tensor, c: number): Tensor;
+  /** op(a) @ op(b) for 2-D a, b; op transposes when the flag is set. */
+  matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor;
+  /** Reduces `axes` (sorted, non-negative) of x. */
+  reduce(kind: ReduceKind, x: Tensor, axes: readonly number[], keepdims: boolean): Tensor;
+  /** 1/count at the maxima along `axes` (ties share), 0 elsewhere; x's shape. */
+  maxMask(x: Tensor, axes: readonly number[]): Tensor;
+  /** x broadcast (NumPy rules, same rank or lower) to `shape`. */
+  broadcastTo(x: Tensor, shape: readonly number[]): Tensor;
+  /** x summed down to `shape` (the inverse of broadcastTo; `shape` has x's rank or lower). */
+  sumTo(x: Tensor, shape: readonly number[]): Tensor;
+  /** Axes permuted: out.shape[i] = x.shape[perm[i]]. */
+  transpose(x: Tensor, perm: readonly number[]): Tensor;
+}
+
+let current: Backend = jsBackend;
+
+/** The active backend (the plain-TypeScript reference backend unless another was set). */
+export function backend(): Backend {
+  return current;
+}
+
+/** Makes `b` the active backend for every op in this thread; returns the previous one. */
+export function setBackend(b: Backend): Backend {
+  const previous = current;
+  current = b;
+  return previous;
+}

@@ -1,0 +1,196 @@
+/** Tensor: a shape, a dtype and a contiguous row-major typed array (plain or shared memory). */
+import { fmt, sizeOf } from "./shape.js";
+
+/** Element types adjoint computes in. */
+export type DType = "float32" | "float64";
+/** The typed arrays that back a tensor. */
+export type TypedArray = Float32Array | Float64Array;
+/** Nested number arrays of any depth, or a number for a 0-d tensor. */
+export type NestedArray = number | NestedArray[];
+
+/** Options of {@link tensor}. */
+export interface TensorOptions {
+  shape?: readonly number[];
+  dtype?: DType;
+  shared?: boolean;
+}
+
+/** An immutable-by-convention n-dimensional array; ops never write into their inputs. */
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly data: TypedArray;
+  readonly size: number;
+
+  /** Wraps `data` (not copied) with `shape`; throws when the lengths disagree. */
+  constructor(data: TypedArray, shape: readonly number[]) {
+    validateShape(shape);
+    const size = sizeOf(shape);
+    if (data.length !== size) {
+      throw new Error(
+        `tensor: data length ${data.length} does not match shape ${fmt(shape)} (size ${size})`,
+      );
+    }
+    this.data = data;
+    this.shape = Object.freeze([...shape]);
+    this.size = size;
+    this.dtype = data instanceof Float32Array ? "float32" : "float64";
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** Nested JS arrays in row-major order; a plain number for a 0-d tensor. */
+  toArray(): NestedArray {
+    if (this.shape.length === 0) return this.data[0];
+    const build = (dim: number, offset: number, stride: number): NestedArray[] => {
+      const n = this.shape[dim];
+      const inner = stride / n;
+      const out: NestedArray[] = new Array(n);
+      for (let i = 0; i < n; i++) {
+        out[i] =
+          dim === this.shape.length - 1
+            ? this.data[offset + i]
+            : build(dim + 1, offset + i * inner, inner);
+      }
+      return out;
+    };
+    return build(0, 0, this.size);
+  }
+
+  /** The single value of a tensor with one element. */
+  item(): number {
+    if (this.size !== 1)
+      throw new Error(`item(): tensor of shape ${fmt(this.shape)} has ${this.size} elements`);
+    return this.data[0];
+  }
+
+  /** A deep copy, optionally into another dtype or onto shared memory. */
+  clone(opts: { dtype?: DType; shared?: boolean } = {}): Tensor {
+    const out = allocate(this.shape, opts.dtype ?? this.dtype, opts.shared ?? false);
+    out.data.set(this.data);
+    return out;
+  }
+
+  /** The same data viewed under another shape of equal size (no copy). */
+  reshapeView(shape: readonly number[]): Tensor {
+    return new Tensor(this.data, shape);
+  }
+}
+
+function validateShape(shape: readonly number[]): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0)
+      throw new Error(
+        `tensor: invalid shape ${fmt(shape)}: dimensions must be non-negative integers`,
+      );
+  }
+}
+
+/** Allocates a zero-filled typed array of `dtype`, on a SharedArrayBuffer when `shared`. */
+export function allocateArray(size: number, dtype: DType, shared = false): TypedArray {
+  if (dtype === "float32") {
+    return shared ? new Float32Array(new SharedArrayBuffer(size * 4)) : new Float32Array(size);
+  }
+  return shared ? new Float64Array(new SharedArrayBuffer(size * 8)) : new Float64Array(size);
+}
+
+/** A zero-filled tensor of `shape` and `dtype`. */
+export function allocate(
+  shape: readonly number[],
+  dtype: DType = "float64",
+  shared = false,
+): Tensor {
+  validateShape(shape);
+  return new Tensor(allocateArray(sizeOf(shape), dtype, shared), shape);
+}
+
+/** A tensor of `shape` filled with `value`. */
+export function full(shape: readonly number[], value: number, dtype: DType = "float64"): Tensor {
+  const t = allocate(shape, dtype);
+  if (value !== 0) t.data.fill(value);
+  return t;
+}
+
+/** Zeros of `shape`. Example: `zeros([2, 3]).toArray()` is `[[0,0,0],[0,0,0]]`. */
+export function zeros(shape: readonly number[], dtype: DType = "float64"): Tensor {
+  return allocate(shape, dtype);
+}
+
+/** Ones of `shape`. */
+export function ones(shape: readonly number[], dtype: DType = "float64"): Tensor {
+  return full(shape, 1, dtype);
+}
+
+/** The dtype an op on inputs of these dtypes returns: float64 if any is float64. */
+export function resultDType(...dtypes: DType[]): DType {
+  return dtypes.includes("float64") ? "float64" : "float32";
+}
+
+/**
+ * Builds a tensor from a number, nested arrays, or a typed array with `opts.shape`.
+ * Example: `tensor([[1, 2], [3, 4]]).shape` is `[2, 2]`; `tensor(new Float32Array(6), { shape: [2, 3] })`.
+ */
+export function tensor(
+  values: NestedArray | TypedArray | readonly number[],
+  opts: TensorOptions = {},
+): Tensor {
+  if (values instanceof Float32Array || values instanceof Float64Array) {
+    const shape = opts.shape ?? [values.length];
+    const dtype = opts.dtype ?? (values instanceof Float32Array ? "float32" : "float64");
+    validateShape(shape);
+    if (values.length !== sizeOf(shape)) {
+      throw new Error(
+        `tensor: data length ${values.length} does not match shape ${fmt(shape)} (size ${sizeOf(shape)})`,
+      );
+    }
+    const out = allocate(shape, dtype, opts.shared ?? false);
+    out.data.set(values);
+    return out;
+  }
+  const shape = inferShape(values as NestedArray);
+  if (opts.shape && sizeOf(opts.shape) !== sizeOf(shape)) {
+    throw new Error(
+      `tensor: data length ${sizeOf(shape)} does not match shape ${fmt(opts.shape)} (size ${sizeOf(opts.shape)})`,
+    );
+  }
+  const out = allocate(opts.shape ?? shape, opts.dtype ?? "float64", opts.shared ?? false);
+  let k = 0;
+  const fill = (v: NestedArray): void => {
+    if (typeof v === "number") out.data[k++] = v;
+    else for (const e of v) fill(e);
+  };
+  fill(values as NestedArray);
+  return out;
+}
+
+/** Shape of nested arrays; throws on ragged arrays and non-numbers. */
+function inferShape(values: NestedArray): number[] {
+  const shape: number[] = [];
+  let probe: NestedArray = values;
+  while (Array.isArray(probe)) {
+    shape.push(probe.length);
+    if (probe.length === 0) break;
+    probe = probe[0];
+  }
+  const check = (v: NestedArray, dim: number, path: string): void => {
+    if (dim === shape.length) {
+      if (typeof v !== "number") {
+        throw new Error(
+          `tensor: ragged nested array: element ${path} is ${Array.isArray(v) ? "an array" : typeof v}, expected a number`,
+        );
+      }
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== shape[dim]) {
+      throw new Error(
+        `tensor: ragged nested array: element ${path || "(root)"} has ${Array.isArray(v) ? `length ${v.length}` : "a number"}, expected length ${shape[dim]}`,
+      );
+    }
+    v.forEach((e, i) => check(e, dim + 1, `${path}[${i}]`));
+  };
+  check(values, 0, "");
+  return shape;
+}
