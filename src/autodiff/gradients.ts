@@ -1,0 +1,43 @@
+/** Reverse-mode differentiation that builds the backward graph out of ordinary nodes. */
+import type { Node } from "../graph/node.js";
+import { add, onesLike, zerosLike } from "../graph/ops/elementwise.js";
+import { topoSort } from "../graph/topo.js";
+
+/**
+ * Gradient nodes of `output` with respect to each of `nodes`, seeded with onesLike(output).
+ * The result nodes are ordinary graph nodes, so gradients of gradients work.
+ * Example: `const [dx] = gradients(x.mul(x), [x])` evaluates to 2x.
+ */
+export function gradients(output: Node, nodes: readonly Node[]): Node[] {
+  const order = topoSort([output]);
+  // Only nodes that lie on a path from a target to the output take part in the sweep.
+  const targets = new Set(nodes);
+  const onPath = new Set<Node>();
+  for (const node of order) {
+    if (targets.has(node) || node.inputs.some((input) => onPath.has(input))) onPath.add(node);
+  }
+  const grads = new Map<Node, Node[]>([[output, [onesLike(output)]]]);
+  const total = new Map<Node, Node>();
+  for (let i = order.length - 1; i >= 0; i--) {
+    const node = order[i];
+    const parts = grads.get(node);
+    if (!parts || !onPath.has(node)) continue;
+    const outputGrad = parts.reduce((sum, part) => add(sum, part)); // fan-in summed with add
+    total.set(node, outputGrad);
+    grads.delete(node);
+    if (!node.inputs.some((input) => onPath.has(input))) continue;
+    const inputGrads = node.op.gradient(node, outputGrad);
+    if (inputGrads.length !== node.inputs.length) {
+      throw new Error(
+        `gradient of ${node.op.name}(${node.name}) returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`,
+      );
+    }
+    node.inputs.forEach((input, k) => {
+      if (!onPath.has(input)) return;
+      const list = grads.get(input);
+      if (list) list.push(inputGrads[k]);
+      else grads.set(input, [inputGrads[k]]);
+    });
+  }
+  return nodes.map((node) => total.get(node) ?? zerosLike(node));
+}

@@ -1,0 +1,36 @@
+/** Op: one kind of operation, and the registry that lets workers rebuild graphs by op name. */
+import type { Tensor } from "../tensor/tensor.js";
+import type { Node } from "./node.js";
+
+/** Static parameters of a node: plain, structured-cloneable data. */
+export type Attrs = Record<string, unknown>;
+
+/** One kind of operation: how to compute a node's value and its gradient rule. */
+export interface Op {
+  readonly name: string;
+  /** The node's value from its inputs' values; inputs are never modified. */
+  compute(node: Node, inputValues: Tensor[]): Tensor;
+  /** One gradient node per input, in input order, given the gradient of the output. */
+  gradient(node: Node, outputGrad: Node): Node[];
+}
+
+const registry = new Map<string, Op>();
+
+/** Registers an op under its unique name (so plans can be rebuilt in workers) and returns it. */
+export function defineOp(op: Op): Op {
+  if (registry.has(op.name)) throw new Error(`op "${op.name}" is already defined`);
+  registry.set(op.name, op);
+  return op;
+}
+
+/** The registered op called `name`; throws when there is none. */
+export function opByName(name: string): Op {
+  const op = registry.get(name);
+  if (!op) throw new Error(`unknown op "${name}"`);
+  return op;
+}
+
+/** Names of every registered op. */
+export function registeredOps(): string[] {
+  return [...registry.keys()];
+}

@@ -1,0 +1,199 @@
+/** Element-wise ops: arithmetic with NumPy broadcasting, constants, and unary functions. */
+import { backend } from "../../tensor/backend.js";
+import { full } from "../../tensor/tensor.js";
+import { describe, label, makeNode, type Node } from "../node.js";
+import { defineOp, type Op } from "../op.js";
+import { sumLike } from "./shape.js";
+
+function checkConstant(builder: string, c: unknown): number {
+  if (typeof c !== "number") {
+    throw new TypeError(`${builder}: the constant must be a number, got ${describe(c)}`);
+  }
+  return c;
+}
+
+/** a + b, broadcasting. */
+export const addOp: Op = defineOp({
+  name: "add",
+  compute: (_node, [a, b]) => backend().binary("add", a, b),
+  gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(g, node.inputs[1])],
+});
+
+/** a - b, broadcasting. */
+export const subOp: Op = defineOp({
+  name: "sub",
+  compute: (_node, [a, b]) => backend().binary("sub", a, b),
+  gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(neg(g), node.inputs[1])],
+});
+
+/** a * b, broadcasting. */
+export const mulOp: Op = defineOp({
+  name: "mul",
+  compute: (_node, [a, b]) => backend().binary("mul", a, b),
+  gradient: (node, g) => {
+    const [a, b] = node.inputs;
+    return [sumLike(mul(g, b), a), sumLike(mul(g, a), b)];
+  },
+});
+
+/** a / b, broadcasting. */
+export const divOp: Op = defineOp({
+  name: "div",
+  compute: (_node, [a, b]) => backend().binary("div", a, b),
+  // d(a/b)/db = -a/b^2 = -(a/b)/b: reuse the node itself.
+  gradient: (node, g) => {
+    const [a, b] = node.inputs;
+    return [sumLike(div(g, b), a), sumLike(neg(mul(g, div(node, b))), b)];
+  },
+});
+
+/** -x. */
+export const negOp: Op = defineOp({
+  name: "neg",
+  compute: (_node, [x]) => backend().unary("neg", x),
+  gradient: (_node, g) => [neg(g)],
+});
+
+/** x + c for a constant c. */
+export const addByConstOp: Op = defineOp({
+  name: "addByConst",
+  compute: (node, [x]) => backend().scalar("add", x, node.attrs.constant as number),
+  gradient: (_node, g) => [g],
+});
+
+/** x * c for a constant c. */
+export const mulByConstOp: Op = defineOp({
+  name: "mulByConst",
+  compute: (node, [x]) => backend().scalar("mul", x, node.attrs.constant as number),
+  gradient: (node, g) => [mulByConst(g, node.attrs.constant as number)],
+});
+
+/** x / c for a constant c. */
+export const divByConstOp: Op = defineOp({
+  name: "divByConst",
+  compute: (node, [x]) => backend().scalar("div", x, node.attrs.constant as number),
+  gradient: (node, g) => [divByConst(g, node.attrs.constant as number)],
+});
+
+/** x ** c for a constant c. */
+export const powOp: Op = defineOp({
+  name: "pow",
+  compute: (node, [x]) => backend().scalar("pow", x, node.attrs.constant as number),
+  gradient: (node, g) => {
+    const c = node.attrs.constant as number;
+    const x = node.inputs[0];
+    if (c === 0) return [zerosLike(x)];
+    return [mul(g, mulByConst(c === 1 ? onesLike(x) : pow(x, c - 1), c))];
+  },
+});
+
+/** e^x. */
+export const expOp: Op = defineOp({
+  name: "exp",
+  compute: (_node, [x]) => backend().unary("exp", x),
+  gradient: (node, g) => [mul(g, node)], // d/dx e^x = e^x: reuse the node itself
+});
+
+/** Natural logarithm. */
+export const logOp: Op = defineOp({
+  name: "log",
+  compute: (_node, [x]) => backend().unary("log", x),
+  gradient: (node, g) => [div(g, node.inputs[0])],
+});
+
+/** Square root. */
+export const sqrtOp: Op = defineOp({
+  name: "sqrt",
+  compute: (_node, [x]) => backend().unary("sqrt", x),
+  gradient: (node, g) => [div(mulByConst(g, 0.5), node)],
+});
+
+/** max(x, 0). */
+export const reluOp: Op = defineOp({
+  name: "relu",
+  compute: (_node, [x]) => backend().unary("relu", x),
+  gradient: (node, g) => [mul(g, step(node.inputs[0]))],
+});
+
+/** 1 where x > 0, else 0: relu's derivative; piecewise constant, so its own gradient is zero. */
+export const stepOp: Op = defineOp({
+  name: "step",
+  compute: (_node, [x]) => backend().unary("step", x),
+  gradient: (node) => [zerosLike(node.inputs[0])],
+});
+
+/** 1 / (1 + e^-x), computed without overflow. */
+export const sigmoidOp: Op = defineOp({
+  name: "sigmoid",
+  compute: (_node, [x]) => backend().unary("sigmoid", x),
+  // s' = s (1 - s)
+  gradient: (node, g) => [mul(g, mul(node, addByConst(neg(node), 1)))],
+});
+
+/** Hyperbolic tangent. */
+export const tanhOp: Op = defineOp({
+  name: "tanh",
+  compute: (_node, [x]) => backend().unary("tanh", x),
+  // tanh' = 1 - tanh^2
+  gradient: (node, g) => [mul(g, addByConst(neg(mul(node, node)), 1))],
+});
+
+/** Zeros with x's shape and dtype. */
+export const zerosLikeOp: Op = defineOp({
+  name: "zerosLike",
+  compute: (_node, [x]) => full(x.shape, 0, x.dtype),
+  gradient: (node) => [zerosLike(node.inputs[0])],
+});
+
+/** Ones with x's shape and dtype. */
+export const onesLikeOp: Op = defineOp({
+  name: "onesLike",
+  compute: (_node, [x]) => full(x.shape, 1, x.dtype),
+  gradient: (node) => [zerosLike(node.inputs[0])],
+});
+
+/** a + b with NumPy broadcasting. Example: `add(x, y)` or `x.add(y)`. */
+export const add = (a: Node, b: Node): Node =>
+  makeNode(addOp, [a, b], {}, `(${label(a)}+${label(b)})`);
+/** a - b with NumPy broadcasting. */
+export const sub = (a: Node, b: Node): Node =>
+  makeNode(subOp, [a, b], {}, `(${label(a)}-${label(b)})`);
+/** a * b with NumPy broadcasting. */
+export const mul = (a: Node, b: Node): Node =>
+  makeNode(mulOp, [a, b], {}, `(${label(a)}*${label(b)})`);
+/** a / b with NumPy broadcasting. */
+export const div = (a: Node, b: Node): Node =>
+  makeNode(divOp, [a, b], {}, `(${label(a)}/${label(b)})`);
+/** -x. */
+export const neg = (x: Node): Node => makeNode(negOp, [x], {}, `(-${label(x)})`);
+/** x + c. Example: `addByConst(x, 1)` is `x.add(1)`. */
+export const addByConst = (x: Node, c: number): Node =>
+  makeNode(addByConstOp, [x], { constant: checkConstant("addByConst", c) }, `(${label(x)}+${c})`);
+/** x * c. */
+export const mulByConst = (x: Node, c: number): Node =>
+  makeNode(mulByConstOp, [x], { constant: checkConstant("mulByConst", c) }, `(${label(x)}*${c})`);
+/** x / c. */
+export const divByConst = (x: Node, c: number): Node =>
+  makeNode(divByConstOp, [x], { constant: checkConstant("divByConst", c) }, `(${label(x)}/${c})`);
+/** x ** c for a constant c. Example: `pow(x, 2)`. */
+export const pow = (x: Node, c: number): Node =>
+  makeNode(powOp, [x], { constant: checkConstant("pow", c) }, `(${label(x)}^${c})`);
+/** e^x element-wise. */
+export const exp = (x: Node): Node => makeNode(expOp, [x], {}, `exp(${label(x)})`);
+/** Natural log element-wise. */
+export const log = (x: Node): Node => makeNode(logOp, [x], {}, `log(${label(x)})`);
+/** Square root element-wise. */
+export const sqrt = (x: Node): Node => makeNode(sqrtOp, [x], {}, `sqrt(${label(x)})`);
+/** max(x, 0) element-wise. */
+export const relu = (x: Node): Node => makeNode(reluOp, [x], {}, `relu(${label(x)})`);
+/** 1 where x > 0 else 0 (relu's derivative). */
+export const step = (x: Node): Node => makeNode(stepOp, [x], {}, `step(${label(x)})`);
+/** Logistic sigmoid element-wise. */
+export const sigmoid = (x: Node): Node => makeNode(sigmoidOp, [x], {}, `sigmoid(${label(x)})`);
+/** tanh element-wise. */
+export const tanh = (x: Node): Node => makeNode(tanhOp, [x], {}, `tanh(${label(x)})`);
+/** Zeros shaped like x's value. */
+export const zerosLike = (x: Node): Node =>
+  makeNode(zerosLikeOp, [x], {}, `zerosLike(${label(x)})`);
+/** Ones shaped like x's value. */
+export const onesLike = (x: Node): Node => makeNode(onesLikeOp, [x], {}, `onesLike(${label(x)})`);

@@ -1,0 +1,46 @@
+/** 2-D matrix product with optional transposes. */
+import { backend } from "../../tensor/backend.js";
+import { fmt } from "../../tensor/shape.js";
+import { label, makeNode, type Node } from "../node.js";
+import { defineOp, type Op } from "../op.js";
+
+/** Options of {@link matmul}. */
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+}
+
+/** op(a) @ op(b), op transposing when transA/transB are set. */
+export const matmulOp: Op = defineOp({
+  name: "matmul",
+  compute: (node, [a, b]) => {
+    if (a.rank !== 2 || b.rank !== 2) {
+      throw new Error(`expects 2-D inputs, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+    }
+    return backend().matmul(a, b, node.attrs.transA === true, node.attrs.transB === true);
+  },
+  // C = op(A) op(B): dA and dB written for each transpose combination so that no explicit
+  // transpose node is needed.
+  gradient: (node, g) => {
+    const [a, b] = node.inputs;
+    const tA = node.attrs.transA === true;
+    const tB = node.attrs.transB === true;
+    if (!tA && !tB) return [matmul(g, b, { transB: true }), matmul(a, g, { transA: true })];
+    if (!tA && tB) return [matmul(g, b), matmul(g, a, { transA: true })];
+    if (tA && !tB) return [matmul(b, g, { transB: true }), matmul(a, g)];
+    return [
+      matmul(b, g, { transA: true, transB: true }),
+      matmul(g, a, { transA: true, transB: true }),
+    ];
+  },
+});
+
+/** op(a) @ op(b) for 2-D values. Example: `matmul(X, W)`, `matmul(g, W, { transB: true })`. */
+export function matmul(a: Node, b: Node, options: MatmulOptions = {}): Node {
+  const { transA = false, transB = false } = options;
+  if (typeof transA !== "boolean" || typeof transB !== "boolean") {
+    throw new TypeError(`matmul: transA and transB must be booleans`);
+  }
+  const name = `(${label(a)}${transA ? "ᵀ" : ""}@${label(b)}${transB ? "ᵀ" : ""})`;
+  return makeNode(matmulOp, [a, b], { transA, transB }, name);
+}

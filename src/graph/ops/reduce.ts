@@ -1,0 +1,139 @@
+/** Reductions: sum, mean, max, logsumexp, and unreduce, their shared adjoint. */
+import { backend, type ReduceKind } from "../../tensor/backend.js";
+import { fmt, normalizeAxes, reducedShape, sameShape } from "../../tensor/shape.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { label, makeNode, type Node } from "../node.js";
+import { defineOp, type Attrs, type Op } from "../op.js";
+import { exp, mul, sub, zerosLike } from "./elementwise.js";
+
+/** Options of the reductions. */
+export interface ReduceOptions {
+  /** Axis or axes to reduce (negative counts from the end); all axes when omitted. */
+  axis?: number | readonly number[];
+  /** Keep reduced axes as size 1. */
+  keepdims?: boolean;
+}
+
+type Axis = number | readonly number[] | undefined;
+
+function axesOf(node: Node, x: Tensor): number[] {
+  return normalizeAxes(node.attrs.axis as Axis, x.rank);
+}
+
+function reduceOp(kind: ReduceKind, gradient: Op["gradient"]): Op {
+  return defineOp({
+    name: kind,
+    compute: (node, [x]) =>
+      backend().reduce(kind, x, axesOf(node, x), node.attrs.keepdims === true),
+    gradient,
+  });
+}
+
+/** Sum over axes. */
+export const sumOp: Op = reduceOp("sum", (node, g) => [unreduce(g, node.inputs[0], node.attrs)]);
+
+/** Mean over axes. */
+export const meanOp: Op = reduceOp("mean", (node, g) => [
+  unreduce(g, node.inputs[0], { ...node.attrs, mean: true }),
+]);
+
+/** Max over axes; the gradient is shared equally by tied maxima. */
+export const maxOp: Op = reduceOp("max", (node, g) => {
+  const x = node.inputs[0];
+  return [mul(maxMask(x, node.attrs), unreduce(g, x, node.attrs))];
+});
+
+/** log(sum(exp(x))) over axes, computed with the max subtracted (finite for logits of ±1e4). */
+export const logsumexpOp: Op = reduceOp("logsumexp", (node, g) => {
+  const x = node.inputs[0];
+  // d lse / dx = softmax(x) = exp(x - lse)
+  const softmax = exp(sub(x, unreduce(node, x, node.attrs)));
+  return [mul(unreduce(g, x, node.attrs), softmax)];
+});
+
+/**
+ * unreduce(g, x): a reduced gradient g broadcast back over x's reduced axes (divided by the
+ * count for a mean). The adjoint of sum and mean.
+ */
+export const unreduceOp: Op = defineOp({
+  name: "unreduce",
+  compute: (node, [g, x]) => {
+    const axes = axesOf(node, x);
+    const keepdims = node.attrs.keepdims === true;
+    const expected = reducedShape(x.shape, axes, keepdims);
+    if (!sameShape(g.shape, expected)) {
+      throw new Error(
+        `gradient of shape ${fmt(g.shape)} does not match reduced shape ${fmt(expected)}`,
+      );
+    }
+    const out = backend().broadcastTo(g.reshapeView(reducedShape(x.shape, axes, true)), x.shape);
+    if (node.attrs.mean !== true) return out;
+    return backend().scalar("div", out, x.size / Math.max(g.size, 1));
+  },
+  gradient: (node, g) => {
+    const reduce = node.attrs.mean === true ? mean : sum;
+    const options = { axis: node.attrs.axis as Axis, keepdims: node.attrs.keepdims === true };
+    return [reduce(g, options), zerosLike(node.inputs[1])];
+  },
+});
+
+/** 1/count at the maxima along the axes (ties share), 0 elsewhere; piecewise constant. */
+export const maxMaskOp: Op = defineOp({
+  name: "maxMask",
+  compute: (node, [x]) => backend().maxMask(x, axesOf(node, x)),
+  gradient: (node) => [zerosLike(node.inputs[0])],
+});
+
+function reduceAttrs(builder: string, options: ReduceOptions): Attrs {
+  const { axis, keepdims } = options;
+  const ok =
+    axis === undefined ||
+    Number.isInteger(axis) ||
+    (Array.isArray(axis) && axis.every((a) => Number.isInteger(a)));
+  if (!ok)
+    throw new TypeError(
+      `${builder}: axis must be an integer or an array of integers, got ${JSON.stringify(axis)}`,
+    );
+  if (keepdims !== undefined && typeof keepdims !== "boolean") {
+    throw new TypeError(`${builder}: keepdims must be a boolean, got ${JSON.stringify(keepdims)}`);
+  }
+  return { axis: Array.isArray(axis) ? [...axis] : axis, keepdims: keepdims === true };
+}
+
+function reduceName(builder: string, x: Node, attrs: Attrs): string {
+  return attrs.axis === undefined
+    ? `${builder}(${label(x)})`
+    : `${builder}(${label(x)},axis=${String(attrs.axis)})`;
+}
+
+function reduceBuilder(op: Op): (x: Node, options?: ReduceOptions) => Node {
+  return (x, options = {}) => {
+    const attrs = reduceAttrs(op.name, options);
+    return makeNode(op, [x], attrs, reduceName(op.name, x, attrs));
+  };
+}
+
+/** Sum over `axis` (all axes by default). Example: `sum(x, { axis: 1 })`. */
+export const sum = reduceBuilder(sumOp);
+/** Mean over `axis` (all axes by default). */
+export const mean = reduceBuilder(meanOp);
+/** Max over `axis` (all axes by default). */
+export const max = reduceBuilder(maxOp);
+/** log(sum(exp(x))) over `axis`, stable for large logits. */
+export const logsumexp = reduceBuilder(logsumexpOp);
+
+/** g broadcast back over x's reduced axes (internal: the gradient of sum and mean). */
+export function unreduce(g: Node, x: Node, attrs: Attrs): Node {
+  const { axis, keepdims, mean } = attrs;
+  return makeNode(
+    unreduceOp,
+    [g, x],
+    { axis, keepdims, mean: mean === true },
+    `unreduce(${label(g)},${label(x)})`,
+  );
+}
+
+/** Equal shares of 1 at the maxima of x along the axes (internal: the gradient of max). */
+export function maxMask(x: Node, attrs: Attrs): Node {
+  return makeNode(maxMaskOp, [x], { axis: attrs.axis }, `maxMask(${label(x)})`);
+}

@@ -1,0 +1,241 @@
+/** Shape ops: broadcastTo and its adjoint sumLike, reshape, expandDims, transpose. */
+import { backend } from "../../tensor/backend.js";
+import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/shape.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { describe, label, makeNode, Node } from "../node.js";
+import { defineOp, type Op } from "../op.js";
+import { zerosLike } from "./elementwise.js";
+
+/** Options of {@link broadcastTo}. */
+export interface BroadcastOptions {
+  /** Where x's missing leading dimensions are inserted, all together (default 0: NumPy's rule). */
+  axis?: number;
+}
+
+/** x's shape with the dimensions it lacks to reach `rank` inserted as ones at `axis`. */
+function expandedShape(x: readonly number[], rank: number, axis: number | undefined): number[] {
+  if (x.length >= rank) return [...x];
+  const at = axis === undefined ? 0 : axis < 0 ? axis + x.length + 1 : axis;
+  if (!Number.isInteger(at) || at < 0 || at > x.length) {
+    throw new RangeError(`axis ${axis} is out of range for inserting into ${fmt(x)}`);
+  }
+  return insertOnes(x, rank - x.length, at);
+}
+
+function broadcastValue(x: Tensor, target: readonly number[], axis: number | undefined): Tensor {
+  if (x.rank > target.length) {
+    throw new Error(`cannot broadcast ${fmt(x.shape)} to lower rank ${fmt(target)}`);
+  }
+  const expanded = expandedShape(x.shape, target.length, axis);
+  for (let i = 0; i < target.length; i++) {
+    if (expanded[i] !== target[i] && expanded[i] !== 1) {
+      const via = sameShape(expanded, x.shape) ? "" : ` (as ${fmt(expanded)}, axis ${axis ?? 0})`;
+      throw new Error(`cannot broadcast ${fmt(x.shape)}${via} to ${fmt(target)}`);
+    }
+  }
+  return backend().broadcastTo(x.reshapeView(expanded), target);
+}
+
+/** broadcastTo(x, target, {axis}): target given as attrs.shape or as a second input's value. */
+export const broadcastToOp: Op = defineOp({
+  name: "broadcastTo",
+  compute: (node, [x, target]) => {
+    const shape = target ? target.shape : (node.attrs.shape as number[]);
+    return broadcastValue(x, shape, node.attrs.axis as number | undefined);
+  },
+  gradient: (node, g) => {
+    const [x, target] = node.inputs;
+    const gx = sumLike(g, x, { axis: node.attrs.axis as number | undefined });
+    return target ? [gx, zerosLike(target)] : [gx];
+  },
+});
+
+/** g summed over broadcast axes down to ref's shape (the adjoint of broadcastTo). */
+export const sumLikeOp: Op = defineOp({
+  name: "sumLike",
+  compute: (node, [g, ref]) => {
+    if (sameShape(g.shape, ref.shape)) return g;
+    if (g.rank < ref.rank) {
+      throw new Error(`cannot sum ${fmt(g.shape)} down to higher rank ${fmt(ref.shape)}`);
+    }
+    const expanded = expandedShape(ref.shape, g.rank, node.attrs.axis as number | undefined);
+    return backend().sumTo(g, expanded).reshapeView(ref.shape);
+  },
+  gradient: (node, g) => {
+    const [grad, ref] = node.inputs;
+    return [broadcastTo(g, grad, { axis: node.attrs.axis as number | undefined }), zerosLike(ref)];
+  },
+});
+
+/** g reshaped to ref's shape (the adjoint of reshape and expandDims). */
+export const reshapeLikeOp: Op = defineOp({
+  name: "reshapeLike",
+  compute: (_node, [g, ref]) => {
+    if (g.size !== ref.size) throw new Error(`cannot reshape ${fmt(g.shape)} to ${fmt(ref.shape)}`);
+    return g.reshapeView(ref.shape);
+  },
+  gradient: (node, g) => [reshapeLike(g, node.inputs[0]), zerosLike(node.inputs[1])],
+});
+
+/** Resolves one -1 in a requested shape against a size. */
+function resolveShape(requested: readonly number[], from: readonly number[]): number[] {
+  const size = sizeOf(from);
+  const unknown = requested.indexOf(-1);
+  const shape = [...requested];
+  if (unknown >= 0) {
+    const known = sizeOf(requested.filter((_, i) => i !== unknown));
+    if (known === 0 || size % known !== 0) {
+      throw new Error(`cannot reshape ${fmt(from)} to ${fmt(requested)}`);
+    }
+    shape[unknown] = size / known;
+  }
+  if (sizeOf(shape) !== size) throw new Error(`cannot reshape ${fmt(from)} to ${fmt(requested)}`);
+  return shape;
+}
+
+/** reshape(x, shape) with at most one -1. */
+export const reshapeOp: Op = defineOp({
+  name: "reshape",
+  compute: (node, [x]) => x.reshapeView(resolveShape(node.attrs.shape as number[], x.shape)),
+  gradient: (node, g) => [reshapeLike(g, node.inputs[0])],
+});
+
+/** expandDims(x, axis): a size-1 axis inserted at `axis` (negative counts from the end). */
+export const expandDimsOp: Op = defineOp({
+  name: "expandDims",
+  compute: (node, [x]) => {
+    const axis = normalizeAxis(node.attrs.axis as number, x.rank + 1);
+    return x.reshapeView(insertOnes(x.shape, 1, axis));
+  },
+  gradient: (node, g) => [reshapeLike(g, node.inputs[0])],
+});
+
+function permutation(axes: readonly number[] | undefined, rank: number): number[] {
+  if (axes === undefined) return Array.from({ length: rank }, (_, i) => rank - 1 - i);
+  const perm = axes.map((a) => normalizeAxis(a, rank));
+  if (perm.length !== rank || new Set(perm).size !== rank) {
+    throw new Error(`axes [${axes.join(",")}] are not a permutation of ${rank} axes`);
+  }
+  return perm;
+}
+
+/** transpose(x, axes?): axes permuted (reversed by default). */
+export const transposeOp: Op = defineOp({
+  name: "transpose",
+  compute: (node, [x]) => {
+    const perm = permutation(node.attrs.axes as number[] | undefined, x.rank);
+    return backend().transpose(x, perm);
+  },
+  gradient: (node, g) => {
+    const axes = node.attrs.axes as number[] | undefined;
+    if (axes === undefined) return [transpose(g)];
+    // The inverse permutation, written with negative-safe axes resolved at run time.
+    return [transposeInverse(g, axes)];
+  },
+});
+
+/** transpose by the inverse of `axes`: the adjoint of transpose(x, axes). */
+export const transposeInverseOp: Op = defineOp({
+  name: "transposeInverse",
+  compute: (node, [x]) => {
+    const perm = permutation(node.attrs.axes as number[], x.rank);
+    const inverse = new Array<number>(perm.length);
+    perm.forEach((p, i) => (inverse[p] = i));
+    return backend().transpose(x, inverse);
+  },
+  gradient: (node, g) => [transpose(g, node.attrs.axes as number[])],
+});
+
+function checkIntegers(
+  builder: string,
+  what: string,
+  values: unknown,
+  allowMinusOne = false,
+): void {
+  const ok =
+    Array.isArray(values) &&
+    values.every((v) => Number.isInteger(v) && (v >= 0 || (allowMinusOne && v === -1)));
+  if (!ok)
+    throw new TypeError(
+      `${builder}: ${what} must be an array of integers, got ${describe(values)} ${JSON.stringify(values)}`,
+    );
+}
+
+function checkAxis(builder: string, axis: unknown): void {
+  if (axis !== undefined && !Number.isInteger(axis)) {
+    throw new TypeError(`${builder}: axis must be an integer, got ${JSON.stringify(axis)}`);
+  }
+}
+
+/**
+ * x broadcast to `target` (a Node, meaning its value's shape, or a number[]); x's missing
+ * dimensions go in at `axis`. Example: bias (k,) to (batch, k): `broadcastTo(b, logits, { axis: 0 })`.
+ */
+export function broadcastTo(
+  x: Node,
+  target: Node | readonly number[],
+  options: BroadcastOptions = {},
+): Node {
+  checkAxis("broadcastTo", options.axis);
+  const axis = options.axis;
+  if (target instanceof Node) {
+    return makeNode(
+      broadcastToOp,
+      [x, target],
+      { axis },
+      `broadcastTo(${label(x)},${label(target)})`,
+    );
+  }
+  checkIntegers("broadcastTo", "target shape", target);
+  return makeNode(
+    broadcastToOp,
+    [x],
+    { axis, shape: [...target] },
+    `broadcastTo(${label(x)},${fmt(target)})`,
+  );
+}
+
+/** g summed down to ref's shape (broadcast axes summed; `axis` as in broadcastTo). */
+export function sumLike(g: Node, ref: Node, options: BroadcastOptions = {}): Node {
+  return makeNode(
+    sumLikeOp,
+    [g, ref],
+    { axis: options.axis },
+    `sumLike(${label(g)},${label(ref)})`,
+  );
+}
+
+/** g reshaped to ref's shape. */
+export function reshapeLike(g: Node, ref: Node): Node {
+  return makeNode(reshapeLikeOp, [g, ref], {}, `reshapeLike(${label(g)},${label(ref)})`);
+}
+
+/** x viewed with another shape of equal size; one dimension may be -1. Example: `reshape(x, [-1, 64])`. */
+export function reshape(x: Node, shape: readonly number[]): Node {
+  checkIntegers("reshape", "shape", shape, true);
+  if (shape.filter((d) => d === -1).length > 1)
+    throw new Error(`reshape: at most one -1 in ${fmt(shape)}`);
+  return makeNode(reshapeOp, [x], { shape: [...shape] }, `reshape(${label(x)},${fmt(shape)})`);
+}
+
+/** x with a new size-1 axis at `axis`. Example: `expandDims(v, 0)` turns (k,) into (1, k). */
+export function expandDims(x: Node, axis: number): Node {
+  if (!Number.isInteger(axis))
+    throw new TypeError(`expandDims: axis must be an integer, got ${JSON.stringify(axis)}`);
+  return makeNode(expandDimsOp, [x], { axis }, `expandDims(${label(x)},${axis})`);
+}
+
+/** x with its axes permuted (reversed when `axes` is omitted). Example: `transpose(m)` for m^T. */
+export function transpose(x: Node, axes?: readonly number[]): Node {
+  if (axes !== undefined && (!Array.isArray(axes) || !axes.every((a) => Number.isInteger(a)))) {
+    throw new TypeError(
+      `transpose: axes must be an array of integers, got ${JSON.stringify(axes)}`,
+    );
+  }
+  const attrs = axes === undefined ? {} : { axes: [...axes] };
+  return makeNode(transposeOp, [x], attrs, `transpose(${label(x)})`);
+}
+
+function transposeInverse(x: Node, axes: readonly number[]): Node {
+  return makeNode(transposeInverseOp, [x], { axes: [...axes] }, `transposeInverse(${label(x)})`);
+}
