@@ -1,0 +1,268 @@
+/** Command-line options of `npm run train-parallel -- [options]`: parsing, validation, usage. */
+import type { DType } from "../tensor/tensor.js";
+
+/** The data sets the trainer knows. */
+export type DatasetName = "digits" | "mnist";
+/** The model families the trainer builds. */
+export type ModelKind = "logreg" | "mlp";
+/** The optimizers the trainer offers. */
+export type OptimizerName = "sgd" | "momentum" | "adam";
+
+/**
+ * Parsed training options. Numeric settings (and the optimizer) the user did not give are
+ * `undefined`: the trainer fills per-dataset and per-model defaults.
+ */
+export interface TrainOptions {
+  dataset: DatasetName;
+  model: ModelKind;
+  /** Hidden layer widths of the MLP, e.g. [128, 64]. */
+  hidden?: number[];
+  epochs?: number;
+  /** Stop after this many optimizer steps in total. */
+  steps?: number;
+  batchSize?: number;
+  lr?: number;
+  optimizer?: OptimizerName;
+  weightDecay?: number;
+  dtype: DType;
+  /** Worker threads, or "auto" for one per available core. */
+  threads?: number | "auto";
+  seed: number;
+  json: boolean;
+  save?: string;
+  load?: string;
+  checkpoint?: string;
+  resume: boolean;
+  plot?: string;
+  /** Milliseconds a parallel step may take before the run is aborted. */
+  stepTimeoutMs?: number;
+  help: boolean;
+}
+
+/** A bad command line; the message is one line naming the option and the value. */
+export class UsageError extends Error {
+  /** Creates the error; `option` is the flag at fault (e.g. "--lr"), when there is one. */
+  constructor(
+    message: string,
+    readonly option?: string,
+  ) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+interface OptionSpec {
+  /** Whether the option takes a value (`--lr 0.1` or `--lr=0.1`). */
+  takesValue: boolean;
+  apply: (opts: TrainOptions, value: string, flag: string) => void;
+}
+
+const DATASETS: readonly DatasetName[] = ["digits", "mnist"];
+const MODELS: readonly ModelKind[] = ["logreg", "mlp"];
+const OPTIMIZERS: readonly OptimizerName[] = ["sgd", "momentum", "adam"];
+const DTYPES: readonly DType[] = ["float32", "float64"];
+
+const OPTIONS: Record<string, OptionSpec> = {
+  "--dataset": valued((o, v, f) => (o.dataset = oneOf(f, v, DATASETS, "dataset"))),
+  "--model": valued((o, v, f) => (o.model = oneOf(f, v, MODELS, "model"))),
+  "--hidden": valued((o, v, f) => (o.hidden = intList(f, v))),
+  "--epochs": valued((o, v, f) => (o.epochs = positiveInt(f, v))),
+  "--steps": valued((o, v, f) => (o.steps = positiveInt(f, v))),
+  "--batch-size": valued((o, v, f) => (o.batchSize = positiveInt(f, v))),
+  "--lr": valued((o, v, f) => (o.lr = positiveNumber(f, v))),
+  "--optimizer": valued((o, v, f) => (o.optimizer = oneOf(f, v, OPTIMIZERS, "optimizer"))),
+  "--weight-decay": valued((o, v, f) => (o.weightDecay = nonNegativeNumber(f, v))),
+  "--dtype": valued((o, v, f) => (o.dtype = oneOf(f, v, DTYPES, "dtype"))),
+  "--threads": valued((o, v, f) => (o.threads = v === "auto" ? "auto" : positiveInt(f, v, "auto"))),
+  "--seed": valued((o, v, f) => (o.seed = nonNegativeInt(f, v))),
+  "--json": flag((o) => (o.json = true)),
+  "--save": valued((o, v, f) => (o.save = fileName(f, v))),
+  "--load": valued((o, v, f) => (o.load = fileName(f, v))),
+  "--checkpoint": valued((o, v, f) => (o.checkpoint = fileName(f, v))),
+  "--resume": flag((o) => (o.resume = true)),
+  "--plot": valued((o, v, f) => (o.plot = svgFileName(f, v))),
+  "--step-timeout": valued((o, v, f) => (o.stepTimeoutMs = positiveInt(f, v))),
+  "--help": flag((o) => (o.help = true)),
+};
+const ALIASES: Record<string, string> = { "-h": "--help" };
+
+/**
+ * Parses the trainer's arguments (without `node` and the script); throws {@link UsageError}.
+ * Example: `parseTrainArgs(["--dataset", "digits", "--lr=0.05"]).lr` is `0.05`.
+ */
+export function parseTrainArgs(argv: readonly string[]): TrainOptions {
+  const opts: TrainOptions = {
+    dataset: "mnist",
+    model: "mlp",
+    dtype: "float32",
+    seed: 0,
+    json: false,
+    resume: false,
+    help: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith("-") || arg === "-" || arg === "--") {
+      throw new UsageError(`unexpected argument ${quote(arg)} (options start with --)`);
+    }
+    const eq = arg.indexOf("=");
+    const name = ALIASES[arg] ?? (eq === -1 ? arg : arg.slice(0, eq));
+    const spec = Object.hasOwn(OPTIONS, name) ? OPTIONS[name] : undefined;
+    if (!spec) throw new UsageError(`unknown option ${quote(name)}`, name);
+    let value: string;
+    if (!spec.takesValue) {
+      if (eq !== -1)
+        throw new UsageError(`${name} takes no value, got ${quote(arg.slice(eq + 1))}`, name);
+      value = "";
+    } else if (eq !== -1) {
+      value = arg.slice(eq + 1);
+    } else {
+      // A following option is never taken as a value; "-1" is, so that it is rejected as negative.
+      if (i + 1 >= argv.length || argv[i + 1].startsWith("--")) {
+        throw new UsageError(`${name} needs a value`, name);
+      }
+      value = argv[++i];
+    }
+    spec.apply(opts, value, name);
+  }
+  if (opts.resume && opts.checkpoint === undefined) {
+    throw new UsageError("--resume needs --checkpoint FILE to resume from", "--resume");
+  }
+  if (opts.resume && opts.load !== undefined) {
+    throw new UsageError(
+      `--resume and --load ${quote(opts.load)} conflict: resume restores the checkpoint's parameters`,
+      "--load",
+    );
+  }
+  if (opts.hidden !== undefined && opts.model !== "mlp") {
+    throw new UsageError(
+      `--hidden ${opts.hidden.join(",")} applies to --model mlp, not --model ${opts.model}`,
+      "--hidden",
+    );
+  }
+  return opts;
+}
+
+/** The help text printed by `--help` and after a usage error. */
+export function usage(): string {
+  return `Usage: npm run train-parallel -- [options]
+
+Train logistic regression or an MLP on the 8x8 digits or MNIST, reproducibly.
+
+Data and model:
+  --dataset digits|mnist       data set (default: mnist)
+  --model logreg|mlp           model (default: mlp)
+  --hidden N[,N...]            hidden layer widths of the MLP, e.g. 128 or 256,128
+  --dtype float32|float64      element type (default: float32)
+
+Training (defaults depend on the data set and model):
+  --epochs N                   passes over the training set
+  --steps N                    stop after N optimizer steps in total (for benchmarks)
+  --batch-size N               examples per optimizer step
+  --lr X                       learning rate (> 0)
+  --optimizer sgd|momentum|adam
+  --weight-decay X             L2 weight decay (>= 0)
+  --seed N                     seed for the split, initialisation and shuffles (default: 0)
+  --threads N|auto             worker threads (auto: one per core)
+  --step-timeout MS            abort when one parallel step takes longer than MS milliseconds
+
+Output and state:
+  --json                       print one JSON summary object as the last line
+  --save FILE                  save the final parameters
+  --load FILE                  start from saved parameters
+  --checkpoint FILE            write a checkpoint after every epoch (atomically)
+  --resume                     continue from --checkpoint FILE
+  --plot FILE.svg              write loss and accuracy curves as an SVG
+  -h, --help                   show this help
+
+Options also accept the --option=value form.`;
+}
+
+function valued(apply: OptionSpec["apply"]): OptionSpec {
+  return { takesValue: true, apply };
+}
+
+function flag(apply: (opts: TrainOptions) => void): OptionSpec {
+  return { takesValue: false, apply: (opts) => apply(opts) };
+}
+
+function quote(value: string): string {
+  // JSON quoting keeps the message on one line whatever the value holds.
+  return JSON.stringify(value);
+}
+
+function oneOf<T extends string>(
+  flagName: string,
+  value: string,
+  allowed: readonly T[],
+  what: string,
+): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UsageError(
+    `${flagName}: unknown ${what} ${quote(value)} (expected ${allowed.join(", ")})`,
+    flagName,
+  );
+}
+
+function positiveInt(flagName: string, value: string, alternative?: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1) {
+    const expected = alternative ? `a positive integer or ${alternative}` : "a positive integer";
+    throw new UsageError(`${flagName}: expected ${expected}, got ${quote(value)}`, flagName);
+  }
+  return n;
+}
+
+function nonNegativeInt(flagName: string, value: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw new UsageError(
+      `${flagName}: expected a non-negative integer, got ${quote(value)}`,
+      flagName,
+    );
+  }
+  return n;
+}
+
+/** A finite decimal number such as 0.05, 5e-2 or -1 (no hex, no Infinity, no empty string). */
+function decimal(flagName: string, value: string): number {
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(value) || !Number.isFinite(Number(value))) {
+    throw new UsageError(`${flagName}: expected a number, got ${quote(value)}`, flagName);
+  }
+  return Number(value);
+}
+
+function positiveNumber(flagName: string, value: string): number {
+  const n = decimal(flagName, value);
+  if (!(n > 0)) throw new UsageError(`${flagName}: must be > 0, got ${quote(value)}`, flagName);
+  return n;
+}
+
+function nonNegativeNumber(flagName: string, value: string): number {
+  const n = decimal(flagName, value);
+  if (n < 0) throw new UsageError(`${flagName}: must be >= 0, got ${quote(value)}`, flagName);
+  return n;
+}
+
+function intList(flagName: string, value: string): number[] {
+  if (!/^\d+(,\d+)*$/.test(value)) {
+    throw new UsageError(
+      `${flagName}: expected comma-separated positive integers such as 128 or 256,128, got ${quote(value)}`,
+      flagName,
+    );
+  }
+  return value.split(",").map((part) => positiveInt(flagName, part));
+}
+
+function fileName(flagName: string, value: string): string {
+  if (value === "") throw new UsageError(`${flagName}: needs a file name, got ""`, flagName);
+  return value;
+}
+
+function svgFileName(flagName: string, value: string): string {
+  fileName(flagName, value);
+  if (!/\.svg$/i.test(value)) {
+    throw new UsageError(`${flagName}: expected a .svg file name, got ${quote(value)}`, flagName);
+  }
+  return value;
+}
