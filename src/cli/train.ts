@@ -1,0 +1,321 @@
+/** `npm run train-parallel`: train logistic regression or an MLP on digits or MNIST. */
+import { availableParallelism } from "node:os";
+import { pathToFileURL } from "node:url";
+import { Tensor, type DType } from "../tensor/tensor.js";
+import {
+  loadDigits,
+  loadMnist,
+  randomSplit,
+  standardize,
+  stratifiedSplit,
+  type Split,
+} from "../train/data.js";
+import { inProcessEngine, type EngineFactory } from "../train/engine.js";
+import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
+import type { OptimizerConfig } from "../train/optimizers.js";
+import { renderCurvesSvg } from "../train/plot.js";
+import { loadParams, paramsHash, saveParams, writeFileAtomic } from "../train/serialize.js";
+import { train, type StepInfo, type TrainResult } from "../train/trainer.js";
+import { parseTrainArgs, usage, UsageError, type TrainOptions } from "./args.js";
+
+/** Defaults per data set and model: the settings behind the README's accuracy figures. */
+interface Defaults {
+  hidden: number[];
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  optimizer: OptimizerConfig["kind"];
+  weightDecay: number;
+  standardize: boolean;
+}
+
+/** The defaults for a data set and model. */
+export function defaultsFor(
+  dataset: TrainOptions["dataset"],
+  model: TrainOptions["model"],
+): Defaults {
+  if (dataset === "digits") {
+    return model === "logreg"
+      ? {
+          hidden: [],
+          epochs: 30,
+          batchSize: 32,
+          lr: 0.01,
+          optimizer: "adam",
+          weightDecay: 1e-4,
+          standardize: true,
+        }
+      : {
+          hidden: [64],
+          epochs: 30,
+          batchSize: 32,
+          lr: 0.003,
+          optimizer: "adam",
+          weightDecay: 1e-4,
+          standardize: true,
+        };
+  }
+  return model === "logreg"
+    ? {
+        hidden: [],
+        epochs: 15,
+        batchSize: 64,
+        lr: 0.001,
+        optimizer: "adam",
+        weightDecay: 1e-4,
+        standardize: false,
+      }
+    : {
+        hidden: [256],
+        epochs: 12,
+        batchSize: 64,
+        lr: 0.001,
+        optimizer: "adam",
+        weightDecay: 1e-4,
+        standardize: false,
+      };
+}
+
+/** Micro-shards per batch: fixed by the batch size alone, never by the thread count. */
+export function shardCountFor(batchSize: number): number {
+  return Math.max(1, Math.min(8, Math.floor(batchSize / 8)));
+}
+
+/** Loads and splits the data set (seeded, stratified for MNIST, 80/20 for digits). */
+export function loadSplit(
+  dataset: TrainOptions["dataset"],
+  dtype: DType,
+  seed: number,
+  scale: boolean,
+): Split {
+  const split =
+    dataset === "digits"
+      ? randomSplit(loadDigits({ dtype }), 0.2, seed)
+      : stratifiedSplit(loadMnist({ dtype }), { trainSize: 8000, testSize: 2000 }, seed);
+  return scale ? standardize(split) : split;
+}
+
+/** Engine factory and thread count for a --threads value. */
+export type EngineChooser = (
+  threads: number | "auto",
+  spec: ModelSpec,
+  batchSize: number,
+  stepTimeoutMs: number | undefined,
+) => Promise<{ factory: EngineFactory; threads: number; reason: string }>;
+
+/** Until the worker pool is wired in, every run trains in this thread. */
+const chooseInProcess: EngineChooser = async (threads) => ({
+  factory: inProcessEngine,
+  threads: 1,
+  reason:
+    threads === 1
+      ? "in-process"
+      : `in-process (requested ${threads}, cores ${availableParallelism()})`,
+});
+
+/** Output sinks, so tests can capture what the CLI prints. */
+export interface CliIO {
+  out: (line: string) => void;
+  err: (line: string) => void;
+  progress?: (text: string) => void;
+  isTTY: boolean;
+}
+
+/** Runs the trainer CLI; resolves to the process exit code. */
+export async function main(
+  argv: readonly string[],
+  io: CliIO,
+  chooseEngine: EngineChooser = chooseInProcess,
+): Promise<number> {
+  let opts: TrainOptions;
+  try {
+    opts = parseTrainArgs(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    io.err(`error: ${error.message}`);
+    io.err(usage());
+    return 2;
+  }
+  if (opts.help) {
+    io.out(usage());
+    return 0;
+  }
+  const defaults = defaultsFor(opts.dataset, opts.model);
+  const hidden = opts.model === "mlp" ? (opts.hidden ?? defaults.hidden) : [];
+  const epochs = opts.epochs ?? defaults.epochs;
+  const batchSize = opts.batchSize ?? defaults.batchSize;
+  const optimizer: OptimizerConfig = {
+    kind: opts.optimizer ?? defaults.optimizer,
+    lr: opts.lr ?? (opts.optimizer && opts.optimizer !== defaults.optimizer ? 0.05 : defaults.lr),
+    weightDecay: opts.weightDecay ?? defaults.weightDecay,
+  };
+  const split = loadSplit(opts.dataset, opts.dtype, opts.seed, defaults.standardize);
+  const features = split.train.X.shape[1];
+  const spec = modelSpec(opts.model, features, hidden, split.train.classes);
+  const shardCount = shardCountFor(batchSize);
+
+  let initialParams: Tensor[] | undefined;
+  if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);
+
+  const engine = await chooseEngine(opts.threads ?? "auto", spec, batchSize, opts.stepTimeoutMs);
+  const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
+  io.out(
+    `adjoint: ${tag}, ${optimizer.kind} lr ${optimizer.lr}, batch ${batchSize} (${shardCount} micro-shards), ` +
+      `${epochs} epochs, seed ${opts.seed}, threads ${engine.threads}: ${engine.reason}`,
+  );
+
+  let stopSignal: string | undefined;
+  const onSignal = (signal: string) => {
+    if (stopSignal) process.exit(130); // a second ^C: stop now
+    stopSignal = signal;
+    io.err(`\n${signal}: stopping at the next step boundary`);
+  };
+  const sigint = () => onSignal("SIGINT");
+  const sigterm = () => onSignal("SIGTERM");
+  process.on("SIGINT", sigint);
+  process.on("SIGTERM", sigterm);
+  let lastDraw = 0;
+  let result: TrainResult;
+  try {
+    result = await train({
+      spec,
+      split,
+      dtype: opts.dtype,
+      batchSize,
+      epochs,
+      maxSteps: opts.steps,
+      optimizer,
+      seed: opts.seed,
+      shardCount,
+      createEngine: engine.factory,
+      initialParams,
+      checkpointPath: opts.checkpoint,
+      resume: opts.resume,
+      fingerprint: {
+        dataset: opts.dataset,
+        spec,
+        dtype: opts.dtype,
+        batchSize,
+        optimizer,
+        seed: opts.seed,
+        shardCount,
+        load: opts.load ?? null,
+      },
+      shouldStop: () => stopSignal !== undefined,
+      onStep: (info) => {
+        if (!io.isTTY || !io.progress) return;
+        const now = performance.now();
+        if (now - lastDraw < 100 && info.batch + 1 < info.batchesPerEpoch) return;
+        lastDraw = now;
+        io.progress(progressBar(info, epochs));
+      },
+      onEpoch: (record) => {
+        if (io.isTTY && io.progress) io.progress("");
+        io.out(
+          `epoch ${String(record.epoch).padStart(3)}/${epochs}  train loss ${record.trainLoss.toFixed(4)}  ` +
+            `test accuracy ${(record.testAccuracy * 100).toFixed(2)}%  ${record.seconds.toFixed(2)} s`,
+        );
+      },
+    });
+  } finally {
+    process.off("SIGINT", sigint);
+    process.off("SIGTERM", sigterm);
+  }
+
+  const hash = paramsHash(result.params);
+  if (opts.save) {
+    saveParams(opts.save, {
+      format: "adjoint-params",
+      version: 1,
+      model: { ...spec },
+      params: result.params.map((t, i) => ({
+        name: paramSpecs(spec)[i].name,
+        shape: [...t.shape],
+        dtype: t.dtype,
+        data: t.data,
+      })),
+    });
+  }
+  if (opts.plot) writeFileAtomic(opts.plot, renderCurvesSvg(result.history, `adjoint: ${tag}`));
+  const samplesPerSecond = result.stepSeconds > 0 ? result.samples / result.stepSeconds : 0;
+  io.out(
+    `${stopSignal ? `stopped by ${stopSignal}` : "done"}: ${result.steps} steps, ${samplesPerSecond.toFixed(0)} samples/s, ` +
+      `train loss ${result.trainLoss.toFixed(4)}, test accuracy ${(result.testAccuracy * 100).toFixed(2)}%, params ${hash.slice(0, 16)}`,
+  );
+  if (opts.json) {
+    io.out(
+      JSON.stringify({
+        dataset: opts.dataset,
+        model: opts.model,
+        sizes: spec.sizes,
+        threads: result.threads,
+        epochs: result.epochsCompleted,
+        steps: result.steps,
+        batchSize,
+        shardCount,
+        dtype: opts.dtype,
+        optimizer: optimizer.kind,
+        lr: optimizer.lr,
+        seed: opts.seed,
+        seconds: result.stepSeconds,
+        samplesPerSecond,
+        trainLoss: result.trainLoss,
+        testAccuracy: result.testAccuracy,
+        paramsHash: hash,
+        stopped: stopSignal ?? null,
+      }),
+    );
+  }
+  return stopSignal ? 130 : 0;
+}
+
+/** Reads a --load file and checks it fits the model. */
+function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
+  const record = loadParams(path);
+  const specs = paramSpecs(spec);
+  const sizes = (record.model as { sizes?: unknown }).sizes;
+  if (JSON.stringify(sizes) !== JSON.stringify(spec.sizes)) {
+    throw new Error(
+      `${path}: parameters are for a model of sizes ${JSON.stringify(sizes)}, this run builds [${spec.sizes.join(",")}]`,
+    );
+  }
+  return specs.map(({ name, shape }) => {
+    const entry = record.params.find((p) => p.name === name);
+    if (!entry) throw new Error(`${path}: no parameter "${name}"`);
+    if (JSON.stringify(entry.shape) !== JSON.stringify(shape)) {
+      throw new Error(
+        `${path}: parameter "${name}" has shape [${entry.shape}], expected [${shape}]`,
+      );
+    }
+    return new Tensor(entry.data, shape).clone({ dtype });
+  });
+}
+
+/** One line of progress: epoch, bar, step, loss, samples/s, ETA. */
+function progressBar(info: StepInfo, epochs: number): string {
+  const done = (info.batch + 1) / info.batchesPerEpoch;
+  const width = 24;
+  const filled = Math.round(done * width);
+  const remainingSamples = (info.batchesPerEpoch - info.batch - 1) * info.batchSize;
+  const etaSeconds = info.samplesPerSecond > 0 ? remainingSamples / info.samplesPerSecond : 0;
+  return (
+    `epoch ${info.epoch + 1}/${epochs} [${"=".repeat(filled)}${" ".repeat(width - filled)}] ` +
+    `step ${info.step} loss ${info.loss.toFixed(4)} ${info.samplesPerSecond.toFixed(0)} samples/s ETA ${etaSeconds.toFixed(1)} s`
+  );
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  const io: CliIO = {
+    out: (line) => console.log(line),
+    err: (line) => console.error(line),
+    progress: (text) => process.stdout.write(`\r\x1b[2K${text}`),
+    isTTY: process.stdout.isTTY === true,
+  };
+  main(process.argv.slice(2), io).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(`error: ${error instanceof Error ? error.message : String(error)}`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,71 @@
+/**
+ * Graph <-> plain-data plan: what crosses to worker threads. No functions or closures: op names,
+ * attrs and input indices, rebuilt through the op registry on the other side.
+ */
+import { isPlaceholder, Node, variable } from "../graph/node.js";
+import { opByName, type Attrs } from "../graph/op.js";
+import { topoSort } from "../graph/topo.js";
+
+/** One node of a plan: inputs are indices of earlier plan nodes. */
+export interface PlanNode {
+  op: string;
+  name: string;
+  attrs: Attrs;
+  inputs: number[];
+}
+
+/** A graph as structured-cloneable data. */
+export interface Plan {
+  nodes: PlanNode[];
+  /** Plan indices of the named placeholders, in the order given to lowerGraph. */
+  placeholders: number[];
+  /** Plan indices of the outputs. */
+  outputs: number[];
+}
+
+/** Lowers the graph that computes `outputs` from `placeholders` to a plan. */
+export function lowerGraph(outputs: readonly Node[], placeholders: readonly Node[]): Plan {
+  const order = topoSort([...outputs, ...placeholders]);
+  const index = new Map<Node, number>();
+  order.forEach((node, i) => index.set(node, i));
+  const known = new Set(placeholders);
+  for (const node of order) {
+    if (isPlaceholder(node) && !known.has(node)) {
+      throw new Error(
+        `lowerGraph: variable "${node.name}" is needed but not listed as a placeholder`,
+      );
+    }
+  }
+  return {
+    nodes: order.map((node) => ({
+      op: node.op.name,
+      name: node.name,
+      attrs: node.attrs,
+      inputs: node.inputs.map((input) => index.get(input)!),
+    })),
+    placeholders: placeholders.map((p) => index.get(p)!),
+    outputs: outputs.map((o) => index.get(o)!),
+  };
+}
+
+/** Rebuilds nodes from a plan through the op registry. */
+export function rebuildGraph(plan: Plan): { placeholders: Node[]; outputs: Node[] } {
+  const nodes: Node[] = [];
+  for (const spec of plan.nodes) {
+    const op = opByName(spec.op);
+    nodes.push(
+      spec.op === "placeholder"
+        ? variable(spec.name)
+        : new Node(
+            spec.inputs.map((i) => nodes[i]),
+            op,
+            spec.attrs,
+            spec.name,
+          ),
+    );
+  }
+  return {
+    placeholders: plan.placeholders.map((i) => nodes[i]),
+    outputs: plan.outputs.map((i) => nodes[i]),
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * Micro-shards of a training batch over shared memory: the one decomposition both the in-process
+ * and the worker paths use, so their results are bitwise identical for any thread count.
+ */
+import "../graph/ops/index.js"; // registers every op, so any plan can be rebuilt here
+import { applyUpdate, stateCount, type OptimizerConfig } from "../tensor/kernels/optimizer.js";
+import { sizeOf } from "../tensor/shape.js";
+import { allocateArray, Tensor, type DType, type TypedArray } from "../tensor/tensor.js";
+import { Evaluator } from "./evaluator.js";
+import { rebuildGraph, type Plan } from "./plan.js";
+
+/**
+ * The training graph as data: placeholders [X, Y, ...params], outputs [lossSum, ...grads], where
+ * lossSum is the summed (not averaged) loss of the rows fed.
+ */
+export interface TrainPlan {
+  plan: Plan;
+  paramShapes: number[][];
+}
+
+/** Everything a shard needs, as SharedArrayBuffer-backed arrays (cloneable to workers). */
+export interface SharedState {
+  dtype: DType;
+  features: number;
+  classes: number;
+  /** Dataset rows (n x features) and one-hot targets (n x classes). */
+  X: TypedArray;
+  Y: TypedArray;
+  /** Two parameter buffers (current and next) of P elements each; control[0] says which is current. */
+  params: [TypedArray, TypedArray];
+  /** Optimizer state, two buffers per state vector (current/next, same index as params). */
+  state: [TypedArray, TypedArray][];
+  /** shardCount gradient slots of P elements. */
+  grads: TypedArray;
+  /** Summed loss per shard. */
+  losses: Float64Array;
+  /** Row indices of the current batch (capacity: the largest batch). */
+  batch: Int32Array;
+  /**
+   * Control words: [0] current parameter buffer, [1] batch size, [2] optimizer step t,
+   * [3..] free for the step protocol.
+   */
+  control: Int32Array;
+  shardCount: number;
+  paramCount: number;
+}
+
+/** Control word indices. */
+export const CONTROL = { current: 0, batchSize: 1, step: 2, protocol: 3 } as const;
+const CONTROL_WORDS = 16;
+
+/** Allocates shared state for a dataset, parameter shapes and optimizer. */
+export function allocateShared(options: {
+  dtype: DType;
+  X: TypedArray;
+  Y: TypedArray;
+  features: number;
+  classes: number;
+  paramShapes: readonly number[][];
+  optimizer: OptimizerConfig;
+  shardCount: number;
+  maxBatch: number;
+}): SharedState {
+  const { dtype, features, classes, shardCount } = options;
+  const paramCount = options.paramShapes.reduce((n, s) => n + sizeOf(s), 0);
+  const copyShared = (src: TypedArray): TypedArray => {
+    const out = allocateArray(src.length, dtype, true);
+    out.set(src);
+    return out;
+  };
+  const pair = (): [TypedArray, TypedArray] => [
+    allocateArray(paramCount, dtype, true),
+    allocateArray(paramCount, dtype, true),
+  ];
+  return {
+    dtype,
+    features,
+    classes,
+    X: copyShared(options.X),
+    Y: copyShared(options.Y),
+    params: pair(),
+    state: Array.from({ length: stateCount(options.optimizer.kind) }, pair),
+    grads: allocateArray(shardCount * paramCount, dtype, true),
+    losses: new Float64Array(new SharedArrayBuffer(8 * shardCount)),
+    batch: new Int32Array(new SharedArrayBuffer(4 * Math.max(options.maxBatch, 1))),
+    control: new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS)),
+    shardCount,
+    paramCount,
+  };
+}
+
+/** Rows [lo, hi) of a batch of `batchSize` that micro-shard `s` of `shardCount` covers. */
+export function shardBounds(batchSize: number, shardCount: number, s: number): [number, number] {
+  const base = Math.floor(batchSize / shardCount);
+  const extra = batchSize % shardCount;
+  const lo = s * base + Math.min(s, extra);
+  return [lo, lo + base + (s < extra ? 1 : 0)];
+}
+
+/** Element range [start, end) of slice `k` of `count` over `length` elements. */
+export function sliceBounds(length: number, count: number, k: number): [number, number] {
+  return shardBounds(length, count, k);
+}
+
+/** Runs micro-shards and the reduce-and-update phase over a SharedState; one per thread. */
+export class ShardRunner {
+  private readonly evaluator: Evaluator;
+  private readonly placeholders: ReturnType<typeof rebuildGraph>["placeholders"];
+  private readonly offsets: number[];
+
+  /** Rebuilds the training graph from its plan. */
+  constructor(
+    private readonly train: TrainPlan,
+    private readonly shared: SharedState,
+    private readonly optimizer: OptimizerConfig,
+  ) {
+    const graph = rebuildGraph(train.plan);
+    this.placeholders = graph.placeholders;
+    this.evaluator = new Evaluator(graph.outputs);
+    this.offsets = [];
+    let offset = 0;
+    for (const shape of train.paramShapes) {
+      this.offsets.push(offset);
+      offset += sizeOf(shape);
+    }
+  }
+
+  /** Forward and backward pass of micro-shard `s`: its gradient and summed loss into slot `s`. */
+  runShard(s: number): void {
+    const { shared } = this;
+    const { features, classes, dtype, paramCount } = shared;
+    const batchSize = shared.control[CONTROL.batchSize];
+    const [lo, hi] = shardBounds(batchSize, shared.shardCount, s);
+    const slot = shared.grads.subarray(s * paramCount, (s + 1) * paramCount);
+    const rows = hi - lo;
+    if (rows === 0) {
+      slot.fill(0);
+      shared.losses[s] = 0;
+      return;
+    }
+    const X = allocateArray(rows * features, dtype);
+    const Y = allocateArray(rows * classes, dtype);
+    for (let r = 0; r < rows; r++) {
+      const row = shared.batch[lo + r];
+      X.set(shared.X.subarray(row * features, (row + 1) * features), r * features);
+      Y.set(shared.Y.subarray(row * classes, (row + 1) * classes), r * classes);
+    }
+    const params = shared.params[Atomics.load(shared.control, CONTROL.current)];
+    const feeds = new Map<(typeof this.placeholders)[number], Tensor>();
+    feeds.set(this.placeholders[0], new Tensor(X, [rows, features]));
+    feeds.set(this.placeholders[1], new Tensor(Y, [rows, classes]));
+    this.train.paramShapes.forEach((shape, i) => {
+      const view = params.subarray(this.offsets[i], this.offsets[i] + sizeOf(shape));
+      feeds.set(this.placeholders[2 + i], new Tensor(view, shape));
+    });
+    const [loss, ...grads] = this.evaluator.run(feeds);
+    shared.losses[s] = loss.data[0];
+    grads.forEach((g, i) => slot.set(g.data, this.offsets[i]));
+  }
+
+  /**
+   * Sums the gradient slots in index order over elements [start, end), scales by 1/batchSize, and
+   * writes the optimizer's update into the next parameter and state buffers.
+   */
+  reduceAndUpdate(start: number, end: number): void {
+    const { shared } = this;
+    const { paramCount, shardCount, grads } = shared;
+    const batchSize = shared.control[CONTROL.batchSize];
+    const cur = Atomics.load(shared.control, CONTROL.current);
+    const next = 1 - cur;
+    const reduced = allocateArray(end - start, shared.dtype);
+    const scale = 1 / batchSize;
+    for (let i = start; i < end; i++) {
+      let g = 0;
+      for (let s = 0; s < shardCount; s++) g += grads[s * paramCount + i];
+      reduced[i - start] = g * scale;
+    }
+    const view = (a: TypedArray) => a.subarray(start, end);
+    applyUpdate(
+      this.optimizer,
+      shared.control[CONTROL.step],
+      view(shared.params[cur]),
+      reduced,
+      shared.state.map((pair) => view(pair[cur])),
+      view(shared.params[next]),
+      shared.state.map((pair) => view(pair[next])),
+    );
+  }
+}

@@ -1,0 +1,96 @@
+/** Models built from the graph API: logistic regression and ReLU MLPs, plus their training plan. */
+import { variable, type Node } from "../graph/node.js";
+import { add, broadcastTo, logSoftmax, matmul, mul, neg, relu, sum } from "../graph/ops/index.js";
+import { gradients } from "../autodiff/gradients.js";
+import { lowerGraph } from "../runtime/plan.js";
+import type { TrainPlan } from "../runtime/shard.js";
+import { allocate, type DType, type Tensor } from "../tensor/tensor.js";
+import type { Rng } from "./random.js";
+
+/** A model's architecture: layer sizes [inputs, ...hidden, classes]; logreg has no hidden layer. */
+export interface ModelSpec {
+  kind: "logreg" | "mlp";
+  sizes: number[];
+}
+
+/** A named parameter shape. */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+}
+
+/** Builds a model spec, validating sizes. Example: `modelSpec("mlp", 784, [128], 10)`. */
+export function modelSpec(
+  kind: ModelSpec["kind"],
+  inputs: number,
+  hidden: readonly number[],
+  classes: number,
+): ModelSpec {
+  const sizes = kind === "logreg" ? [inputs, classes] : [inputs, ...hidden, classes];
+  if (!sizes.every((s) => Number.isInteger(s) && s > 0)) {
+    throw new RangeError(`model ${kind}: layer sizes must be positive integers, got [${sizes}]`);
+  }
+  if (kind === "mlp" && hidden.length === 0)
+    throw new RangeError("model mlp: give at least one hidden layer");
+  return { kind, sizes };
+}
+
+/** Parameter names and shapes in their fixed order: W1, b1, W2, b2, ... */
+export function paramSpecs(spec: ModelSpec): ParamSpec[] {
+  const out: ParamSpec[] = [];
+  for (let l = 1; l < spec.sizes.length; l++) {
+    out.push({ name: `W${l}`, shape: [spec.sizes[l - 1], spec.sizes[l]] });
+    out.push({ name: `b${l}`, shape: [spec.sizes[l]] });
+  }
+  return out;
+}
+
+/**
+ * Initial parameters: He-normal weights before a ReLU, Glorot-uniform for the output layer, zero
+ * biases; drawn from `rng` in a fixed order.
+ */
+export function initParams(spec: ModelSpec, rng: Rng, dtype: DType): Tensor[] {
+  const layers = spec.sizes.length - 1;
+  return paramSpecs(spec).map(({ shape }, i) => {
+    const t = allocate(shape, dtype);
+    if (shape.length === 1) return t;
+    const [fanIn, fanOut] = shape;
+    const isOutput = Math.floor(i / 2) === layers - 1;
+    if (isOutput) {
+      const limit = Math.sqrt(6 / (fanIn + fanOut));
+      for (let k = 0; k < t.size; k++) t.data[k] = rng.uniform(-limit, limit);
+    } else {
+      const std = Math.sqrt(2 / fanIn);
+      for (let k = 0; k < t.size; k++) t.data[k] = rng.normal() * std;
+    }
+    return t;
+  });
+}
+
+/** Logits of the model for inputs X given parameter nodes in paramSpecs order. */
+export function forward(spec: ModelSpec, X: Node, params: readonly Node[]): Node {
+  let h = X;
+  const layers = spec.sizes.length - 1;
+  for (let l = 0; l < layers; l++) {
+    const z = matmul(h, params[2 * l]);
+    const logits = add(z, broadcastTo(params[2 * l + 1], z, { axis: 0 }));
+    h = l < layers - 1 ? relu(logits) : logits;
+  }
+  return h;
+}
+
+/** The graph a training shard runs: placeholders [X, Y, ...params], outputs [lossSum, ...grads]. */
+export function buildTrainPlan(spec: ModelSpec): TrainPlan {
+  const X = variable("X");
+  const Y = variable("Y");
+  const specs = paramSpecs(spec);
+  const params = specs.map((p) => variable(p.name));
+  const logits = forward(spec, X, params);
+  // Summed cross-entropy: shards add up exactly, and the reduction divides by the batch size.
+  const lossSum = neg(sum(mul(Y, logSoftmax(logits))));
+  const grads = gradients(lossSum, params);
+  return {
+    plan: lowerGraph([lossSum, ...grads], [X, Y, ...params]),
+    paramShapes: specs.map((p) => p.shape),
+  };
+}
