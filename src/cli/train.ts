@@ -38,11 +38,11 @@ export function defaultsFor(
     return model === "logreg"
       ? {
           hidden: [],
-          epochs: 30,
+          epochs: 50,
           batchSize: 32,
           lr: 0.01,
           optimizer: "adam",
-          weightDecay: 1e-4,
+          weightDecay: 0.1,
           standardize: true,
         }
       : {
