@@ -75,6 +75,8 @@ export function describe(value: unknown): string {
 
 /** A short label for `node` inside another node's name; long names fall back to `op#id`. */
 export function label(node: Node): string {
+  // Builders compose names before makeNode checks the inputs: a non-Node must reach that check.
+  if (!(node instanceof Node)) return "?";
   return node.name.length <= MAX_NAME ? node.name : `${node.op.name}#${node.id}`;
 }
 

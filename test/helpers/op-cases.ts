@@ -1,0 +1,668 @@
+/**
+ * The one table of op cases (JAX's LAX_GRAD_OPS): every public builder and Node method, with
+ * broadcasting pairs, axes and keepdims, each with an independent reference for its value.
+ * test/graph/ops.test.ts feeds it to the gradient checker; test/graph/semantics.test.ts reuses it
+ * for dtype and op-identity rules.
+ */
+import * as adj from "../../src/index.js";
+import type { Node, Tensor } from "../../src/index.js";
+import { awayFromZero, mulberry32, randomTensor, type GradCheckOptions } from "./gradcheck.js";
+import * as ref from "./reference.js";
+import type { Ref } from "./reference.js";
+
+/** One row of the table. */
+export interface OpCase {
+  /** Test title. */
+  name: string;
+  /** The public builder (or `Node.method`) this case exercises. */
+  builder: string;
+  build: (...xs: Node[]) => Node;
+  /** float64 inputs, one per variable passed to build. */
+  inputs: Tensor[];
+  /** The expected value, computed by the independent reference. */
+  expected: (...xs: Ref[]) => Ref;
+  options?: GradCheckOptions;
+}
+
+const random = mulberry32(20240601);
+/** Uniform in [-1, 1). */
+const R = (...shape: number[]) => randomTensor(random, shape);
+/** Uniform in [0.5, 2): for log, sqrt, fractional powers and denominators. */
+const P = (...shape: number[]) => randomTensor(random, shape, 0.5, 2);
+/** Magnitude in [0.2, 1.5), random sign: away from relu's kink and x^-1's pole. */
+const A = (...shape: number[]) => awayFromZero(random, shape);
+/** Zeros: the value of a Node broadcast target (its gradient must be zeros). */
+const Z = (...shape: number[]) => adj.zeros(shape);
+
+const add = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x + y);
+const sub = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x - y);
+const mul = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x * y);
+const div = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x / y);
+const same = (a: Ref) => ({ shape: [...a.shape], data: [...a.data] });
+
+export const opCases: OpCase[] = [
+  // Element-wise binary ops with broadcasting pairs.
+  {
+    name: "add (2,3)+(3,)",
+    builder: "add",
+    build: adj.add,
+    inputs: [R(2, 3), R(3)],
+    expected: add,
+  },
+  {
+    name: "add (2,3)+(2,3)",
+    builder: "add",
+    build: adj.add,
+    inputs: [R(2, 3), R(2, 3)],
+    expected: add,
+  },
+  {
+    name: "add (2,1)+(1,3)",
+    builder: "add",
+    build: adj.add,
+    inputs: [R(2, 1), R(1, 3)],
+    expected: add,
+  },
+  { name: "add 0-d+(2,3)", builder: "add", build: adj.add, inputs: [R(), R(2, 3)], expected: add },
+  { name: "add 0-d+0-d", builder: "add", build: adj.add, inputs: [R(), R()], expected: add },
+  {
+    name: "add x+x (fan-in)",
+    builder: "add",
+    build: (a) => adj.add(a, a),
+    inputs: [R(2, 2)],
+    expected: (a) => add(a, a),
+  },
+  {
+    name: "sub (3,)-(2,3)",
+    builder: "sub",
+    build: adj.sub,
+    inputs: [R(3), R(2, 3)],
+    expected: sub,
+  },
+  { name: "sub (2,3)-0-d", builder: "sub", build: adj.sub, inputs: [R(2, 3), R()], expected: sub },
+  {
+    name: "sub (4,1,3)-(2,1)",
+    builder: "sub",
+    build: adj.sub,
+    inputs: [R(4, 1, 3), R(2, 1)],
+    expected: sub,
+  },
+  {
+    name: "mul (2,1)*(1,3)",
+    builder: "mul",
+    build: adj.mul,
+    inputs: [R(2, 1), R(1, 3)],
+    expected: mul,
+  },
+  {
+    name: "mul (2,3)*(2,3)",
+    builder: "mul",
+    build: adj.mul,
+    inputs: [R(2, 3), R(2, 3)],
+    expected: mul,
+  },
+  { name: "mul 0-d*(2,3)", builder: "mul", build: adj.mul, inputs: [R(), R(2, 3)], expected: mul },
+  {
+    name: "mul (3,)*(2,3)",
+    builder: "mul",
+    build: adj.mul,
+    inputs: [R(3), R(2, 3)],
+    expected: mul,
+  },
+  {
+    name: "mul x*x (fan-in)",
+    builder: "mul",
+    build: (a) => adj.mul(a, a),
+    inputs: [R(3)],
+    expected: (a) => mul(a, a),
+  },
+  {
+    name: "div (4,1,3)/(2,3)",
+    builder: "div",
+    build: adj.div,
+    inputs: [R(4, 1, 3), P(2, 3)],
+    expected: div,
+  },
+  {
+    name: "div (2,3)/(3,)",
+    builder: "div",
+    build: adj.div,
+    inputs: [R(2, 3), P(3)],
+    expected: div,
+  },
+  { name: "div 0-d/(2,3)", builder: "div", build: adj.div, inputs: [R(), A(2, 3)], expected: div },
+  { name: "div (2,3)/0-d", builder: "div", build: adj.div, inputs: [R(2, 3), P()], expected: div },
+  {
+    name: "neg (2,3)",
+    builder: "neg",
+    build: adj.neg,
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => -x),
+  },
+  {
+    name: "neg 0-d",
+    builder: "neg",
+    build: adj.neg,
+    inputs: [R()],
+    expected: (a) => ref.map(a, (x) => -x),
+  },
+
+  // Constants.
+  {
+    name: "addByConst 2.5",
+    builder: "addByConst",
+    build: (a) => adj.addByConst(a, 2.5),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => x + 2.5),
+  },
+  {
+    name: "addByConst 0-d",
+    builder: "addByConst",
+    build: (a) => adj.addByConst(a, -1),
+    inputs: [R()],
+    expected: (a) => ref.map(a, (x) => x - 1),
+  },
+  {
+    name: "mulByConst -3",
+    builder: "mulByConst",
+    build: (a) => adj.mulByConst(a, -3),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => -3 * x),
+  },
+  {
+    name: "divByConst 4",
+    builder: "divByConst",
+    build: (a) => adj.divByConst(a, 4),
+    inputs: [R(3, 2)],
+    expected: (a) => ref.map(a, (x) => x / 4),
+  },
+
+  // matmul: all four transpose combinations, rectangular.
+  {
+    name: "matmul (2,3)@(3,4)",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b),
+    inputs: [R(2, 3), R(3, 4)],
+    expected: (a, b) => ref.matmul(a, b),
+  },
+  {
+    name: "matmul transA (3,2)ᵀ@(3,4)",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b, { transA: true }),
+    inputs: [R(3, 2), R(3, 4)],
+    expected: (a, b) => ref.matmul(a, b, true, false),
+  },
+  {
+    name: "matmul transB (2,3)@(4,3)ᵀ",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b, { transB: true }),
+    inputs: [R(2, 3), R(4, 3)],
+    expected: (a, b) => ref.matmul(a, b, false, true),
+  },
+  {
+    name: "matmul transA transB (3,2)ᵀ@(4,3)ᵀ",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b, { transA: true, transB: true }),
+    inputs: [R(3, 2), R(4, 3)],
+    expected: (a, b) => ref.matmul(a, b, true, true),
+  },
+  {
+    name: "matmul x@xᵀ (fan-in)",
+    builder: "matmul",
+    build: (a) => adj.matmul(a, a, { transB: true }),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.matmul(a, a, false, true),
+  },
+
+  // zerosLike / onesLike: zero gradients, alone and inside a graph.
+  {
+    name: "zerosLike",
+    builder: "zerosLike",
+    build: adj.zerosLike,
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, () => 0),
+  },
+  {
+    name: "onesLike",
+    builder: "onesLike",
+    build: adj.onesLike,
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, () => 1),
+  },
+  {
+    name: "x*onesLike(x)+zerosLike(x)",
+    builder: "onesLike",
+    build: (a) => adj.add(adj.mul(a, adj.onesLike(a)), adj.zerosLike(a)),
+    inputs: [R(3)],
+    expected: same,
+  },
+
+  // Unary functions.
+  {
+    name: "exp",
+    builder: "exp",
+    build: adj.exp,
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, Math.exp),
+  },
+  {
+    name: "exp 0-d",
+    builder: "exp",
+    build: adj.exp,
+    inputs: [R()],
+    expected: (a) => ref.map(a, Math.exp),
+  },
+  {
+    name: "log (positive)",
+    builder: "log",
+    build: adj.log,
+    inputs: [P(2, 3)],
+    expected: (a) => ref.map(a, Math.log),
+  },
+  {
+    name: "sqrt (positive)",
+    builder: "sqrt",
+    build: adj.sqrt,
+    inputs: [P(2, 3)],
+    expected: (a) => ref.map(a, Math.sqrt),
+  },
+  {
+    name: "relu (away from 0)",
+    builder: "relu",
+    build: adj.relu,
+    inputs: [A(3, 4)],
+    expected: (a) => ref.map(a, (x) => (x > 0 ? x : 0)),
+  },
+  {
+    name: "sigmoid",
+    builder: "sigmoid",
+    build: adj.sigmoid,
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => 1 / (1 + Math.exp(-x))),
+  },
+  {
+    name: "sigmoid of ±30",
+    builder: "sigmoid",
+    build: (a) => adj.sigmoid(adj.mulByConst(a, 30)),
+    inputs: [A(4)],
+    expected: (a) => ref.map(a, (x) => 1 / (1 + Math.exp(-30 * x))),
+    options: { rtol: 1e-4 },
+  },
+  {
+    name: "tanh",
+    builder: "tanh",
+    build: adj.tanh,
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, Math.tanh),
+  },
+  {
+    name: "pow 2",
+    builder: "pow",
+    build: (a) => adj.pow(a, 2),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => x * x),
+  },
+  {
+    name: "pow 3",
+    builder: "pow",
+    build: (a) => adj.pow(a, 3),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => x * x * x),
+  },
+  {
+    name: "pow 0.5 (positive)",
+    builder: "pow",
+    build: (a) => adj.pow(a, 0.5),
+    inputs: [P(2, 3)],
+    expected: (a) => ref.map(a, Math.sqrt),
+  },
+  {
+    name: "pow -1 (away from 0)",
+    builder: "pow",
+    build: (a) => adj.pow(a, -1),
+    inputs: [A(2, 3)],
+    expected: (a) => ref.map(a, (x) => 1 / x),
+  },
+  { name: "pow 1", builder: "pow", build: (a) => adj.pow(a, 1), inputs: [R(3)], expected: same },
+  {
+    name: "pow 0",
+    builder: "pow",
+    build: (a) => adj.pow(a, 0),
+    inputs: [R(3)],
+    expected: (a) => ref.map(a, () => 1),
+  },
+
+  // Reductions: no axis, axis, negative axis, axis list, keepdims, 0-d.
+  ...reductionCases("sum", adj.sum, ref.folds.sum),
+  ...reductionCases("mean", adj.mean, ref.folds.mean),
+  ...reductionCases("max", adj.max, ref.folds.max),
+  ...reductionCases("logsumexp", adj.logsumexp, ref.folds.logsumexp),
+
+  // Composites.
+  {
+    name: "logSoftmax default axis",
+    builder: "logSoftmax",
+    build: (a) => adj.logSoftmax(a),
+    inputs: [R(2, 4)],
+    expected: (a) => ref.logSoftmax(a),
+  },
+  {
+    name: "logSoftmax axis 0",
+    builder: "logSoftmax",
+    build: (a) => adj.logSoftmax(a, { axis: 0 }),
+    inputs: [R(3, 2)],
+    expected: (a) => ref.logSoftmax(a, 0),
+  },
+  {
+    name: "logSoftmax rank 3 axis 1",
+    builder: "logSoftmax",
+    build: (a) => adj.logSoftmax(a, { axis: 1 }),
+    inputs: [R(2, 3, 2)],
+    expected: (a) => ref.logSoftmax(a, 1),
+  },
+  {
+    name: "softmax default axis",
+    builder: "softmax",
+    build: (a) => adj.softmax(a),
+    inputs: [R(2, 4)],
+    expected: (a) => ref.map(ref.logSoftmax(a), Math.exp),
+  },
+  {
+    name: "softmax axis 0",
+    builder: "softmax",
+    build: (a) => adj.softmax(a, { axis: 0 }),
+    inputs: [R(3, 2)],
+    expected: (a) => ref.map(ref.logSoftmax(a, 0), Math.exp),
+  },
+  {
+    name: "softmax (4,)",
+    builder: "softmax",
+    build: (a) => adj.softmax(a),
+    inputs: [R(4)],
+    expected: (a) => ref.map(ref.logSoftmax(a), Math.exp),
+  },
+
+  // Shape ops.
+  {
+    name: "broadcastTo (3,) -> [2,3]",
+    builder: "broadcastTo",
+    build: (a) => adj.broadcastTo(a, [2, 3]),
+    inputs: [R(3)],
+    expected: (a) => ref.broadcastTo(a, [2, 3]),
+  },
+  {
+    name: "broadcastTo (3,) -> Node (2,3), axis 0",
+    builder: "broadcastTo",
+    build: (a, t) => adj.broadcastTo(a, t, { axis: 0 }),
+    inputs: [R(3), Z(2, 3)],
+    expected: (a) => ref.broadcastTo(a, [2, 3], 0),
+  },
+  {
+    name: "broadcastTo (4,) -> Node (4,3), axis 1",
+    builder: "broadcastTo",
+    build: (a, t) => adj.broadcastTo(a, t, { axis: 1 }),
+    inputs: [R(4), Z(4, 3)],
+    expected: (a) => ref.broadcastTo(a, [4, 3], 1),
+  },
+  {
+    name: "broadcastTo (4,) -> [4,3], axis 1",
+    builder: "broadcastTo",
+    build: (a) => adj.broadcastTo(a, [4, 3], { axis: 1 }),
+    inputs: [R(4)],
+    expected: (a) => ref.broadcastTo(a, [4, 3], 1),
+  },
+  {
+    name: "broadcastTo (4,) -> [4,3], axis -1",
+    builder: "broadcastTo",
+    build: (a) => adj.broadcastTo(a, [4, 3], { axis: -1 }),
+    inputs: [R(4)],
+    expected: (a) => ref.broadcastTo(a, [4, 3], 1),
+  },
+  {
+    name: "broadcastTo (2,) -> [2,3,2], axis 1",
+    builder: "broadcastTo",
+    build: (a) => adj.broadcastTo(a, [2, 3, 2], { axis: 1 }),
+    inputs: [R(2)],
+    expected: (a) => ref.broadcastTo(a, [2, 3, 2], 1),
+  },
+  {
+    name: "broadcastTo 0-d -> [2,3]",
+    builder: "broadcastTo",
+    build: (a) => adj.broadcastTo(a, [2, 3]),
+    inputs: [R()],
+    expected: (a) => ref.broadcastTo(a, [2, 3]),
+  },
+  {
+    name: "broadcastTo 0-d -> Node (3,2)",
+    builder: "broadcastTo",
+    build: (a, t) => adj.broadcastTo(a, t),
+    inputs: [R(), Z(3, 2)],
+    expected: (a) => ref.broadcastTo(a, [3, 2]),
+  },
+  {
+    name: "broadcastTo (2,1) -> [2,3], same rank, axis ignored",
+    builder: "broadcastTo",
+    build: (a) => adj.broadcastTo(a, [2, 3], { axis: 1 }),
+    inputs: [R(2, 1)],
+    expected: (a) => ref.broadcastTo(a, [2, 3]),
+  },
+  {
+    name: "expandDims axis 0",
+    builder: "expandDims",
+    build: (a) => adj.expandDims(a, 0),
+    inputs: [R(3)],
+    expected: (a) => ref.reshape(a, [1, 3]),
+  },
+  {
+    name: "expandDims axis 1",
+    builder: "expandDims",
+    build: (a) => adj.expandDims(a, 1),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.reshape(a, [2, 1, 3]),
+  },
+  {
+    name: "expandDims axis -1",
+    builder: "expandDims",
+    build: (a) => adj.expandDims(a, -1),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.reshape(a, [2, 3, 1]),
+  },
+  {
+    name: "expandDims 0-d",
+    builder: "expandDims",
+    build: (a) => adj.expandDims(a, 0),
+    inputs: [R()],
+    expected: (a) => ref.reshape(a, [1]),
+  },
+  {
+    name: "reshape (2,3) -> [3,2]",
+    builder: "reshape",
+    build: (a) => adj.reshape(a, [3, 2]),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.reshape(a, [3, 2]),
+  },
+  {
+    name: "reshape (2,3) -> [-1]",
+    builder: "reshape",
+    build: (a) => adj.reshape(a, [-1]),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.reshape(a, [-1]),
+  },
+  {
+    name: "reshape (6,) -> [2,-1,1]",
+    builder: "reshape",
+    build: (a) => adj.reshape(a, [2, -1, 1]),
+    inputs: [R(6)],
+    expected: (a) => ref.reshape(a, [2, -1, 1]),
+  },
+  {
+    name: "reshape 0-d -> [1,1]",
+    builder: "reshape",
+    build: (a) => adj.reshape(a, [1, 1]),
+    inputs: [R()],
+    expected: (a) => ref.reshape(a, [1, 1]),
+  },
+  {
+    name: "transpose 2-D default",
+    builder: "transpose",
+    build: (a) => adj.transpose(a),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.transpose(a),
+  },
+  {
+    name: "transpose rank 3 default",
+    builder: "transpose",
+    build: (a) => adj.transpose(a),
+    inputs: [R(2, 3, 4)],
+    expected: (a) => ref.transpose(a),
+  },
+  {
+    name: "transpose rank 3 [1,0,2]",
+    builder: "transpose",
+    build: (a) => adj.transpose(a, [1, 0, 2]),
+    inputs: [R(2, 3, 4)],
+    expected: (a) => ref.transpose(a, [1, 0, 2]),
+  },
+  {
+    name: "transpose rank 3 [2,0,1]",
+    builder: "transpose",
+    build: (a) => adj.transpose(a, [2, 0, 1]),
+    inputs: [R(2, 3, 4)],
+    expected: (a) => ref.transpose(a, [2, 0, 1]),
+  },
+  {
+    name: "transpose rank 3 [-1,0,1]",
+    builder: "transpose",
+    build: (a) => adj.transpose(a, [-1, 0, 1]),
+    inputs: [R(2, 3, 4)],
+    expected: (a) => ref.transpose(a, [2, 0, 1]),
+  },
+
+  // Node methods.
+  {
+    name: "a.add(b)",
+    builder: "Node.add",
+    build: (a, b) => a.add(b),
+    inputs: [R(2, 3), R(3)],
+    expected: add,
+  },
+  {
+    name: "a.add(2)",
+    builder: "Node.add",
+    build: (a) => a.add(2),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => x + 2),
+  },
+  {
+    name: "a.sub(b)",
+    builder: "Node.sub",
+    build: (a, b) => a.sub(b),
+    inputs: [R(2, 1), R(1, 3)],
+    expected: sub,
+  },
+  {
+    name: "a.sub(3)",
+    builder: "Node.sub",
+    build: (a) => a.sub(3),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => x - 3),
+  },
+  {
+    name: "a.mul(b)",
+    builder: "Node.mul",
+    build: (a, b) => a.mul(b),
+    inputs: [R(2, 3), R()],
+    expected: mul,
+  },
+  {
+    name: "a.mul(-2)",
+    builder: "Node.mul",
+    build: (a) => a.mul(-2),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => -2 * x),
+  },
+  {
+    name: "a.div(b)",
+    builder: "Node.div",
+    build: (a, b) => a.div(b),
+    inputs: [R(2, 3), P(2, 1)],
+    expected: div,
+  },
+  {
+    name: "a.div(4)",
+    builder: "Node.div",
+    build: (a) => a.div(4),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => x / 4),
+  },
+  {
+    name: "a.neg()",
+    builder: "Node.neg",
+    build: (a) => a.neg(),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.map(a, (x) => -x),
+  },
+  {
+    name: "a.matmul(b)",
+    builder: "Node.matmul",
+    build: (a, b) => a.matmul(b),
+    inputs: [R(2, 3), R(3, 2)],
+    expected: (a, b) => ref.matmul(a, b),
+  },
+  {
+    name: "a.matmul(b, {transA, transB})",
+    builder: "Node.matmul",
+    build: (a, b) => a.matmul(b, { transA: true, transB: true }),
+    inputs: [R(3, 2), R(4, 3)],
+    expected: (a, b) => ref.matmul(a, b, true, true),
+  },
+  {
+    name: "chained a.mul(b).add(1).div(b).sub(a)",
+    builder: "Node.add",
+    build: (a, b) => a.mul(b).add(1).div(b).sub(a),
+    inputs: [R(2, 3), P(3)],
+    expected: (a, b) =>
+      sub(
+        div(
+          ref.map(mul(a, b), (x) => x + 1),
+          b,
+        ),
+        a,
+      ),
+  },
+];
+
+function reductionCases(
+  builder: string,
+  reduce: (x: Node, options?: adj.ReduceOptions) => Node,
+  fold: (values: number[]) => number,
+): OpCase[] {
+  const variants: {
+    label: string;
+    axis?: number | number[];
+    keepdims?: boolean;
+    shape: number[];
+  }[] = [
+    { label: "no axis", shape: [2, 3] },
+    { label: "no axis, keepdims", keepdims: true, shape: [2, 3] },
+    { label: "axis 0", axis: 0, shape: [2, 3] },
+    { label: "axis 1", axis: 1, shape: [2, 3] },
+    { label: "axis -1, keepdims", axis: -1, keepdims: true, shape: [2, 3] },
+    { label: "axis -2", axis: -2, shape: [3, 2, 2] },
+    { label: "axis [0,2]", axis: [0, 2], shape: [2, 3, 2] },
+    { label: "axis [2,-3], keepdims", axis: [2, -3], keepdims: true, shape: [2, 3, 2] },
+    { label: "0-d", shape: [] },
+    { label: "(4,) no axis", shape: [4] },
+  ];
+  return variants.map(({ label, axis, keepdims, shape }) => ({
+    name: `${builder} ${label}`,
+    builder,
+    build: (a: Node) =>
+      reduce(a, {
+        ...(axis === undefined ? {} : { axis }),
+        ...(keepdims === undefined ? {} : { keepdims }),
+      }),
+    inputs: [R(...shape)],
+    expected: (a: Ref) => ref.reduce(a, fold, axis, keepdims),
+  }));
+}
