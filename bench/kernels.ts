@@ -1,0 +1,185 @@
+/**
+ * Kernel benchmark (`npm run bench:kernels`): fp32 matmul GFLOP/s and element-wise add GB/s for
+ * the js and wasm backends side by side in one process, 1 thread; prints markdown tables.
+ */
+import { Bench } from "tinybench";
+import type { Backend } from "../src/tensor/backend.js";
+import { jsBackend } from "../src/tensor/kernels/js.js";
+import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
+import { tensor, type Tensor } from "../src/tensor/tensor.js";
+
+/** One matmul case: op(A) @ op(B) with op(A) m x k and op(B) k x n. */
+interface MatmulCase {
+  label: string;
+  m: number;
+  k: number;
+  n: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+const square = [64, 128, 256, 512, 1024].map((s): MatmulCase => ({
+  label: `${s}²`,
+  m: s,
+  k: s,
+  n: s,
+  transA: false,
+  transB: false,
+}));
+const transposed = (
+  [
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const
+).map(([transA, transB]): MatmulCase => ({
+  label: `256² ${transA ? "Aᵀ" : "A"}${transB ? "Bᵀ" : "B"}`,
+  m: 256,
+  k: 256,
+  n: 256,
+  transA,
+  transB,
+}));
+// MLP 784-256-10 at batch 128: forward x@W1, h@W2; backward W1ᵀ-free forms as the trainer uses.
+const mlp: MatmulCase[] = [
+  { label: "fwd x@W1 128x784 @ 784x256", m: 128, k: 784, n: 256, transA: false, transB: false },
+  { label: "fwd h@W2 128x256 @ 256x10", m: 128, k: 256, n: 10, transA: false, transB: false },
+  {
+    label: "bwd dW1 = xᵀ@dh (784x128 @ 128x256)",
+    m: 784,
+    k: 128,
+    n: 256,
+    transA: true,
+    transB: false,
+  },
+  {
+    label: "bwd dW2 = hᵀ@dy (256x128 @ 128x10)",
+    m: 256,
+    k: 128,
+    n: 10,
+    transA: true,
+    transB: false,
+  },
+  {
+    label: "bwd dh = dy@W2ᵀ (128x10 @ 10x256)",
+    m: 128,
+    k: 10,
+    n: 256,
+    transA: false,
+    transB: true,
+  },
+  {
+    label: "bwd dx = dh@W1ᵀ (128x256 @ 256x784)",
+    m: 128,
+    k: 256,
+    n: 784,
+    transA: false,
+    transB: true,
+  },
+];
+
+/** Uniform float32 values in [-1, 1) from a fixed linear congruential sequence. */
+function randomTensor(shape: number[], seed: number): Tensor {
+  const size = shape[0] * shape[1];
+  const data = new Float32Array(size);
+  let s = seed >>> 0;
+  for (let i = 0; i < size; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    data[i] = s / 2 ** 31 - 1;
+  }
+  return tensor(data, { shape });
+}
+
+/** Mean seconds per call of `fn`, measured by tinybench within roughly `budgetMs`. */
+async function secondsPerCall(name: string, fn: () => void, estimate: number): Promise<number> {
+  // Cheap calls get many iterations in 150 ms; multi-second calls (js at 1024²) run twice.
+  const bench = new Bench({
+    time: 150,
+    iterations: estimate > 0.2 ? 2 : 5,
+    warmupTime: estimate > 0.2 ? 0 : 30,
+    warmupIterations: estimate > 0.2 ? 1 : 5,
+  });
+  bench.add(name, fn);
+  await bench.run();
+  const result = bench.tasks[0].result;
+  if (result.state !== "completed") throw new Error(`bench ${name}: ${result.state}`);
+  return result.latency.mean / 1000;
+}
+
+/** GFLOP/s of one backend on one case. */
+async function matmulRate(backend: Backend, c: MatmulCase): Promise<number> {
+  const a = randomTensor(c.transA ? [c.k, c.m] : [c.m, c.k], 1);
+  const b = randomTensor(c.transB ? [c.n, c.k] : [c.k, c.n], 2);
+  const flops = 2 * c.m * c.n * c.k;
+  const start = performance.now();
+  backend.matmul(a, b, c.transA, c.transB);
+  const estimate = (performance.now() - start) / 1000;
+  const seconds = await secondsPerCall(
+    `${backend.name} ${c.label}`,
+    () => {
+      backend.matmul(a, b, c.transA, c.transB);
+    },
+    estimate,
+  );
+  return flops / seconds / 1e9;
+}
+
+async function matmulTable(title: string, cases: MatmulCase[], backends: Backend[]): Promise<void> {
+  console.log(`\n### ${title}\n`);
+  console.log(`| shape | ${backends.map((b) => `${b.name} GFLOP/s`).join(" | ")} | wasm/js |`);
+  console.log(`|---|${backends.map(() => "---:").join("|")}|---:|`);
+  for (const c of cases) {
+    const rates: number[] = [];
+    for (const backend of backends) rates.push(await matmulRate(backend, c));
+    const ratio = rates[rates.length - 1] / rates[0];
+    console.log(
+      `| ${c.label} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ${ratio.toFixed(1)}x |`,
+    );
+  }
+}
+
+async function addTable(backends: Backend[]): Promise<void> {
+  console.log("\n### add fp32 (same shapes; GB/s counts 2 reads + 1 write)\n");
+  console.log(`| elements | ${backends.map((b) => `${b.name} GB/s`).join(" | ")} | wasm/js |`);
+  console.log(`|---|${backends.map(() => "---:").join("|")}|---:|`);
+  for (const shape of [
+    [500, 1],
+    [128, 256],
+    [1024, 1024],
+  ]) {
+    const x = randomTensor(shape, 3);
+    const y = randomTensor(shape, 4);
+    const rates: number[] = [];
+    for (const backend of backends) {
+      const seconds = await secondsPerCall(
+        `${backend.name} add`,
+        () => {
+          backend.binary("add", x, y);
+        },
+        0,
+      );
+      rates.push((3 * 4 * x.size) / seconds / 1e9);
+    }
+    const ratio = rates[rates.length - 1] / rates[0];
+    console.log(
+      `| ${x.size} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ${ratio.toFixed(1)}x |`,
+    );
+  }
+}
+
+/** Runs each backend's matmul for 0.5 s so V8 has tiered the WASM code up (Liftoff to TurboFan). */
+function warmUp(backends: Backend[]): void {
+  const a = randomTensor([128, 128], 5);
+  for (const backend of backends) {
+    const end = performance.now() + 500;
+    while (performance.now() < end) backend.matmul(a, a, false, false);
+  }
+}
+
+const backends = [jsBackend, createWasmBackend()];
+warmUp(backends);
+console.log(`node ${process.version}, 1 thread, fp32; backends: ${backends.map((b) => b.name)}`);
+await matmulTable("matmul fp32, square", square, backends);
+await matmulTable("matmul fp32, transposes", transposed, backends);
+await matmulTable("matmul fp32, MLP 784-256-10 at batch 128", mlp, backends);
+await addTable(backends);

@@ -1,0 +1,196 @@
+/** The WASM SIMD backend against the reference jsBackend and a float64 reference. */
+import { describe, expect, it } from "vitest";
+import type { BinaryKind } from "../../src/tensor/backend.js";
+import { jsBackend } from "../../src/tensor/kernels/js.js";
+import {
+  createWasmBackend,
+  loadWasmBackend,
+  wasmSimdSupported,
+} from "../../src/tensor/kernels/wasm.js";
+import { tensor, type DType, type Tensor } from "../../src/tensor/tensor.js";
+
+const wasm = createWasmBackend();
+
+/** Deterministic uniform values in [-1, 1) (mulberry32). */
+function random(size: number, seed: number): number[] {
+  let s = seed >>> 0;
+  const out = new Array<number>(size);
+  for (let i = 0; i < size; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+function randomTensor(shape: number[], dtype: DType, seed: number): Tensor {
+  const size = shape.reduce((p, d) => p * d, 1);
+  return tensor(random(size, seed), { shape, dtype });
+}
+
+/** Element (i, j) of op(x) for a 2-D row-major x. */
+function at(x: Tensor, trans: boolean, i: number, j: number): number {
+  return trans ? x.data[j * x.shape[1] + i] : x.data[i * x.shape[1] + j];
+}
+
+/** op(a) @ op(b) in float64 and, per element, sum |a||b| (the scale of its rounding error). */
+function reference(a: Tensor, b: Tensor, transA: boolean, transB: boolean, m: number, n: number) {
+  const k = transA ? a.shape[0] : a.shape[1];
+  const value = new Float64Array(m * n);
+  const scale = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      let abs = 0;
+      for (let p = 0; p < k; p++) {
+        const prod = at(a, transA, i, p) * at(b, transB, p, j);
+        s += prod;
+        abs += Math.abs(prod);
+      }
+      value[i * n + j] = s;
+      scale[i * n + j] = abs;
+    }
+  }
+  return { value, scale };
+}
+
+/** Operands for op(a) @ op(b) of an (m x k) @ (k x n) product. */
+function operands(
+  [m, k, n]: readonly number[],
+  transA: boolean,
+  transB: boolean,
+  dtype: DType,
+  seed: number,
+): [Tensor, Tensor] {
+  const a = randomTensor(transA ? [k, m] : [m, k], dtype, seed);
+  const b = randomTensor(transB ? [n, k] : [k, n], dtype, seed + 1);
+  return [a, b];
+}
+
+const sizes: readonly (readonly [number, number, number])[] = [
+  [1, 1, 1],
+  [3, 5, 7],
+  [2, 9, 3],
+  [17, 33, 65],
+  [128, 64, 96],
+  [70, 300, 9], // crosses the 256 K-block and the 64-row block, odd panel width
+  [5, 257, 130],
+];
+const transposes: readonly (readonly [boolean, boolean])[] = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+];
+
+describe("wasm backend", () => {
+  it("is available here", () => {
+    expect(wasmSimdSupported()).toBe(true);
+    expect(wasm.name).toBe("wasm");
+    expect(loadWasmBackend().name).toBe("wasm");
+  });
+
+  it("createWasmBackend throws on bytes that are not a kernels module", () => {
+    expect(() => createWasmBackend(new Uint8Array([0, 1, 2, 3]))).toThrow();
+  });
+
+  for (const [transA, transB] of transposes) {
+    for (const size of sizes) {
+      const [m, k, n] = size;
+      const label = `${m}x${k}x${n} transA=${transA} transB=${transB}`;
+
+      it(`matmul float32 ${label} matches a float64 reference`, () => {
+        const [a, b] = operands(size, transA, transB, "float32", m * 1000 + k * 10 + n);
+        const got = wasm.matmul(a, b, transA, transB);
+        const js = jsBackend.matmul(a, b, transA, transB);
+        expect(got.dtype).toBe("float32");
+        expect(got.shape).toEqual([m, n]);
+        const { value, scale } = reference(a, b, transA, transB, m, n);
+        for (let i = 0; i < m * n; i++) {
+          const tolerance = 1e-5 * scale[i] + 1e-30;
+          expect(Math.abs(got.data[i] - value[i])).toBeLessThanOrEqual(tolerance);
+          expect(Math.abs(got.data[i] - js.data[i])).toBeLessThanOrEqual(2 * tolerance);
+        }
+      });
+
+      it(`matmul float64 ${label} matches the js backend`, () => {
+        const [a, b] = operands(size, transA, transB, "float64", m * 7 + k * 3 + n);
+        const got = wasm.matmul(a, b, transA, transB);
+        const js = jsBackend.matmul(a, b, transA, transB);
+        expect(got.dtype).toBe("float64");
+        expect(got.shape).toEqual([m, n]);
+        const { scale } = reference(a, b, transA, transB, m, n);
+        for (let i = 0; i < m * n; i++) {
+          expect(Math.abs(got.data[i] - js.data[i])).toBeLessThanOrEqual(1e-12 * scale[i]);
+        }
+      });
+    }
+  }
+
+  it("matmul is deterministic: repeated runs are bitwise equal", () => {
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const [transA, transB] of transposes) {
+        const [a, b] = operands([70, 300, 33], transA, transB, dtype, 42);
+        const first = wasm.matmul(a, b, transA, transB);
+        wasm.matmul(...operands([128, 64, 96], false, false, dtype, 7), false, false);
+        const second = wasm.matmul(a, b, transA, transB);
+        expect(Buffer.from(second.data.buffer).equals(Buffer.from(first.data.buffer))).toBe(true);
+        const other = createWasmBackend().matmul(a, b, transA, transB);
+        expect(Buffer.from(other.data.buffer).equals(Buffer.from(first.data.buffer))).toBe(true);
+      }
+    }
+  });
+
+  it("matmul mixes dtypes into float64 and handles empty dimensions", () => {
+    const [a, b] = operands([6, 10, 5], false, false, "float32", 3);
+    const b64 = b.clone({ dtype: "float64" });
+    const got = wasm.matmul(a, b64, false, false);
+    const js = jsBackend.matmul(a, b64, false, false);
+    expect(got.dtype).toBe("float64");
+    for (let i = 0; i < got.size; i++) expect(got.data[i]).toBeCloseTo(js.data[i], 12);
+
+    const zeroK = wasm.matmul(
+      randomTensor([3, 0], "float32", 1),
+      randomTensor([0, 4], "float32", 2),
+      false,
+      false,
+    );
+    expect(zeroK.shape).toEqual([3, 4]);
+    expect([...zeroK.data]).toEqual(new Array(12).fill(0));
+    const zeroM = wasm.matmul(
+      randomTensor([0, 3], "float64", 1),
+      randomTensor([3, 4], "float64", 2),
+      false,
+      false,
+    );
+    expect(zeroM.shape).toEqual([0, 4]);
+  });
+
+  it("matmul names the shapes when inner dimensions differ", () => {
+    const a = randomTensor([2, 3], "float32", 1);
+    const b = randomTensor([4, 5], "float32", 2);
+    expect(() => wasm.matmul(a, b, false, false)).toThrow("[2,3] @ [4,5]");
+  });
+
+  it("binary kernels equal the js backend bitwise (same shapes), broadcasting delegates", () => {
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const kind of ["add", "sub", "mul", "div"] as BinaryKind[]) {
+        for (const shape of [[3], [7, 13], [128, 257]]) {
+          const x = randomTensor(shape, dtype, 11);
+          const y = randomTensor(shape, dtype, 12);
+          const got = wasm.binary(kind, x, y);
+          const js = jsBackend.binary(kind, x, y);
+          expect(got.shape).toEqual(shape);
+          expect(got.dtype).toBe(dtype);
+          expect(Buffer.from(got.data.buffer).equals(Buffer.from(js.data.buffer))).toBe(true);
+        }
+      }
+      const x = randomTensor([64, 10], dtype, 1);
+      const bias = randomTensor([10], dtype, 2);
+      expect([...wasm.binary("add", x, bias).data]).toEqual([
+        ...jsBackend.binary("add", x, bias).data,
+      ]);
+    }
+  });
+});
