@@ -1,0 +1,184 @@
+/**
+ * The worker-pool step engine: piscina workers run the micro-shards of each step over shared
+ * memory, then reduce and update parameter slices; the main thread only orchestrates.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { Piscina } from "piscina";
+import { BARRIER, PHASE, type FaultInjection, type WorkerTask } from "../../runtime/protocol.js";
+import { CONTROL, type SharedState, type TrainPlan } from "../../runtime/shard.js";
+import type { OptimizerConfig } from "../../tensor/kernels/optimizer.js";
+import { packageRoot } from "../data.js";
+import type { EngineFactory, StepEngine } from "../engine.js";
+
+/** How the main thread starts phases: an Atomics barrier, or one piscina task per worker. */
+export type StepProtocol = "barrier" | "tasks";
+
+/** Options of the pool engine. */
+export interface PoolOptions {
+  threads: number;
+  protocol?: StepProtocol;
+  /** A step that takes longer fails with a timeout error (default 120 s). */
+  stepTimeoutMs?: number;
+  /** Injects a fault in a worker (tests of the failure paths). */
+  fault?: FaultInjection;
+}
+
+/** The compiled worker script; `npm run build` produces it. */
+export function workerScript(): string {
+  const path = join(packageRoot(), "dist", "workers", "shard-worker.js");
+  if (!existsSync(path))
+    throw new Error(`worker script ${path} is missing: run "npm run build" first`);
+  return path;
+}
+
+/** A step failure that names the failing part; the pool is destroyed before it is thrown. */
+export class StepError extends Error {
+  /** Wraps `cause` with the step number in the message. */
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = "StepError";
+    if (cause instanceof Error && cause.stack)
+      this.stack = `${this.stack}\ncaused by: ${cause.stack}`;
+  }
+}
+
+/** Steps on a warm piscina pool; any failure destroys the pool and rejects every later step. */
+export class PoolEngine implements StepEngine {
+  readonly threads: number;
+  readonly protocol: StepProtocol;
+  private readonly pool: Piscina<WorkerTask, number>;
+  private readonly control: Int32Array;
+  private readonly timeoutMs: number;
+  private loops: Promise<number>[] = [];
+  private failure: Promise<never> | undefined;
+  private broken: Error | undefined;
+  private closed = false;
+
+  /** Starts `threads` workers (minThreads = maxThreads, never idle-terminated). */
+  constructor(
+    shared: SharedState,
+    train: TrainPlan,
+    optimizer: OptimizerConfig,
+    options: PoolOptions,
+  ) {
+    this.threads = options.threads;
+    this.protocol = options.protocol ?? "barrier";
+    this.timeoutMs = options.stepTimeoutMs ?? 120_000;
+    this.control = shared.control;
+    this.pool = new Piscina<WorkerTask, number>({
+      filename: workerScript(),
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      idleTimeout: Infinity,
+      concurrentTasksPerWorker: 1,
+      workerData: { train, shared, optimizer, fault: options.fault },
+    });
+    if (this.protocol === "barrier") {
+      Atomics.store(this.control, BARRIER.abort, 0);
+      const generation = Atomics.load(this.control, BARRIER.generation);
+      this.loops = Array.from({ length: this.threads }, (_, worker) =>
+        this.pool.run({ kind: "loop", worker, threads: this.threads, generation }),
+      );
+      // A loop task settles only on exit or failure: turn an early settle into a step failure.
+      this.failure = Promise.race(
+        this.loops.map((loop, worker) =>
+          loop.then(
+            () => Promise.reject(new Error(`worker ${worker} left the step loop`)),
+            (error: unknown) => Promise.reject(error),
+          ),
+        ),
+      );
+      this.failure.catch(() => {}); // observed in step(); never an unhandled rejection
+    }
+  }
+
+  /** One synchronous step: the shard phase, then the reduce-and-update phase. */
+  async step(): Promise<void> {
+    if (this.broken) throw this.broken;
+    if (this.closed) throw new Error("the worker pool is closed");
+    const step = this.control[CONTROL.step];
+    try {
+      await this.withTimeout(this.runPhase(PHASE.shards), "micro-shards");
+      await this.withTimeout(this.runPhase(PHASE.update), "update");
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.broken = new StepError(`step ${step} failed: ${reason}`, error);
+      await this.destroy();
+      throw this.broken;
+    }
+  }
+
+  private runPhase(phase: number): Promise<unknown> {
+    if (this.protocol === "tasks") {
+      return Promise.all(
+        Array.from({ length: this.threads }, (_, worker) =>
+          this.pool.run({ kind: "phase", phase, worker, threads: this.threads }),
+        ),
+      );
+    }
+    const control = this.control;
+    Atomics.store(control, BARRIER.done, 0);
+    Atomics.store(control, BARRIER.phase, phase);
+    Atomics.add(control, BARRIER.generation, 1);
+    Atomics.notify(control, BARRIER.generation);
+    return Promise.race([this.failure!, this.waitDone()]);
+  }
+
+  /** Resolves when every worker counted itself done; rejects if one flagged a failure. */
+  private async waitDone(): Promise<void> {
+    const control = this.control;
+    for (;;) {
+      const done = Atomics.load(control, BARRIER.done);
+      if (done >= this.threads) break;
+      const result = Atomics.waitAsync(control, BARRIER.done, done);
+      if (result.async) await result.value;
+    }
+    if (Atomics.load(control, BARRIER.abort) !== 0) {
+      // The failing worker's task rejects with its error; give it the chance to arrive first.
+      await this.failure;
+    }
+  }
+
+  private withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new Error(`${what} phase timed out after ${this.timeoutMs} ms (a worker hangs?)`)),
+        this.timeoutMs,
+      );
+    });
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private async destroy(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.control, BARRIER.abort, 1);
+    Atomics.store(this.control, BARRIER.phase, PHASE.exit);
+    Atomics.add(this.control, BARRIER.generation, 1);
+    Atomics.notify(this.control, BARRIER.generation);
+    await this.pool.destroy();
+  }
+
+  /** Ends the barrier loops and terminates the workers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.protocol === "barrier" && !this.broken) {
+      this.closed = true;
+      Atomics.store(this.control, BARRIER.phase, PHASE.exit);
+      Atomics.add(this.control, BARRIER.generation, 1);
+      Atomics.notify(this.control, BARRIER.generation);
+      await Promise.allSettled(this.loops);
+      await this.pool.destroy();
+      return;
+    }
+    await this.destroy();
+  }
+}
+
+/** An engine factory for a pool of `options.threads` workers. */
+export function poolEngine(options: PoolOptions): EngineFactory {
+  return async (shared, train, optimizer) => new PoolEngine(shared, train, optimizer, options);
+}

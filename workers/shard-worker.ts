@@ -1,0 +1,31 @@
+/** Piscina worker: rebuilds the training graph from its plan and runs micro-shards and updates. */
+import { workerData } from "piscina";
+import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
+import {
+  barrierLoop,
+  runPhase,
+  type FaultInjection,
+  type WorkerTask,
+} from "../src/runtime/protocol.js";
+import { ShardRunner, type SharedState, type TrainPlan } from "../src/runtime/shard.js";
+
+/** What the pool hands every worker once, at start-up. */
+interface WorkerData {
+  train: TrainPlan;
+  shared: SharedState;
+  optimizer: OptimizerConfig;
+  fault?: FaultInjection;
+}
+
+const data = workerData as WorkerData;
+const runner = new ShardRunner(data.train, data.shared, data.optimizer);
+
+/** Runs one task: a phase of a step, or the barrier loop until the pool exits. */
+export default function run(task: WorkerTask): number {
+  if (task.kind === "loop") {
+    barrierLoop(runner, data.shared, task.worker, task.threads, task.generation, data.fault);
+  } else {
+    runPhase(runner, data.shared, task.phase, task.worker, task.threads, data.fault);
+  }
+  return task.worker;
+}
