@@ -199,7 +199,8 @@ export async function main(
         optimizer,
         seed: opts.seed,
         shardCount,
-        load: opts.load ?? null,
+        // NOTE: not --load: --resume may not be combined with it (the checkpoint holds the
+        // parameters), so a run started from --load could otherwise never be resumed.
       },
       shouldStop: () => stopSignal !== undefined,
       onStep: (info) => {
