@@ -8,16 +8,24 @@ import {
   type WorkerTask,
 } from "../src/runtime/protocol.js";
 import { ShardRunner, type SharedState, type TrainPlan } from "../src/runtime/shard.js";
+import { useBackend, type BackendName } from "../src/tensor/backends.js";
 
 /** What the pool hands every worker once, at start-up. */
 interface WorkerData {
   train: TrainPlan;
   shared: SharedState;
   optimizer: OptimizerConfig;
+  backend: BackendName;
   fault?: FaultInjection;
 }
 
 const data = workerData as WorkerData;
+// The same kernels as the main thread: results stay bitwise identical to the in-process path.
+useBackend(data.backend, (error) => {
+  throw new Error(
+    `worker cannot load the ${data.backend} backend the main thread uses: ${error.message}`,
+  );
+});
 const runner = new ShardRunner(data.train, data.shared, data.optimizer);
 
 /** Runs one task: a phase of a step, or the barrier loop until the pool exits. */

@@ -1,4 +1,5 @@
 /** Command-line options of `npm run train-parallel -- [options]`: parsing, validation, usage. */
+import type { BackendName } from "../tensor/backends.js";
 import type { DType } from "../tensor/tensor.js";
 
 /** The data sets the trainer knows. */
@@ -25,6 +26,8 @@ export interface TrainOptions {
   optimizer?: OptimizerName;
   weightDecay?: number;
   dtype: DType;
+  /** Kernel backend: WASM SIMD (default) or the plain-TypeScript reference. */
+  backend: BackendName;
   /** Worker threads, or "auto" for one per available core. */
   threads?: number | "auto";
   seed: number;
@@ -61,6 +64,7 @@ const DATASETS: readonly DatasetName[] = ["digits", "mnist"];
 const MODELS: readonly ModelKind[] = ["logreg", "mlp"];
 const OPTIMIZERS: readonly OptimizerName[] = ["sgd", "momentum", "adam"];
 const DTYPES: readonly DType[] = ["float32", "float64"];
+const BACKENDS: readonly BackendName[] = ["wasm", "js"];
 
 const OPTIONS: Record<string, OptionSpec> = {
   "--dataset": valued((o, v, f) => (o.dataset = oneOf(f, v, DATASETS, "dataset"))),
@@ -73,6 +77,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--optimizer": valued((o, v, f) => (o.optimizer = oneOf(f, v, OPTIMIZERS, "optimizer"))),
   "--weight-decay": valued((o, v, f) => (o.weightDecay = nonNegativeNumber(f, v))),
   "--dtype": valued((o, v, f) => (o.dtype = oneOf(f, v, DTYPES, "dtype"))),
+  "--backend": valued((o, v, f) => (o.backend = oneOf(f, v, BACKENDS, "backend"))),
   "--threads": valued((o, v, f) => (o.threads = v === "auto" ? "auto" : positiveInt(f, v, "auto"))),
   "--seed": valued((o, v, f) => (o.seed = nonNegativeInt(f, v))),
   "--json": flag((o) => (o.json = true)),
@@ -95,6 +100,7 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
     dataset: "mnist",
     model: "mlp",
     dtype: "float32",
+    backend: "wasm",
     seed: 0,
     json: false,
     resume: false,
@@ -154,6 +160,7 @@ Data and model:
   --model logreg|mlp           model (default: mlp)
   --hidden N[,N...]            hidden layer widths of the MLP, e.g. 128 or 256,128
   --dtype float32|float64      element type (default: float32)
+  --backend wasm|js            kernels: WASM SIMD (default) or plain TypeScript
 
 Training (defaults depend on the data set and model):
   --epochs N                   passes over the training set

@@ -11,6 +11,9 @@ import {
   type Split,
 } from "../train/data.js";
 import { inProcessEngine, type EngineFactory } from "../train/engine.js";
+import { poolEngine } from "../train/parallel/pool.js";
+import { backend } from "../tensor/backend.js";
+import { useBackend } from "../tensor/backends.js";
 import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
 import type { OptimizerConfig } from "../train/optimizers.js";
 import { renderCurvesSvg } from "../train/plot.js";
@@ -103,15 +106,41 @@ export type EngineChooser = (
   stepTimeoutMs: number | undefined,
 ) => Promise<{ factory: EngineFactory; threads: number; reason: string }>;
 
-/** Until the worker pool is wired in, every run trains in this thread. */
-const chooseInProcess: EngineChooser = async (threads) => ({
-  factory: inProcessEngine,
-  threads: 1,
-  reason:
-    threads === 1
-      ? "in-process"
-      : `in-process (requested ${threads}, cores ${availableParallelism()})`,
-});
+/** Floating-point operations of one training step (forward 2, backward 4 per weight and row). */
+export function stepFlops(spec: ModelSpec, batchSize: number): number {
+  let weights = 0;
+  for (let l = 1; l < spec.sizes.length; l++) weights += spec.sizes[l - 1] * spec.sizes[l];
+  return 6 * batchSize * weights;
+}
+
+/** Steps estimated shorter than this run in-process: splitting them costs more than it gains. */
+const MIN_PARALLEL_STEP_MS = 1.5;
+
+/**
+ * Picks the engine: `--threads 1` trains in this thread; N > 1 starts N workers; "auto" starts
+ * one per core unless a step is too small to gain from splitting.
+ */
+export const chooseEngine: EngineChooser = async (requested, spec, batchSize, stepTimeoutMs) => {
+  let threads: number;
+  let reason: string;
+  if (requested === "auto") {
+    const cores = availableParallelism();
+    const gflops = backend().name === "wasm" ? 20 : 0.7; // measured single-thread rates, bench/
+    const stepMs = stepFlops(spec, batchSize) / (gflops * 1e6);
+    if (cores < 2 || stepMs < MIN_PARALLEL_STEP_MS) {
+      threads = 1;
+      reason = `auto: ~${stepMs.toFixed(2)} ms of work per step is too little to split (${cores} cores)`;
+    } else {
+      threads = cores;
+      reason = `auto: one worker per core (~${stepMs.toFixed(1)} ms of work per step)`;
+    }
+  } else {
+    threads = requested;
+    reason = threads === 1 ? "in-process" : "worker pool";
+  }
+  if (threads === 1) return { factory: inProcessEngine, threads, reason };
+  return { factory: poolEngine({ threads, stepTimeoutMs }), threads, reason };
+};
 
 /** Output sinks, so tests can capture what the CLI prints. */
 export interface CliIO {
@@ -125,7 +154,7 @@ export interface CliIO {
 export async function main(
   argv: readonly string[],
   io: CliIO,
-  chooseEngine: EngineChooser = chooseInProcess,
+  choose: EngineChooser = chooseEngine,
 ): Promise<number> {
   let opts: TrainOptions;
   try {
@@ -140,6 +169,9 @@ export async function main(
     io.out(usage());
     return 0;
   }
+  useBackend(opts.backend, (error) =>
+    io.err(`note: WASM backend unavailable, using js: ${error.message}`),
+  );
   const defaults = defaultsFor(opts.dataset, opts.model);
   const hidden = opts.model === "mlp" ? (opts.hidden ?? defaults.hidden) : [];
   const epochs = opts.epochs ?? defaults.epochs;
@@ -157,11 +189,11 @@ export async function main(
   let initialParams: Tensor[] | undefined;
   if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);
 
-  const engine = await chooseEngine(opts.threads ?? "auto", spec, batchSize, opts.stepTimeoutMs);
+  const engine = await choose(opts.threads ?? "auto", spec, batchSize, opts.stepTimeoutMs);
   const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
   io.out(
     `adjoint: ${tag}, ${optimizer.kind} lr ${optimizer.lr}, batch ${batchSize} (${shardCount} micro-shards), ` +
-      `${epochs} epochs, seed ${opts.seed}, threads ${engine.threads}: ${engine.reason}`,
+      `${epochs} epochs, seed ${opts.seed}, ${backend().name} kernels, threads ${engine.threads}: ${engine.reason}`,
   );
 
   let stopSignal: string | undefined;
@@ -192,6 +224,7 @@ export async function main(
       checkpointPath: opts.checkpoint,
       resume: opts.resume,
       fingerprint: {
+        backend: backend().name,
         dataset: opts.dataset,
         spec,
         dtype: opts.dtype,
@@ -255,6 +288,7 @@ export async function main(
         batchSize,
         shardCount,
         dtype: opts.dtype,
+        backend: backend().name,
         optimizer: optimizer.kind,
         lr: optimizer.lr,
         seed: opts.seed,

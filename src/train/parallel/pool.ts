@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { Piscina } from "piscina";
 import { BARRIER, PHASE, type FaultInjection, type WorkerTask } from "../../runtime/protocol.js";
 import { CONTROL, type SharedState, type TrainPlan } from "../../runtime/shard.js";
+import { backend } from "../../tensor/backend.js";
+import type { BackendName } from "../../tensor/backends.js";
 import type { OptimizerConfig } from "../../tensor/kernels/optimizer.js";
 import { packageRoot } from "../data.js";
 import type { EngineFactory, StepEngine } from "../engine.js";
@@ -18,6 +20,8 @@ export type StepProtocol = "barrier" | "tasks";
 export interface PoolOptions {
   threads: number;
   protocol?: StepProtocol;
+  /** The kernels workers use: must be the main thread's, for bitwise-identical results. */
+  backend?: BackendName;
   /** A step that takes longer fails with a timeout error (default 120 s). */
   stepTimeoutMs?: number;
   /** Injects a fault in a worker (tests of the failure paths). */
@@ -72,7 +76,13 @@ export class PoolEngine implements StepEngine {
       maxThreads: this.threads,
       idleTimeout: Infinity,
       concurrentTasksPerWorker: 1,
-      workerData: { train, shared, optimizer, fault: options.fault },
+      workerData: {
+        train,
+        shared,
+        optimizer,
+        backend: options.backend ?? backend().name,
+        fault: options.fault,
+      },
     });
     if (this.protocol === "barrier") {
       Atomics.store(this.control, BARRIER.abort, 0);

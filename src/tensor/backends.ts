@@ -1,0 +1,17 @@
+/** Backends by name, so the CLI and every worker thread can select the same one. */
+import { setBackend, type Backend } from "./backend.js";
+import { jsBackend } from "./kernels/js.js";
+import { loadWasmBackend } from "./kernels/wasm.js";
+
+/** The backends adjoint ships. */
+export type BackendName = "js" | "wasm";
+
+/**
+ * Makes the named backend active in this thread and returns it; "wasm" falls back to "js"
+ * (reporting why through `onFallback`) where WASM SIMD or the built module is missing.
+ */
+export function useBackend(name: BackendName, onFallback?: (error: Error) => void): Backend {
+  const chosen = name === "wasm" ? loadWasmBackend(onFallback) : jsBackend;
+  setBackend(chosen);
+  return chosen;
+}
