@@ -12,6 +12,7 @@ import {
 } from "../train/data.js";
 import { inProcessEngine, type EngineFactory } from "../train/engine.js";
 import { poolEngine } from "../train/parallel/pool.js";
+import type { FaultInjection } from "../runtime/protocol.js";
 import { backend } from "../tensor/backend.js";
 import { useBackend } from "../tensor/backends.js";
 import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
@@ -139,8 +140,24 @@ export const chooseEngine: EngineChooser = async (requested, spec, batchSize, st
     reason = threads === 1 ? "in-process" : "worker pool";
   }
   if (threads === 1) return { factory: inProcessEngine, threads, reason };
-  return { factory: poolEngine({ threads, stepTimeoutMs }), threads, reason };
+  const fault = faultFromEnv(process.env.ADJOINT_FAULT);
+  return { factory: poolEngine({ threads, stepTimeoutMs, fault }), threads, reason };
 };
+
+/**
+ * A worker fault to inject, for the tests of the failure paths: ADJOINT_FAULT=kind@step:shard
+ * with kind throw, exit or hang (e.g. `throw@3:1`). Unset in normal use.
+ */
+export function faultFromEnv(value: string | undefined): FaultInjection | undefined {
+  if (!value) return undefined;
+  const match = /^(throw|exit|hang)@(\d+):(\d+)$/.exec(value);
+  if (!match) throw new Error(`ADJOINT_FAULT=${value}: expected kind@step:shard, e.g. throw@3:1`);
+  return {
+    kind: match[1] as FaultInjection["kind"],
+    step: Number(match[2]),
+    shard: Number(match[3]),
+  };
+}
 
 /** Output sinks, so tests can capture what the CLI prints. */
 export interface CliIO {

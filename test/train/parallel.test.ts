@@ -1,0 +1,244 @@
+/** The worker pool: bitwise-identical results for any thread count, failures, timeouts, signals. */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { allocateShared, CONTROL } from "../../src/runtime/shard.js";
+import type { FaultInjection } from "../../src/runtime/protocol.js";
+import { loadDigits, oneHot, packageRoot, randomSplit, standardize } from "../../src/train/data.js";
+import { inProcessEngine, type EngineFactory } from "../../src/train/engine.js";
+import { buildTrainPlan, initParams, modelSpec, type ModelSpec } from "../../src/train/models.js";
+import { poolEngine, workerScript, type StepProtocol } from "../../src/train/parallel/pool.js";
+import { Rng } from "../../src/train/random.js";
+import { loadParams, paramsHash } from "../../src/train/serialize.js";
+import { train } from "../../src/train/trainer.js";
+import { useBackend } from "../../src/tensor/backends.js";
+import { jsBackend } from "../../src/tensor/kernels/js.js";
+import { setBackend } from "../../src/tensor/backend.js";
+import type { OptimizerConfig } from "../../src/tensor/kernels/optimizer.js";
+
+const split = standardize(randomSplit(loadDigits({ dtype: "float32" }), 0.2, 0));
+const optimizer: OptimizerConfig = { kind: "adam", lr: 0.01, weightDecay: 0.01 };
+const tmp = mkdtempSync(join(tmpdir(), "adjoint-parallel-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+beforeAll(() => {
+  // The pool runs the compiled worker: `npm test` builds first.
+  expect(existsSync(workerScript())).toBe(true);
+});
+
+async function finalHash(
+  spec: ModelSpec,
+  createEngine: EngineFactory,
+  steps = 30,
+): Promise<string> {
+  const result = await train({
+    spec,
+    split,
+    dtype: "float32",
+    batchSize: 50,
+    epochs: 2,
+    maxSteps: steps,
+    optimizer,
+    seed: 3,
+    shardCount: 6,
+    createEngine,
+  });
+  expect(result.steps).toBe(steps);
+  return paramsHash(result.params);
+}
+
+describe.each(["js", "wasm"] as const)(
+  "bitwise identical for any thread count (%s kernels)",
+  (name) => {
+    beforeAll(() => void useBackend(name));
+    afterAll(() => void setBackend(jsBackend));
+
+    for (const [label, spec] of [
+      ["logreg", modelSpec("logreg", 64, [], 10)],
+      ["mlp", modelSpec("mlp", 64, [32, 16], 10)],
+    ] as const) {
+      it(`${label}: in-process = pool with 1, 2, 3 threads (barrier) = 2 threads (tasks)`, async () => {
+        const reference = await finalHash(spec, inProcessEngine);
+        const runs: [number, StepProtocol][] = [
+          [1, "barrier"],
+          [2, "barrier"],
+          [3, "barrier"],
+          [2, "tasks"],
+        ];
+        for (const [threads, protocol] of runs) {
+          expect(
+            await finalHash(spec, poolEngine({ threads, protocol })),
+            `${threads} ${protocol}`,
+          ).toBe(reference);
+        }
+      });
+    }
+  },
+);
+
+/** A pool engine over fresh shared state for one step, with a fault injected at step 2. */
+async function faultyPool(fault: FaultInjection, protocol: StepProtocol, stepTimeoutMs = 30_000) {
+  const spec = modelSpec("mlp", 64, [16], 10);
+  const trainPlan = buildTrainPlan(spec);
+  const shared = allocateShared({
+    dtype: "float32",
+    X: split.train.X.clone({ dtype: "float32" }).data,
+    Y: oneHot(split.train.y, 10, "float32").data,
+    features: 64,
+    classes: 10,
+    paramShapes: trainPlan.paramShapes,
+    optimizer,
+    shardCount: 4,
+    maxBatch: 32,
+  });
+  let offset = 0;
+  for (const p of initParams(spec, new Rng(0), "float32")) {
+    shared.params[0].set(p.data, offset);
+    offset += p.size;
+  }
+  const engine = await poolEngine({ threads: 2, protocol, fault, stepTimeoutMs })(
+    shared,
+    trainPlan,
+    optimizer,
+  );
+  const step = async (t: number) => {
+    shared.batch.set(Int32Array.from({ length: 32 }, (_, i) => (i * 7 + t) % 1437));
+    shared.control[CONTROL.batchSize] = 32;
+    shared.control[CONTROL.step] = t;
+    await engine.step();
+    shared.control[CONTROL.current] = 1 - shared.control[CONTROL.current];
+  };
+  return { shared, engine, step };
+}
+
+describe.each(["barrier", "tasks"] as const)("a failing worker (%s protocol)", (protocol) => {
+  it("throwing: the step fails with the worker's error and stack, parameters unchanged", async () => {
+    const { shared, engine, step } = await faultyPool(
+      { kind: "throw", step: 2, shard: 1 },
+      protocol,
+    );
+    await step(1);
+    const cur = shared.control[CONTROL.current];
+    const before = Float32Array.from(shared.params[cur]);
+    const started = performance.now();
+    const error = await step(2).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect(error!.message).toMatch(/step 2 failed: injected fault in shard 1 at step 2/);
+    expect(error!.stack).toMatch(/injectFault|runPhase|protocol/);
+    expect(performance.now() - started).toBeLessThan(5000);
+    // Not flipped, not touched: the current buffer holds exactly the parameters of step 1.
+    expect(shared.control[CONTROL.current]).toBe(cur);
+    expect(Buffer.from(shared.params[cur].buffer).equals(Buffer.from(before.buffer))).toBe(true);
+    // The pool is gone: later steps reject at once.
+    await expect(engine.step()).rejects.toThrow(/step 2 failed/);
+    await engine.close();
+  });
+
+  it("exiting: the step fails within 5 s, no hang", async () => {
+    const { engine, step } = await faultyPool({ kind: "exit", step: 1, shard: 0 }, protocol);
+    const started = performance.now();
+    await expect(step(1)).rejects.toThrow(/step 1 failed/);
+    expect(performance.now() - started).toBeLessThan(5000);
+    await engine.close();
+  });
+
+  it("hanging: the per-step timeout turns it into the same failure", async () => {
+    const { engine, step } = await faultyPool({ kind: "hang", step: 1, shard: 3 }, protocol, 300);
+    const started = performance.now();
+    await expect(step(1)).rejects.toThrow(/step 1 failed: .*timed out after 300 ms/);
+    expect(performance.now() - started).toBeLessThan(5000);
+    await engine.close();
+  });
+});
+
+/** Runs the built CLI; resolves with its exit code, output and the time it took. */
+function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  onLine?: (line: string, child: ReturnType<typeof spawn>) => void,
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+  const started = performance.now();
+  const child = spawn(process.execPath, [join(packageRoot(), "dist/src/cli/train.js"), ...args], {
+    env: { ...process.env, ...env },
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    const text = chunk.toString();
+    stdout += text;
+    for (const line of text.split("\n")) if (line) onLine?.(line, child);
+  });
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve) =>
+    child.on("close", (code) => resolve({ code, stdout, stderr, ms: performance.now() - started })),
+  );
+}
+
+describe("the CLI with workers", () => {
+  const base = ["--dataset", "digits", "--model", "mlp", "--hidden", "32", "--batch-size", "32"];
+
+  it("exits non-zero within 5 s when a worker throws, keeping the last checkpoint loadable", async () => {
+    const checkpoint = join(tmp, "fault.ckpt");
+    const ok = await runCli([
+      ...base,
+      "--epochs",
+      "1",
+      "--threads",
+      "2",
+      "--checkpoint",
+      checkpoint,
+    ]);
+    expect(ok.code).toBe(0);
+    const saved = loadParams(checkpoint);
+    const failed = await runCli(
+      [...base, "--epochs", "3", "--threads", "2", "--checkpoint", checkpoint, "--resume"],
+      { ADJOINT_FAULT: "throw@60:2" },
+    );
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/step 60 failed: injected fault in shard 2 at step 60/);
+    expect(failed.ms).toBeLessThan(15_000);
+    // Epoch 2 ended at step 90: the checkpoint still holds epoch 1's state, intact.
+    const after = loadParams(checkpoint);
+    expect(paramsHash(after.params)).toBe(paramsHash(saved.params));
+  });
+
+  it("SIGINT stops at a step boundary, writes the checkpoint, exits 130; resume matches", async () => {
+    const straight = await runCli([...base, "--epochs", "3", "--threads", "2", "--json"]);
+    expect(straight.code).toBe(0);
+    const expected = JSON.parse(straight.stdout.trim().split("\n").pop()!).paramsHash;
+
+    const checkpoint = join(tmp, "sigint.ckpt");
+    let sent = false;
+    const interrupted = await runCli(
+      [...base, "--epochs", "3", "--threads", "2", "--checkpoint", checkpoint],
+      {},
+      (line, child) => {
+        if (!sent && line.startsWith("epoch   1/3")) {
+          sent = true;
+          child.kill("SIGINT");
+        }
+      },
+    );
+    expect(sent).toBe(true);
+    expect(interrupted.code).toBe(130);
+    expect(existsSync(checkpoint)).toBe(true);
+    const resumed = await runCli([
+      ...base,
+      "--epochs",
+      "3",
+      "--threads",
+      "3",
+      "--checkpoint",
+      checkpoint,
+      "--resume",
+      "--json",
+    ]);
+    expect(resumed.code).toBe(0);
+    expect(JSON.parse(resumed.stdout.trim().split("\n").pop()!).paramsHash).toBe(expected);
+  });
+});
