@@ -1,12 +1,12 @@
 /** The training loop: epochs of shuffled mini-batches through a step engine, with checkpoints. */
 import { variable } from "../graph/node.js";
 import { Evaluator } from "../runtime/evaluator.js";
-import { allocateShared, CONTROL, type SharedState } from "../runtime/shard.js";
+import { allocateShared, CONTROL, type SharedState, type TrainPlan } from "../runtime/shard.js";
 import type { OptimizerConfig } from "../tensor/kernels/optimizer.js";
 import { sizeOf } from "../tensor/shape.js";
 import { Tensor, type DType } from "../tensor/tensor.js";
 import { oneHot, type Dataset, type Split } from "./data.js";
-import type { EngineFactory } from "./engine.js";
+import type { EngineFactory, StepEngine } from "./engine.js";
 import { buildTrainPlan, forward, initParams, paramSpecs, type ModelSpec } from "./models.js";
 import { checkOptimizerConfig } from "./optimizers.js";
 import { Rng } from "./random.js";
@@ -87,19 +87,15 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
   const specs = paramSpecs(spec);
   const rng = new Rng(options.seed);
   const initial = options.initialParams ?? initParams(spec, rng, dtype);
-  const trainPlan = buildTrainPlan(spec);
-  const shared = allocateShared({
+  const { trainPlan, shared } = prepareTraining(
+    spec,
+    trainSet,
     dtype,
-    X: trainSet.X.clone({ dtype }).data,
-    Y: oneHot(trainSet.y, trainSet.classes, dtype).data,
-    features: spec.sizes[0],
-    classes: spec.sizes[spec.sizes.length - 1],
-    paramShapes: trainPlan.paramShapes,
     optimizer,
     shardCount,
-    maxBatch: batchSize,
-  });
-  writeFlat(shared.params[0], initial);
+    batchSize,
+    initial,
+  );
 
   let position: Position = {
     epoch: 0,
@@ -150,15 +146,8 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
         }
         const rows = order.subarray(batch * batchSize, Math.min(n, (batch + 1) * batchSize));
         const t0 = performance.now();
-        shared.batch.set(rows);
-        shared.control[CONTROL.batchSize] = rows.length;
-        shared.control[CONTROL.step] = position.t + 1;
-        await engine.step();
-        // Only now that every shard and the update succeeded do the new parameters become current.
-        Atomics.store(shared.control, CONTROL.current, 1 - shared.control[CONTROL.current]);
+        const stepLoss = await runStep(engine, shared, rows, position.t + 1);
         position.t++;
-        let stepLoss = 0;
-        for (let s = 0; s < shardCount; s++) stepLoss += shared.losses[s];
         const elapsed = (performance.now() - t0) / 1000;
         stepSeconds += elapsed;
         samples += rows.length;
@@ -208,6 +197,55 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     threads: engine.threads,
     stopped,
   };
+}
+
+/**
+ * The training graph and the shared state for a training set: dataset and one-hot targets copied
+ * into shared memory once, `initial` parameters in buffer 0.
+ */
+export function prepareTraining(
+  spec: ModelSpec,
+  trainSet: Dataset,
+  dtype: DType,
+  optimizer: OptimizerConfig,
+  shardCount: number,
+  maxBatch: number,
+  initial: readonly Tensor[],
+): { trainPlan: TrainPlan; shared: SharedState } {
+  const trainPlan = buildTrainPlan(spec);
+  const shared = allocateShared({
+    dtype,
+    X: trainSet.X.dtype === dtype ? trainSet.X.data : trainSet.X.clone({ dtype }).data,
+    Y: oneHot(trainSet.y, trainSet.classes, dtype).data,
+    features: spec.sizes[0],
+    classes: spec.sizes[spec.sizes.length - 1],
+    paramShapes: trainPlan.paramShapes,
+    optimizer,
+    shardCount,
+    maxBatch,
+  });
+  writeFlat(shared.params[0], initial);
+  return { trainPlan, shared };
+}
+
+/**
+ * Runs one step of `engine` on `rows` and makes the new parameters current; returns the summed
+ * loss. The parameters change only when every shard and the update succeeded.
+ */
+export async function runStep(
+  engine: StepEngine,
+  shared: SharedState,
+  rows: Int32Array,
+  t: number,
+): Promise<number> {
+  shared.batch.set(rows);
+  shared.control[CONTROL.batchSize] = rows.length;
+  shared.control[CONTROL.step] = t;
+  await engine.step();
+  Atomics.store(shared.control, CONTROL.current, 1 - shared.control[CONTROL.current]);
+  let loss = 0;
+  for (let s = 0; s < shared.shardCount; s++) loss += shared.losses[s];
+  return loss;
 }
 
 /** Copies tensors into one flat array, in order. */

@@ -4,15 +4,15 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { allocateShared, CONTROL } from "../../src/runtime/shard.js";
+import { CONTROL } from "../../src/runtime/shard.js";
 import type { FaultInjection } from "../../src/runtime/protocol.js";
-import { loadDigits, oneHot, packageRoot, randomSplit, standardize } from "../../src/train/data.js";
+import { loadDigits, packageRoot, randomSplit, standardize } from "../../src/train/data.js";
 import { inProcessEngine, type EngineFactory } from "../../src/train/engine.js";
-import { buildTrainPlan, initParams, modelSpec, type ModelSpec } from "../../src/train/models.js";
+import { initParams, modelSpec, type ModelSpec } from "../../src/train/models.js";
 import { poolEngine, workerScript, type StepProtocol } from "../../src/train/parallel/pool.js";
 import { Rng } from "../../src/train/random.js";
 import { loadParams, paramsHash } from "../../src/train/serialize.js";
-import { train } from "../../src/train/trainer.js";
+import { prepareTraining, runStep, train } from "../../src/train/trainer.js";
 import { useBackend } from "../../src/tensor/backends.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
 import { setBackend } from "../../src/tensor/backend.js";
@@ -81,35 +81,28 @@ describe.each(["js", "wasm"] as const)(
 /** A pool engine over fresh shared state for one step, with a fault injected at step 2. */
 async function faultyPool(fault: FaultInjection, protocol: StepProtocol, stepTimeoutMs = 30_000) {
   const spec = modelSpec("mlp", 64, [16], 10);
-  const trainPlan = buildTrainPlan(spec);
-  const shared = allocateShared({
-    dtype: "float32",
-    X: split.train.X.clone({ dtype: "float32" }).data,
-    Y: oneHot(split.train.y, 10, "float32").data,
-    features: 64,
-    classes: 10,
-    paramShapes: trainPlan.paramShapes,
+  const initial = initParams(spec, new Rng(0), "float32");
+  const { trainPlan, shared } = prepareTraining(
+    spec,
+    split.train,
+    "float32",
     optimizer,
-    shardCount: 4,
-    maxBatch: 32,
-  });
-  let offset = 0;
-  for (const p of initParams(spec, new Rng(0), "float32")) {
-    shared.params[0].set(p.data, offset);
-    offset += p.size;
-  }
+    4,
+    32,
+    initial,
+  );
   const engine = await poolEngine({ threads: 2, protocol, fault, stepTimeoutMs })(
     shared,
     trainPlan,
     optimizer,
   );
-  const step = async (t: number) => {
-    shared.batch.set(Int32Array.from({ length: 32 }, (_, i) => (i * 7 + t) % 1437));
-    shared.control[CONTROL.batchSize] = 32;
-    shared.control[CONTROL.step] = t;
-    await engine.step();
-    shared.control[CONTROL.current] = 1 - shared.control[CONTROL.current];
-  };
+  const step = (t: number) =>
+    runStep(
+      engine,
+      shared,
+      Int32Array.from({ length: 32 }, (_, i) => (i * 7 + t) % 1437),
+      t,
+    );
   return { shared, engine, step };
 }
 
