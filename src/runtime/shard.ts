@@ -107,6 +107,9 @@ export class ShardRunner {
   private readonly evaluator: Evaluator;
   private readonly placeholders: ReturnType<typeof rebuildGraph>["placeholders"];
   private readonly offsets: number[];
+  /** Scratch of the reduction, grown once and reused every step. */
+  private accumulator = new Float64Array(0);
+  private reduced: TypedArray;
 
   /** Rebuilds the training graph from its plan. */
   constructor(
@@ -117,6 +120,7 @@ export class ShardRunner {
     const graph = rebuildGraph(train.plan);
     this.placeholders = graph.placeholders;
     this.evaluator = new Evaluator(graph.outputs);
+    this.reduced = allocateArray(0, shared.dtype);
     this.offsets = [];
     let offset = 0;
     for (const shape of train.paramShapes) {
@@ -168,13 +172,20 @@ export class ShardRunner {
     const batchSize = shared.control[CONTROL.batchSize];
     const cur = Atomics.load(shared.control, CONTROL.current);
     const next = 1 - cur;
-    const reduced = allocateArray(end - start, shared.dtype);
-    const scale = 1 / batchSize;
-    for (let i = start; i < end; i++) {
-      let g = 0;
-      for (let s = 0; s < shardCount; s++) g += grads[s * paramCount + i];
-      reduced[i - start] = g * scale;
+    // Slot by slot over contiguous memory: each element still sums slots 0, 1, ... in order.
+    const length = end - start;
+    if (this.accumulator.length < length) this.accumulator = new Float64Array(length);
+    const acc = this.accumulator;
+    const first = grads.subarray(start, end);
+    for (let i = 0; i < length; i++) acc[i] = first[i];
+    for (let s = 1; s < shardCount; s++) {
+      const slot = grads.subarray(s * paramCount + start, s * paramCount + end);
+      for (let i = 0; i < length; i++) acc[i] += slot[i];
     }
+    if (this.reduced.length < length) this.reduced = allocateArray(length, shared.dtype);
+    const reduced = this.reduced.subarray(0, length);
+    const scale = 1 / batchSize;
+    for (let i = 0; i < length; i++) reduced[i] = acc[i] * scale;
     const view = (a: TypedArray) => a.subarray(start, end);
     applyUpdate(
       this.optimizer,
