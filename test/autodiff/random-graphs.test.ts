@@ -1,6 +1,7 @@
 /** Random DAGs (seeded) of unary, binary, reduce and shape ops, checked by the one gradient checker. */
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
+import { backendCases } from "../helpers/backends.js";
 import { topoSort, type Node } from "../../src/index.js";
 import { gradcheck, mulberry32, randomTensor } from "../helpers/gradcheck.js";
 import { broadcastShape } from "../helpers/reference.js";
@@ -104,36 +105,49 @@ function randomGraph(
   };
 }
 
-describe("random graphs against float64 finite differences", () => {
-  const seeds = Array.from({ length: 24 }, (_, i) => 1000 + 17 * i);
-  it.each(seeds)("seed %i", (seed) => {
-    const random = mulberry32(seed * 7 + 1);
-    const inputs = VARIABLE_SHAPES.map((shape) => randomTensor(random, shape));
-    const build = randomGraph(seed, 6 + (seed % 5));
-    // The graph has 20-60 nodes and reaches at least one variable.
-    const xs = VARIABLE_SHAPES.map((_, i) => adj.variable(`x${i}`));
-    const nodes = topoSort([build(...xs)]);
-    expect(nodes.length).toBeGreaterThanOrEqual(20);
-    expect(nodes.length).toBeLessThanOrEqual(60);
-    expect(nodes.some((n) => xs.includes(n))).toBe(true);
-    gradcheck(build, inputs, { seed, rtol: 1e-5, atol: 1e-6 });
-  });
+describe.each(backendCases.map((b) => [b.name, b] as const))(
+  "%s backend: random graphs against float64 finite differences",
+  (_, backendCase) => {
+    let active: adj.Backend | undefined;
+    beforeAll(() => {
+      active = backendCase.create();
+      adj.setBackend(active);
+    });
+    afterAll(() => {
+      adj.setBackend(adj.jsBackend);
+    });
 
-  it("the generator tracks the shapes the library computes", () => {
-    for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
-      const random = mulberry32(seed);
+    const seeds = Array.from({ length: 24 }, (_, i) => 1000 + 17 * i);
+    it.each(seeds)("seed %i", (seed) => {
+      expect(adj.backend()).toBe(active);
+      const random = mulberry32(seed * 7 + 1);
       const inputs = VARIABLE_SHAPES.map((shape) => randomTensor(random, shape));
-      const tracked: { pool?: Shaped[] } = {};
+      const build = randomGraph(seed, 6 + (seed % 5));
+      // The graph has 20-60 nodes and reaches at least one variable.
       const xs = VARIABLE_SHAPES.map((_, i) => adj.variable(`x${i}`));
-      randomGraph(seed, 30, tracked)(...xs);
-      const pool = tracked.pool!;
-      const values = new adj.Evaluator(pool.map((p) => p.node)).run(
-        new Map(xs.map((x, i) => [x, inputs[i]])),
-      );
-      values.forEach((v, i) => {
-        expect([...v.shape]).toEqual(pool[i].shape);
-        expect(v.data.every(Number.isFinite)).toBe(true);
-      });
-    }
-  });
-});
+      const nodes = topoSort([build(...xs)]);
+      expect(nodes.length).toBeGreaterThanOrEqual(20);
+      expect(nodes.length).toBeLessThanOrEqual(60);
+      expect(nodes.some((n) => xs.includes(n))).toBe(true);
+      gradcheck(build, inputs, { seed, rtol: 1e-5, atol: 1e-6 });
+    });
+
+    it("the generator tracks the shapes the library computes", () => {
+      for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+        const random = mulberry32(seed);
+        const inputs = VARIABLE_SHAPES.map((shape) => randomTensor(random, shape));
+        const tracked: { pool?: Shaped[] } = {};
+        const xs = VARIABLE_SHAPES.map((_, i) => adj.variable(`x${i}`));
+        randomGraph(seed, 30, tracked)(...xs);
+        const pool = tracked.pool!;
+        const values = new adj.Evaluator(pool.map((p) => p.node)).run(
+          new Map(xs.map((x, i) => [x, inputs[i]])),
+        );
+        values.forEach((v, i) => {
+          expect([...v.shape]).toEqual(pool[i].shape);
+          expect(v.data.every(Number.isFinite)).toBe(true);
+        });
+      }
+    });
+  },
+);

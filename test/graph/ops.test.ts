@@ -1,6 +1,7 @@
 /** Every op case through the one gradient checker, and a guard that every public builder has a case. */
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
+import { backendCases } from "../helpers/backends.js";
 import { Node, opByName, topoSort, variable, type Op } from "../../src/index.js";
 import { assertClose, gradcheck, mulberry32, randomTensor } from "../helpers/gradcheck.js";
 import { opCases } from "../helpers/op-cases.js";
@@ -77,13 +78,25 @@ describe("op table", () => {
   );
 });
 
-describe.each(opCases.map((c) => [c.name, c] as const))("%s", (_, c) => {
-  it("value matches the reference, gradients match finite differences (1st and 2nd order)", () => {
-    const { value } = gradcheck(c.build, c.inputs, c.options);
-    const expected = c.expected(...c.inputs.map(fromTensor));
-    expect([...value.shape]).toEqual(expected.shape);
-    expect(value.dtype).toBe("float64");
-    assertClose(value.data, expected.data, "value", 1e-12, 1e-12);
+describe.each(backendCases.map((b) => [b.name, b] as const))("%s backend", (_, backendCase) => {
+  let active: adj.Backend | undefined;
+  beforeAll(() => {
+    active = backendCase.create();
+    adj.setBackend(active);
+  });
+  afterAll(() => {
+    adj.setBackend(adj.jsBackend);
+  });
+
+  describe.each(opCases.map((c) => [c.name, c] as const))("%s", (_, c) => {
+    it("value matches the reference, gradients match finite differences (1st and 2nd order)", () => {
+      expect(adj.backend()).toBe(active);
+      const { value } = gradcheck(c.build, c.inputs, c.options);
+      const expected = c.expected(...c.inputs.map(fromTensor));
+      expect([...value.shape]).toEqual(expected.shape);
+      expect(value.dtype).toBe("float64");
+      assertClose(value.data, expected.data, "value", 1e-12, 1e-12);
+    });
   });
 });
 

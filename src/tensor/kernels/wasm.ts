@@ -130,12 +130,22 @@ class Heap {
   }
 }
 
+/** Options of {@link createWasmBackend}. */
+export interface WasmBackendOptions {
+  /**
+   * Element-wise calls on fewer elements than this stay in JS, where the copy into the linear
+   * memory would cost more than it saves; 0 sends every supported call to WASM (for tests).
+   */
+  minElements?: number;
+}
+
 /**
  * A WASM SIMD backend instantiated synchronously from `bytes` (default: build/kernels.wasm);
  * throws when the module is missing or cannot be instantiated. Example:
  * `setBackend(createWasmBackend())` makes every op's matmul run in WASM.
  */
-export function createWasmBackend(bytes?: Uint8Array): Backend {
+export function createWasmBackend(bytes?: Uint8Array, options: WasmBackendOptions = {}): Backend {
+  const minElements = options.minElements ?? BINARY_MIN_SIZE;
   if (!webAssembly || !wasmSimdSupported())
     throw new Error("wasm backend: this engine has no WebAssembly SIMD");
   let source = bytes;
@@ -191,7 +201,7 @@ export function createWasmBackend(bytes?: Uint8Array): Backend {
   }
 
   function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
-    if (!sameShape(a.shape, b.shape) || a.size < BINARY_MIN_SIZE) {
+    if (!sameShape(a.shape, b.shape) || a.size < minElements) {
       return jsBackend.binary(kind, a, b);
     }
     const dtype = resultDType(a.dtype, b.dtype);

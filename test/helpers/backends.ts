@@ -1,0 +1,23 @@
+/** The backends the op suite runs on: the reference, wasm as shipped, and wasm with every kernel. */
+import { jsBackend, type Backend } from "../../src/index.js";
+import { useBackend } from "../../src/tensor/backends.js";
+import { createWasmBackend } from "../../src/tensor/kernels/wasm.js";
+
+/** A named way to get a backend (created lazily, inside beforeAll). */
+export interface BackendCase {
+  name: string;
+  create: () => Backend;
+}
+
+/** js; wasm as `useBackend("wasm")` gives it; wasm with size thresholds off (no JS fallbacks). */
+export const backendCases: BackendCase[] = [
+  { name: "js", create: () => jsBackend },
+  {
+    name: "wasm",
+    create: () =>
+      useBackend("wasm", (error) => {
+        throw error;
+      }),
+  },
+  { name: "wasm (every kernel)", create: () => createWasmBackend(undefined, { minElements: 0 }) },
+];
