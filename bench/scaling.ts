@@ -1,0 +1,184 @@
+/**
+ * Thread scaling of the data-parallel trainer (`npm run bench:scaling`): samples/s of the MLP
+ * 784-256-10 and logistic regression at batch 128 and 512, fp32, for the in-process engine and
+ * worker pools of 1..cores+1 threads, plus the per-step synchronisation cost of both protocols.
+ * Options: --threads 1,2,4 (counts to run), --steps N (optimizer steps per iteration),
+ * --time MS (tinybench time per task), --models mlp,logreg, --batches 128,512, --json FILE.
+ */
+import { writeFileSync } from "node:fs";
+import { availableParallelism, cpus } from "node:os";
+import { parseArgs } from "node:util";
+import { Bench } from "tinybench";
+import { backend } from "../src/tensor/backend.js";
+import { Tensor } from "../src/tensor/tensor.js";
+import { useBackend, type BackendName } from "../src/tensor/backends.js";
+import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
+import { loadMnist, type Dataset } from "../src/train/data.js";
+import { inProcessEngine, type EngineFactory, type StepEngine } from "../src/train/engine.js";
+import { initParams, modelSpec, type ModelSpec } from "../src/train/models.js";
+import { poolEngine, type StepProtocol } from "../src/train/parallel/pool.js";
+import { Rng } from "../src/train/random.js";
+import { prepareTraining, runStep } from "../src/train/trainer.js";
+import { shardCountFor } from "../src/cli/train.js";
+import type { SharedState } from "../src/runtime/shard.js";
+
+const { values } = parseArgs({
+  options: {
+    threads: { type: "string" },
+    steps: { type: "string", default: "20" },
+    time: { type: "string", default: "1500" },
+    models: { type: "string", default: "mlp,logreg" },
+    batches: { type: "string", default: "128,512" },
+    backend: { type: "string", default: "wasm" },
+    protocol: { type: "string", default: "barrier" },
+    json: { type: "string" },
+  },
+});
+const cores = availableParallelism();
+const threadCounts = values.threads
+  ? values.threads.split(",").map(Number)
+  : [...Array.from({ length: cores }, (_, i) => i + 1), cores + 1];
+const stepsPerIteration = Number(values.steps);
+const protocol = values.protocol as StepProtocol;
+useBackend(values.backend as BackendName);
+const optimizer: OptimizerConfig = { kind: "sgd", lr: 0.01 };
+
+/** A warm engine over shared state, and a function running `steps` optimizer steps. */
+interface Runner {
+  engine: StepEngine;
+  shared: SharedState;
+  run(steps: number): Promise<void>;
+}
+
+async function makeRunner(
+  spec: ModelSpec,
+  data: Dataset,
+  batchSize: number,
+  shardCount: number,
+  factory: EngineFactory,
+): Promise<Runner> {
+  const initial = initParams(spec, new Rng(0), "float32");
+  const { trainPlan, shared } = prepareTraining(
+    spec,
+    data,
+    "float32",
+    optimizer,
+    shardCount,
+    batchSize,
+    initial,
+  );
+  const engine = await factory(shared, trainPlan, optimizer);
+  const n = data.X.shape[0];
+  const order = new Rng(1).permutation(n);
+  let t = 0;
+  const run = async (steps: number) => {
+    for (let i = 0; i < steps; i++) {
+      const start = (t * batchSize) % (n - batchSize);
+      t++;
+      await runStep(engine, shared, order.subarray(start, start + batchSize), t);
+    }
+  };
+  await run(3); // warm: workers started, plans built, JIT and WASM tiers up
+  return { engine, shared, run };
+}
+
+/** Mean seconds of one `run(stepsPerIteration)` measured by tinybench. */
+async function measure(name: string, runner: Runner): Promise<number> {
+  const bench = new Bench({ time: Number(values.time), warmupTime: 200 });
+  bench.add(name, () => runner.run(stepsPerIteration));
+  await bench.run();
+  const result = bench.tasks[0].result;
+  if (!result || !("latency" in result)) throw new Error(`${name}: no result`);
+  return result.latency.mean / 1000;
+}
+
+const data = loadMnist({ dtype: "float32" });
+const rows: Record<string, unknown>[] = [];
+const lines: string[] = [];
+const cpu = cpus()[0]?.model ?? "unknown CPU";
+lines.push(
+  `# bench:scaling: ${cpu}, ${cores} cores, Node ${process.version}, ${backend().name} kernels, fp32, ${protocol} protocol, ${stepsPerIteration} steps per iteration`,
+);
+
+for (const modelName of values.models.split(",")) {
+  const spec =
+    modelName === "mlp" ? modelSpec("mlp", 784, [256], 10) : modelSpec("logreg", 784, [], 10);
+  for (const batchSize of values.batches.split(",").map(Number)) {
+    const shardCount = shardCountFor(batchSize);
+    const label = `${modelName} [${spec.sizes.join("-")}] batch ${batchSize} (${shardCount} micro-shards)`;
+    const inProcess = await makeRunner(spec, data, batchSize, shardCount, inProcessEngine);
+    const baseSeconds = await measure(`${label} in-process`, inProcess);
+    await inProcess.engine.close();
+    const perStep = (seconds: number) => seconds / stepsPerIteration;
+    const samples = (seconds: number) => (batchSize * stepsPerIteration) / seconds;
+    lines.push(
+      "",
+      `## ${label}`,
+      "",
+      "| engine | samples/s | step ms | vs 1 thread | vs in-process | efficiency |",
+      "|---|---:|---:|---:|---:|---:|",
+    );
+    lines.push(
+      `| in-process | ${samples(baseSeconds).toFixed(0)} | ${(perStep(baseSeconds) * 1e3).toFixed(2)} | | 1.00 | |`,
+    );
+    let oneThread = NaN;
+    for (const threads of threadCounts) {
+      const runner = await makeRunner(
+        spec,
+        data,
+        batchSize,
+        shardCount,
+        poolEngine({ threads, protocol }),
+      );
+      const seconds = await measure(`${label} ${threads} threads`, runner);
+      await runner.engine.close();
+      if (threads === 1) oneThread = seconds;
+      const speedup = oneThread / seconds;
+      lines.push(
+        `| ${threads} thread${threads > 1 ? "s" : ""} | ${samples(seconds).toFixed(0)} | ${(perStep(seconds) * 1e3).toFixed(2)} | ${speedup.toFixed(2)} | ${(baseSeconds / seconds).toFixed(2)} | ${((speedup / threads) * 100).toFixed(0)}% |`,
+      );
+      rows.push({
+        model: modelName,
+        batchSize,
+        threads,
+        samplesPerSecond: samples(seconds),
+        stepMs: perStep(seconds) * 1e3,
+        speedupVs1: speedup,
+        speedupVsInProcess: baseSeconds / seconds,
+      });
+      console.error(lines[lines.length - 1]);
+    }
+  }
+}
+
+// Synchronisation cost: a step whose compute is negligible (logreg 4->2, one row per shard), so
+// its time is the two phase round-trips; the in-process step time is subtracted.
+lines.push(
+  "",
+  "## Per-step synchronisation overhead (two phases per step; compute ~0)",
+  "",
+  "| protocol | threads | µs per step |",
+  "|---|---:|---:|",
+);
+const tiny = modelSpec("logreg", 4, [], 2);
+const tinyRows = 4096;
+const tinyData: Dataset = {
+  X: new Tensor(data.X.data.subarray(0, tinyRows * 4), [tinyRows, 4]),
+  y: new Int32Array(tinyRows),
+  classes: 2,
+};
+const tinyBase = await makeRunner(tiny, tinyData, 4, 4, inProcessEngine);
+const tinySeconds = await measure("tiny in-process", tinyBase);
+for (const proto of ["barrier", "tasks"] as const) {
+  for (const threads of threadCounts.filter((t) => t <= cores)) {
+    const runner = await makeRunner(tiny, tinyData, 4, 4, poolEngine({ threads, protocol: proto }));
+    const seconds = await measure(`tiny ${proto} ${threads}`, runner);
+    await runner.engine.close();
+    const overheadUs = ((seconds - tinySeconds) / stepsPerIteration) * 1e6;
+    lines.push(`| ${proto} | ${threads} | ${overheadUs.toFixed(1)} |`);
+    rows.push({ protocol: proto, threads, syncOverheadUs: overheadUs });
+  }
+}
+console.log(lines.join("\n"));
+if (values.json)
+  writeFileSync(values.json, JSON.stringify({ cpu, cores, node: process.version, rows }, null, 2));
