@@ -37,3 +37,31 @@ export { logSoftmax, softmax } from "./graph/ops/nn.js";
 export type { SoftmaxOptions } from "./graph/ops/nn.js";
 export { Evaluator } from "./runtime/evaluator.js";
 export { gradients } from "./autodiff/gradients.js";
+export { useBackend } from "./tensor/backends.js";
+export type { BackendName } from "./tensor/backends.js";
+export { lowerGraph, rebuildGraph } from "./runtime/plan.js";
+export type { Plan, PlanNode } from "./runtime/plan.js";
+// Training
+export { logisticRegression, softmaxLoss, sgdEpoch } from "./train/exercise.js";
+export type { RunModel } from "./train/exercise.js";
+export { Optimizer } from "./train/optimizers.js";
+export type { OptimizerConfig, OptimizerKind } from "./train/optimizers.js";
+export { modelSpec, paramSpecs, initParams, forward } from "./train/models.js";
+export type { ModelSpec, ParamSpec } from "./train/models.js";
+export {
+  loadDigits,
+  loadMnist,
+  randomSplit,
+  stratifiedSplit,
+  standardize,
+  oneHot,
+} from "./train/data.js";
+export type { Dataset, Split } from "./train/data.js";
+export { Rng } from "./train/random.js";
+export { train, accuracy } from "./train/trainer.js";
+export type { TrainerOptions, TrainResult, StepInfo } from "./train/trainer.js";
+export { inProcessEngine } from "./train/engine.js";
+export type { StepEngine, EngineFactory } from "./train/engine.js";
+export { poolEngine } from "./train/parallel/pool.js";
+export type { PoolOptions, StepProtocol } from "./train/parallel/pool.js";
+export { saveParams, loadParams, paramsHash } from "./train/serialize.js";

@@ -21,6 +21,27 @@ const NON_BUILDERS = new Set([
   "backend",
   "setBackend",
   "opByName",
+  "useBackend",
+  "lowerGraph",
+  "rebuildGraph",
+  // Training: runs graphs, does not build nodes.
+  "sgdEpoch",
+  "modelSpec",
+  "paramSpecs",
+  "initParams",
+  "loadDigits",
+  "loadMnist",
+  "randomSplit",
+  "stratifiedSplit",
+  "standardize",
+  "oneHot",
+  "train",
+  "accuracy",
+  "inProcessEngine",
+  "poolEngine",
+  "saveParams",
+  "loadParams",
+  "paramsHash",
 ]);
 
 const isClass = (f: unknown) =>

@@ -340,6 +340,30 @@ export const opCases: OpCase[] = [
 
   // Composites.
   {
+    name: "logisticRegression XW + b",
+    builder: "logisticRegression",
+    build: (X, W, b) => adj.logisticRegression(X, W, b),
+    inputs: [R(3, 4), R(4, 2), R(2)],
+    expected: (X, W, b) => add(ref.matmul(X, W), b),
+  },
+  {
+    name: "softmaxLoss divided by the given batch size",
+    builder: "softmaxLoss",
+    build: (Z, Y) => adj.softmaxLoss(Z, Y, 5),
+    inputs: [R(3, 4), P(3, 4)],
+    expected: (Z, Y) => {
+      const terms = mul(Y, ref.logSoftmax(Z));
+      return { shape: [], data: [-terms.data.reduce((s, v) => s + v, 0) / 5] };
+    },
+  },
+  {
+    name: "forward of a logreg model",
+    builder: "forward",
+    build: (X, W, b) => adj.forward(adj.modelSpec("logreg", 4, [], 2), X, [W, b]),
+    inputs: [R(3, 4), R(4, 2), R(2)],
+    expected: (X, W, b) => add(ref.matmul(X, W), b),
+  },
+  {
     name: "logSoftmax default axis",
     builder: "logSoftmax",
     build: (a) => adj.logSoftmax(a),

@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import {
   applyUpdate,
+  learningRateAt,
   stateCount,
   type OptimizerConfig,
 } from "../../src/tensor/kernels/optimizer.js";
@@ -275,5 +276,32 @@ describe("optimizer configuration", () => {
     const opt = new Optimizer([tensor([1, 2])], { kind: "sgd", lr: 0.1 });
     expect(() => opt.step([])).toThrow(/0 gradients for 1 parameters/);
     expect(() => opt.step([tensor([1, 2, 3])])).toThrow(/gradient 0 has shape \[3\]/);
+  });
+});
+
+describe("learning-rate schedules", () => {
+  it("constant by default; cosine from lr at t=1 through lr/2 halfway to 0 at the end", () => {
+    expect(learningRateAt({ kind: "sgd", lr: 0.3 }, 57)).toBe(0.3);
+    const cosine: OptimizerConfig = {
+      kind: "sgd",
+      lr: 0.4,
+      schedule: { kind: "cosine", totalSteps: 100 },
+    };
+    expect(learningRateAt(cosine, 1)).toBeCloseTo(0.4, 15);
+    expect(learningRateAt(cosine, 51)).toBeCloseTo(0.2, 15);
+    expect(learningRateAt(cosine, 26)).toBeCloseTo(0.2 * (1 + Math.SQRT1_2), 15);
+    expect(learningRateAt(cosine, 101)).toBeCloseTo(0, 15);
+    expect(learningRateAt(cosine, 500)).toBeCloseTo(0, 15);
+  });
+
+  it("applyUpdate uses the scheduled rate of step t", () => {
+    const cosine: OptimizerConfig = {
+      kind: "sgd",
+      lr: 1,
+      schedule: { kind: "cosine", totalSteps: 2 },
+    };
+    const p = new Float64Array([1]);
+    applyUpdate(cosine, 2, p, new Float64Array([1]), [], p, []);
+    expect(p[0]).toBeCloseTo(1 - 0.5, 15);
   });
 });

@@ -21,6 +21,16 @@ export interface OptimizerConfig {
   eps?: number;
   /** L2 weight decay: added to the gradient for sgd/momentum, decoupled (AdamW) for adam. */
   weightDecay?: number;
+  /** Learning-rate schedule: constant (default) or cosine decay to 0 over `totalSteps`. */
+  schedule?: { kind: "constant" } | { kind: "cosine"; totalSteps: number };
+}
+
+/** The learning rate of update number `t` (1-based) under the config's schedule. */
+export function learningRateAt(config: OptimizerConfig, t: number): number {
+  const schedule = config.schedule;
+  if (!schedule || schedule.kind === "constant") return config.lr;
+  const progress = Math.min(1, (t - 1) / Math.max(1, schedule.totalSteps));
+  return config.lr * 0.5 * (1 + Math.cos(Math.PI * progress));
 }
 
 /** Number of state vectors the rule keeps per parameter vector. */
@@ -43,7 +53,7 @@ export function applyUpdate(
   start = 0,
   end = params.length,
 ): void {
-  const lr = config.lr;
+  const lr = learningRateAt(config, t);
   const wd = config.weightDecay ?? 0;
   if (config.kind === "sgd") {
     for (let i = start; i < end; i++) {
