@@ -8,7 +8,10 @@
  * into NR-column panels and, per row block of MC, op(A) into MR-row micro-panels (both zero
  * padded), so the four transpose combinations differ only in packing and one register-blocked
  * micro-kernel (MR x NR tile, 8 v128 accumulators) streams both panels with immediate offsets.
- * C has padded rows and columns (MR/NR multiples); the host copies out the valid part. Each C
+ * The n mod 8 tail columns of an f32 product (n = 10 in a classifier's last layer) are not padded
+ * to a full panel: column kernels keep C columns in the accumulators (16 rows x 2 columns), so
+ * C is exactly n wide. In f64 the last panel is 2 or 4 wide and `compactRows` squeezes the
+ * column padding out in place, so the host reads the m x n result with one copy. Each C
  * element is summed in the fixed order p = 0..K-1 (mul then add, no fusion) whatever the blocking,
  * so results depend only on the operands and shapes.
  */
@@ -36,9 +39,17 @@ export function paddedRowsF32(m: i32): i32 {
   return (m + MR32 - 1) & ~(MR32 - 1);
 }
 
-/** Columns of C the f32 kernel writes (n rounded up to the panel width). */
+/**
+ * Columns of C the f32 kernel writes: exactly n (full 8-wide panels write whole rows of 8; the
+ * 1..7 tail columns are written one by one by the column kernels).
+ */
 export function paddedColsF32(n: i32): i32 {
-  return (n + NR32 - 1) & ~(NR32 - 1);
+  return n;
+}
+
+/** Width of the packed f32 tail panel: the n mod 8 tail columns rounded up to a pair. */
+function tailWidthF32(n: i32): i32 {
+  return ((n & (NR32 - 1)) + 1) & ~1;
 }
 
 /** Rows of C the f64 kernel writes. */
@@ -46,14 +57,27 @@ export function paddedRowsF64(m: i32): i32 {
   return (m + MR64 - 1) & ~(MR64 - 1);
 }
 
-/** Columns of C the f64 kernel writes. */
+/** Columns of C the f64 kernel writes: full 4-wide panels, then a 2- or 4-wide last one. */
 export function paddedColsF64(n: i32): i32 {
-  return (n + NR64 - 1) & ~(NR64 - 1);
+  const full = n & ~(NR64 - 1);
+  const rest = n - full;
+  return rest == 0 ? full : rest <= 2 ? full + 2 : full + NR64;
+}
+
+/**
+ * Moves rows of C (m rows of rowBytes, ldc bytes apart) together in place, so row i starts at
+ * c + i * rowBytes: the padded result becomes a dense m x n matrix. Rows only move down.
+ */
+export function compactRows(c: usize, m: i32, rowBytes: i32, ldc: i32): void {
+  if (rowBytes == ldc) return;
+  for (let i = 1; i < m; i++) {
+    memory.copy(c + <usize>i * rowBytes, c + <usize>i * ldc, <usize>rowBytes);
+  }
 }
 
 /** Bytes of packing scratch the f32 matmul needs for n columns. */
 export function packBytesF32(n: i32, k: i32): i32 {
-  return min(k, KC) * (paddedColsF32(n) + MC) * 4;
+  return min(k, KC) * ((n & ~(NR32 - 1)) + tailWidthF32(n) + MC) * 4;
 }
 
 /** Bytes of packing scratch the f64 matmul needs for n columns. */
@@ -61,35 +85,38 @@ export function packBytesF64(n: i32, k: i32): i32 {
   return min(k, KC) * (paddedColsF64(n) + MC) * 8;
 }
 
-/** Packs op(B)[p0 : p0+kc, 0:n] into NR32-wide panels, panel j at pack + j*kc*NR32*4. */
+/**
+ * Packs op(B)[p0 : p0+kc, 0:n] into column panels, the one starting at column j0 at
+ * pack + j0*kc*4: NR32 wide, then a tail of tailWidthF32(n) columns (zero past n).
+ */
 function packB32(b: usize, pack: usize, n: i32, k: i32, p0: i32, kc: i32, transB: bool): void {
-  const panels = (n + NR32 - 1) / NR32;
-  for (let jp = 0; jp < panels; jp++) {
-    const j0 = jp * NR32;
-    const w = min(NR32, n - j0);
-    const panel = pack + <usize>(jp * kc * NR32 * 4);
+  const full = n & ~(NR32 - 1);
+  for (let j0 = 0; j0 < n; j0 += NR32) {
+    const width = j0 < full ? NR32 : tailWidthF32(n);
+    const w = min(width, n - j0);
+    const rowBytes = <usize>(width << 2);
+    const panel = pack + <usize>(j0 * kc * 4);
     if (!transB) {
       // B is k x n: each panel row is a contiguous slice of a B row.
       for (let p = 0; p < kc; p++) {
         const src = b + ((<usize>(p0 + p) * n + j0) << 2);
-        const dst = panel + <usize>(p * NR32 * 4);
+        const dst = panel + <usize>p * rowBytes;
         if (w == NR32) {
           v128.store(dst, v128.load(src));
           v128.store(dst, v128.load(src, 16), 16);
         } else {
-          v128.store(dst, f32x4.splat(0));
-          v128.store(dst, f32x4.splat(0), 16);
+          if (w < width) store<f32>(dst + ((<usize>w) << 2), 0);
           for (let j = 0; j < w; j++) store<f32>(dst + (j << 2), load<f32>(src + (j << 2)));
         }
       }
     } else {
       // B is n x k: column j of op(B) is row j of B, contiguous in p.
-      if (w < NR32) memory.fill(panel, 0, <usize>(kc * NR32 * 4));
+      if (w < width) memory.fill(panel, 0, <usize>kc * rowBytes);
       for (let j = 0; j < w; j++) {
         const src = b + ((<usize>(j0 + j) * k + p0) << 2);
         const dst = panel + (j << 2);
         for (let p = 0; p < kc; p++) {
-          store<f32>(dst + <usize>(p * NR32 * 4), load<f32>(src + (p << 2)));
+          store<f32>(dst + <usize>p * rowBytes, load<f32>(src + (p << 2)));
         }
       }
     }
@@ -111,7 +138,27 @@ function packA32(
   kc: i32,
   transA: bool,
 ): void {
-  for (let t = 0; t < rows; t += MR32) {
+  let t = 0;
+  if (transA) {
+    // A is k x m: a 64-byte line of A row p holds 16 rows of op(A), i.e. four micro-panels. Take
+    // whole lines: walking one micro-panel at a time down a power-of-two stride (m = 256: 1 KB)
+    // maps every line to the same few L1 sets and re-reads each line from L2 four times.
+    const step = (<usize>m) << 2;
+    const quad = <usize>(kc * MR32 * 4);
+    for (; t + 4 * MR32 <= rows && i0 + t + 4 * MR32 <= m; t += 4 * MR32) {
+      const panel = dst + <usize>(t * kc * 4);
+      let src = a + ((<usize>p0 * m + i0 + t) << 2);
+      for (let p = 0; p < kc; p++) {
+        const out = panel + ((<usize>p) << 4);
+        v128.store(out, v128.load(src));
+        v128.store(out + quad, v128.load(src, 16));
+        v128.store(out + 2 * quad, v128.load(src, 32));
+        v128.store(out + 3 * quad, v128.load(src, 48));
+        src += step;
+      }
+    }
+  }
+  for (; t < rows; t += MR32) {
     const panel = dst + <usize>(t * kc * 4);
     const i = i0 + t;
     if (i + MR32 <= m && transA) {
@@ -218,6 +265,126 @@ function kernel32(ap: usize, bp: usize, c: usize, ldc: usize, kc: i32, accumulat
   v128.store(c + 3 * ldc, c31, 16);
 }
 
+/** C[0..3, 0] (rows ldc bytes apart) as one vector. */
+function loadColumn(c: usize, ldc: usize): v128 {
+  let v = v128.load32_zero(c);
+  v = f32x4.replace_lane(v, 1, load<f32>(c + ldc));
+  v = f32x4.replace_lane(v, 2, load<f32>(c + 2 * ldc));
+  return f32x4.replace_lane(v, 3, load<f32>(c + 3 * ldc));
+}
+
+/** Stores v into C[0..3, 0] (rows ldc bytes apart). */
+function storeColumn(c: usize, ldc: usize, v: v128): void {
+  store<f32>(c, f32x4.extract_lane(v, 0));
+  store<f32>(c + ldc, f32x4.extract_lane(v, 1));
+  store<f32>(c + 2 * ldc, f32x4.extract_lane(v, 2));
+  store<f32>(c + 3 * ldc, f32x4.extract_lane(v, 3));
+}
+
+/**
+ * C[16 x cols] (+)= four packed A micro-panels (a, a+mp, a+2mp, a+3mp) @ B[kc x 2] (rows bs
+ * bytes apart), cols 1 or 2: the narrow tail of n (n = 10: columns 8, 9). The accumulators hold
+ * columns of C, so a micro-panel's four rows at p are one load and B is splat: 6 loads per 8
+ * multiply-adds, where a row-form 8 x 4 tile needs 9 and wastes half its lanes on padding.
+ */
+function kernel32x16x2(
+  a: usize,
+  mp: usize,
+  bp: usize,
+  bs: usize,
+  c: usize,
+  ldc: usize,
+  kc: i32,
+  cols: i32,
+  accumulate: bool,
+): void {
+  let c00 = f32x4.splat(0);
+  let c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0);
+  let c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0);
+  let c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0);
+  let c31 = f32x4.splat(0);
+  const l4: usize = ldc << 2;
+  if (accumulate) {
+    c00 = loadColumn(c, ldc);
+    c10 = loadColumn(c + l4, ldc);
+    c20 = loadColumn(c + 2 * l4, ldc);
+    c30 = loadColumn(c + 3 * l4, ldc);
+    if (cols == 2) {
+      c01 = loadColumn(c + 4, ldc);
+      c11 = loadColumn(c + l4 + 4, ldc);
+      c21 = loadColumn(c + 2 * l4 + 4, ldc);
+      c31 = loadColumn(c + 3 * l4 + 4, ldc);
+    }
+  }
+  let a1 = a + mp;
+  let a2 = a1 + mp;
+  let a3 = a2 + mp;
+  const aEnd = a + <usize>(kc * 16);
+  do {
+    const s0 = v128.load32_splat(bp);
+    const s1 = v128.load32_splat(bp, 4);
+    let x = v128.load(a);
+    c00 = f32x4.add(c00, f32x4.mul(x, s0));
+    c01 = f32x4.add(c01, f32x4.mul(x, s1));
+    x = v128.load(a1);
+    c10 = f32x4.add(c10, f32x4.mul(x, s0));
+    c11 = f32x4.add(c11, f32x4.mul(x, s1));
+    x = v128.load(a2);
+    c20 = f32x4.add(c20, f32x4.mul(x, s0));
+    c21 = f32x4.add(c21, f32x4.mul(x, s1));
+    x = v128.load(a3);
+    c30 = f32x4.add(c30, f32x4.mul(x, s0));
+    c31 = f32x4.add(c31, f32x4.mul(x, s1));
+    a += 16;
+    a1 += 16;
+    a2 += 16;
+    a3 += 16;
+    bp += bs;
+  } while (a < aEnd);
+  storeColumn(c, ldc, c00);
+  storeColumn(c + l4, ldc, c10);
+  storeColumn(c + 2 * l4, ldc, c20);
+  storeColumn(c + 3 * l4, ldc, c30);
+  if (cols == 2) {
+    storeColumn(c + 4, ldc, c01);
+    storeColumn(c + l4 + 4, ldc, c11);
+    storeColumn(c + 2 * l4 + 4, ldc, c21);
+    storeColumn(c + 3 * l4 + 4, ldc, c31);
+  }
+}
+
+/** C[4 x cols] (+)= one packed A micro-panel @ B[kc x 2]: the tail rows of kernel32x16x2. */
+function kernel32x4x2(
+  a: usize,
+  bp: usize,
+  bs: usize,
+  c: usize,
+  ldc: usize,
+  kc: i32,
+  cols: i32,
+  accumulate: bool,
+): void {
+  let c0 = f32x4.splat(0);
+  let c1 = f32x4.splat(0);
+  if (accumulate) {
+    c0 = loadColumn(c, ldc);
+    if (cols == 2) c1 = loadColumn(c + 4, ldc);
+  }
+  const aEnd = a + <usize>(kc * 16);
+  do {
+    const x = v128.load(a);
+    c0 = f32x4.add(c0, f32x4.mul(x, v128.load32_splat(bp)));
+    c1 = f32x4.add(c1, f32x4.mul(x, v128.load32_splat(bp, 4)));
+    a += 16;
+    bp += bs;
+  } while (a < aEnd);
+  storeColumn(c, ldc, c0);
+  if (cols == 2) storeColumn(c + 4, ldc, c1);
+}
+
 /**
  * C = op(A) @ op(B) in f32. A is m x k (k x m when transA), B is k x n (n x k when transB), both
  * row-major at byte addresses a, b. pack: packBytesF32 scratch; c: paddedRowsF32(m) x
@@ -241,53 +408,94 @@ export function matmulF32(
     memory.fill(c, 0, <usize>mPad * ldc);
     return;
   }
-  const panels = nPad / NR32;
-  const packA = pack + <usize>(min(k, KC) * nPad * 4);
+  const full = n & ~(NR32 - 1);
+  const packA = pack + <usize>(min(k, KC) * (full + tailWidthF32(n)) * 4);
   for (let p0 = 0; p0 < k; p0 += KC) {
     const kc = min(KC, k - p0);
+    const accumulate = p0 > 0;
     packB32(b, pack, n, k, p0, kc, transB);
     for (let i0 = 0; i0 < mPad; i0 += MC) {
       const rows = min(MC, mPad - i0);
       packA32(a, packA, m, k, i0, rows, p0, kc, transA);
-      for (let jp = 0; jp < panels; jp++) {
-        const bp = pack + <usize>(jp * kc * NR32 * 4);
-        const cCol = c + <usize>(jp * NR32 * 4);
+      const cRow = c + <usize>i0 * ldc;
+      for (let j0 = 0; j0 < full; j0 += NR32) {
+        const bp = pack + <usize>(j0 * kc * 4);
+        const cCol = cRow + <usize>(j0 * 4);
         for (let t = 0; t < rows; t += MR32) {
           const ap = packA + <usize>(t * kc * 4);
-          kernel32(ap, bp, cCol + <usize>(i0 + t) * ldc, ldc, kc, p0 > 0);
+          kernel32(ap, bp, cCol + <usize>t * ldc, ldc, kc, accumulate);
         }
       }
+      if (full < n) tailColumnsF32(pack, packA, cRow, ldc, n, rows, kc, accumulate);
     }
   }
 }
 
-/** Packs op(B)[p0 : p0+kc, 0:n] into NR64-wide f64 panels. */
+/**
+ * C[0 : rows, full : n] (+)= packed A rows @ the packed tail panel of B: the n mod 8 tail columns
+ * two at a time, 16 rows (then 4) at a time.
+ */
+// NOTE: exported only so that Binaryen does not inline it into matmulF32: with the tail kernels
+// inlined there, V8 compiled matmulF32's main loop about 7% slower on large shapes.
+export function tailColumnsF32(
+  pack: usize,
+  packA: usize,
+  cRow: usize,
+  ldc: usize,
+  n: i32,
+  rows: i32,
+  kc: i32,
+  accumulate: bool,
+): void {
+  const full = n & ~(NR32 - 1);
+  const microPanel = <usize>(kc * MR32 * 4);
+  const tail = pack + <usize>(full * kc * 4);
+  const bs = <usize>(tailWidthF32(n) << 2);
+  for (let j = full; j < n; j += 2) {
+    const cols = min(2, n - j);
+    const bp = tail + <usize>((j - full) << 2);
+    const cCol = cRow + <usize>(j << 2);
+    let t = 0;
+    for (; t + 4 * MR32 <= rows; t += 4 * MR32) {
+      const ap = packA + <usize>(t * kc * 4);
+      kernel32x16x2(ap, microPanel, bp, bs, cCol + <usize>t * ldc, ldc, kc, cols, accumulate);
+    }
+    for (; t < rows; t += MR32) {
+      const ap = packA + <usize>(t * kc * 4);
+      kernel32x4x2(ap, bp, bs, cCol + <usize>t * ldc, ldc, kc, cols, accumulate);
+    }
+  }
+}
+
+/** Packs op(B)[p0 : p0+kc, 0:n] into f64 panels: NR64 wide, the last 2 or 4 (as packB32). */
 function packB64(b: usize, pack: usize, n: i32, k: i32, p0: i32, kc: i32, transB: bool): void {
-  const panels = (n + NR64 - 1) / NR64;
-  for (let jp = 0; jp < panels; jp++) {
-    const j0 = jp * NR64;
-    const w = min(NR64, n - j0);
-    const panel = pack + <usize>(jp * kc * NR64 * 8);
+  const nPad = paddedColsF64(n);
+  for (let j0 = 0; j0 < nPad; j0 += NR64) {
+    const width = min(NR64, nPad - j0);
+    const w = min(width, n - j0);
+    const rowBytes = <usize>(width << 3);
+    const panel = pack + <usize>(j0 * kc * 8);
     if (!transB) {
       for (let p = 0; p < kc; p++) {
         const src = b + ((<usize>(p0 + p) * n + j0) << 3);
-        const dst = panel + <usize>(p * NR64 * 8);
+        const dst = panel + <usize>p * rowBytes;
         if (w == NR64) {
           v128.store(dst, v128.load(src));
           v128.store(dst, v128.load(src, 16), 16);
+        } else if (w == 2) {
+          v128.store(dst, v128.load(src));
         } else {
-          v128.store(dst, f64x2.splat(0));
-          v128.store(dst, f64x2.splat(0), 16);
+          memory.fill(dst, 0, rowBytes);
           for (let j = 0; j < w; j++) store<f64>(dst + (j << 3), load<f64>(src + (j << 3)));
         }
       }
     } else {
-      if (w < NR64) memory.fill(panel, 0, <usize>(kc * NR64 * 8));
+      if (w < width) memory.fill(panel, 0, <usize>kc * rowBytes);
       for (let j = 0; j < w; j++) {
         const src = b + ((<usize>(j0 + j) * k + p0) << 3);
         const dst = panel + (j << 3);
         for (let p = 0; p < kc; p++) {
-          store<f64>(dst + <usize>(p * NR64 * 8), load<f64>(src + (p << 3)));
+          store<f64>(dst + <usize>p * rowBytes, load<f64>(src + (p << 3)));
         }
       }
     }
@@ -405,6 +613,88 @@ function kernel64(ap: usize, bp: usize, c: usize, ldc: usize, kc: i32, accumulat
   v128.store(c + 3 * ldc, c31, 16);
 }
 
+/** C[8 x 2] (+)= two packed f64 A micro-panels (rows 0-3 at a0, 4-7 at a1) @ packed B[kc x 2]. */
+function kernel64x8x2(
+  a0: usize,
+  a1: usize,
+  bp: usize,
+  c: usize,
+  ldc: usize,
+  kc: i32,
+  accumulate: bool,
+): void {
+  let c0 = f64x2.splat(0);
+  let c1 = f64x2.splat(0);
+  let c2 = f64x2.splat(0);
+  let c3 = f64x2.splat(0);
+  let c4 = f64x2.splat(0);
+  let c5 = f64x2.splat(0);
+  let c6 = f64x2.splat(0);
+  let c7 = f64x2.splat(0);
+  const c4p = c + 4 * ldc;
+  if (accumulate) {
+    c0 = v128.load(c);
+    c1 = v128.load(c + ldc);
+    c2 = v128.load(c + 2 * ldc);
+    c3 = v128.load(c + 3 * ldc);
+    c4 = v128.load(c4p);
+    c5 = v128.load(c4p + ldc);
+    c6 = v128.load(c4p + 2 * ldc);
+    c7 = v128.load(c4p + 3 * ldc);
+  }
+  const bEnd = bp + <usize>(kc * 16);
+  do {
+    const b = v128.load(bp);
+    c0 = f64x2.add(c0, f64x2.mul(v128.load64_splat(a0), b));
+    c1 = f64x2.add(c1, f64x2.mul(v128.load64_splat(a0, 8), b));
+    c2 = f64x2.add(c2, f64x2.mul(v128.load64_splat(a0, 16), b));
+    c3 = f64x2.add(c3, f64x2.mul(v128.load64_splat(a0, 24), b));
+    c4 = f64x2.add(c4, f64x2.mul(v128.load64_splat(a1), b));
+    c5 = f64x2.add(c5, f64x2.mul(v128.load64_splat(a1, 8), b));
+    c6 = f64x2.add(c6, f64x2.mul(v128.load64_splat(a1, 16), b));
+    c7 = f64x2.add(c7, f64x2.mul(v128.load64_splat(a1, 24), b));
+    a0 += 32;
+    a1 += 32;
+    bp += 16;
+  } while (bp < bEnd);
+  v128.store(c, c0);
+  v128.store(c + ldc, c1);
+  v128.store(c + 2 * ldc, c2);
+  v128.store(c + 3 * ldc, c3);
+  v128.store(c4p, c4);
+  v128.store(c4p + ldc, c5);
+  v128.store(c4p + 2 * ldc, c6);
+  v128.store(c4p + 3 * ldc, c7);
+}
+
+/** C[4 x 2] (+)= packed f64 A[4 x kc] @ packed B[kc x 2]: the narrow panel's last 4 rows. */
+function kernel64x4x2(ap: usize, bp: usize, c: usize, ldc: usize, kc: i32, accumulate: bool): void {
+  let c0 = f64x2.splat(0);
+  let c1 = f64x2.splat(0);
+  let c2 = f64x2.splat(0);
+  let c3 = f64x2.splat(0);
+  if (accumulate) {
+    c0 = v128.load(c);
+    c1 = v128.load(c + ldc);
+    c2 = v128.load(c + 2 * ldc);
+    c3 = v128.load(c + 3 * ldc);
+  }
+  const bEnd = bp + <usize>(kc * 16);
+  do {
+    const b = v128.load(bp);
+    c0 = f64x2.add(c0, f64x2.mul(v128.load64_splat(ap), b));
+    c1 = f64x2.add(c1, f64x2.mul(v128.load64_splat(ap, 8), b));
+    c2 = f64x2.add(c2, f64x2.mul(v128.load64_splat(ap, 16), b));
+    c3 = f64x2.add(c3, f64x2.mul(v128.load64_splat(ap, 24), b));
+    ap += 32;
+    bp += 16;
+  } while (bp < bEnd);
+  v128.store(c, c0);
+  v128.store(c + ldc, c1);
+  v128.store(c + 2 * ldc, c2);
+  v128.store(c + 3 * ldc, c3);
+}
+
 /** C = op(A) @ op(B) in f64; the same contract as matmulF32 with 8-byte elements. */
 export function matmulF64(
   a: usize,
@@ -424,20 +714,40 @@ export function matmulF64(
     memory.fill(c, 0, <usize>mPad * ldc);
     return;
   }
-  const panels = nPad / NR64;
   const packA = pack + <usize>(min(k, KC) * nPad * 8);
   for (let p0 = 0; p0 < k; p0 += KC) {
     const kc = min(KC, k - p0);
+    const accumulate = p0 > 0;
+    const microPanel = <usize>(kc * MR64 * 8);
     packB64(b, pack, n, k, p0, kc, transB);
     for (let i0 = 0; i0 < mPad; i0 += MC) {
       const rows = min(MC, mPad - i0);
       packA64(a, packA, m, k, i0, rows, p0, kc, transA);
-      for (let jp = 0; jp < panels; jp++) {
-        const bp = pack + <usize>(jp * kc * NR64 * 8);
-        const cCol = c + <usize>(jp * NR64 * 8);
-        for (let t = 0; t < rows; t += MR64) {
-          const ap = packA + <usize>(t * kc * 8);
-          kernel64(ap, bp, cCol + <usize>(i0 + t) * ldc, ldc, kc, p0 > 0);
+      const cRow = c + <usize>i0 * ldc;
+      for (let j0 = 0; j0 < nPad; j0 += NR64) {
+        const bp = pack + <usize>(j0 * kc * 8);
+        const cCol = cRow + <usize>(j0 * 8);
+        if (j0 + NR64 <= nPad) {
+          for (let t = 0; t < rows; t += MR64) {
+            const ap = packA + <usize>(t * kc * 8);
+            kernel64(ap, bp, cCol + <usize>t * ldc, ldc, kc, accumulate);
+          }
+        } else {
+          let t = 0;
+          for (; t + 2 * MR64 <= rows; t += 2 * MR64) {
+            const ap = packA + <usize>(t * kc * 8);
+            kernel64x8x2(ap, ap + microPanel, bp, cCol + <usize>t * ldc, ldc, kc, accumulate);
+          }
+          if (t < rows) {
+            kernel64x4x2(
+              packA + <usize>(t * kc * 8),
+              bp,
+              cCol + <usize>t * ldc,
+              ldc,
+              kc,
+              accumulate,
+            );
+          }
         }
       }
     }

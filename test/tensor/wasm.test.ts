@@ -76,6 +76,9 @@ const sizes: readonly (readonly [number, number, number])[] = [
   [128, 64, 96],
   [70, 300, 9], // crosses the 256 K-block and the 64-row block, odd panel width
   [5, 257, 130],
+  [128, 256, 10], // the MLP's last layer: an 8-wide panel and a 2-column tail
+  [36, 270, 15], // a 7-column tail (pairs, then one), 16-row and 4-row tail kernels, K-blocks
+  [20, 40, 4],
 ];
 const transposes: readonly (readonly [boolean, boolean])[] = [
   [false, false],

@@ -56,6 +56,7 @@ interface KernelExports {
     transA: number,
     transB: number,
   ): void;
+  compactRows(c: number, m: number, rowBytes: number, ldc: number): void;
   binaryF32(op: number, x: number, y: number, out: number, n: number): void;
   binaryF64(op: number, x: number, y: number, out: number, n: number): void;
 }
@@ -188,15 +189,9 @@ export function createWasmBackend(bytes?: Uint8Array, options: WasmBackendOption
     view.set(b.data, bOffset / elem);
     const run = f32 ? kernels.matmulF32 : kernels.matmulF64;
     run(aOffset, bOffset, packOffset, cOffset, m, n, k, transA ? 1 : 0, transB ? 1 : 0);
+    kernels.compactRows(cOffset, m, n * elem, nPad * elem);
     const cIndex = cOffset / elem;
-    if (nPad === n) {
-      out.data.set(view.subarray(cIndex, cIndex + m * n));
-    } else {
-      for (let i = 0; i < m; i++) {
-        const row = cIndex + i * nPad;
-        out.data.set(view.subarray(row, row + n), i * n);
-      }
-    }
+    out.data.set(view.subarray(cIndex, cIndex + m * n));
     return out;
   }
 
