@@ -26,6 +26,8 @@ export interface TrainOptions {
   optimizer?: OptimizerName;
   weightDecay?: number;
   dtype: DType;
+  /** Largest random image shift (pixels) during training; 0 turns augmentation off. */
+  augment?: number;
   /** Kernel backend: WASM SIMD (default) or the plain-TypeScript reference. */
   backend: BackendName;
   /** Worker threads, or "auto" for one per available core. */
@@ -77,6 +79,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--optimizer": valued((o, v, f) => (o.optimizer = oneOf(f, v, OPTIMIZERS, "optimizer"))),
   "--weight-decay": valued((o, v, f) => (o.weightDecay = nonNegativeNumber(f, v))),
   "--dtype": valued((o, v, f) => (o.dtype = oneOf(f, v, DTYPES, "dtype"))),
+  "--augment": valued((o, v, f) => (o.augment = nonNegativeInt(f, v))),
   "--backend": valued((o, v, f) => (o.backend = oneOf(f, v, BACKENDS, "backend"))),
   "--threads": valued((o, v, f) => (o.threads = v === "auto" ? "auto" : positiveInt(f, v, "auto"))),
   "--seed": valued((o, v, f) => (o.seed = nonNegativeInt(f, v))),
@@ -169,6 +172,7 @@ Training (defaults depend on the data set and model):
   --lr X                       learning rate (> 0)
   --optimizer sgd|momentum|adam
   --weight-decay X             L2 weight decay (>= 0)
+  --augment N                  shift training images by up to N pixels (0: off)
   --seed N                     seed for the split, initialisation and shuffles (default: 0)
   --threads N|auto             worker threads (auto: one per core)
   --step-timeout MS            abort when one parallel step takes longer than MS milliseconds

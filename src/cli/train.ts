@@ -31,6 +31,8 @@ interface Defaults {
   optimizer: OptimizerConfig["kind"];
   weightDecay: number;
   standardize: boolean;
+  /** Largest random image shift in pixels during training (0: no augmentation). */
+  augment: number;
 }
 
 /** The defaults for a data set and model. */
@@ -48,6 +50,7 @@ export function defaultsFor(
           optimizer: "adam",
           weightDecay: 0.1,
           standardize: true,
+          augment: 0,
         }
       : {
           hidden: [64],
@@ -57,6 +60,7 @@ export function defaultsFor(
           optimizer: "adam",
           weightDecay: 1e-4,
           standardize: true,
+          augment: 0,
         };
   }
   return model === "logreg"
@@ -68,15 +72,17 @@ export function defaultsFor(
         optimizer: "adam",
         weightDecay: 1e-4,
         standardize: false,
+        augment: 0,
       }
     : {
         hidden: [256],
-        epochs: 12,
+        epochs: 15,
         batchSize: 64,
         lr: 0.001,
         optimizer: "adam",
-        weightDecay: 1e-4,
+        weightDecay: 0.05,
         standardize: false,
+        augment: 1,
       };
 }
 
@@ -199,6 +205,10 @@ export async function main(
     weightDecay: opts.weightDecay ?? defaults.weightDecay,
   };
   const split = loadSplit(opts.dataset, opts.dtype, opts.seed, defaults.standardize);
+  const maxShift = opts.augment ?? defaults.augment;
+  const side = opts.dataset === "digits" ? 8 : 28;
+  const augment =
+    maxShift > 0 ? { width: side, height: side, maxShift, seed: opts.seed } : undefined;
   const features = split.train.X.shape[1];
   const spec = modelSpec(opts.model, features, hidden, split.train.classes);
   const shardCount = shardCountFor(batchSize);
@@ -210,7 +220,7 @@ export async function main(
   const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
   io.out(
     `adjoint: ${tag}, ${optimizer.kind} lr ${optimizer.lr}, batch ${batchSize} (${shardCount} micro-shards), ` +
-      `${epochs} epochs, seed ${opts.seed}, ${backend().name} kernels, threads ${engine.threads}: ${engine.reason}`,
+      `${epochs} epochs, seed ${opts.seed}${augment ? `, shifts up to ${maxShift} px` : ""}, ${backend().name} kernels, threads ${engine.threads}: ${engine.reason}`,
   );
 
   let stopSignal: string | undefined;
@@ -237,6 +247,7 @@ export async function main(
       seed: opts.seed,
       shardCount,
       createEngine: engine.factory,
+      augment,
       initialParams,
       checkpointPath: opts.checkpoint,
       resume: opts.resume,
@@ -249,6 +260,7 @@ export async function main(
         optimizer,
         seed: opts.seed,
         shardCount,
+        augment: maxShift,
         // NOTE: not --load: --resume may not be combined with it (the checkpoint holds the
         // parameters), so a run started from --load could otherwise never be resumed.
       },
@@ -304,6 +316,7 @@ export async function main(
         steps: result.steps,
         batchSize,
         shardCount,
+        augment: maxShift,
         dtype: opts.dtype,
         backend: backend().name,
         optimizer: optimizer.kind,

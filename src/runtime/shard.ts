@@ -43,6 +43,53 @@ export interface SharedState {
   control: Int32Array;
   shardCount: number;
   paramCount: number;
+  /** Random image shifts applied while a shard gathers its rows (training-time augmentation). */
+  augment?: ShiftAugment;
+}
+
+/** Shift each training image by up to `maxShift` pixels, chosen from (seed, step, row) alone. */
+export interface ShiftAugment {
+  width: number;
+  height: number;
+  maxShift: number;
+  seed: number;
+}
+
+/** A 32-bit hash of three integers (murmur3's finaliser over a mix): cheap and well spread. */
+function hash3(a: number, b: number, c: number): number {
+  let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x632be5ab, 0xc2b2ae35) ^ c;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** The (dx, dy) shift of `row` at optimizer step `step`: the same in every thread. */
+export function shiftFor(augment: ShiftAugment, step: number, row: number): [number, number] {
+  const span = 2 * augment.maxShift + 1;
+  const h = hash3(augment.seed, step, row);
+  return [(h % span) - augment.maxShift, (Math.floor(h / span) % span) - augment.maxShift];
+}
+
+/** Writes `image` shifted by (dx, dy) into `out` (zeros where the shift uncovers pixels). */
+export function shiftImage(
+  image: ArrayLike<number>,
+  out: TypedArray,
+  offset: number,
+  width: number,
+  height: number,
+  dx: number,
+  dy: number,
+): void {
+  for (let y = 0; y < height; y++) {
+    const sy = y - dy;
+    for (let x = 0; x < width; x++) {
+      const sx = x - dx;
+      const inside = sy >= 0 && sy < height && sx >= 0 && sx < width;
+      out[offset + y * width + x] = inside ? image[sy * width + sx] : 0;
+    }
+  }
 }
 
 /** Control word indices. */
@@ -60,6 +107,7 @@ export function allocateShared(options: {
   optimizer: OptimizerConfig;
   shardCount: number;
   maxBatch: number;
+  augment?: ShiftAugment;
 }): SharedState {
   const { dtype, features, classes, shardCount } = options;
   const paramCount = options.paramShapes.reduce((n, s) => n + sizeOf(s), 0);
@@ -86,6 +134,7 @@ export function allocateShared(options: {
     control: new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS)),
     shardCount,
     paramCount,
+    augment: options.augment,
   };
 }
 
@@ -144,9 +193,17 @@ export class ShardRunner {
     }
     const X = allocateArray(rows * features, dtype);
     const Y = allocateArray(rows * classes, dtype);
+    const augment = shared.augment;
+    const step = shared.control[CONTROL.step];
     for (let r = 0; r < rows; r++) {
       const row = shared.batch[lo + r];
-      X.set(shared.X.subarray(row * features, (row + 1) * features), r * features);
+      const image = shared.X.subarray(row * features, (row + 1) * features);
+      if (augment) {
+        const [dx, dy] = shiftFor(augment, step, row);
+        shiftImage(image, X, r * features, augment.width, augment.height, dx, dy);
+      } else {
+        X.set(image, r * features);
+      }
       Y.set(shared.Y.subarray(row * classes, (row + 1) * classes), r * classes);
     }
     const params = shared.params[Atomics.load(shared.control, CONTROL.current)];

@@ -1,7 +1,13 @@
 /** The training loop: epochs of shuffled mini-batches through a step engine, with checkpoints. */
 import { variable } from "../graph/node.js";
 import { Evaluator } from "../runtime/evaluator.js";
-import { allocateShared, CONTROL, type SharedState, type TrainPlan } from "../runtime/shard.js";
+import {
+  allocateShared,
+  CONTROL,
+  type SharedState,
+  type ShiftAugment,
+  type TrainPlan,
+} from "../runtime/shard.js";
 import type { OptimizerConfig } from "../tensor/kernels/optimizer.js";
 import { sizeOf } from "../tensor/shape.js";
 import { Tensor, type DType } from "../tensor/tensor.js";
@@ -38,6 +44,8 @@ export interface TrainerOptions {
   /** Micro-shards per batch: fixed, whatever the thread count, so results are bitwise identical. */
   shardCount: number;
   createEngine: EngineFactory;
+  /** Random shifts of the training images (e.g. 28x28, up to 2 pixels); off by default. */
+  augment?: ShiftAugment;
   /** Initial parameters (from --load), in paramSpecs order. */
   initialParams?: Tensor[];
   checkpointPath?: string;
@@ -95,6 +103,7 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     shardCount,
     batchSize,
     initial,
+    options.augment,
   );
 
   let position: Position = {
@@ -211,6 +220,7 @@ export function prepareTraining(
   shardCount: number,
   maxBatch: number,
   initial: readonly Tensor[],
+  augment?: ShiftAugment,
 ): { trainPlan: TrainPlan; shared: SharedState } {
   const trainPlan = buildTrainPlan(spec);
   const shared = allocateShared({
@@ -223,6 +233,7 @@ export function prepareTraining(
     optimizer,
     shardCount,
     maxBatch,
+    augment,
   });
   writeFlat(shared.params[0], initial);
   return { trainPlan, shared };

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONTROL } from "../../src/runtime/shard.js";
+import { CONTROL, type ShiftAugment } from "../../src/runtime/shard.js";
 import type { FaultInjection } from "../../src/runtime/protocol.js";
 import { loadDigits, packageRoot, randomSplit, standardize } from "../../src/train/data.js";
 import { inProcessEngine, type EngineFactory } from "../../src/train/engine.js";
@@ -32,8 +32,10 @@ async function finalHash(
   spec: ModelSpec,
   createEngine: EngineFactory,
   steps = 30,
+  augment?: ShiftAugment,
 ): Promise<string> {
   const result = await train({
+    augment,
     spec,
     split,
     dtype: "float32",
@@ -77,6 +79,16 @@ describe.each(["js", "wasm"] as const)(
     }
   },
 );
+
+it("with shift augmentation too: in-process = 2 and 3 workers", async () => {
+  const spec = modelSpec("mlp", 64, [16], 10);
+  const augment: ShiftAugment = { width: 8, height: 8, maxShift: 1, seed: 5 };
+  const reference = await finalHash(spec, inProcessEngine, 20, augment);
+  expect(await finalHash(spec, inProcessEngine, 20)).not.toBe(reference);
+  for (const threads of [2, 3]) {
+    expect(await finalHash(spec, poolEngine({ threads }), 20, augment)).toBe(reference);
+  }
+});
 
 /** A pool engine over fresh shared state for one step, with a fault injected at step 2. */
 async function faultyPool(fault: FaultInjection, protocol: StepProtocol, stepTimeoutMs = 30_000) {

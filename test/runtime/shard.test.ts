@@ -1,0 +1,40 @@
+/** Micro-shard helpers: the image-shift augmentation is exact and thread-independent. */
+import { describe, expect, it } from "vitest";
+import { shiftFor, shiftImage, type ShiftAugment } from "../../src/runtime/shard.js";
+
+describe("shift augmentation", () => {
+  const image = Float32Array.from({ length: 12 }, (_, i) => i + 1); // 4 wide, 3 high
+
+  it("moves pixels by (dx, dy) and fills uncovered pixels with zeros", () => {
+    const out = new Float32Array(12);
+    shiftImage(image, out, 0, 4, 3, 1, -1);
+    // Row y of the output is row y+1 of the input, moved right by one.
+    expect([...out]).toEqual([0, 5, 6, 7, 0, 9, 10, 11, 0, 0, 0, 0]);
+    shiftImage(image, out, 0, 4, 3, 0, 0);
+    expect([...out]).toEqual([...image]);
+  });
+
+  it("writes at the given offset only", () => {
+    const out = new Float32Array(24).fill(-1);
+    shiftImage(image, out, 12, 4, 3, -2, 0);
+    expect([...out.subarray(0, 12)]).toEqual(new Array(12).fill(-1));
+    expect([...out.subarray(12, 16)]).toEqual([3, 4, 0, 0]);
+  });
+
+  it("draws every shift in range, depends only on (seed, step, row)", () => {
+    const augment: ShiftAugment = { width: 28, height: 28, maxShift: 2, seed: 7 };
+    const seen = new Set<string>();
+    for (let row = 0; row < 2000; row++) {
+      const [dx, dy] = shiftFor(augment, 3, row);
+      expect(Math.abs(dx)).toBeLessThanOrEqual(2);
+      expect(Math.abs(dy)).toBeLessThanOrEqual(2);
+      seen.add(`${dx},${dy}`);
+      expect(shiftFor(augment, 3, row)).toEqual([dx, dy]);
+    }
+    expect(seen.size).toBe(25);
+    const differs = [0, 1, 2, 3, 4, 5, 6, 7].some(
+      (row) => shiftFor(augment, 3, row).join() !== shiftFor(augment, 4, row).join(),
+    );
+    expect(differs).toBe(true);
+  });
+});
