@@ -4,6 +4,7 @@
  */
 import "../graph/ops/index.js"; // registers every op, so any plan can be rebuilt here
 import { applyUpdate, stateCount, type OptimizerConfig } from "../tensor/kernels/optimizer.js";
+import { sumSlots } from "../tensor/kernels/slots.js";
 import { sizeOf } from "../tensor/shape.js";
 import { allocateArray, Tensor, type DType, type TypedArray } from "../tensor/tensor.js";
 import { Evaluator } from "./evaluator.js";
@@ -157,7 +158,6 @@ export class ShardRunner {
   private readonly placeholders: ReturnType<typeof rebuildGraph>["placeholders"];
   private readonly offsets: number[];
   /** Scratch of the reduction, grown once and reused every step. */
-  private accumulator = new Float64Array(0);
   private reduced: TypedArray;
 
   /** Rebuilds the training graph from its plan. */
@@ -229,20 +229,10 @@ export class ShardRunner {
     const batchSize = shared.control[CONTROL.batchSize];
     const cur = Atomics.load(shared.control, CONTROL.current);
     const next = 1 - cur;
-    // Slot by slot over contiguous memory: each element still sums slots 0, 1, ... in order.
     const length = end - start;
-    if (this.accumulator.length < length) this.accumulator = new Float64Array(length);
-    const acc = this.accumulator;
-    const first = grads.subarray(start, end);
-    for (let i = 0; i < length; i++) acc[i] = first[i];
-    for (let s = 1; s < shardCount; s++) {
-      const slot = grads.subarray(s * paramCount + start, s * paramCount + end);
-      for (let i = 0; i < length; i++) acc[i] += slot[i];
-    }
     if (this.reduced.length < length) this.reduced = allocateArray(length, shared.dtype);
     const reduced = this.reduced.subarray(0, length);
-    const scale = 1 / batchSize;
-    for (let i = 0; i < length; i++) reduced[i] = acc[i] * scale;
+    sumSlots(grads, shardCount, paramCount, start, end, 1 / batchSize, reduced);
     const view = (a: TypedArray) => a.subarray(start, end);
     applyUpdate(
       this.optimizer,

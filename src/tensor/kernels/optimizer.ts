@@ -78,14 +78,19 @@ export function applyUpdate(
     const c2 = 1 - Math.pow(b2, t);
     const [m, v] = state;
     const [outM, outV] = outState;
+    // Constants hoisted out of the loop: lr * m^ / (sqrt(v^) + eps) with m^ = m/c1, v^ = v/c2.
+    const a1 = 1 - b1;
+    const a2 = 1 - b2;
+    const stepSize = lr / c1;
+    const invC2 = 1 / c2;
+    const decay = 1 - lr * wd;
     for (let i = start; i < end; i++) {
       const g = grads[i];
-      const mi = b1 * m[i] + (1 - b1) * g;
-      const vi = b2 * v[i] + (1 - b2) * g * g;
+      const mi = b1 * m[i] + a1 * g;
+      const vi = b2 * v[i] + a2 * (g * g);
       outM[i] = mi;
       outV[i] = vi;
-      const p = params[i] * (1 - lr * wd);
-      outParams[i] = p - (lr * (mi / c1)) / (Math.sqrt(vi / c2) + eps);
+      outParams[i] = params[i] * decay - (stepSize * mi) / (Math.sqrt(vi * invC2) + eps);
     }
   }
 }
