@@ -15,6 +15,12 @@ export interface TensorOptions {
   shared?: boolean;
 }
 
+/**
+ * Debug counters (read by `npm run bench:train`): Tensor objects constructed and the elements of
+ * fresh typed arrays allocated, so a bench can show what a training step allocates.
+ */
+export const tensorStats = { constructed: 0, elementsAllocated: 0 };
+
 /** An immutable-by-convention n-dimensional array; ops never write into their inputs. */
 export class Tensor {
   readonly shape: readonly number[];
@@ -24,6 +30,7 @@ export class Tensor {
 
   /** Wraps `data` (not copied) with `shape`; throws when the lengths disagree. */
   constructor(data: TypedArray, shape: readonly number[]) {
+    tensorStats.constructed++;
     validateShape(shape);
     const size = sizeOf(shape);
     if (data.length !== size) {
@@ -91,6 +98,7 @@ function validateShape(shape: readonly number[]): void {
 
 /** Allocates a zero-filled typed array of `dtype`, on a SharedArrayBuffer when `shared`. */
 export function allocateArray(size: number, dtype: DType, shared = false): TypedArray {
+  tensorStats.elementsAllocated += size;
   if (dtype === "float32") {
     return shared ? new Float32Array(new SharedArrayBuffer(size * 4)) : new Float32Array(size);
   }
@@ -150,6 +158,7 @@ export function tensor(
     out.data.set(values);
     return out;
   }
+  if (opts.shape) validateShape(opts.shape);
   const shape = inferShape(values as NestedArray);
   if (opts.shape && sizeOf(opts.shape) !== sizeOf(shape)) {
     throw new Error(

@@ -1,0 +1,341 @@
+/**
+ * Training benchmark (`npm run bench:train`): samples/s of whole training steps (in-process
+ * engine, 1 thread) for the MLP 784-256-10 (batch 128, fp32) and the exercise's digits softmax
+ * regression (batch 50, SGD lr 0.05, fp32 and fp64) on the js and wasm backends, TF.js (cpu, wasm;
+ * devDependencies @tensorflow/tfjs and tfjs-backend-wasm) as a peer where it loads, then per-step kernel profiles, engine overhead and allocations.
+ */
+import { Bench } from "tinybench";
+import { setBackend, type Backend } from "../src/tensor/backend.js";
+import { jsBackend } from "../src/tensor/kernels/js.js";
+import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
+import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
+import { tensor, tensorStats, type DType } from "../src/tensor/tensor.js";
+import { loadDigits, type Dataset } from "../src/train/data.js";
+import { inProcessEngine } from "../src/train/engine.js";
+import { initParams, modelSpec, type ModelSpec } from "../src/train/models.js";
+import { Rng } from "../src/train/random.js";
+import { prepareTraining, runStep } from "../src/train/trainer.js";
+
+/** One training workload. */
+interface Workload {
+  label: string;
+  spec: ModelSpec;
+  data: Dataset;
+  dtype: DType;
+  batch: number;
+  optimizer: OptimizerConfig;
+}
+
+/** What one (workload, engine) pair measured. */
+interface Measurement {
+  name: string;
+  secondsPerStep: number;
+  samplesPerSecond: number;
+}
+
+/** Kernel time per step by family, from a timing wrapper around the backend. */
+interface Profile {
+  /** Wall time per step of the profiled run itself (timer overhead included). */
+  stepSeconds: number;
+  seconds: Record<string, number>;
+  calls: number;
+  tensors: number;
+  elements: number;
+}
+
+/** Synthetic MNIST-shaped data: uniform pixels in [0, 1), labels cycling 0..9 (speed only). */
+function syntheticMnist(rows: number): Dataset {
+  const X = new Float32Array(rows * 784);
+  let s = 12345;
+  for (let i = 0; i < X.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    X[i] = s / 2 ** 32;
+  }
+  const y = Int32Array.from({ length: rows }, (_, i) => i % 10);
+  return { X: tensor(X, { shape: [rows, 784] }), y, classes: 10 };
+}
+
+/** A step function over fixed shuffled batches, after `warmSteps` steps. */
+async function stepper(w: Workload, warmSteps: number): Promise<() => Promise<void>> {
+  const rng = new Rng(0);
+  const n = w.data.X.shape[0];
+  const initial = initParams(w.spec, rng, w.dtype);
+  const { trainPlan, shared } = prepareTraining(
+    w.spec,
+    w.data,
+    w.dtype,
+    w.optimizer,
+    1,
+    w.batch,
+    initial,
+  );
+  const engine = await inProcessEngine(shared, trainPlan, w.optimizer);
+  const order = rng.permutation(n);
+  const batches: Int32Array[] = [];
+  for (let start = 0; start + w.batch <= n; start += w.batch)
+    batches.push(order.subarray(start, start + w.batch));
+  let t = 0;
+  const step = async (): Promise<void> => {
+    t++;
+    await runStep(engine, shared, batches[t % batches.length], t);
+  };
+  for (let i = 0; i < warmSteps; i++) await step();
+  return step;
+}
+
+/** Mean seconds per call of an async step, by tinybench within `timeMs`. */
+async function secondsPerStep(name: string, step: () => Promise<void>, timeMs: number) {
+  const bench = new Bench({ time: timeMs, iterations: 3, warmupTime: 0, warmupIterations: 0 });
+  bench.add(name, step);
+  await bench.run();
+  const result = bench.tasks[0].result;
+  if (result.state !== "completed") throw new Error(`bench ${name}: ${result.state}`);
+  return result.latency.mean / 1000;
+}
+
+const FAMILY: Record<keyof Omit<Backend, "name">, string> = {
+  matmul: "matmul",
+  binary: "element-wise",
+  unary: "element-wise",
+  scalar: "element-wise",
+  reduce: "reductions",
+  maxMask: "reductions",
+  broadcastTo: "broadcast/sumTo/transpose",
+  sumTo: "broadcast/sumTo/transpose",
+  transpose: "broadcast/sumTo/transpose",
+};
+
+/** `inner` with every kernel call timed into `seconds` by family. */
+function timedBackend(inner: Backend, seconds: Record<string, number>, calls: { n: number }) {
+  const timed: Record<string, unknown> = { name: inner.name };
+  for (const [method, family] of Object.entries(FAMILY)) {
+    const fn = (inner as unknown as Record<string, (...args: unknown[]) => unknown>)[method];
+    timed[method] = (...args: unknown[]) => {
+      const t0 = performance.now();
+      const out = fn(...args);
+      seconds[family] = (seconds[family] ?? 0) + (performance.now() - t0) / 1000;
+      calls.n++;
+      return out;
+    };
+  }
+  return timed as unknown as Backend;
+}
+
+/** Per-step kernel time by family, kernel calls, Tensors and elements allocated (mean of `steps`). */
+async function profile(w: Workload, inner: Backend, steps: number): Promise<Profile> {
+  const seconds: Record<string, number> = {};
+  const calls = { n: 0 };
+  setBackend(inner);
+  const step = await stepper(w, 3);
+  setBackend(timedBackend(inner, seconds, calls));
+  const tensors0 = tensorStats.constructed;
+  const elements0 = tensorStats.elementsAllocated;
+  const start = performance.now();
+  for (let i = 0; i < steps; i++) await step();
+  const stepSeconds = (performance.now() - start) / 1000 / steps;
+  setBackend(jsBackend);
+  for (const key of Object.keys(seconds)) seconds[key] /= steps;
+  return {
+    stepSeconds,
+    seconds,
+    calls: calls.n / steps,
+    tensors: (tensorStats.constructed - tensors0) / steps,
+    elements: (tensorStats.elementsAllocated - elements0) / steps,
+  };
+}
+
+/** samples/s of `w` on an adjoint backend. */
+async function measureAdjoint(w: Workload, b: Backend, timeMs: number): Promise<Measurement> {
+  setBackend(b);
+  const step = await stepper(w, 5);
+  const seconds = await secondsPerStep(`${w.label} ${b.name}`, step, timeMs);
+  setBackend(jsBackend);
+  return {
+    name: `adjoint ${b.name}`,
+    secondsPerStep: seconds,
+    samplesPerSecond: w.batch / seconds,
+  };
+}
+
+// NOTE: TF.js is an optional peer: the types are declared locally (only what the step uses) and
+// the modules are imported dynamically, so the bench runs, minus that row, where it is absent.
+interface TfTensor {
+  dispose(): void;
+}
+interface TfApi {
+  setBackend(name: string): Promise<boolean>;
+  ready(): Promise<void>;
+  tidy<T>(fn: () => T): T;
+  variable(t: TfTensor): TfTensor;
+  randomNormal(shape: number[], mean?: number, std?: number): TfTensor;
+  zeros(shape: number[]): TfTensor;
+  tensor2d(values: Float32Array, shape: [number, number]): TfTensor;
+  oneHot(indices: TfTensor, depth: number): TfTensor;
+  tensor1d(values: Int32Array, dtype: "int32"): TfTensor;
+  matMul(a: TfTensor, b: TfTensor): TfTensor;
+  add(a: TfTensor, b: TfTensor): TfTensor;
+  relu(x: TfTensor): TfTensor;
+  losses: { softmaxCrossEntropy(labels: TfTensor, logits: TfTensor): TfTensor };
+  train: {
+    sgd(lr: number): {
+      minimize(f: () => TfTensor, returnCost?: boolean): TfTensor | null;
+    };
+  };
+}
+
+/** The tfjs-core module with the cpu and wasm backends registered, or why it could not load. */
+async function loadTf(): Promise<TfApi | string> {
+  try {
+    // NOTE: the umbrella @tensorflow/tfjs, not tfjs-core alone: tfjs-core's CommonJS bundle has no
+    // gradient functions, and its ESM register_all_gradients.js uses extensionless imports that
+    // Node's ESM loader rejects. The node entry points are CommonJS, so require them.
+    const { createRequire } = await import("node:module");
+    const { dirname } = await import("node:path");
+    const require = createRequire(import.meta.url);
+    const tf = require("@tensorflow/tfjs") as TfApi;
+    const wasm = require("@tensorflow/tfjs-backend-wasm") as { setWasmPaths(prefix: string): void };
+    // The .wasm binaries ship next to the package's main file (dist/).
+    wasm.setWasmPaths(`${dirname(require.resolve("@tensorflow/tfjs-backend-wasm"))}/`);
+    return tf;
+  } catch (error) {
+    return `TF.js not measured: ${(error as Error).message.split("\n")[0]}`;
+  }
+}
+
+/** samples/s of the same MLP step in TF.js: tf.train.sgd minimize (variableGrads + update). */
+async function measureTf(
+  tf: TfApi,
+  backendName: string,
+  w: Workload,
+  timeMs: number,
+): Promise<Measurement | string> {
+  if (!(await tf.setBackend(backendName))) return `TF.js ${backendName}: backend did not start`;
+  await tf.ready();
+  const sizes = w.spec.sizes;
+  const params = sizes
+    .slice(1)
+    .flatMap((out, l) => [
+      tf.variable(tf.randomNormal([sizes[l], out], 0, Math.sqrt(2 / sizes[l]))),
+      tf.variable(tf.zeros([out])),
+    ]);
+  const X = tf.tensor2d((w.data.X.data as Float32Array).slice(0, w.batch * sizes[0]), [
+    w.batch,
+    sizes[0],
+  ]);
+  const Y = tf.tidy(() =>
+    tf.oneHot(tf.tensor1d(w.data.y.slice(0, w.batch), "int32"), sizes[sizes.length - 1]),
+  );
+  const optimizer = tf.train.sgd(w.optimizer.lr);
+  const loss = () => {
+    let h = X;
+    for (let l = 0; l < sizes.length - 1; l++) {
+      const z = tf.add(tf.matMul(h, params[2 * l]), params[2 * l + 1]);
+      h = l < sizes.length - 2 ? tf.relu(z) : z;
+    }
+    return tf.losses.softmaxCrossEntropy(Y, h);
+  };
+  const step = async (): Promise<void> => {
+    tf.tidy(() => {
+      optimizer.minimize(loss);
+    });
+  };
+  for (let i = 0; i < 3; i++) await step();
+  const seconds = await secondsPerStep(`tfjs ${backendName}`, step, timeMs);
+  return {
+    name: `TF.js ${backendName}`,
+    secondsPerStep: seconds,
+    samplesPerSecond: w.batch / seconds,
+  };
+}
+
+/** A markdown table of measurements with ratios against the first row. */
+function table(title: string, rows: Measurement[]): void {
+  console.log(`\n### ${title}\n`);
+  console.log("| engine | samples/s | µs/step | vs baseline |");
+  console.log("|---|---:|---:|---:|");
+  const base = rows[0].samplesPerSecond;
+  for (const r of rows) {
+    console.log(
+      `| ${r.name} | ${Math.round(r.samplesPerSecond).toLocaleString("en-US")} | ` +
+        `${(r.secondsPerStep * 1e6).toFixed(1)} | ${(r.samplesPerSecond / base).toFixed(2)}x |`,
+    );
+  }
+}
+
+/** Where a step's time goes: kernel families, then the rest (engine + Evaluator) by difference. */
+function profileTable(title: string, p: Profile): void {
+  const stepSeconds = p.stepSeconds;
+  console.log(`\n#### ${title}: ${(stepSeconds * 1e6).toFixed(1)} µs/step profiled\n`);
+  console.log("| part | µs/step | share |");
+  console.log("|---|---:|---:|");
+  let kernels = 0;
+  for (const [family, s] of Object.entries(p.seconds).sort((a, b) => b[1] - a[1])) {
+    kernels += s;
+    const share = ((100 * s) / stepSeconds).toFixed(0);
+    console.log(`| ${family} | ${(s * 1e6).toFixed(1)} | ${share}% |`);
+  }
+  const rest = stepSeconds - kernels;
+  console.log(
+    `| engine + Evaluator + timer (rest: step minus kernels) | ${(rest * 1e6).toFixed(1)} | ` +
+      `${((100 * rest) / stepSeconds).toFixed(0)}% |`,
+  );
+  console.log(
+    `\n${p.calls.toFixed(0)} kernel calls, ${p.tensors.toFixed(0)} Tensors and ` +
+      `${Math.round(p.elements).toLocaleString("en-US")} elements allocated per step ` +
+      `(steady state: ${p.tensors > 0 ? "allocates" : "no allocation"}).`,
+  );
+}
+
+const wasm = createWasmBackend();
+const sgd: OptimizerConfig = { kind: "sgd", lr: 0.05 };
+const mlp: Workload = {
+  label: "mlp",
+  spec: modelSpec("mlp", 784, [256], 10),
+  data: syntheticMnist(128 * 16),
+  dtype: "float32",
+  batch: 128,
+  optimizer: sgd,
+};
+const digits = (dtype: DType): Workload => ({
+  label: `digits ${dtype}`,
+  spec: modelSpec("logreg", 64, [], 10),
+  data: loadDigits({ dtype }),
+  dtype,
+  batch: 50,
+  optimizer: sgd,
+});
+
+console.log(`node ${process.version}, 1 thread, in-process engine, shardCount 1`);
+const results: [Workload, Measurement[]][] = [];
+
+const mlpRows = [await measureAdjoint(mlp, jsBackend, 1500), await measureAdjoint(mlp, wasm, 1500)];
+const tf = await loadTf();
+if (typeof tf === "string") console.log(`\n${tf}`);
+else {
+  for (const name of ["cpu", "wasm"]) {
+    const r = await measureTf(tf, name, mlp, 1500).catch(
+      (error: Error) => `TF.js ${name} not measured: ${error.message.split("\n")[0]}`,
+    );
+    if (typeof r === "string") console.log(`\n${r}`);
+    else mlpRows.push(r);
+  }
+}
+table("MLP 784-256-10, batch 128, fp32, SGD (synthetic MNIST-shaped data)", mlpRows);
+results.push([mlp, mlpRows]);
+
+for (const dtype of ["float32", "float64"] as const) {
+  const w = digits(dtype);
+  const rows = [await measureAdjoint(w, jsBackend, 1000), await measureAdjoint(w, wasm, 1000)];
+  table(`Exercise: digits softmax regression, batch 50, SGD lr 0.05, ${dtype}`, rows);
+  results.push([w, rows]);
+}
+
+console.log("\n### Where a step's time goes (kernels timed by a wrapper backend)");
+for (const [w, rows] of results) {
+  for (const b of [jsBackend, wasm]) {
+    const m = rows.find((r) => r.name === `adjoint ${b.name}`)!;
+    const p = await profile(w, b, w.label === "mlp" && b === jsBackend ? 5 : 300);
+    const unprofiled = (m.secondsPerStep * 1e6).toFixed(1);
+    profileTable(`${w.label} on ${b.name} (${unprofiled} µs/step unprofiled)`, p);
+  }
+}
