@@ -145,7 +145,7 @@ describe.each(["barrier", "tasks"] as const)("a failing worker (%s protocol)", (
   });
 
   it("exiting: the step fails within 5 s, no hang", async () => {
-    const { engine, step } = await faultyPool({ kind: "exit", step: 1, shard: 0 }, protocol);
+    const { engine, step } = await faultyPool({ kind: "exit", step: 1, shard: 1 }, protocol);
     const started = performance.now();
     await expect(step(1)).rejects.toThrow(/step 1 failed/);
     expect(performance.now() - started).toBeLessThan(5000);
@@ -202,10 +202,10 @@ describe("the CLI with workers", () => {
     const saved = loadParams(checkpoint);
     const failed = await runCli(
       [...base, "--epochs", "3", "--threads", "2", "--checkpoint", checkpoint, "--resume"],
-      { ADJOINT_FAULT: "throw@60:2" },
+      { ADJOINT_FAULT: "throw@60:3" },
     );
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/step 60 failed: injected fault in shard 2 at step 60/);
+    expect(failed.stderr).toMatch(/step 60 failed: injected fault in shard 3 at step 60/);
     expect(failed.ms).toBeLessThan(15_000);
     // Epoch 2 ended at step 90: the checkpoint still holds epoch 1's state, intact.
     const after = loadParams(checkpoint);
