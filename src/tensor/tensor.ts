@@ -188,7 +188,7 @@ function inferShape(values: NestedArray): number[] {
     if (dim === shape.length) {
       if (typeof v !== "number") {
         throw new Error(
-          `tensor: ragged nested array: element ${path} is ${Array.isArray(v) ? "an array" : typeof v}, expected a number`,
+          `tensor: ragged nested array: element ${path || "(root)"} is ${Array.isArray(v) ? "an array" : typeof v}, expected a number`,
         );
       }
       return;
