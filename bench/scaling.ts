@@ -104,7 +104,7 @@ for (const modelName of values.models.split(",")) {
   const spec =
     modelName === "mlp" ? modelSpec("mlp", 784, [256], 10) : modelSpec("logreg", 784, [], 10);
   for (const batchSize of values.batches.split(",").map(Number)) {
-    const shardCount = shardCountFor(batchSize);
+    const shardCount = shardCountFor(spec, batchSize);
     const label = `${modelName} [${spec.sizes.join("-")}] batch ${batchSize} (${shardCount} micro-shards)`;
     const inProcess = await makeRunner(spec, data, batchSize, shardCount, inProcessEngine);
     const baseSeconds = await measure(`${label} in-process`, inProcess);

@@ -26,6 +26,8 @@ export interface TrainOptions {
   optimizer?: OptimizerName;
   weightDecay?: number;
   dtype: DType;
+  /** Micro-shards per batch (default: chosen from the model and batch size). */
+  microShards?: number;
   /** Largest random image shift (pixels) during training; 0 turns augmentation off. */
   augment?: number;
   /** Kernel backend: WASM SIMD (default) or the plain-TypeScript reference. */
@@ -79,6 +81,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--optimizer": valued((o, v, f) => (o.optimizer = oneOf(f, v, OPTIMIZERS, "optimizer"))),
   "--weight-decay": valued((o, v, f) => (o.weightDecay = nonNegativeNumber(f, v))),
   "--dtype": valued((o, v, f) => (o.dtype = oneOf(f, v, DTYPES, "dtype"))),
+  "--micro-shards": valued((o, v, f) => (o.microShards = positiveInt(f, v))),
   "--augment": valued((o, v, f) => (o.augment = nonNegativeInt(f, v))),
   "--backend": valued((o, v, f) => (o.backend = oneOf(f, v, BACKENDS, "backend"))),
   "--threads": valued((o, v, f) => (o.threads = v === "auto" ? "auto" : positiveInt(f, v, "auto"))),
@@ -175,6 +178,7 @@ Training (defaults depend on the data set and model):
   --augment N                  shift training images by up to N pixels (0: off)
   --seed N                     seed for the split, initialisation and shuffles (default: 0)
   --threads N|auto             worker threads (auto: one per core)
+  --micro-shards N             split each batch into N shards (fixes the summation order)
   --step-timeout MS            abort when one parallel step takes longer than MS milliseconds
 
 Output and state:

@@ -86,9 +86,20 @@ export function defaultsFor(
       };
 }
 
-/** Micro-shards per batch: fixed by the batch size alone, never by the thread count. */
-export function shardCountFor(batchSize: number): number {
+/**
+ * Micro-shards per batch: set by the model and batch size alone, never by the thread count (so
+ * any --threads gives the same bits). A step too small to gain from threads is one shard; larger
+ * steps split into up to 8 shards of at least 8 rows.
+ */
+export function shardCountFor(spec: ModelSpec, batchSize: number): number {
+  if (estimatedStepMs(spec, batchSize) < MIN_PARALLEL_STEP_MS) return 1;
   return Math.max(1, Math.min(8, Math.floor(batchSize / 8)));
+}
+
+/** Milliseconds of kernel work in one step at the active backend's measured 1-thread rate. */
+export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {
+  const gflops = backend().name === "wasm" ? 20 : 0.7; // bench:train, MLP step, 1 thread
+  return stepFlops(spec, batchSize) / (gflops * 1e6);
 }
 
 /** Loads and splits the data set (seeded, stratified for MNIST, 80/20 for digits). */
@@ -132,8 +143,7 @@ export const chooseEngine: EngineChooser = async (requested, spec, batchSize, st
   let reason: string;
   if (requested === "auto") {
     const cores = availableParallelism();
-    const gflops = backend().name === "wasm" ? 20 : 0.7; // measured single-thread rates, bench/
-    const stepMs = stepFlops(spec, batchSize) / (gflops * 1e6);
+    const stepMs = estimatedStepMs(spec, batchSize);
     if (cores < 2 || stepMs < MIN_PARALLEL_STEP_MS) {
       threads = 1;
       reason = `auto: ~${stepMs.toFixed(2)} ms of work per step is too little to split (${cores} cores)`;
@@ -199,6 +209,11 @@ export async function main(
   const hidden = opts.model === "mlp" ? (opts.hidden ?? defaults.hidden) : [];
   const epochs = opts.epochs ?? defaults.epochs;
   const batchSize = opts.batchSize ?? defaults.batchSize;
+  if (opts.microShards !== undefined && opts.microShards > batchSize) {
+    io.err(`error: --micro-shards ${opts.microShards} exceeds the batch size ${batchSize}`);
+    io.err(usage());
+    return 2;
+  }
   const optimizer: OptimizerConfig = {
     kind: opts.optimizer ?? defaults.optimizer,
     lr: opts.lr ?? (opts.optimizer && opts.optimizer !== defaults.optimizer ? 0.05 : defaults.lr),
@@ -211,7 +226,7 @@ export async function main(
     maxShift > 0 ? { width: side, height: side, maxShift, seed: opts.seed } : undefined;
   const features = split.train.X.shape[1];
   const spec = modelSpec(opts.model, features, hidden, split.train.classes);
-  const shardCount = shardCountFor(batchSize);
+  const shardCount = opts.microShards ?? shardCountFor(spec, batchSize);
 
   let initialParams: Tensor[] | undefined;
   if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);

@@ -185,7 +185,10 @@ function runCli(
 }
 
 describe("the CLI with workers", () => {
-  const base = ["--dataset", "digits", "--model", "mlp", "--hidden", "32", "--batch-size", "32"];
+  const base = [
+    ...["--dataset", "digits", "--model", "mlp", "--hidden", "32"],
+    ...["--batch-size", "32", "--micro-shards", "4"],
+  ];
 
   it("exits non-zero within 5 s when a worker throws, keeping the last checkpoint loadable", async () => {
     const checkpoint = join(tmp, "fault.ckpt");
