@@ -3,65 +3,41 @@ import type { Backend, BinaryKind, ReduceKind, ScalarKind, UnaryKind } from "../
 import { broadcastShapes, fmt, reducedShape, sameShape, sizeOf, stridesOf } from "../shape.js";
 import { allocate, resultDType, type Tensor, type TypedArray } from "../tensor.js";
 
-type Binary = (x: number, y: number) => number;
-const binaryFns: Record<BinaryKind, Binary> = {
-  add: (x, y) => x + y,
-  sub: (x, y) => x - y,
-  mul: (x, y) => x * y,
-  div: (x, y) => x / y,
-};
+// NOTE: every kernel below is a small set of explicit loops chosen by shape (no per-element
+// closure: a closure call per element cost more than the arithmetic on the training workloads'
+// 50x10 arrays). Summation order is always the one of a row-major walk over the input: each output
+// element is 0 + x0 + x1 + ... over its inputs in increasing index, rounded to the output dtype
+// after every addition (as the generic `o[io] += d[i]` loop this replaced did), so results are
+// bitwise those of that loop and depend only on the shapes.
 
-/** Stable logistic: never evaluates exp of a large positive number. */
-function sigmoid(x: number): number {
-  if (x >= 0) return 1 / (1 + Math.exp(-x));
-  const e = Math.exp(x);
-  return e / (1 + e);
-}
-
-const unaryFns: Record<UnaryKind, (x: number) => number> = {
-  neg: (x) => -x,
-  exp: Math.exp,
-  log: Math.log,
-  sqrt: Math.sqrt,
-  relu: (x) => (x > 0 ? x : 0),
-  step: (x) => (x > 0 ? 1 : 0),
-  sigmoid,
-  tanh: Math.tanh,
-};
-
-/** Strides of `shape` aligned to `rank` dims, 0 where a dim is broadcast (size 1 or missing). */
-function broadcastStrides(shape: readonly number[], rank: number): number[] {
-  const strides = stridesOf(shape);
-  const out = new Array<number>(rank).fill(0);
-  const offset = rank - shape.length;
-  for (let i = 0; i < shape.length; i++) out[offset + i] = shape[i] === 1 ? 0 : strides[i];
-  return out;
-}
-
-/** Calls visit(outIndex, aIndex, bIndex) over an output shape with two strided inputs. */
-function forEachStrided(
-  shape: readonly number[],
-  aStrides: readonly number[],
-  bStrides: readonly number[],
-  visit: (o: number, ia: number, ib: number) => void,
+/**
+ * o[r*cols + c] = x[r*xRow + c*xCol] (op) y[r*yRow + c*yCol] at `o`, `x`, `y` offsets: every
+ * broadcast pattern of two merged dims (rows, column broadcast, outer product) in one loop nest.
+ */
+function binary2d(
+  kind: BinaryKind,
+  o: TypedArray,
+  oOff: number,
+  x: TypedArray,
+  xOff: number,
+  xRow: number,
+  xCol: number,
+  y: TypedArray,
+  yOff: number,
+  yRow: number,
+  yCol: number,
+  rows: number,
+  cols: number,
 ): void {
-  const rank = shape.length;
-  const size = sizeOf(shape);
-  if (size === 0) return;
-  const idx = new Array<number>(rank).fill(0);
-  let ia = 0;
-  let ib = 0;
-  for (let o = 0; o < size; o++) {
-    visit(o, ia, ib);
-    for (let d = rank - 1; d >= 0; d--) {
-      idx[d]++;
-      ia += aStrides[d];
-      ib += bStrides[d];
-      if (idx[d] < shape[d]) break;
-      ia -= aStrides[d] * shape[d];
-      ib -= bStrides[d] * shape[d];
-      idx[d] = 0;
-    }
+  let k = oOff;
+  for (let r = 0; r < rows; r++) {
+    let i = xOff + r * xRow;
+    let j = yOff + r * yRow;
+    const end = k + cols;
+    if (kind === "add") for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] + y[j];
+    else if (kind === "sub") for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] - y[j];
+    else if (kind === "mul") for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] * y[j];
+    else for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] / y[j];
   }
 }
 
@@ -73,53 +49,131 @@ function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
   const x = a.data;
   const y = b.data;
   const n = o.length;
-  const f = binaryFns[kind];
+  if (n === 0) return out;
   if (sameShape(a.shape, b.shape)) {
     if (kind === "add") for (let i = 0; i < n; i++) o[i] = x[i] + y[i];
     else if (kind === "sub") for (let i = 0; i < n; i++) o[i] = x[i] - y[i];
     else if (kind === "mul") for (let i = 0; i < n; i++) o[i] = x[i] * y[i];
     else for (let i = 0; i < n; i++) o[i] = x[i] / y[i];
-  } else if (b.size === 1) {
-    const c = y[0];
-    for (let i = 0; i < n; i++) o[i] = f(x[i], c);
-  } else if (a.size === 1) {
-    const c = x[0];
-    for (let i = 0; i < n; i++) o[i] = f(c, y[i]);
-  } else if (sameShape(a.shape, shape) && isRowSuffix(b.shape, shape)) {
-    // The common bias case: (batch, k) op (k,) or (1, k).
-    const k = b.size;
-    for (let r = 0; r < n; r += k) for (let j = 0; j < k; j++) o[r + j] = f(x[r + j], y[j]);
-  } else {
-    const rank = shape.length;
-    forEachStrided(
-      shape,
-      broadcastStrides(a.shape, rank),
-      broadcastStrides(b.shape, rank),
-      (i, ia, ib) => {
-        o[i] = f(x[ia], y[ib]);
-      },
+    return out;
+  }
+  // Drop size-1 output dims, merge neighbours broadcast the same way in both inputs; what is left
+  // is at most a few dims, the last two done by binary2d.
+  const rank = shape.length;
+  const aOffset = rank - a.rank;
+  const bOffset = rank - b.rank;
+  const sizes: number[] = [];
+  const pattern: number[] = []; // bit 0: a varies along the dim, bit 1: b varies
+  for (let i = 0; i < rank; i++) {
+    const d = shape[i];
+    if (d === 1) continue;
+    const p =
+      (i >= aOffset && a.shape[i - aOffset] === d ? 1 : 0) |
+      (i >= bOffset && b.shape[i - bOffset] === d ? 2 : 0);
+    const last = sizes.length - 1;
+    if (last >= 0 && pattern[last] === p) sizes[last] *= d;
+    else {
+      sizes.push(d);
+      pattern.push(p);
+    }
+  }
+  const merged = sizes.length;
+  const aStrides = new Array<number>(merged);
+  const bStrides = new Array<number>(merged);
+  let sa = 1;
+  let sb = 1;
+  for (let i = merged - 1; i >= 0; i--) {
+    aStrides[i] = pattern[i] & 1 ? sa : 0;
+    bStrides[i] = pattern[i] & 2 ? sb : 0;
+    if (pattern[i] & 1) sa *= sizes[i];
+    if (pattern[i] & 2) sb *= sizes[i];
+  }
+  if (merged <= 2) {
+    // (n,k) op (k,), (n,k) op (n,1), (n,1) op (1,k), scalars: one loop nest.
+    const rows = merged === 2 ? sizes[0] : 1;
+    const cols = merged === 0 ? 1 : sizes[merged - 1];
+    const [xRow, yRow] = merged === 2 ? [aStrides[0], bStrides[0]] : [0, 0];
+    const [xCol, yCol] = merged === 0 ? [0, 0] : [aStrides[merged - 1], bStrides[merged - 1]];
+    binary2d(kind, o, 0, x, 0, xRow, xCol, y, 0, yRow, yCol, rows, cols);
+    return out;
+  }
+  // Higher ranks: an odometer over the leading merged dims, binary2d on the last two.
+  const lead = merged - 2;
+  const rows = sizes[lead];
+  const cols = sizes[lead + 1];
+  const idx = new Array<number>(lead).fill(0);
+  let ia = 0;
+  let ib = 0;
+  for (let k = 0; k < n; k += rows * cols) {
+    binary2d(
+      kind,
+      o,
+      k,
+      x,
+      ia,
+      aStrides[lead],
+      aStrides[lead + 1],
+      y,
+      ib,
+      bStrides[lead],
+      bStrides[lead + 1],
+      rows,
+      cols,
     );
+    for (let d = lead - 1; d >= 0; d--) {
+      idx[d]++;
+      ia += aStrides[d];
+      ib += bStrides[d];
+      if (idx[d] < sizes[d]) break;
+      ia -= aStrides[d] * sizes[d];
+      ib -= bStrides[d] * sizes[d];
+      idx[d] = 0;
+    }
   }
   return out;
-}
-
-/** True when `small` broadcasts to `shape` by repeating whole trailing blocks (leading ones only). */
-function isRowSuffix(small: readonly number[], shape: readonly number[]): boolean {
-  let i = 0;
-  const offset = shape.length - small.length;
-  while (i < small.length && small[i] === 1 && shape[offset + i] !== 1) i++;
-  for (let j = i; j < small.length; j++) if (small[j] !== shape[offset + j]) return false;
-  return true;
 }
 
 function unary(kind: UnaryKind, x: Tensor): Tensor {
   const out = allocate(x.shape, x.dtype);
   const o = out.data;
   const d = x.data;
-  const f = unaryFns[kind];
-  if (kind === "relu") for (let i = 0; i < d.length; i++) o[i] = d[i] > 0 ? d[i] : 0;
-  else if (kind === "exp") for (let i = 0; i < d.length; i++) o[i] = Math.exp(d[i]);
-  else for (let i = 0; i < d.length; i++) o[i] = f(d[i]);
+  const n = d.length;
+  switch (kind) {
+    case "neg":
+      for (let i = 0; i < n; i++) o[i] = -d[i];
+      break;
+    case "exp":
+      for (let i = 0; i < n; i++) o[i] = Math.exp(d[i]);
+      break;
+    case "log":
+      for (let i = 0; i < n; i++) o[i] = Math.log(d[i]);
+      break;
+    case "sqrt":
+      for (let i = 0; i < n; i++) o[i] = Math.sqrt(d[i]);
+      break;
+    case "relu":
+      for (let i = 0; i < n; i++) o[i] = d[i] > 0 ? d[i] : 0;
+      break;
+    case "step":
+      for (let i = 0; i < n; i++) o[i] = d[i] > 0 ? 1 : 0;
+      break;
+    case "sigmoid":
+      // Stable logistic: never evaluates exp of a large positive number.
+      for (let i = 0; i < n; i++) {
+        const v = d[i];
+        if (v >= 0) o[i] = 1 / (1 + Math.exp(-v));
+        else {
+          const e = Math.exp(v);
+          o[i] = e / (1 + e);
+        }
+      }
+      break;
+    case "tanh":
+      for (let i = 0; i < n; i++) o[i] = Math.tanh(d[i]);
+      break;
+    default:
+      throw new Error(`unary: unknown kind ${String(kind)}`);
+  }
   return out;
 }
 
@@ -136,10 +190,33 @@ function scalar(kind: ScalarKind, x: Tensor, c: number): Tensor {
   return out;
 }
 
-/** Copies the transpose of a (rows x cols) row-major matrix into a new array. */
+/** Side of the square tiles transpose2d walks: two 32x32 f64 tiles (16 KiB) fit in L1. */
+const TRANSPOSE_TILE = 32;
+
+/** Writes the transpose of the (rows x cols) row-major matrix at a[aOff] to into[intoOff]. */
+function transposeTiles(
+  a: TypedArray,
+  aOff: number,
+  rows: number,
+  cols: number,
+  into: TypedArray,
+  intoOff: number,
+): void {
+  for (let i0 = 0; i0 < rows; i0 += TRANSPOSE_TILE) {
+    const iEnd = Math.min(i0 + TRANSPOSE_TILE, rows);
+    for (let j0 = 0; j0 < cols; j0 += TRANSPOSE_TILE) {
+      const jEnd = Math.min(j0 + TRANSPOSE_TILE, cols);
+      for (let i = i0; i < iEnd; i++) {
+        const src = aOff + i * cols;
+        for (let j = j0; j < jEnd; j++) into[intoOff + j * rows + i] = a[src + j];
+      }
+    }
+  }
+}
+
+/** Copies the transpose of a (rows x cols) row-major matrix into `into`, tile by tile. */
 function transpose2d(a: TypedArray, rows: number, cols: number, into: TypedArray): TypedArray {
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < cols; j++) into[j * rows + i] = a[i * cols + j];
+  transposeTiles(a, 0, rows, cols, into, 0);
   return into;
 }
 
@@ -188,60 +265,308 @@ function matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor 
   return out;
 }
 
-/** Per-input-axis strides into the keepdims-reduced output (0 on reduced axes). */
-function reduceIndexStrides(shape: readonly number[], axes: readonly number[]): number[] {
-  const outShape = reducedShape(shape, axes, true);
-  const outStrides = stridesOf(outShape);
-  return shape.map((_, i) => (axes.includes(i) ? 0 : outStrides[i]));
+/**
+ * A reduction of `shape` over `axes` as [outer, reduced, inner] blocks (x viewed as
+ * outer x reduced x inner, row-major), or null when the reduced axes are not contiguous once
+ * size-1 dims are dropped (e.g. axes 0 and 2 of [2,3,4]).
+ */
+function reductionBlocks(shape: readonly number[], axes: readonly number[]): number[] | null {
+  const sizes: number[] = [];
+  const reduced: boolean[] = [];
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue;
+    const r = axes.includes(i);
+    const last = sizes.length - 1;
+    if (last >= 0 && reduced[last] === r) sizes[last] *= shape[i];
+    else {
+      sizes.push(shape[i]);
+      reduced.push(r);
+    }
+  }
+  // Runs alternate kept/reduced: [K], [R], [K,R], [R,K], [K,R,K] fit; anything longer does not.
+  let k = 0;
+  const outer = k < sizes.length && !reduced[k] ? sizes[k++] : 1;
+  const red = k < sizes.length ? sizes[k++] : 1;
+  const inner = k < sizes.length ? sizes[k++] : 1;
+  return k === sizes.length ? [outer, red, inner] : null;
+}
+
+/** For each element of x (row-major), the index of the output element it reduces into. */
+function reductionIndex(shape: readonly number[], axes: readonly number[]): Int32Array {
+  const keptStrides = stridesOf(reducedShape(shape, axes, true));
+  const outStrides = shape.map((_, d) => (axes.includes(d) ? 0 : keptStrides[d]));
+  const rank = shape.length;
+  const index = new Int32Array(sizeOf(shape));
+  const idx = new Array<number>(rank).fill(0);
+  let io = 0;
+  for (let i = 0; i < index.length; i++) {
+    index[i] = io;
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]++;
+      io += outStrides[d];
+      if (idx[d] < shape[d]) break;
+      io -= outStrides[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+  return index;
+}
+
+/** o (zero-filled, the reduced size) = x summed over `axes`, each output in row-major order of x. */
+function sumInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
+  const d = x.data;
+  if (d.length === 0) return;
+  const blocks = reductionBlocks(x.shape, axes);
+  if (!blocks) {
+    const index = reductionIndex(x.shape, axes);
+    for (let i = 0; i < d.length; i++) o[index[i]] += d[i];
+    return;
+  }
+  const [outer, red, inner] = blocks;
+  if (inner === 1) {
+    // Row sums (and sum of everything): a register accumulator, rounded to f32 after each add
+    // exactly as a store into a Float32Array would.
+    const f32 = x.dtype === "float32";
+    for (let b = 0, p = 0; b < outer; b++) {
+      let s = 0;
+      const end = p + red;
+      if (f32) for (; p < end; p++) s = Math.fround(s + d[p]);
+      else for (; p < end; p++) s += d[p];
+      o[b] = s;
+    }
+    return;
+  }
+  // Column sums (the bias gradient) and middle axes: four columns at a time in registers, walking
+  // down the reduced rows (four independent rounding chains instead of a load-add-store per
+  // element); each column still adds its rows top to bottom.
+  const f32 = x.dtype === "float32";
+  for (let b = 0; b < outer; b++) {
+    const ob = b * inner;
+    const base = b * red * inner;
+    let j = 0;
+    for (; j + 4 <= inner; j += 4) {
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      const end = base + j + red * inner;
+      if (f32) {
+        for (let p = base + j; p < end; p += inner) {
+          s0 = Math.fround(s0 + d[p]);
+          s1 = Math.fround(s1 + d[p + 1]);
+          s2 = Math.fround(s2 + d[p + 2]);
+          s3 = Math.fround(s3 + d[p + 3]);
+        }
+      } else {
+        for (let p = base + j; p < end; p += inner) {
+          s0 += d[p];
+          s1 += d[p + 1];
+          s2 += d[p + 2];
+          s3 += d[p + 3];
+        }
+      }
+      o[ob + j] = s0;
+      o[ob + j + 1] = s1;
+      o[ob + j + 2] = s2;
+      o[ob + j + 3] = s3;
+    }
+    for (; j < inner; j++) {
+      let s = 0;
+      const end = base + j + red * inner;
+      if (f32) for (let p = base + j; p < end; p += inner) s = Math.fround(s + d[p]);
+      else for (let p = base + j; p < end; p += inner) s += d[p];
+      o[ob + j] = s;
+    }
+  }
+}
+
+/** o (the reduced size) = max of x over `axes`; NaN wins; -Infinity for nothing to reduce. */
+function maxInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
+  const d = x.data;
+  const blocks = reductionBlocks(x.shape, axes);
+  if (!blocks || blocks[2] !== 1) o.fill(-Infinity);
+  if (d.length === 0) return;
+  if (!blocks) {
+    const index = reductionIndex(x.shape, axes);
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i];
+      if (v > o[index[i]] || v !== v) o[index[i]] = v;
+    }
+    return;
+  }
+  const [outer, red, inner] = blocks;
+  if (inner === 1) {
+    for (let b = 0, p = 0; b < outer; b++) {
+      let m = -Infinity;
+      for (const end = p + red; p < end; p++) {
+        const v = d[p];
+        if (v > m || v !== v) m = v;
+      }
+      o[b] = m;
+    }
+    return;
+  }
+  for (let b = 0, p = 0; b < outer; b++) {
+    const ob = b * inner;
+    const oEnd = ob + inner;
+    for (let r = 0; r < red; r++) {
+      for (let j = ob; j < oEnd; j++, p++) {
+        const v = d[p];
+        if (v > o[j] || v !== v) o[j] = v;
+      }
+    }
+  }
+}
+
+/** o (holding the maxima) = max + log(sum(exp(x - max))) over `axes`; an all -inf row stays -inf. */
+function logsumexpInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
+  const d = x.data;
+  const blocks = reductionBlocks(x.shape, axes);
+  if (blocks && blocks[2] === 1) {
+    const [outer, red] = blocks;
+    for (let b = 0, p = 0; b < outer; b++, p += red) {
+      const m = o[b];
+      if (m === -Infinity) continue;
+      let s = 0;
+      for (let q = p; q < p + red; q++) s += Math.exp(d[q] - m);
+      o[b] = m + Math.log(s);
+    }
+    return;
+  }
+  const sums = new Float64Array(o.length);
+  if (blocks) {
+    const [outer, red, inner] = blocks;
+    for (let b = 0, p = 0; b < outer; b++) {
+      const ob = b * inner;
+      const oEnd = ob + inner;
+      for (let r = 0; r < red; r++) {
+        for (let j = ob; j < oEnd; j++, p++) {
+          const m = o[j];
+          sums[j] += m === -Infinity ? 0 : Math.exp(d[p] - m);
+        }
+      }
+    }
+  } else if (d.length > 0) {
+    const index = reductionIndex(x.shape, axes);
+    for (let i = 0; i < d.length; i++) {
+      const m = o[index[i]];
+      sums[index[i]] += m === -Infinity ? 0 : Math.exp(d[i] - m);
+    }
+  }
+  for (let i = 0; i < o.length; i++) if (o[i] !== -Infinity) o[i] = o[i] + Math.log(sums[i]);
 }
 
 function reduce(kind: ReduceKind, x: Tensor, axes: readonly number[], keepdims: boolean): Tensor {
-  const outShape = reducedShape(x.shape, axes, keepdims);
-  const out = allocate(outShape, x.dtype);
+  const out = allocate(reducedShape(x.shape, axes, keepdims), x.dtype);
   const o = out.data;
-  const d = x.data;
-  const count = x.size / Math.max(out.size, 1);
-  if (kind === "max" || kind === "logsumexp") {
-    if (x.size === 0 && out.size > 0) throw new Error(`${kind} of an empty axis`);
-    o.fill(-Infinity);
-  }
-  const strides = reduceIndexStrides(x.shape, axes);
-  const zero = new Array<number>(x.rank).fill(0);
   if (kind === "sum" || kind === "mean") {
-    forEachStrided(x.shape, strides, zero, (i, io) => {
-      o[io] += d[i];
-    });
-    if (kind === "mean") for (let i = 0; i < o.length; i++) o[i] /= count;
+    sumInto(x, axes, o);
+    if (kind === "mean") {
+      const count = x.size / Math.max(out.size, 1);
+      for (let i = 0; i < o.length; i++) o[i] /= count;
+    }
     return out;
   }
-  forEachStrided(x.shape, strides, zero, (i, io) => {
-    if (d[i] > o[io] || Number.isNaN(d[i])) o[io] = d[i];
-  });
-  if (kind === "max") return out;
-  // logsumexp: max + log(sum(exp(x - max))); an all -inf row stays -inf.
-  const sums = new Float64Array(o.length);
-  forEachStrided(x.shape, strides, zero, (i, io) => {
-    const m = o[io];
-    sums[io] += m === -Infinity ? 0 : Math.exp(d[i] - m);
-  });
-  for (let i = 0; i < o.length; i++) if (o[i] !== -Infinity) o[i] = o[i] + Math.log(sums[i]);
+  if (x.size === 0 && out.size > 0) throw new Error(`${kind} of an empty axis`);
+  maxInto(x, axes, o);
+  if (kind === "logsumexp") logsumexpInto(x, axes, o);
   return out;
 }
 
 function maxMask(x: Tensor, axes: readonly number[]): Tensor {
-  const m = reduce("max", x, axes, true);
-  const strides = reduceIndexStrides(x.shape, axes);
-  const zero = new Array<number>(x.rank).fill(0);
-  const counts = new Float64Array(m.size);
-  const d = x.data;
-  forEachStrided(x.shape, strides, zero, (i, io) => {
-    if (d[i] === m.data[io]) counts[io]++;
-  });
   const out = allocate(x.shape, x.dtype);
-  forEachStrided(x.shape, strides, zero, (i, io) => {
-    if (d[i] === m.data[io]) out.data[i] = 1 / counts[io];
-  });
+  const m = allocate(reducedShape(x.shape, axes, true), x.dtype).data;
+  if (x.size === 0 && m.length > 0) throw new Error("max of an empty axis");
+  if (x.size === 0) return out;
+  maxInto(x, axes, m);
+  const d = x.data;
+  const o = out.data;
+  const blocks = reductionBlocks(x.shape, axes);
+  if (blocks && blocks[2] === 1) {
+    // Row maxima: count the ties of each row, then write 1/count at them.
+    const [outer, red] = blocks;
+    for (let b = 0, p = 0; b < outer; b++, p += red) {
+      const mb = m[b];
+      let count = 0;
+      for (let q = p; q < p + red; q++) if (d[q] === mb) count++;
+      if (count === 0) continue;
+      const share = 1 / count;
+      for (let q = p; q < p + red; q++) if (d[q] === mb) o[q] = share;
+    }
+    return out;
+  }
+  const counts = new Float64Array(m.length);
+  if (blocks) {
+    const [outer, red, inner] = blocks;
+    for (let pass = 0; pass < 2; pass++) {
+      for (let b = 0, p = 0; b < outer; b++) {
+        const ob = b * inner;
+        const oEnd = ob + inner;
+        for (let r = 0; r < red; r++) {
+          for (let j = ob; j < oEnd; j++, p++) {
+            if (d[p] !== m[j]) continue;
+            if (pass === 0) counts[j]++;
+            else o[p] = 1 / counts[j];
+          }
+        }
+      }
+    }
+    return out;
+  }
+  const index = reductionIndex(x.shape, axes);
+  for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) counts[index[i]]++;
+  for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) o[i] = 1 / counts[index[i]];
   return out;
+}
+
+/** Copies o[start, start+block) into the following (times-1) blocks, doubling each copy. */
+function replicate(o: TypedArray, start: number, block: number, times: number): void {
+  const total = block * times;
+  for (let done = block; done < total;) {
+    const len = Math.min(done, total - done);
+    o.copyWithin(start + done, start, start + len);
+    done += len;
+  }
+}
+
+/**
+ * Writes x broadcast over merged dims `level..` at o[oOff]: copied dims loop, broadcast dims
+ * produce their first block and replicate it; the last dim is one contiguous copy or fill.
+ */
+function broadcastRuns(
+  d: TypedArray,
+  o: TypedArray,
+  sizes: readonly number[],
+  copied: readonly boolean[],
+  xStrides: readonly number[],
+  oStrides: readonly number[],
+  level: number,
+  xOff: number,
+  oOff: number,
+): void {
+  const n = sizes[level];
+  if (level === sizes.length - 1) {
+    if (copied[level]) for (let j = 0; j < n; j++) o[oOff + j] = d[xOff + j];
+    else o.fill(d[xOff], oOff, oOff + n);
+  } else if (copied[level]) {
+    for (let j = 0; j < n; j++) {
+      const xAt = xOff + j * xStrides[level];
+      broadcastRuns(
+        d,
+        o,
+        sizes,
+        copied,
+        xStrides,
+        oStrides,
+        level + 1,
+        xAt,
+        oOff + j * oStrides[level],
+      );
+    }
+  } else {
+    broadcastRuns(d, o, sizes, copied, xStrides, oStrides, level + 1, xOff, oOff);
+    replicate(o, oOff, oStrides[level], n);
+  }
 }
 
 function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
@@ -250,21 +575,57 @@ function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
     throw new Error(`cannot broadcast ${fmt(x.shape)} to ${fmt(shape)}`);
   }
   const out = allocate(shape, x.dtype);
+  const o = out.data;
+  const d = x.data;
+  if (o.length === 0) return out;
   if (x.size === 1) {
-    out.data.fill(x.data[0]);
+    o.fill(d[0]);
     return out;
   }
-  const rank = shape.length;
-  const d = x.data;
-  const o = out.data;
-  forEachStrided(
-    shape,
-    broadcastStrides(x.shape, rank),
-    new Array<number>(rank).fill(0),
-    (i, ix) => {
-      o[i] = d[ix];
-    },
-  );
+  // Size-1 output dims dropped, neighbours that are both copied or both broadcast merged.
+  const offset = shape.length - x.rank;
+  const sizes: number[] = [];
+  const copied: boolean[] = [];
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue;
+    const c = i >= offset && x.shape[i - offset] === shape[i];
+    const last = sizes.length - 1;
+    if (last >= 0 && copied[last] === c) sizes[last] *= shape[i];
+    else {
+      sizes.push(shape[i]);
+      copied.push(c);
+    }
+  }
+  if (sizes.length === 1) {
+    o.set(d); // x.size > 1, so the one run is a copy
+    return out;
+  }
+  if (sizes.length === 2 && copied[0]) {
+    // Column broadcast, (n,1) -> (n,k).
+    const k = sizes[1];
+    for (let r = 0, p = 0; r < sizes[0]; r++) {
+      const v = d[r];
+      for (const end = p + k; p < end; p++) o[p] = v;
+    }
+    return out;
+  }
+  if (sizes.length === 2) {
+    // Row broadcast, (k,) or (1,k) -> (n,k): one row, then doubling block copies.
+    const k = sizes[1];
+    for (let j = 0; j < k; j++) o[j] = d[j];
+    replicate(o, 0, k, sizes[0]);
+    return out;
+  }
+  const runs = sizes.length;
+  const xStrides = new Array<number>(runs);
+  const oStrides = new Array<number>(runs);
+  for (let i = runs - 1, sx = 1, so = 1; i >= 0; i--) {
+    xStrides[i] = copied[i] ? sx : 0;
+    oStrides[i] = so;
+    if (copied[i]) sx *= sizes[i];
+    so *= sizes[i];
+  }
+  broadcastRuns(d, o, sizes, copied, xStrides, oStrides, 0, 0, 0);
   return out;
 }
 
@@ -275,34 +636,76 @@ function sumTo(x: Tensor, shape: readonly number[]): Tensor {
     throw new Error(`cannot sum ${fmt(x.shape)} down to ${fmt(shape)}`);
   }
   const out = allocate(shape, x.dtype);
-  const rank = x.rank;
-  const o = out.data;
-  const d = x.data;
-  forEachStrided(
-    x.shape,
-    broadcastStrides(shape, rank),
-    new Array<number>(rank).fill(0),
-    (i, io) => {
-      o[io] += d[i];
-    },
-  );
+  // The axes of x that `shape` lacks or holds as 1; the output's layout is x's reduced keepdims.
+  const offset = x.rank - shape.length;
+  const axes: number[] = [];
+  for (let i = 0; i < x.rank; i++) if (i < offset || shape[i - offset] === 1) axes.push(i);
+  sumInto(x, axes, out.data);
   return out;
 }
 
 function transpose(x: Tensor, perm: readonly number[]): Tensor {
   const shape = perm.map((p) => x.shape[p]);
   const out = allocate(shape, x.dtype);
-  if (x.rank === 2 && perm[0] === 1) {
-    transpose2d(x.data, x.shape[0], x.shape[1], out.data);
-    return out;
-  }
-  const inStrides = stridesOf(x.shape);
-  const permuted = perm.map((p) => inStrides[p]);
   const d = x.data;
   const o = out.data;
-  forEachStrided(shape, permuted, new Array<number>(shape.length).fill(0), (i, ix) => {
-    o[i] = d[ix];
-  });
+  if (o.length === 0) return out;
+  // Size-1 dims dropped; output neighbours that are neighbours in x too merged into one dim.
+  const kept = new Array<number>(x.rank).fill(-1);
+  let keptCount = 0;
+  for (let i = 0; i < x.rank; i++) if (x.shape[i] !== 1) kept[i] = keptCount++;
+  const first: number[] = []; // per merged output dim: its first kept x dim
+  const sizes: number[] = [];
+  let previous = -2;
+  for (const p of perm) {
+    const k = kept[p];
+    if (k < 0) continue;
+    if (k === previous + 1) sizes[sizes.length - 1] *= x.shape[p];
+    else {
+      first.push(k);
+      sizes.push(x.shape[p]);
+    }
+    previous = k;
+  }
+  const rank = sizes.length;
+  if (rank <= 1) {
+    o.set(d);
+    return out;
+  }
+  // mergedPerm[i]: which merged x dim output dim i is; x's merged dims ordered by first kept dim.
+  const order = first.map((_, i) => i).sort((i, j) => first[i] - first[j]);
+  const mergedPerm = new Array<number>(rank);
+  order.forEach((outDim, xDim) => (mergedPerm[outDim] = xDim));
+  const xSizes = order.map((i) => sizes[i]);
+  if (rank === 2) {
+    transposeTiles(d, 0, xSizes[0], xSizes[1], o, 0);
+    return out;
+  }
+  if (rank === 3 && mergedPerm[0] === 0) {
+    // A batch of matrix transposes, (b, r, c) -> (b, c, r).
+    const [batch, rows, cols] = xSizes;
+    for (let b = 0; b < batch; b++)
+      transposeTiles(d, b * rows * cols, rows, cols, o, b * rows * cols);
+    return out;
+  }
+  // General: an odometer over the output's leading dims, a strided copy along its last one.
+  const xStrides = stridesOf(xSizes);
+  const strides = mergedPerm.map((p) => xStrides[p]);
+  const last = rank - 1;
+  const n = sizes[last];
+  const step = strides[last];
+  const idx = new Array<number>(last).fill(0);
+  let ix = 0;
+  for (let k = 0; k < o.length; k += n) {
+    for (let j = 0, i = ix; j < n; j++, i += step) o[k + j] = d[i];
+    for (let dim = last - 1; dim >= 0; dim--) {
+      idx[dim]++;
+      ix += strides[dim];
+      if (idx[dim] < sizes[dim]) break;
+      ix -= strides[dim] * sizes[dim];
+      idx[dim] = 0;
+    }
+  }
   return out;
 }
 
