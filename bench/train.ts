@@ -2,17 +2,30 @@
  * Training benchmark (`npm run bench:train`): samples/s of whole training steps (in-process
  * engine, 1 thread) for the MLP 784-256-10 (batch 128, fp32) and the exercise's digits softmax
  * regression (batch 50, SGD lr 0.05, fp32 and fp64) on the js and wasm backends, TF.js (cpu, wasm;
- * devDependencies @tensorflow/tfjs and tfjs-backend-wasm) as a peer where it loads, then per-step kernel profiles, engine overhead and allocations.
+ * devDependencies @tensorflow/tfjs and tfjs-backend-wasm) as a peer where it loads, then per-step kernel profiles, engine overhead and allocations,
+ * and the training plans' node counts with the Evaluator's own cost per run (kernels replayed).
  */
 import { Bench } from "tinybench";
 import { setBackend, type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
 import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
-import { tensor, tensorStats, type DType } from "../src/tensor/tensor.js";
+import { allocate, tensor, tensorStats, type DType, type Tensor } from "../src/tensor/tensor.js";
+import { gradients } from "../src/autodiff/gradients.js";
+import { variable, type Node } from "../src/graph/node.js";
+import { logSoftmax, mul, neg, sum } from "../src/graph/ops/index.js";
+import { Evaluator } from "../src/runtime/evaluator.js";
+import { lowerGraph, rebuildGraph, type Plan } from "../src/runtime/plan.js";
 import { loadDigits, type Dataset } from "../src/train/data.js";
 import { inProcessEngine } from "../src/train/engine.js";
-import { initParams, modelSpec, type ModelSpec } from "../src/train/models.js";
+import {
+  buildTrainPlan,
+  forward,
+  initParams,
+  modelSpec,
+  paramSpecs,
+  type ModelSpec,
+} from "../src/train/models.js";
 import { Rng } from "../src/train/random.js";
 import { prepareTraining, runStep } from "../src/train/trainer.js";
 
@@ -338,4 +351,73 @@ for (const [w, rows] of results) {
     const unprofiled = (m.secondsPerStep * 1e6).toFixed(1);
     profileTable(`${w.label} on ${b.name} (${unprofiled} µs/step unprofiled)`, p);
   }
+}
+
+/** The training plan as buildTrainPlan built it before simplify(): the baseline of the counts. */
+function unsimplifiedPlan(spec: ModelSpec): Plan {
+  const X = variable("X");
+  const Y = variable("Y");
+  const params = paramSpecs(spec).map((p) => variable(p.name));
+  const lossSum = neg(sum(mul(Y, logSoftmax(forward(spec, X, params)))));
+  return lowerGraph([lossSum, ...gradients(lossSum, params)], [X, Y, ...params]);
+}
+
+/**
+ * `inner` recording every kernel result during the first run, then replaying them in call order:
+ * a run then costs only what is not kernel work (Evaluator, op compute wrappers, shape checks).
+ */
+function replayBackend(inner: Backend): { backend: Backend; replay: () => void } {
+  const recorded: unknown[] = [];
+  let next = 0;
+  let recording = true;
+  const replaying: Record<string, unknown> = { name: `${inner.name} (replayed)` };
+  for (const method of Object.keys(FAMILY)) {
+    const fn = (inner as unknown as Record<string, (...args: unknown[]) => unknown>)[method];
+    replaying[method] = (...args: unknown[]) => {
+      if (!recording) return recorded[next++ % recorded.length];
+      const out = fn(...args);
+      recorded.push(out);
+      return out;
+    };
+  }
+  return { backend: replaying as unknown as Backend, replay: () => (recording = false) };
+}
+
+/** µs per Evaluator.run of `plan` with its kernels replayed (the engine's dispatch cost). */
+function dispatchMicroseconds(plan: Plan, w: Workload, paramShapes: number[][]): number {
+  const graph = rebuildGraph(plan);
+  const evaluator = new Evaluator(graph.outputs);
+  const sizes = w.spec.sizes;
+  const shapes = [[w.batch, sizes[0]], [w.batch, sizes[sizes.length - 1]], ...paramShapes];
+  const feeds = new Map<Node, Tensor>(
+    graph.placeholders.map((p, i) => [p, allocate(shapes[i], w.dtype)]),
+  );
+  const { backend, replay } = replayBackend(jsBackend);
+  setBackend(backend);
+  evaluator.run(feeds);
+  replay();
+  const runs = 20_000;
+  for (let i = 0; i < runs; i++) evaluator.run(feeds);
+  const start = performance.now();
+  for (let i = 0; i < runs; i++) evaluator.run(feeds);
+  const micros = ((performance.now() - start) * 1000) / runs;
+  setBackend(jsBackend);
+  return micros;
+}
+
+console.log("\n### Training plans: node counts and dispatch cost (simplify() in buildTrainPlan)\n");
+console.log("| plan | forward nodes | backward nodes | Evaluator.run, kernels replayed (µs) |");
+console.log("|---|---:|---:|---:|");
+for (const w of [digits("float32"), mlp]) {
+  const train = buildTrainPlan(w.spec);
+  const { before, after } = train.stats;
+  const raw = dispatchMicroseconds(unsimplifiedPlan(w.spec), w, train.paramShapes);
+  const simplified = dispatchMicroseconds(train.plan, w, train.paramShapes);
+  const name = `${w.spec.kind} ${w.spec.sizes.join("-")}, batch ${w.batch}`;
+  console.log(
+    `| ${name}, as differentiated | ${before.forward} | ${before.backward} | ${raw.toFixed(2)} |`,
+  );
+  console.log(
+    `| ${name}, simplified | ${after.forward} | ${after.backward} | ${simplified.toFixed(2)} |`,
+  );
 }

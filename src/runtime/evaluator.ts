@@ -3,6 +3,10 @@ import { isPlaceholder, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
 import { Tensor } from "../tensor/tensor.js";
 
+// NOTE: run() is the per-step hot path of training (tens of nodes, thousands of steps): all the
+// bookkeeping is planned once here, into flat arrays, so a run does one Map lookup per feed (not
+// per node), allocates one argument array per computed node and nothing else but the results.
+
 /** Computes the values of a fixed list of nodes; build once, run many times. */
 export class Evaluator {
   readonly evalNodes: readonly Node[];
@@ -10,54 +14,113 @@ export class Evaluator {
   readonly topoOrder: readonly Node[];
   /** The variables the outputs depend on. */
   readonly placeholders: readonly Node[];
-  private readonly inputSlots: number[][];
-  /** Per step, the slots whose last use that step is (freed after it). */
-  private readonly releaseAfter: number[][];
-  private readonly outputSlots: number[];
+  private readonly slotOf: Map<Node, number>;
+  private readonly placeholderSlots: Int32Array;
+  /** Input slots of step s: inputSlots[inputStart[s] .. inputStart[s + 1]). */
+  private readonly inputStart: Int32Array;
+  private readonly inputSlots: Int32Array;
+  /** Slots whose last use is step s (freed after it): releaseSlots[releaseStart[s] ..). */
+  private readonly releaseStart: Int32Array;
+  private readonly releaseSlots: Int32Array;
+  private readonly outputSlots: Int32Array;
+  /** Slot values during a run; every slot is empty again when run() returns or throws. */
+  private readonly values: (Tensor | undefined)[];
 
   /** Plans the run of `evalNodes`. Example: `new Evaluator([y]).run(new Map([[x, tensor(2)]]))`. */
   constructor(evalNodes: readonly Node[]) {
     this.evalNodes = [...evalNodes];
-    this.topoOrder = topoSort(evalNodes);
-    const slot = new Map<Node, number>();
-    this.topoOrder.forEach((node, i) => slot.set(node, i));
-    this.placeholders = this.topoOrder.filter(isPlaceholder);
-    this.inputSlots = this.topoOrder.map((node) => node.inputs.map((input) => slot.get(input)!));
-    this.outputSlots = evalNodes.map((node) => slot.get(node)!);
-    const lastUse = new Array<number>(this.topoOrder.length).fill(-1);
-    this.inputSlots.forEach((inputs, step) => inputs.forEach((s) => (lastUse[s] = step)));
-    for (const s of this.outputSlots) lastUse[s] = Infinity;
-    this.releaseAfter = this.topoOrder.map(() => []);
-    lastUse.forEach((step, s) => {
-      if (Number.isFinite(step) && step >= 0) this.releaseAfter[step].push(s);
+    const order = topoSort(evalNodes);
+    this.topoOrder = order;
+    const n = order.length;
+    this.slotOf = new Map();
+    order.forEach((node, i) => this.slotOf.set(node, i));
+    this.placeholders = order.filter(isPlaceholder);
+    this.placeholderSlots = Int32Array.from(this.placeholders, (p) => this.slotOf.get(p)!);
+    this.outputSlots = Int32Array.from(evalNodes, (node) => this.slotOf.get(node)!);
+
+    this.inputStart = new Int32Array(n + 1);
+    for (let s = 0; s < n; s++)
+      this.inputStart[s + 1] = this.inputStart[s] + order[s].inputs.length;
+    this.inputSlots = new Int32Array(this.inputStart[n]);
+    const lastUse = new Int32Array(n).fill(-1);
+    for (let s = 0; s < n; s++) {
+      order[s].inputs.forEach((input, k) => {
+        const slot = this.slotOf.get(input)!;
+        this.inputSlots[this.inputStart[s] + k] = slot;
+        lastUse[slot] = s;
+      });
+    }
+    for (const s of this.outputSlots) lastUse[s] = -1; // outputs live until the end
+    this.releaseStart = new Int32Array(n + 1);
+    for (const step of lastUse) if (step >= 0) this.releaseStart[step + 1]++;
+    for (let s = 0; s < n; s++) this.releaseStart[s + 1] += this.releaseStart[s];
+    this.releaseSlots = new Int32Array(this.releaseStart[n]);
+    const filled = this.releaseStart.slice(0, n);
+    lastUse.forEach((step, slot) => {
+      if (step >= 0) this.releaseSlots[filled[step]++] = slot;
     });
+    this.values = new Array<Tensor | undefined>(n).fill(undefined);
   }
 
   /** Values of evalNodes, in order, given values for the variables; feeds are never modified. */
   run(feeds: ReadonlyMap<Node, Tensor>): Tensor[] {
-    const missing = this.placeholders.filter((p) => !feeds.has(p));
+    try {
+      this.placeFeeds(feeds);
+      return this.compute();
+    } catch (error) {
+      this.values.fill(undefined);
+      throw error;
+    }
+  }
+
+  /** Puts each feed the outputs need into its slot; rejects missing and non-Tensor feeds. */
+  private placeFeeds(feeds: ReadonlyMap<Node, Tensor>): void {
+    const values = this.values;
+    let notTensor: Node | undefined;
+    // Any node may be fed (its value then replaces its computation), not only a variable.
+    for (const [node, value] of feeds) {
+      const slot = this.slotOf.get(node);
+      if (slot === undefined || value === undefined) continue;
+      if (!(value instanceof Tensor)) notTensor ??= node;
+      values[slot] = value;
+    }
+    const missing: Node[] = [];
+    for (let i = 0; i < this.placeholderSlots.length; i++) {
+      if (values[this.placeholderSlots[i]] === undefined) missing.push(this.placeholders[i]);
+    }
     if (missing.length > 0) {
       const names = missing.map((p) => `"${p.name}"`).join(", ");
       throw new Error(
         `Evaluator.run: missing feed for variable${missing.length > 1 ? "s" : ""} ${names}`,
       );
     }
-    const values = new Array<Tensor | undefined>(this.topoOrder.length);
-    for (let step = 0; step < this.topoOrder.length; step++) {
-      const node = this.topoOrder[step];
-      const fed = feeds.get(node);
-      if (fed !== undefined) {
-        if (!(fed instanceof Tensor)) {
-          throw new TypeError(`Evaluator.run: the feed for "${node.name}" is not a Tensor`);
-        }
-        values[step] = fed;
-      } else {
-        const inputs = this.inputSlots[step].map((s) => values[s]!);
-        values[step] = computeNode(node, inputs);
-      }
-      for (const s of this.releaseAfter[step]) values[s] = undefined;
+    if (notTensor !== undefined) {
+      throw new TypeError(`Evaluator.run: the feed for "${notTensor.name}" is not a Tensor`);
     }
-    return this.outputSlots.map((s) => values[s]!);
+  }
+
+  /** The topological sweep over slots already holding the feeds. */
+  private compute(): Tensor[] {
+    const { values, topoOrder, inputStart, inputSlots, releaseStart, releaseSlots } = this;
+    const n = topoOrder.length;
+    for (let step = 0; step < n; step++) {
+      // A slot is written only at its own step, so a value already there is a feed.
+      if (values[step] === undefined) {
+        const start = inputStart[step];
+        const count = inputStart[step + 1] - start;
+        const inputs = new Array<Tensor>(count);
+        for (let k = 0; k < count; k++) inputs[k] = values[inputSlots[start + k]]!;
+        values[step] = computeNode(topoOrder[step], inputs);
+      }
+      for (let r = releaseStart[step]; r < releaseStart[step + 1]; r++) {
+        values[releaseSlots[r]] = undefined;
+      }
+    }
+    const { outputSlots } = this;
+    const out = new Array<Tensor>(outputSlots.length);
+    for (let i = 0; i < out.length; i++) out[i] = values[outputSlots[i]]!;
+    for (let i = 0; i < out.length; i++) values[outputSlots[i]] = undefined;
+    return out;
   }
 }
 

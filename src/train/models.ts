@@ -2,6 +2,7 @@
 import { variable, type Node } from "../graph/node.js";
 import { add, broadcastTo, logSoftmax, matmul, mul, neg, relu, sum } from "../graph/ops/index.js";
 import { gradients } from "../autodiff/gradients.js";
+import { countNodes, simplify, type NodeCounts } from "../autodiff/simplify.js";
 import { lowerGraph } from "../runtime/plan.js";
 import type { TrainPlan } from "../runtime/shard.js";
 import { allocate, type DType, type Tensor } from "../tensor/tensor.js";
@@ -79,8 +80,13 @@ export function forward(spec: ModelSpec, X: Node, params: readonly Node[]): Node
   return h;
 }
 
-/** The graph a training shard runs: placeholders [X, Y, ...params], outputs [lossSum, ...grads]. */
-export function buildTrainPlan(spec: ModelSpec): TrainPlan {
+/**
+ * The graph a training shard runs: placeholders [X, Y, ...params], outputs [lossSum, ...grads],
+ * simplified (bitwise-exact rewrites); `stats` has its node counts before and after.
+ */
+export function buildTrainPlan(
+  spec: ModelSpec,
+): TrainPlan & { stats: { before: NodeCounts; after: NodeCounts } } {
   const X = variable("X");
   const Y = variable("Y");
   const specs = paramSpecs(spec);
@@ -88,9 +94,14 @@ export function buildTrainPlan(spec: ModelSpec): TrainPlan {
   const logits = forward(spec, X, params);
   // Summed cross-entropy: shards add up exactly, and the reduction divides by the batch size.
   const lossSum = neg(sum(mul(Y, logSoftmax(logits))));
-  const grads = gradients(lossSum, params);
+  const outputs = [lossSum, ...gradients(lossSum, params)];
+  const simplified = simplify(outputs);
   return {
-    plan: lowerGraph([lossSum, ...grads], [X, Y, ...params]),
+    plan: lowerGraph(simplified, [X, Y, ...params]),
     paramShapes: specs.map((p) => p.shape),
+    stats: {
+      before: countNodes([lossSum], outputs),
+      after: countNodes([simplified[0]], simplified),
+    },
   };
 }

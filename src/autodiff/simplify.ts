@@ -1,0 +1,304 @@
+/**
+ * Graph simplification: common subexpressions merged and exact identities removed (x*1, --x,
+ * sumLike to an equal shape, x + zeros), every rewrite bitwise exact in values, shapes and dtypes.
+ */
+import { isPlaceholder, Node } from "../graph/node.js";
+import type { Attrs, Op } from "../graph/op.js";
+import {
+  addByConst,
+  addByConstOp,
+  addOp,
+  divByConstOp,
+  divOp,
+  expOp,
+  logOp,
+  mulByConstOp,
+  mulOp,
+  negOp,
+  onesLikeOp,
+  powOp,
+  reluOp,
+  sigmoidOp,
+  sqrtOp,
+  stepOp,
+  subOp,
+  tanhOp,
+  zerosLikeOp,
+} from "../graph/ops/elementwise.js";
+import { matmulOp } from "../graph/ops/matmul.js";
+import { logsumexpOp, maxMaskOp, maxOp, meanOp, sumOp, unreduceOp } from "../graph/ops/reduce.js";
+import {
+  broadcastToOp,
+  expandDimsOp,
+  reshapeLikeOp,
+  reshapeOp,
+  sumLikeOp,
+  transposeInverseOp,
+  transposeOp,
+} from "../graph/ops/shape.js";
+import { topoSort } from "../graph/topo.js";
+
+/** Node counts of a graph split into the forward part and what only the gradients need. */
+export interface NodeCounts {
+  /** Nodes the forward outputs need (placeholders included). */
+  forward: number;
+  /** Nodes only the other outputs (the gradients) need. */
+  backward: number;
+  total: number;
+}
+
+/** Forward and backward node counts. Example: `countNodes([loss], [loss, ...grads])`. */
+export function countNodes(forwardOutputs: readonly Node[], outputs: readonly Node[]): NodeCounts {
+  const forward = topoSort(forwardOutputs).length;
+  const total = topoSort([...forwardOutputs, ...outputs]).length;
+  return { forward, backward: total - forward, total };
+}
+
+// NOTE: what simplify knows about shapes and dtypes is proved from the graph's structure alone,
+// with no input shapes: a node's "shape representative" is an earlier node whose value provably
+// has the same shape (itself when nothing better is known), and its "dtype sources" a set of
+// nodes whose dtypes it promotes (float64 if any of them is). A node with unknown rules is its
+// own representative and its own source: always sound, only less useful.
+
+/** Ops whose value has the shape of input 0 (element-wise unary, constants, masks). */
+const SHAPE_OF_FIRST = new Set<Op>([
+  negOp,
+  addByConstOp,
+  mulByConstOp,
+  divByConstOp,
+  powOp,
+  expOp,
+  logOp,
+  sqrtOp,
+  reluOp,
+  stepOp,
+  sigmoidOp,
+  tanhOp,
+  zerosLikeOp,
+  onesLikeOp,
+  maxMaskOp,
+]);
+/** Ops whose value has the shape of input 1 (the adjoints that take a shape reference). */
+const SHAPE_OF_SECOND = new Set<Op>([sumLikeOp, reshapeLikeOp, unreduceOp]);
+/** Element-wise binary ops: the broadcast shape of both inputs, the promoted dtype. */
+const BINARY = new Set<Op>([addOp, subOp, mulOp, divOp]);
+/** Ops whose dtype is input 0's. */
+const DTYPE_OF_FIRST = new Set<Op>([
+  ...SHAPE_OF_FIRST,
+  ...SHAPE_OF_SECOND,
+  broadcastToOp,
+  reshapeOp,
+  expandDimsOp,
+  transposeOp,
+  transposeInverseOp,
+  sumOp,
+  meanOp,
+  maxOp,
+  logsumexpOp,
+]);
+/** Dtype-source sets larger than this are replaced by the node itself (keeps the pass linear). */
+const MAX_SOURCES = 32;
+
+/** Sorted node ids whose dtypes a value promotes. */
+type Sources = readonly number[];
+
+interface Facts {
+  shape: Node;
+  dtype: Sources;
+}
+
+/** The union of two sorted id lists (one of them when it contains the other). */
+function union(a: Sources, b: Sources): Sources {
+  if (a === b || isSubset(b, a)) return a;
+  if (isSubset(a, b)) return b;
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && a[i] < b[j])) out.push(a[i++]);
+    else if (i >= a.length || b[j] < a[i]) out.push(b[j++]);
+    else {
+      out.push(a[i++]);
+      j++;
+    }
+  }
+  return out;
+}
+
+/** True when every id of sorted `a` is in sorted `b`. */
+function isSubset(a: Sources, b: Sources): boolean {
+  if (a === b) return true;
+  let j = 0;
+  for (const id of a) {
+    while (j < b.length && b[j] < id) j++;
+    if (j >= b.length || b[j] !== id) return false;
+    j++;
+  }
+  return true;
+}
+
+/** A canonical string for deep-equal attrs; undefined when a value cannot be compared safely. */
+export function attrsKey(value: unknown): string | undefined {
+  switch (typeof value) {
+    case "undefined":
+      return "u";
+    case "boolean":
+      return value ? "t" : "f";
+    case "string":
+      return JSON.stringify(value);
+    case "number":
+      // -0 and 0 are different constants (x * -0 and x * 0 differ in the sign of zero).
+      return Object.is(value, -0) ? "-0" : String(value);
+    case "object": {
+      if (value === null) return "n";
+      if (Array.isArray(value)) {
+        const parts: string[] = [];
+        for (const item of value) {
+          const key = attrsKey(item);
+          if (key === undefined) return undefined;
+          parts.push(key);
+        }
+        return `[${parts.join(",")}]`;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return undefined;
+      const record = value as Record<string, unknown>;
+      const parts: string[] = [];
+      // An undefined attr reads the same as an absent one (`node.attrs.axis`): both are skipped.
+      for (const name of Object.keys(record).sort()) {
+        if (record[name] === undefined) continue;
+        const key = attrsKey(record[name]);
+        if (key === undefined) return undefined;
+        parts.push(`${JSON.stringify(name)}:${key}`);
+      }
+      return `{${parts.join(",")}}`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** A rewrite's result: an existing node, or a new node to canonicalize in turn. */
+type Rewrite = Node | { op: Op; build: () => Node } | undefined;
+
+/** The rewriting pass over one graph: hash-consing table and structural facts. */
+class Simplifier {
+  private readonly facts = new Map<Node, Facts>();
+  private readonly table = new Map<Op, Map<string, Node>>();
+
+  /** The canonical node equivalent to `candidate` (whose inputs are canonical already). */
+  canonical(candidate: Node): Node {
+    let node = candidate;
+    // Each rewrite removes a node or turns one into a cheaper one: the loop ends.
+    for (;;) {
+      const rewritten = this.rewrite(node);
+      if (rewritten === undefined) break;
+      if (rewritten instanceof Node) {
+        if (this.facts.has(rewritten)) return rewritten;
+        node = rewritten;
+      } else {
+        node = rewritten.build();
+      }
+    }
+    const key = isPlaceholder(node) ? undefined : attrsKey(node.attrs);
+    let byKey: Map<string, Node> | undefined;
+    let fullKey = "";
+    if (key !== undefined) {
+      fullKey = `${node.inputs.map((input) => input.id).join(",")}|${key}`;
+      byKey = this.table.get(node.op);
+      if (byKey === undefined) {
+        byKey = new Map();
+        this.table.set(node.op, byKey);
+      }
+      const existing = byKey.get(fullKey);
+      if (existing !== undefined) return existing;
+    }
+    byKey?.set(fullKey, node);
+    this.facts.set(node, this.derive(node));
+    return node;
+  }
+
+  /** The shape representative and dtype sources of a canonical node. */
+  private derive(node: Node): Facts {
+    const { op, inputs } = node;
+    const own: Facts = { shape: node, dtype: [node.id] };
+    if (inputs.length === 0) return own;
+    const first = this.facts.get(inputs[0])!;
+    let shape: Node = node;
+    let dtype: Sources = own.dtype;
+    if (SHAPE_OF_FIRST.has(op)) shape = first.shape;
+    else if (SHAPE_OF_SECOND.has(op) && inputs.length === 2)
+      shape = this.facts.get(inputs[1])!.shape;
+    else if (op === broadcastToOp && inputs.length === 2) shape = this.facts.get(inputs[1])!.shape;
+    else if (BINARY.has(op)) {
+      const second = this.facts.get(inputs[1])!;
+      if (first.shape === second.shape) shape = first.shape;
+    }
+    if (DTYPE_OF_FIRST.has(op)) dtype = first.dtype;
+    else if (BINARY.has(op) || op === matmulOp) {
+      dtype = union(first.dtype, this.facts.get(inputs[1])!.dtype);
+      if (dtype.length > MAX_SOURCES) dtype = own.dtype;
+    }
+    return { shape, dtype };
+  }
+
+  /** True when `x op other` provably has x's shape and dtype (other broadcasts to nothing new). */
+  private absorbs(x: Node, other: Node): boolean {
+    const a = this.facts.get(x)!;
+    const b = this.facts.get(other)!;
+    return a.shape === b.shape && isSubset(b.dtype, a.dtype);
+  }
+
+  /** One exact identity applied to `node`, or undefined when none applies. */
+  private rewrite(node: Node): Rewrite {
+    const { op, inputs, attrs } = node;
+    const [a, b] = inputs;
+    if (op === negOp && a.op === negOp) return a.inputs[0]; // -(-x) = x, bit for bit
+    if ((op === mulByConstOp || op === divByConstOp) && isOne(attrs)) return a; // x*1 = x/1 = x
+    if (op === sumLikeOp || op === reshapeLikeOp) {
+      // Both return g itself (as a view) when the shapes already agree.
+      return this.facts.get(a)!.shape === this.facts.get(b)!.shape ? a : undefined;
+    }
+    if (op === mulOp) {
+      // x * 1 = x exactly, but ones of another shape or of float64 would broadcast or promote x.
+      if (b.op === onesLikeOp && this.absorbs(a, b)) return a;
+      if (a.op === onesLikeOp && this.absorbs(b, a)) return b;
+    }
+    if (op === subOp && b.op === zerosLikeOp && this.absorbs(a, b)) return a; // x - (+0) = x
+    if (op === addOp) {
+      // NOTE: x + (+0) is not x: it turns -0 into +0. addByConst(x, 0) does exactly that, with no
+      // zeros tensor allocated and filled.
+      const x = b.op === zerosLikeOp ? a : a.op === zerosLikeOp ? b : undefined;
+      const zeros = x === a ? b : a;
+      if (x !== undefined && this.absorbs(x, zeros)) {
+        return { op: addByConstOp, build: () => addByConst(x, 0) };
+      }
+    }
+    return undefined;
+  }
+}
+
+function isOne(attrs: Attrs): boolean {
+  return attrs.constant === 1;
+}
+
+/**
+ * Equivalent outputs of a simplified graph: common subexpressions merged (same op, same inputs,
+ * deep-equal attrs; placeholders never), and identities removed only where they are exact (same
+ * values bit for bit, same shapes and dtypes): -(-x), x*1, x/1, sumLike to an equal shape,
+ * x * onesLike(y) and x - zerosLike(y) when y provably has x's shape and no wider dtype, and
+ * x + zerosLike(y) turned into addByConst(x, 0). Iterative: 100,000-node graphs are fine.
+ * Placeholders keep their identity; untouched nodes are reused.
+ * Example: `const [y2, g2] = simplify([y, g])`, then `new Evaluator([y2, g2])`.
+ */
+export function simplify(outputs: readonly Node[]): Node[] {
+  const simplifier = new Simplifier();
+  const replacement = new Map<Node, Node>();
+  for (const node of topoSort(outputs)) {
+    const inputs = node.inputs.map((input) => replacement.get(input)!);
+    const same = inputs.every((input, i) => input === node.inputs[i]);
+    const candidate = same ? node : new Node(inputs, node.op, node.attrs, node.name);
+    replacement.set(node, simplifier.canonical(candidate));
+  }
+  return outputs.map((output) => replacement.get(output)!);
+}
