@@ -37,6 +37,7 @@ export { logSoftmax, softmax } from "./graph/ops/nn.js";
 export type { SoftmaxOptions } from "./graph/ops/nn.js";
 export { Evaluator } from "./runtime/evaluator.js";
 export { gradients } from "./autodiff/gradients.js";
+export { simplify, countNodes } from "./autodiff/simplify.js";
 export { useBackend } from "./tensor/backends.js";
 export type { BackendName } from "./tensor/backends.js";
 export { lowerGraph, rebuildGraph } from "./runtime/plan.js";

@@ -16,6 +16,8 @@ const NON_BUILDERS = new Set([
   "allocate",
   "variable",
   "gradients",
+  "simplify",
+  "countNodes",
   "topoSort",
   "isPlaceholder",
   "backend",
