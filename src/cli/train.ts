@@ -132,7 +132,7 @@ export function stepFlops(spec: ModelSpec, batchSize: number): number {
 }
 
 /** Steps estimated shorter than this run in-process: splitting them costs more than it gains. */
-const MIN_PARALLEL_STEP_MS = 1.5;
+const MIN_PARALLEL_STEP_MS = 0.5;
 
 /**
  * Picks the engine: `--threads 1` trains in this thread; N > 1 starts N workers; "auto" starts
