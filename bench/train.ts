@@ -2,15 +2,25 @@
  * Training benchmark (`npm run bench:train`): samples/s of whole training steps (in-process
  * engine, 1 thread) for the MLP 784-256-10 (batch 128, fp32) and the exercise's digits softmax
  * regression (batch 50, SGD lr 0.05, fp32 and fp64) on the js and wasm backends, TF.js (cpu, wasm;
- * devDependencies @tensorflow/tfjs and tfjs-backend-wasm) as a peer where it loads, then per-step kernel profiles, engine overhead and allocations,
- * and the training plans' node counts with the Evaluator's own cost per run (kernels replayed).
+ * devDependencies @tensorflow/tfjs and tfjs-backend-wasm) as a peer where it loads, and adjoint
+ * wasm with the buffer pool off, then per-step kernel profiles, engine overhead and allocations
+ * (typed arrays from the pool's miss counter), and the training plans' node counts with the
+ * Evaluator's own cost per run (kernels replayed).
  */
 import { Bench } from "tinybench";
 import { setBackend, type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
 import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
-import { allocate, tensor, tensorStats, type DType, type Tensor } from "../src/tensor/tensor.js";
+import {
+  allocate,
+  clearPool,
+  setPooling,
+  tensor,
+  tensorStats,
+  type DType,
+  type Tensor,
+} from "../src/tensor/tensor.js";
 import { gradients } from "../src/autodiff/gradients.js";
 import { variable, type Node } from "../src/graph/node.js";
 import { logSoftmax, mul, neg, sum } from "../src/graph/ops/index.js";
@@ -53,7 +63,10 @@ interface Profile {
   seconds: Record<string, number>;
   calls: number;
   tensors: number;
+  /** Fresh typed arrays (the buffer pool's misses) and their elements; arrays the pool reused. */
+  arrays: number;
   elements: number;
+  reused: number;
 }
 
 /** Synthetic MNIST-shaped data: uniform pixels in [0, 1), labels cycling 0..9 (speed only). */
@@ -142,7 +155,9 @@ async function profile(w: Workload, inner: Backend, steps: number): Promise<Prof
   const step = await stepper(w, 3);
   setBackend(timedBackend(inner, seconds, calls));
   const tensors0 = tensorStats.constructed;
+  const arrays0 = tensorStats.arraysAllocated;
   const elements0 = tensorStats.elementsAllocated;
+  const reused0 = tensorStats.arraysReused;
   const start = performance.now();
   for (let i = 0; i < steps; i++) await step();
   const stepSeconds = (performance.now() - start) / 1000 / steps;
@@ -153,18 +168,27 @@ async function profile(w: Workload, inner: Backend, steps: number): Promise<Prof
     seconds,
     calls: calls.n / steps,
     tensors: (tensorStats.constructed - tensors0) / steps,
+    arrays: (tensorStats.arraysAllocated - arrays0) / steps,
     elements: (tensorStats.elementsAllocated - elements0) / steps,
+    reused: (tensorStats.arraysReused - reused0) / steps,
   };
 }
 
-/** samples/s of `w` on an adjoint backend. */
-async function measureAdjoint(w: Workload, b: Backend, timeMs: number): Promise<Measurement> {
+/** samples/s of `w` on an adjoint backend, with the buffer pool on (default) or off. */
+async function measureAdjoint(
+  w: Workload,
+  b: Backend,
+  timeMs: number,
+  pooling = true,
+): Promise<Measurement> {
   setBackend(b);
+  const previous = setPooling(pooling);
   const step = await stepper(w, 5);
   const seconds = await secondsPerStep(`${w.label} ${b.name}`, step, timeMs);
+  setPooling(previous);
   setBackend(jsBackend);
   return {
-    name: `adjoint ${b.name}`,
+    name: `adjoint ${b.name}${pooling ? "" : ", buffer pool off"}`,
     secondsPerStep: seconds,
     samplesPerSecond: w.batch / seconds,
   };
@@ -293,9 +317,10 @@ function profileTable(title: string, p: Profile): void {
       `${((100 * rest) / stepSeconds).toFixed(0)}% |`,
   );
   console.log(
-    `\n${p.calls.toFixed(0)} kernel calls, ${p.tensors.toFixed(0)} Tensors and ` +
-      `${Math.round(p.elements).toLocaleString("en-US")} elements allocated per step ` +
-      `(steady state: ${p.tensors > 0 ? "allocates" : "no allocation"}).`,
+    `\n${p.calls.toFixed(0)} kernel calls per step; allocated per step: ` +
+      `${p.arrays.toFixed(2)} typed arrays (${Math.round(p.elements).toLocaleString("en-US")} ` +
+      `elements; buffer pool misses, steady state target 0), ${p.reused.toFixed(0)} arrays ` +
+      `reused from the pool, ${p.tensors.toFixed(0)} Tensor wrappers (small JS objects).`,
   );
 }
 
@@ -321,7 +346,11 @@ const digits = (dtype: DType): Workload => ({
 console.log(`node ${process.version}, 1 thread, in-process engine, shardCount 1`);
 const results: [Workload, Measurement[]][] = [];
 
-const mlpRows = [await measureAdjoint(mlp, jsBackend, 1500), await measureAdjoint(mlp, wasm, 1500)];
+const mlpRows = [
+  await measureAdjoint(mlp, jsBackend, 1500),
+  await measureAdjoint(mlp, wasm, 1500),
+  await measureAdjoint(mlp, wasm, 1500, false),
+];
 const tf = await loadTf();
 if (typeof tf === "string") console.log(`\n${tf}`);
 else {
@@ -338,7 +367,11 @@ results.push([mlp, mlpRows]);
 
 for (const dtype of ["float32", "float64"] as const) {
   const w = digits(dtype);
-  const rows = [await measureAdjoint(w, jsBackend, 1000), await measureAdjoint(w, wasm, 1000)];
+  const rows = [
+    await measureAdjoint(w, jsBackend, 1000),
+    await measureAdjoint(w, wasm, 1000),
+    await measureAdjoint(w, wasm, 1000, false),
+  ];
   table(`Exercise: digits softmax regression, batch 50, SGD lr 0.05, ${dtype}`, rows);
   results.push([w, rows]);
 }
@@ -394,13 +427,19 @@ function dispatchMicroseconds(plan: Plan, w: Workload, paramShapes: number[][]):
   );
   const { backend, replay } = replayBackend(jsBackend);
   setBackend(backend);
+  // Recorded with the pool off, so the recorded results hold distinct arrays; replayed with it on
+  // (the Evaluator's ownership bookkeeping and releases counted; replayed arrays already pooled
+  // are not pooled twice), then emptied.
+  setPooling(false);
   evaluator.run(feeds);
+  setPooling(true);
   replay();
   const runs = 20_000;
   for (let i = 0; i < runs; i++) evaluator.run(feeds);
   const start = performance.now();
   for (let i = 0; i < runs; i++) evaluator.run(feeds);
   const micros = ((performance.now() - start) * 1000) / runs;
+  clearPool();
   setBackend(jsBackend);
   return micros;
 }

@@ -1,11 +1,20 @@
 /** Evaluator: runs a graph in topological order from a feed map. */
 import { isPlaceholder, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
-import { Tensor } from "../tensor/tensor.js";
+import { poolingEnabled, releaseArray, Tensor, type TypedArray } from "../tensor/tensor.js";
 
 // NOTE: run() is the per-step hot path of training (tens of nodes, thousands of steps): all the
 // bookkeeping is planned once here, into flat arrays, so a run does one Map lookup per feed (not
 // per node), allocates one argument array per computed node and nothing else but the results.
+//
+// NOTE: buffer ownership. A value an op computes either has fresh data (from allocate(), owned by
+// this run) or the very `data` object of one of its inputs (Tensor.reshapeView, sumLike of an
+// equal shape, an op returning its input): the Op contract allows nothing else, so aliasing is
+// seen by object identity (a `.buffer` comparison costs ~16 ns per access, several µs per run).
+// Each slot therefore has a root, the slot whose value first held its data, and each root counts
+// the slots still alive on it. When the last one dies, a computed root's data goes back to the
+// buffer pool; a fed root's never does (feeds belong to the caller and may be views of shared memory), nor an output's
+// (handed to the caller, who may give it back with recycle()).
 
 /** Computes the values of a fixed list of nodes; build once, run many times. */
 export class Evaluator {
@@ -25,6 +34,14 @@ export class Evaluator {
   private readonly outputSlots: Int32Array;
   /** Slot values during a run; every slot is empty again when run() returns or throws. */
   private readonly values: (Tensor | undefined)[];
+  /** Per slot during a run: the slot whose value first held this value's data. */
+  private readonly rootOf: Int32Array;
+  /** Per root slot during a run: how many slots holding its data are still alive. */
+  private readonly aliveOn: Int32Array;
+  /** Per root slot during a run: its data when the run computed it (and may pool it), else unset. */
+  private readonly ownedData: (TypedArray | undefined)[];
+  /** Data of outputs this evaluator computed and has not had back through recycle(). */
+  private readonly ownedOutputs = new WeakSet<TypedArray>();
 
   /** Plans the run of `evalNodes`. Example: `new Evaluator([y]).run(new Map([[x, tensor(2)]]))`. */
   constructor(evalNodes: readonly Node[]) {
@@ -60,16 +77,38 @@ export class Evaluator {
       if (step >= 0) this.releaseSlots[filled[step]++] = slot;
     });
     this.values = new Array<Tensor | undefined>(n).fill(undefined);
+    this.rootOf = new Int32Array(n);
+    this.aliveOn = new Int32Array(n);
+    this.ownedData = new Array<TypedArray | undefined>(n).fill(undefined);
   }
 
-  /** Values of evalNodes, in order, given values for the variables; feeds are never modified. */
+  /**
+   * Values of evalNodes, in order, given values for the variables; feeds are never modified.
+   * Intermediates' buffers go back to the pool after their last use; outputs stay the caller's
+   * (no later run writes them) until given back with {@link recycle}.
+   */
   run(feeds: ReadonlyMap<Node, Tensor>): Tensor[] {
     try {
       this.placeFeeds(feeds);
       return this.compute();
     } catch (error) {
+      // Values of a failed run are left to the garbage collector, not pooled.
       this.values.fill(undefined);
+      this.ownedData.fill(undefined);
       throw error;
+    }
+  }
+
+  /**
+   * Gives the buffers of outputs of this evaluator's runs back to the pool, once the caller is
+   * done with them (they must not be read again). Feeds returned as outputs, outputs already
+   * recycled, and tensors this evaluator did not compute are skipped, so passing a run's whole
+   * result is always safe. Example: `const [loss, g] = ev.run(feeds); use(g); ev.recycle([loss, g])`.
+   */
+  recycle(outputs: readonly Tensor[]): void {
+    for (let i = 0; i < outputs.length; i++) {
+      const data = outputs[i].data;
+      if (this.ownedOutputs.delete(data)) releaseArray(data);
     }
   }
 
@@ -102,23 +141,58 @@ export class Evaluator {
   /** The topological sweep over slots already holding the feeds. */
   private compute(): Tensor[] {
     const { values, topoOrder, inputStart, inputSlots, releaseStart, releaseSlots } = this;
+    const { rootOf, aliveOn, ownedData } = this;
+    // With the pool off nothing is released, so the ownership bookkeeping is skipped.
+    const pooling = poolingEnabled();
     const n = topoOrder.length;
     for (let step = 0; step < n; step++) {
+      let root = step;
       // A slot is written only at its own step, so a value already there is a feed.
       if (values[step] === undefined) {
         const start = inputStart[step];
         const count = inputStart[step + 1] - start;
         const inputs = new Array<Tensor>(count);
         for (let k = 0; k < count; k++) inputs[k] = values[inputSlots[start + k]]!;
-        values[step] = computeNode(topoOrder[step], inputs);
+        const value = computeNode(topoOrder[step], inputs);
+        values[step] = value;
+        if (pooling) {
+          const data = value.data;
+          for (let k = 0; k < count; k++) {
+            if (inputs[k].data === data) {
+              root = rootOf[inputSlots[start + k]];
+              break;
+            }
+          }
+          if (root === step) ownedData[step] = data;
+        }
       }
+      rootOf[step] = root;
+      if (root === step) aliveOn[step] = 1;
+      else aliveOn[root]++;
       for (let r = releaseStart[step]; r < releaseStart[step + 1]; r++) {
-        values[releaseSlots[r]] = undefined;
+        const slot = releaseSlots[r];
+        values[slot] = undefined;
+        const dying = rootOf[slot];
+        if (--aliveOn[dying] === 0) {
+          const data = ownedData[dying];
+          if (data !== undefined) {
+            ownedData[dying] = undefined;
+            releaseArray(data);
+          }
+        }
       }
     }
     const { outputSlots } = this;
     const out = new Array<Tensor>(outputSlots.length);
-    for (let i = 0; i < out.length; i++) out[i] = values[outputSlots[i]]!;
+    for (let i = 0; i < out.length; i++) {
+      const slot = outputSlots[i];
+      out[i] = values[slot]!;
+      const data = ownedData[rootOf[slot]];
+      if (data !== undefined) {
+        this.ownedOutputs.add(data);
+        ownedData[rootOf[slot]] = undefined;
+      }
+    }
     for (let i = 0; i < out.length; i++) values[outputSlots[i]] = undefined;
     return out;
   }

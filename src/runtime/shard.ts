@@ -3,6 +3,7 @@
  * and the worker paths use, so their results are bitwise identical for any thread count.
  */
 import "../graph/ops/index.js"; // registers every op, so any plan can be rebuilt here
+import type { Node } from "../graph/node.js";
 import { applyUpdate, stateCount, type OptimizerConfig } from "../tensor/kernels/optimizer.js";
 import { sumSlots } from "../tensor/kernels/slots.js";
 import { sizeOf } from "../tensor/shape.js";
@@ -159,10 +160,16 @@ export class ShardRunner {
   private readonly offsets: number[];
   /** Scratch of the reduction, grown once and reused every step. */
   private reduced: TypedArray;
+  /** Per parameter buffer (current/next), each parameter as a Tensor view: built once. */
+  private readonly paramViews: Tensor[][];
+  /** Gathered rows by shard size (one or two sizes per batch size), reused across steps. */
+  private readonly gathers = new Map<number, { X: Tensor; Y: Tensor }>();
+  /** The feed map, refilled every shard. */
+  private readonly feeds = new Map<Node, Tensor>();
 
   /** Rebuilds the training graph from its plan. */
   constructor(
-    private readonly train: TrainPlan,
+    train: TrainPlan,
     private readonly shared: SharedState,
     private readonly optimizer: OptimizerConfig,
   ) {
@@ -176,12 +183,18 @@ export class ShardRunner {
       this.offsets.push(offset);
       offset += sizeOf(shape);
     }
+    this.paramViews = shared.params.map((buffer) =>
+      train.paramShapes.map(
+        (shape, i) =>
+          new Tensor(buffer.subarray(this.offsets[i], this.offsets[i] + sizeOf(shape)), shape),
+      ),
+    );
   }
 
   /** Forward and backward pass of micro-shard `s`: its gradient and summed loss into slot `s`. */
   runShard(s: number): void {
     const { shared } = this;
-    const { features, classes, dtype, paramCount } = shared;
+    const { features, classes, paramCount } = shared;
     const batchSize = shared.control[CONTROL.batchSize];
     const [lo, hi] = shardBounds(batchSize, shared.shardCount, s);
     const slot = shared.grads.subarray(s * paramCount, (s + 1) * paramCount);
@@ -191,8 +204,9 @@ export class ShardRunner {
       shared.losses[s] = 0;
       return;
     }
-    const X = allocateArray(rows * features, dtype);
-    const Y = allocateArray(rows * classes, dtype);
+    const { X: xTensor, Y: yTensor } = this.gatherBuffers(rows);
+    const X = xTensor.data;
+    const Y = yTensor.data;
     const augment = shared.augment;
     const step = shared.control[CONTROL.step];
     for (let r = 0; r < rows; r++) {
@@ -206,17 +220,35 @@ export class ShardRunner {
       }
       Y.set(shared.Y.subarray(row * classes, (row + 1) * classes), r * classes);
     }
-    const params = shared.params[Atomics.load(shared.control, CONTROL.current)];
-    const feeds = new Map<(typeof this.placeholders)[number], Tensor>();
-    feeds.set(this.placeholders[0], new Tensor(X, [rows, features]));
-    feeds.set(this.placeholders[1], new Tensor(Y, [rows, classes]));
-    this.train.paramShapes.forEach((shape, i) => {
-      const view = params.subarray(this.offsets[i], this.offsets[i] + sizeOf(shape));
-      feeds.set(this.placeholders[2 + i], new Tensor(view, shape));
-    });
-    const [loss, ...grads] = this.evaluator.run(feeds);
-    shared.losses[s] = loss.data[0];
-    grads.forEach((g, i) => slot.set(g.data, this.offsets[i]));
+    const feeds = this.feeds;
+    feeds.set(this.placeholders[0], xTensor);
+    feeds.set(this.placeholders[1], yTensor);
+    const params = this.paramViews[Atomics.load(shared.control, CONTROL.current)];
+    for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[2 + i], params[i]);
+    const outputs = this.evaluator.run(feeds);
+    shared.losses[s] = outputs[0].data[0];
+    for (let i = 1; i < outputs.length; i++) slot.set(outputs[i].data, this.offsets[i - 1]);
+    // Copied out: the outputs' buffers go back to this thread's pool for the next shard.
+    this.evaluator.recycle(outputs);
+  }
+
+  /**
+   * The X and Y tensors a shard of `rows` rows is gathered into (every row is overwritten):
+   * allocated once per shard size, so a run of equal batches allocates nothing.
+   */
+  private gatherBuffers(rows: number): { X: Tensor; Y: Tensor } {
+    let gather = this.gathers.get(rows);
+    if (gather === undefined) {
+      const { features, classes, dtype } = this.shared;
+      // Micro-shards of one batch have at most two sizes; a short last batch adds one or two.
+      if (this.gathers.size >= 4) this.gathers.clear();
+      gather = {
+        X: new Tensor(allocateArray(rows * features, dtype), [rows, features]),
+        Y: new Tensor(allocateArray(rows * classes, dtype), [rows, classes]),
+      };
+      this.gathers.set(rows, gather);
+    }
+    return gather;
   }
 
   /**

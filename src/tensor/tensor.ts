@@ -16,10 +16,16 @@ export interface TensorOptions {
 }
 
 /**
- * Debug counters (read by `npm run bench:train`): Tensor objects constructed and the elements of
- * fresh typed arrays allocated, so a bench can show what a training step allocates.
+ * Debug counters (read by `npm run bench:train`): Tensor objects constructed, fresh typed arrays
+ * allocated (the pool's misses) and their elements, and arrays taken from the pool (its hits), so
+ * a bench can show what a training step allocates.
  */
-export const tensorStats = { constructed: 0, elementsAllocated: 0 };
+export const tensorStats = {
+  constructed: 0,
+  arraysAllocated: 0,
+  elementsAllocated: 0,
+  arraysReused: 0,
+};
 
 /** An immutable-by-convention n-dimensional array; ops never write into their inputs. */
 export class Tensor {
@@ -96,13 +102,83 @@ function validateShape(shape: readonly number[]): void {
   }
 }
 
-/** Allocates a zero-filled typed array of `dtype`, on a SharedArrayBuffer when `shared`. */
-export function allocateArray(size: number, dtype: DType, shared = false): TypedArray {
-  tensorStats.elementsAllocated += size;
-  if (dtype === "float32") {
-    return shared ? new Float32Array(new SharedArrayBuffer(size * 4)) : new Float32Array(size);
+// NOTE: the buffer pool. Allocating a 128x256 fp32 array costs more than relu over it, so arrays
+// released by their owner (the Evaluator, for intermediates past their last use) are kept in free
+// lists by dtype and exact length, per thread (module state: each worker has its own), and
+// allocateArray hands them out again zero-filled, exactly as a fresh array would be. Only arrays
+// allocateArray itself created on plain memory are ever pooled (a WeakSet lookup, ~4x cheaper than
+// inspecting `.buffer`): views, shared memory and arrays made elsewhere never are.
+const freeFloat32 = new Map<number, Float32Array[]>();
+const freeFloat64 = new Map<number, Float64Array[]>();
+const poolable = new WeakSet<TypedArray>();
+let pooling = true;
+
+/** Turns the buffer pool on or off (off also empties it); returns the previous setting. */
+export function setPooling(enabled: boolean): boolean {
+  const previous = pooling;
+  pooling = enabled;
+  if (!enabled) clearPool();
+  return previous;
+}
+
+/** Whether allocateArray takes released arrays from the pool. */
+export function poolingEnabled(): boolean {
+  return pooling;
+}
+
+/** Drops every array held by the pool (they become garbage), e.g. after a large one-off graph. */
+export function clearPool(): void {
+  freeFloat32.clear();
+  freeFloat64.clear();
+}
+
+/**
+ * Returns `data` to this thread's pool for a later allocateArray of the same dtype and length;
+ * the caller must hold no other reference to it. Only arrays allocateArray created (not shared)
+ * are taken; views, shared memory, other arrays and an array already pooled are not (returns
+ * false), nor anything while pooling is off.
+ */
+export function releaseArray(data: TypedArray): boolean {
+  if (!pooling || !poolable.has(data)) return false;
+  const lists: Map<number, TypedArray[]> = data instanceof Float32Array ? freeFloat32 : freeFloat64;
+  const list = lists.get(data.length);
+  if (list === undefined) {
+    lists.set(data.length, [data]);
+    return true;
   }
-  return shared ? new Float64Array(new SharedArrayBuffer(size * 8)) : new Float64Array(size);
+  // Free lists stay short (the arrays of one length alive at once), so this guard is cheap.
+  if (list.includes(data)) return false;
+  list.push(data);
+  return true;
+}
+
+/** Returns a tensor's data to the pool (see {@link releaseArray}); the tensor must not be used again. */
+export function release(t: Tensor): boolean {
+  return releaseArray(t.data);
+}
+
+/**
+ * A zero-filled typed array of `dtype`: on a SharedArrayBuffer when `shared`, else a released
+ * array of this length from the pool when there is one, else a fresh one.
+ */
+export function allocateArray(size: number, dtype: DType, shared = false): TypedArray {
+  if (pooling && !shared) {
+    const list = dtype === "float32" ? freeFloat32.get(size) : freeFloat64.get(size);
+    if (list !== undefined && list.length > 0) {
+      tensorStats.arraysReused++;
+      return list.pop()!.fill(0);
+    }
+  }
+  tensorStats.arraysAllocated++;
+  tensorStats.elementsAllocated += size;
+  if (shared) {
+    return dtype === "float32"
+      ? new Float32Array(new SharedArrayBuffer(size * 4))
+      : new Float64Array(new SharedArrayBuffer(size * 8));
+  }
+  const data = dtype === "float32" ? new Float32Array(size) : new Float64Array(size);
+  poolable.add(data);
+  return data;
 }
 
 /** A zero-filled tensor of `shape` and `dtype`. */

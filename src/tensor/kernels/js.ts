@@ -1,7 +1,14 @@
 /** The reference backend: plain TypeScript loops over typed arrays, fixed summation order. */
 import type { Backend, BinaryKind, ReduceKind, ScalarKind, UnaryKind } from "../backend.js";
 import { broadcastShapes, fmt, reducedShape, sameShape, sizeOf, stridesOf } from "../shape.js";
-import { allocate, resultDType, type Tensor, type TypedArray } from "../tensor.js";
+import {
+  allocate,
+  allocateArray,
+  releaseArray,
+  resultDType,
+  type Tensor,
+  type TypedArray,
+} from "../tensor.js";
 
 // NOTE: every kernel below is a small set of explicit loops chosen by shape (no per-element
 // closure: a closure call per element cost more than the arithmetic on the training workloads'
@@ -433,7 +440,8 @@ function logsumexpInto(x: Tensor, axes: readonly number[], o: TypedArray): void 
     }
     return;
   }
-  const sums = new Float64Array(o.length);
+  // Scratch from the buffer pool (zero-filled, like a fresh array), returned to it at the end.
+  const sums = allocateArray(o.length, "float64");
   if (blocks) {
     const [outer, red, inner] = blocks;
     for (let b = 0, p = 0; b < outer; b++) {
@@ -454,6 +462,7 @@ function logsumexpInto(x: Tensor, axes: readonly number[], o: TypedArray): void 
     }
   }
   for (let i = 0; i < o.length; i++) if (o[i] !== -Infinity) o[i] = o[i] + Math.log(sums[i]);
+  releaseArray(sums);
 }
 
 function reduce(kind: ReduceKind, x: Tensor, axes: readonly number[], keepdims: boolean): Tensor {
@@ -475,12 +484,20 @@ function reduce(kind: ReduceKind, x: Tensor, axes: readonly number[], keepdims: 
 
 function maxMask(x: Tensor, axes: readonly number[]): Tensor {
   const out = allocate(x.shape, x.dtype);
-  const m = allocate(reducedShape(x.shape, axes, true), x.dtype).data;
+  // The maxima are scratch from the buffer pool, returned to it before the mask is.
+  const m = allocateArray(sizeOf(reducedShape(x.shape, axes, true)), x.dtype);
   if (x.size === 0 && m.length > 0) throw new Error("max of an empty axis");
-  if (x.size === 0) return out;
-  maxInto(x, axes, m);
+  if (x.size > 0) {
+    maxInto(x, axes, m);
+    maxMaskInto(x, axes, m, out.data);
+  }
+  releaseArray(m);
+  return out;
+}
+
+/** o (zero-filled, x's size) = 1/count at the elements of x equal to their maximum m. */
+function maxMaskInto(x: Tensor, axes: readonly number[], m: TypedArray, o: TypedArray): void {
   const d = x.data;
-  const o = out.data;
   const blocks = reductionBlocks(x.shape, axes);
   if (blocks && blocks[2] === 1) {
     // Row maxima: count the ties of each row, then write 1/count at them.
@@ -493,9 +510,9 @@ function maxMask(x: Tensor, axes: readonly number[]): Tensor {
       const share = 1 / count;
       for (let q = p; q < p + red; q++) if (d[q] === mb) o[q] = share;
     }
-    return out;
+    return;
   }
-  const counts = new Float64Array(m.length);
+  const counts = allocateArray(m.length, "float64");
   if (blocks) {
     const [outer, red, inner] = blocks;
     for (let pass = 0; pass < 2; pass++) {
@@ -511,12 +528,12 @@ function maxMask(x: Tensor, axes: readonly number[]): Tensor {
         }
       }
     }
-    return out;
+  } else {
+    const index = reductionIndex(x.shape, axes);
+    for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) counts[index[i]]++;
+    for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) o[i] = 1 / counts[index[i]];
   }
-  const index = reductionIndex(x.shape, axes);
-  for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) counts[index[i]]++;
-  for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) o[i] = 1 / counts[index[i]];
-  return out;
+  releaseArray(counts);
 }
 
 /** Copies o[start, start+block) into the following (times-1) blocks, doubling each copy. */
