@@ -10,7 +10,7 @@ import {
 } from "../runtime/shard.js";
 import type { OptimizerConfig } from "../tensor/kernels/optimizer.js";
 import { sizeOf } from "../tensor/shape.js";
-import { Tensor, type DType } from "../tensor/tensor.js";
+import { clearPool, Tensor, type DType } from "../tensor/tensor.js";
 import { oneHot, type Dataset, type Split } from "./data.js";
 import type { EngineFactory, StepEngine } from "./engine.js";
 import { buildTrainPlan, forward, initParams, paramSpecs, type ModelSpec } from "./models.js";
@@ -316,7 +316,10 @@ export function accuracy(
         if (logits.data[r * classes + c] > logits.data[r * classes + best]) best = c;
       if (best === data.y[start + r]) correct++;
     }
+    evaluator.recycle([logits]);
   }
+  // Evaluation-sized arrays are not reused by training steps: hand them back to the GC.
+  clearPool();
   return n > 0 ? correct / n : NaN;
 }
 
