@@ -24,6 +24,8 @@ export interface TrainOptions {
   batchSize?: number;
   lr?: number;
   optimizer?: OptimizerName;
+  /** Learning-rate schedule over the run (default constant). */
+  lrSchedule: "constant" | "cosine";
   weightDecay?: number;
   dtype: DType;
   /** Micro-shards per batch (default: chosen from the model and batch size). */
@@ -69,6 +71,7 @@ const MODELS: readonly ModelKind[] = ["logreg", "mlp"];
 const OPTIMIZERS: readonly OptimizerName[] = ["sgd", "momentum", "adam"];
 const DTYPES: readonly DType[] = ["float32", "float64"];
 const BACKENDS: readonly BackendName[] = ["wasm", "js"];
+const SCHEDULES: readonly TrainOptions["lrSchedule"][] = ["constant", "cosine"];
 
 const OPTIONS: Record<string, OptionSpec> = {
   "--dataset": valued((o, v, f) => (o.dataset = oneOf(f, v, DATASETS, "dataset"))),
@@ -79,6 +82,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--batch-size": valued((o, v, f) => (o.batchSize = positiveInt(f, v))),
   "--lr": valued((o, v, f) => (o.lr = positiveNumber(f, v))),
   "--optimizer": valued((o, v, f) => (o.optimizer = oneOf(f, v, OPTIMIZERS, "optimizer"))),
+  "--lr-schedule": valued((o, v, f) => (o.lrSchedule = oneOf(f, v, SCHEDULES, "schedule"))),
   "--weight-decay": valued((o, v, f) => (o.weightDecay = nonNegativeNumber(f, v))),
   "--dtype": valued((o, v, f) => (o.dtype = oneOf(f, v, DTYPES, "dtype"))),
   "--micro-shards": valued((o, v, f) => (o.microShards = positiveInt(f, v))),
@@ -107,6 +111,7 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
     model: "mlp",
     dtype: "float32",
     backend: "wasm",
+    lrSchedule: "constant",
     seed: 0,
     json: false,
     resume: false,
@@ -174,6 +179,7 @@ Training (defaults depend on the data set and model):
   --batch-size N               examples per optimizer step
   --lr X                       learning rate (> 0)
   --optimizer sgd|momentum|adam
+  --lr-schedule constant|cosine  cosine: decay the learning rate to 0 over the run
   --weight-decay X             L2 weight decay (>= 0)
   --augment N                  shift training images by up to N pixels (0: off)
   --seed N                     seed for the split, initialisation and shuffles (default: 0)

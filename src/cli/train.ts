@@ -234,6 +234,11 @@ export async function main(
     weightDecay: opts.weightDecay ?? defaults.weightDecay,
   };
   const split = loadSplit(opts.dataset, opts.dtype, opts.seed, defaults.standardize);
+  if (opts.lrSchedule === "cosine") {
+    const stepsPerEpoch = Math.ceil(split.train.X.shape[0] / batchSize);
+    const totalSteps = Math.min(opts.steps ?? Infinity, epochs * stepsPerEpoch);
+    optimizer.schedule = { kind: "cosine", totalSteps };
+  }
   const maxShift = opts.augment ?? defaults.augment;
   const side = opts.dataset === "digits" ? 8 : 28;
   const augment =

@@ -357,3 +357,26 @@ describe("train CLI: runs on digits", () => {
     expect(existsSync(join(dir, "none.ckpt"))).toBe(false);
   });
 });
+
+describe("train CLI: learning-rate schedule", () => {
+  it("--lr-schedule cosine decays to 0 over the run: a different run, the same over re-runs", async () => {
+    const constant = await runJson([...DIGITS, "--steps", "20"]);
+    const cosine = await runJson([...DIGITS, "--steps", "20", "--lr-schedule", "cosine"]);
+    const again = await runJson([...DIGITS, "--steps", "20", "--lr-schedule", "cosine"]);
+    expect(constant.code).toBe(0);
+    expect(cosine.code).toBe(0);
+    expect(cosine.summary.paramsHash).not.toBe(constant.summary.paramsHash);
+    expect(again.summary.paramsHash).toBe(cosine.summary.paramsHash);
+  });
+
+  it("the first scheduled step takes the full rate: one cosine step equals one constant step", async () => {
+    const dir = freshDir();
+    const saved = join(dir, "p.adj");
+    const first = await runJson([...DIGITS, "--steps", "1", "--save", saved]);
+    expect(first.code).toBe(0);
+    // Step 1 runs at lr * 0.5 * (1 + cos 0) = lr, so one step equals the constant run; the
+    // schedule only differs from the second step on.
+    const cosine = await runJson([...DIGITS, "--steps", "1", "--lr-schedule", "cosine"]);
+    expect(cosine.summary.paramsHash).toBe(first.summary.paramsHash);
+  });
+});
