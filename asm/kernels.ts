@@ -75,6 +75,14 @@ export function compactRows(c: usize, m: i32, rowBytes: i32, ldc: i32): void {
   }
 }
 
+/**
+ * Zeroes `bytes` bytes at `ptr`: the host's zero-fill of a reused array in a shared memory, where
+ * TypedArray.prototype.fill is several times slower than this bulk `memory.fill`.
+ */
+export function zeroBytes(ptr: usize, bytes: usize): void {
+  memory.fill(ptr, 0, bytes);
+}
+
 /** Bytes of packing scratch the f32 matmul needs for n columns. */
 export function packBytesF32(n: i32, k: i32): i32 {
   return min(k, KC) * ((n & ~(NR32 - 1)) + tailWidthF32(n) + MC) * 4;

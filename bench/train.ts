@@ -10,7 +10,7 @@
 import { Bench } from "tinybench";
 import { setBackend, type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
-import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
+import { createWasmBackend, wasmStats, type WasmBackend } from "../src/tensor/kernels/wasm.js";
 import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
 import {
   allocate,
@@ -67,6 +67,9 @@ interface Profile {
   arrays: number;
   elements: number;
   reused: number;
+  /** Elements the wasm kernels copied into and out of the linear memory. */
+  copiedIn: number;
+  copiedOut: number;
 }
 
 /** Synthetic MNIST-shaped data: uniform pixels in [0, 1), labels cycling 0..9 (speed only). */
@@ -133,7 +136,8 @@ const FAMILY: Record<keyof Omit<Backend, "name">, string> = {
 
 /** `inner` with every kernel call timed into `seconds` by family. */
 function timedBackend(inner: Backend, seconds: Record<string, number>, calls: { n: number }) {
-  const timed: Record<string, unknown> = { name: inner.name };
+  // The arena goes along, so the wrapped wasm backend still finds its arrays in place.
+  const timed: Record<string, unknown> = { name: inner.name, arena: (inner as WasmBackend).arena };
   for (const [method, family] of Object.entries(FAMILY)) {
     const fn = (inner as unknown as Record<string, (...args: unknown[]) => unknown>)[method];
     timed[method] = (...args: unknown[]) => {
@@ -152,12 +156,15 @@ async function profile(w: Workload, inner: Backend, steps: number): Promise<Prof
   const seconds: Record<string, number> = {};
   const calls = { n: 0 };
   setBackend(inner);
+  clearPool(); // arrays another backend left in the pool would not be in this one's memory
   const step = await stepper(w, 3);
   setBackend(timedBackend(inner, seconds, calls));
   const tensors0 = tensorStats.constructed;
   const arrays0 = tensorStats.arraysAllocated;
   const elements0 = tensorStats.elementsAllocated;
   const reused0 = tensorStats.arraysReused;
+  const copiedIn0 = wasmStats.elementsCopiedIn;
+  const copiedOut0 = wasmStats.elementsCopiedOut;
   const start = performance.now();
   for (let i = 0; i < steps; i++) await step();
   const stepSeconds = (performance.now() - start) / 1000 / steps;
@@ -171,6 +178,8 @@ async function profile(w: Workload, inner: Backend, steps: number): Promise<Prof
     arrays: (tensorStats.arraysAllocated - arrays0) / steps,
     elements: (tensorStats.elementsAllocated - elements0) / steps,
     reused: (tensorStats.arraysReused - reused0) / steps,
+    copiedIn: (wasmStats.elementsCopiedIn - copiedIn0) / steps,
+    copiedOut: (wasmStats.elementsCopiedOut - copiedOut0) / steps,
   };
 }
 
@@ -182,6 +191,7 @@ async function measureAdjoint(
   pooling = true,
 ): Promise<Measurement> {
   setBackend(b);
+  clearPool();
   const previous = setPooling(pooling);
   const step = await stepper(w, 5);
   const seconds = await secondsPerStep(`${w.label} ${b.name}`, step, timeMs);
@@ -322,6 +332,13 @@ function profileTable(title: string, p: Profile): void {
       `elements; buffer pool misses, steady state target 0), ${p.reused.toFixed(0)} arrays ` +
       `reused from the pool, ${p.tensors.toFixed(0)} Tensor wrappers (small JS objects).`,
   );
+  if (p.copiedIn + p.copiedOut > 0) {
+    const count = (x: number) => Math.round(x).toLocaleString("en-US");
+    console.log(
+      `Elements copied per step by the wasm kernels: ${count(p.copiedIn)} in, ` +
+        `${count(p.copiedOut)} out (operands outside the linear memory, e.g. the parameters).`,
+    );
+  }
 }
 
 const wasm = createWasmBackend();

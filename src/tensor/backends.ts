@@ -2,16 +2,18 @@
 import { setBackend, type Backend } from "./backend.js";
 import { jsBackend } from "./kernels/js.js";
 import { loadWasmBackend } from "./kernels/wasm.js";
+import { clearPool } from "./tensor.js";
 
 /** The backends adjoint ships. */
 export type BackendName = "js" | "wasm";
 
 /**
  * Makes the named backend active in this thread and returns it; "wasm" falls back to "js"
- * (reporting why through `onFallback`) where WASM SIMD or the built module is missing.
+ * (reporting why through `onFallback`) where WASM SIMD or the built module is missing. A change
+ * of backend empties the buffer pool, whose arrays may lie in the previous backend's memory.
  */
 export function useBackend(name: BackendName, onFallback?: (error: Error) => void): Backend {
   const chosen = name === "wasm" ? loadWasmBackend(onFallback) : jsBackend;
-  setBackend(chosen);
+  if (setBackend(chosen) !== chosen) clearPool();
   return chosen;
 }

@@ -106,8 +106,9 @@ function validateShape(shape: readonly number[]): void {
 // released by their owner (the Evaluator, for intermediates past their last use) are kept in free
 // lists by dtype and exact length, per thread (module state: each worker has its own), and
 // allocateArray hands them out again zero-filled, exactly as a fresh array would be. Only arrays
-// allocateArray itself created on plain memory are ever pooled (a WeakSet lookup, ~4x cheaper than
-// inspecting `.buffer`): views, shared memory and arrays made elsewhere never are.
+// allocateArray itself created (on plain memory, or in the wasm backend's arena) are ever pooled
+// (a WeakSet lookup, ~4x cheaper than inspecting `.buffer`): views, SharedArrayBuffer arrays and
+// arrays made elsewhere never are.
 const freeFloat32 = new Map<number, Float32Array[]>();
 const freeFloat64 = new Map<number, Float64Array[]>();
 const poolable = new WeakSet<TypedArray>();
@@ -166,7 +167,9 @@ export function allocateArray(size: number, dtype: DType, shared = false): Typed
     const list = dtype === "float32" ? freeFloat32.get(size) : freeFloat64.get(size);
     if (list !== undefined && list.length > 0) {
       tensorStats.arraysReused++;
-      return list.pop()!.fill(0);
+      const data = list.pop()!;
+      if (arrayAllocator === undefined || !arrayAllocator.zero(data)) data.fill(0);
+      return data;
     }
   }
   tensorStats.arraysAllocated++;
@@ -176,9 +179,37 @@ export function allocateArray(size: number, dtype: DType, shared = false): Typed
       ? new Float32Array(new SharedArrayBuffer(size * 4))
       : new Float64Array(new SharedArrayBuffer(size * 8));
   }
-  const data = dtype === "float32" ? new Float32Array(size) : new Float64Array(size);
+  const data =
+    (pooling ? arrayAllocator?.allocate(size, dtype) : undefined) ??
+    (dtype === "float32" ? new Float32Array(size) : new Float64Array(size));
   poolable.add(data);
   return data;
+}
+
+/**
+ * Where allocateArray takes the fresh (non-shared) arrays the pool then recycles. The wasm backend
+ * installs one that places arrays in its linear memory, so its kernels read and write them in
+ * place.
+ */
+export interface ArrayAllocator {
+  /** A zero-filled array of `size` elements, or undefined for a plain one. */
+  allocate(size: number, dtype: DType): TypedArray | undefined;
+  /** Zeroes `data` if it is one of its own (faster than `fill(0)` there) and says whether it did. */
+  zero(data: TypedArray): boolean;
+}
+
+// NOTE: consulted only while pooling is on: an array in the linear memory is handed back to it
+// when the array is garbage collected, which a loop that never yields to the event loop would
+// delay without bound; with the pool off every step would allocate afresh.
+let arrayAllocator: ArrayAllocator | undefined;
+
+/** Installs (or with undefined removes) this thread's {@link ArrayAllocator}; returns the previous. */
+export function setArrayAllocator(
+  allocator: ArrayAllocator | undefined,
+): ArrayAllocator | undefined {
+  const previous = arrayAllocator;
+  arrayAllocator = allocator;
+  return previous;
 }
 
 /** A zero-filled tensor of `shape` and `dtype`. */

@@ -1,26 +1,39 @@
 /**
  * The WASM SIMD backend: matmul (f32x4 / f64x2, packed and register-blocked) and same-shape
  * element-wise add/sub/mul/div run in build/kernels.wasm (compiled from asm/ by
- * `npm run build:wasm`); every other kernel is the reference jsBackend's.
+ * `npm run build:wasm`); every other kernel is the reference jsBackend's. Where the engine has
+ * shared WebAssembly memory, the backend instantiates build/kernels-shared.wasm over its own
+ * growable shared memory and, while it is the active backend, allocateArray places new arrays in
+ * that memory (a {@link WasmArena}): kernels then read their inputs and write their output in
+ * place, and only arrays from elsewhere (feeds, SharedArrayBuffer parameters) are copied in.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, BinaryKind } from "../backend.js";
+import { backend, type Backend, type BinaryKind } from "../backend.js";
 import { fmt, sameShape } from "../shape.js";
-import { allocate, resultDType, type DType, type Tensor, type TypedArray } from "../tensor.js";
+import {
+  allocate,
+  resultDType,
+  setArrayAllocator,
+  type ArrayAllocator,
+  type DType,
+  type Tensor,
+  type TypedArray,
+} from "../tensor.js";
 import { jsBackend } from "./js.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
 // used here are declared locally and the global is read through globalThis.
 interface WasmMemory {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(pages: number): number;
 }
 interface WasmApi {
   validate(bytes: Uint8Array): boolean;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: object };
+  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
 }
 const webAssembly = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
 
@@ -57,6 +70,7 @@ interface KernelExports {
     transB: number,
   ): void;
   compactRows(c: number, m: number, rowBytes: number, ldc: number): void;
+  zeroBytes(ptr: number, bytes: number): void;
   binaryF32(op: number, x: number, y: number, out: number, n: number): void;
   binaryF64(op: number, x: number, y: number, out: number, n: number): void;
 }
@@ -98,23 +112,45 @@ export function wasmKernelsPath(): string {
   }
 }
 
-/** The linear memory as typed views, re-created after the memory grows (growth detaches them). */
-class Heap {
-  private buffer: ArrayBuffer;
-  f32: Float32Array;
-  f64: Float64Array;
+/** Counters of the data the wasm backend moves (read by `npm run bench:train`), per thread. */
+export const wasmStats = {
+  /** Kernel calls that ran in WASM. */
+  calls: 0,
+  /** Elements copied into the linear memory (inputs that were not already there). */
+  elementsCopiedIn: 0,
+  /** Elements copied out of it (results the kernel could not write in place). */
+  elementsCopiedOut: 0,
+};
+
+/**
+ * Where a kernel call finds its scratch (packing panels, copied operands) and which arrays it can
+ * address in place: the module's own memory above heapBase (no arrays in place), or an arena.
+ */
+interface Heap {
+  /** Byte address of a scratch region of at least `bytes`, valid until the next call. */
+  scratch(bytes: number): number;
+  /** The byte address of `data` in the linear memory, or -1 when it lies elsewhere. */
+  addressOf(data: TypedArray): number;
+  /** A view of the whole linear memory as `dtype`, current after any growth. */
+  view(dtype: DType): TypedArray;
+}
+
+/** The exported, non-shared memory used as today: scratch from heapBase, grown as needed. */
+class PrivateHeap implements Heap {
+  private buffer: ArrayBuffer | SharedArrayBuffer;
+  private f32: Float32Array;
+  private f64: Float64Array;
 
   constructor(
     private readonly memory: WasmMemory,
-    readonly base: number,
+    private readonly base: number,
   ) {
     this.buffer = memory.buffer;
     this.f32 = new Float32Array(this.buffer);
     this.f64 = new Float64Array(this.buffer);
   }
 
-  /** Makes base .. base+bytes addressable and the views current. */
-  reserve(bytes: number): void {
+  scratch(bytes: number): number {
     const needed = this.base + bytes;
     const have = this.memory.buffer.byteLength;
     if (needed > have) this.memory.grow(Math.ceil((needed - have) / PAGE_BYTES));
@@ -123,11 +159,185 @@ class Heap {
       this.f32 = new Float32Array(this.buffer);
       this.f64 = new Float64Array(this.buffer);
     }
+    return this.base;
   }
 
-  /** The view of the given dtype. */
+  addressOf(): number {
+    return -1;
+  }
+
   view(dtype: DType): TypedArray {
     return dtype === "float32" ? this.f32 : this.f64;
+  }
+}
+
+/** Sizes of {@link WasmArena}'s memory, in 64 KiB pages. */
+export interface WasmArenaOptions {
+  /** Pages at start (default 16: 1 MiB). */
+  initialPages?: number;
+  /** Pages it may grow to (default 65536: 4 GiB, the wasm32 limit); reserved, not committed. */
+  maximumPages?: number;
+}
+
+/** Rounds a block request up to its size class: 64-byte steps to 4 KiB, then quarter powers of 2. */
+export function sizeClass(bytes: number): number {
+  if (bytes <= 4096) return Math.max(64, align(bytes));
+  const quarter = 2 ** Math.floor(Math.log2(bytes)) / 4;
+  return Math.ceil(bytes / quarter) * quarter;
+}
+
+/**
+ * Typed arrays and kernel scratch in one shared WebAssembly.Memory: blocks are bump-allocated
+ * from heapBase up (growing the memory when full) and reused by size class once freed. A shared
+ * memory's views stay valid when it grows (a plain memory would detach them all), so arrays handed
+ * out never move. An array's block is freed when the array is garbage collected, which is safe as
+ * long as nothing views its bytes through another object (`new Float32Array(a.buffer, ...)`, or a
+ * `subarray` outliving `a`); the buffer pool keeps the arrays of a training step alive and reused.
+ */
+export class WasmArena implements Heap {
+  /** Every buffer object the memory has had: each growth hands out a new, longer one. */
+  private readonly buffers: (ArrayBuffer | SharedArrayBuffer)[] = [];
+  private buffer: ArrayBuffer | SharedArrayBuffer;
+  private f32: Float32Array;
+  private f64: Float64Array;
+  /** First byte never handed out. */
+  private top: number;
+  /** Freed blocks by size class (bytes): their addresses. */
+  private readonly free = new Map<number, number[]>();
+  private scratchAddress = 0;
+  private scratchBytes = 0;
+  // NOTE: the held value packs (address, class) into one number: both are below 2^32.
+  private readonly registry = new FinalizationRegistry<number>((held) => {
+    this.freeBlock(held % 2 ** 32, Math.floor(held / 2 ** 32));
+  });
+  /** Block counters, for tests and benches: live arrays, their bytes, and memory growths. */
+  readonly stats = { arrays: 0, arrayBytes: 0, grows: 0, fallbacks: 0 };
+
+  constructor(
+    readonly memory: WasmMemory,
+    base: number,
+    private readonly zeroBytes: (ptr: number, bytes: number) => void,
+  ) {
+    this.top = align(base);
+    this.buffer = memory.buffer;
+    this.buffers.push(this.buffer);
+    this.f32 = new Float32Array(this.buffer);
+    this.f64 = new Float64Array(this.buffer);
+  }
+
+  /** Bytes of linear memory now addressable. */
+  get byteLength(): number {
+    return this.buffer.byteLength;
+  }
+
+  /** First byte past every block handed out so far. */
+  get highWater(): number {
+    return this.top;
+  }
+
+  addressOf(data: TypedArray): number {
+    const buffer = data.buffer;
+    return buffer === this.buffer || this.buffers.includes(buffer) ? data.byteOffset : -1;
+  }
+
+  view(dtype: DType): TypedArray {
+    return dtype === "float32" ? this.f32 : this.f64;
+  }
+
+  /** Zeroes `data` in place when it lies in this memory (a bulk fill); false when it does not. */
+  zero(data: TypedArray): boolean {
+    const address = this.addressOf(data);
+    if (address < 0) return false;
+    this.zeroBytes(address, data.byteLength);
+    return true;
+  }
+
+  /**
+   * A zero-filled array of `size` elements in the memory, or undefined when the memory cannot
+   * grow to hold it (the caller then allocates a plain array).
+   */
+  allocate(size: number, dtype: DType): TypedArray | undefined {
+    if (size <= 0) return undefined;
+    const elem = dtype === "float32" ? 4 : 8;
+    const bytes = sizeClass(size * elem);
+    const address = this.takeBlock(bytes);
+    if (address < 0) {
+      this.stats.fallbacks++;
+      return undefined;
+    }
+    const data =
+      dtype === "float32"
+        ? new Float32Array(this.buffer, address, size)
+        : new Float64Array(this.buffer, address, size);
+    this.registry.register(data, address + bytes * 2 ** 32);
+    this.stats.arrays++;
+    this.stats.arrayBytes += bytes;
+    return data;
+  }
+
+  scratch(bytes: number): number {
+    if (bytes <= this.scratchBytes) return this.scratchAddress;
+    // Grown geometrically, so a run of growing calls re-allocates it a few times only.
+    const size = sizeClass(Math.max(bytes, 2 * this.scratchBytes));
+    const address = this.takeBlock(size);
+    if (address < 0) {
+      throw new RangeError(`wasm backend: cannot grow the linear memory to ${bytes} scratch bytes`);
+    }
+    if (this.scratchBytes > 0) this.releaseScratch();
+    this.scratchAddress = address;
+    this.scratchBytes = size;
+    return address;
+  }
+
+  private releaseScratch(): void {
+    this.freeBlock(this.scratchAddress, this.scratchBytes, false);
+  }
+
+  /** A block of exactly `bytes` (a size class), zero-filled; -1 when the memory cannot grow. */
+  private takeBlock(bytes: number): number {
+    const list = this.free.get(bytes);
+    if (list !== undefined && list.length > 0) {
+      const address = list.pop()!;
+      // Freed blocks held data: zero them, as fresh memory is.
+      this.zeroBytes(address, bytes);
+      return address;
+    }
+    const end = this.top + bytes;
+    if (end > this.buffer.byteLength && !this.grow(end)) return -1;
+    const address = this.top;
+    this.top = end;
+    return address;
+  }
+
+  private freeBlock(address: number, bytes: number, array = true): void {
+    if (array) {
+      this.stats.arrays--;
+      this.stats.arrayBytes -= bytes;
+    }
+    const list = this.free.get(bytes);
+    if (list === undefined) this.free.set(bytes, [address]);
+    else list.push(address);
+  }
+
+  /** Grows the memory to at least `end` bytes (doubling); false when it cannot. */
+  private grow(end: number): boolean {
+    const have = this.buffer.byteLength;
+    const want = Math.max(end, 2 * have);
+    try {
+      this.memory.grow(Math.ceil((want - have) / PAGE_BYTES));
+    } catch {
+      try {
+        this.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
+      } catch {
+        return false;
+      }
+    }
+    this.stats.grows++;
+    this.buffer = this.memory.buffer;
+    this.buffers.push(this.buffer);
+    this.f32 = new Float32Array(this.buffer);
+    this.f64 = new Float64Array(this.buffer);
+    return true;
   }
 }
 
@@ -138,60 +348,151 @@ export interface WasmBackendOptions {
    * memory would cost more than it saves; 0 sends every supported call to WASM (for tests).
    */
   minElements?: number;
+  /**
+   * Place arrays in a shared linear memory while this backend is active (default true); false,
+   * or an engine without shared WebAssembly memory, copies every operand in and out instead.
+   */
+  arena?: boolean | WasmArenaOptions;
+}
+
+/** The wasm backend, with the arena its arrays live in when it has one. */
+export interface WasmBackend extends Backend {
+  readonly arena: WasmArena | undefined;
 }
 
 /**
- * A WASM SIMD backend instantiated synchronously from `bytes` (default: build/kernels.wasm);
- * throws when the module is missing or cannot be instantiated. Example:
- * `setBackend(createWasmBackend())` makes every op's matmul run in WASM.
+ * allocateArray's hook: arrays go to the active backend's arena, if it has one (a wrapper that
+ * copies the wasm backend's `arena`, e.g. a bench's timing wrapper, shares it).
  */
-export function createWasmBackend(bytes?: Uint8Array, options: WasmBackendOptions = {}): Backend {
+const arenaAllocator: ArrayAllocator = {
+  allocate: (size, dtype) => (backend() as Partial<WasmBackend>).arena?.allocate(size, dtype),
+  zero: (data) => (backend() as Partial<WasmBackend>).arena?.zero(data) ?? false,
+};
+
+/** Path of build/kernels-shared.wasm, next to build/kernels.wasm. */
+export function wasmSharedKernelsPath(): string {
+  return join(dirname(wasmKernelsPath()), "kernels-shared.wasm");
+}
+
+/** The arena over a fresh shared memory running build/kernels-shared.wasm, or why not. */
+function instantiateShared(
+  api: WasmApi,
+  options: WasmArenaOptions,
+): { kernels: KernelExports; arena: WasmArena } {
+  const path = wasmSharedKernelsPath();
+  if (!existsSync(path)) throw new Error(`${path} not found`);
+  const memory = new api.Memory({
+    initial: options.initialPages ?? 16,
+    maximum: options.maximumPages ?? 65536,
+    shared: true,
+  });
+  if (!(memory.buffer instanceof SharedArrayBuffer)) throw new Error("memory is not shared");
+  const module = new api.Module(readFileSync(path));
+  const kernels = new api.Instance(module, { env: { memory } }).exports as KernelExports;
+  return { kernels, arena: new WasmArena(memory, kernels.heapBase(), kernels.zeroBytes) };
+}
+
+/**
+ * A WASM SIMD backend instantiated synchronously from `bytes` (default: build/kernels.wasm, or
+ * build/kernels-shared.wasm with an arena where the engine allows); throws when the module is
+ * missing or cannot be instantiated. Example: `setBackend(createWasmBackend())` makes every op's
+ * matmul run in WASM.
+ */
+export function createWasmBackend(
+  bytes?: Uint8Array,
+  options: WasmBackendOptions = {},
+): WasmBackend {
   const minElements = options.minElements ?? BINARY_MIN_SIZE;
   if (!webAssembly || !wasmSimdSupported())
     throw new Error("wasm backend: this engine has no WebAssembly SIMD");
-  let source = bytes;
-  if (!source) {
-    const path = wasmKernelsPath();
-    if (!existsSync(path)) {
-      throw new Error(`wasm backend: ${path} not found; run \`npm run build:wasm\` first`);
+  let kernels: KernelExports | undefined;
+  let heap: Heap | undefined;
+  let arena: WasmArena | undefined;
+  const arenaOption = options.arena ?? true;
+  if (!bytes && arenaOption !== false) {
+    try {
+      ({ kernels, arena } = instantiateShared(
+        webAssembly,
+        arenaOption === true ? {} : arenaOption,
+      ));
+      heap = arena;
+    } catch {
+      // No shared memory here (or no shared build): the private-memory module, as before.
+      kernels = undefined;
+      arena = undefined;
     }
-    source = readFileSync(path);
   }
-  const module = new webAssembly.Module(source);
-  const kernels = new webAssembly.Instance(module, {}).exports as KernelExports;
-  const heap = new Heap(kernels.memory, align(kernels.heapBase()));
+  if (!kernels || !heap) {
+    let source = bytes;
+    if (!source) {
+      const path = wasmKernelsPath();
+      if (!existsSync(path)) {
+        throw new Error(`wasm backend: ${path} not found; run \`npm run build:wasm\` first`);
+      }
+      source = readFileSync(path);
+    }
+    const module = new webAssembly.Module(source);
+    kernels = new webAssembly.Instance(module, {}).exports as KernelExports;
+    heap = new PrivateHeap(kernels.memory, align(kernels.heapBase()));
+  }
+  const k = kernels;
+  const h = heap;
+
+  /** `t`'s address when the kernel can read it in place as `dtype`, else -1. */
+  const inPlace = (t: Tensor, dtype: DType): number =>
+    t.dtype === dtype ? h.addressOf(t.data) : -1;
 
   function matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
     if (a.rank !== 2 || b.rank !== 2) {
       throw new Error(`matmul: expects 2-D operands, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);
     }
     const m = transA ? a.shape[1] : a.shape[0];
-    const k = transA ? a.shape[0] : a.shape[1];
+    const kk = transA ? a.shape[0] : a.shape[1];
     const k2 = transB ? b.shape[1] : b.shape[0];
     const n = transB ? b.shape[0] : b.shape[1];
-    if (k !== k2)
+    if (kk !== k2)
       throw new Error(`matmul: inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
     const dtype = resultDType(a.dtype, b.dtype);
     const out = allocate([m, n], dtype);
     if (m === 0 || n === 0) return out;
     const f32 = dtype === "float32";
     const elem = f32 ? 4 : 8;
-    const mPad = f32 ? kernels.paddedRowsF32(m) : kernels.paddedRowsF64(m);
-    const nPad = f32 ? kernels.paddedColsF32(n) : kernels.paddedColsF64(n);
-    const aOffset = heap.base;
-    const bOffset = aOffset + align(m * k * elem);
-    const packOffset = bOffset + align(k * n * elem);
-    const packBytes = f32 ? kernels.packBytesF32(n, k) : kernels.packBytesF64(n, k);
-    const cOffset = packOffset + align(packBytes);
-    heap.reserve(cOffset + mPad * nPad * elem - heap.base);
-    const view = heap.view(dtype);
-    view.set(a.data, aOffset / elem);
-    view.set(b.data, bOffset / elem);
-    const run = f32 ? kernels.matmulF32 : kernels.matmulF64;
-    run(aOffset, bOffset, packOffset, cOffset, m, n, k, transA ? 1 : 0, transB ? 1 : 0);
-    kernels.compactRows(cOffset, m, n * elem, nPad * elem);
-    const cIndex = cOffset / elem;
-    out.data.set(view.subarray(cIndex, cIndex + m * n));
+    const mPad = f32 ? k.paddedRowsF32(m) : k.paddedRowsF64(m);
+    const nPad = f32 ? k.paddedColsF32(n) : k.paddedColsF64(n);
+    // Operands already in the memory are read in place; C is written in place when the kernel's
+    // padded tile grid is exactly m x n (else into scratch, compacted and copied out).
+    let aAddress = inPlace(a, dtype);
+    let bAddress = inPlace(b, dtype);
+    let cAddress = mPad === m && nPad === n ? h.addressOf(out.data) : -1;
+    // Scratch layout, relative to its base: [A copy] [B copy] pack [C].
+    const aRel = 0;
+    const bRel = aRel + (aAddress < 0 ? align(m * kk * elem) : 0);
+    const packRel = bRel + (bAddress < 0 ? align(kk * n * elem) : 0);
+    const packBytes = f32 ? k.packBytesF32(n, kk) : k.packBytesF64(n, kk);
+    const cRel = packRel + align(packBytes);
+    const base = h.scratch(cRel + (cAddress < 0 ? mPad * nPad * elem : 0));
+    const view = h.view(dtype);
+    if (aAddress < 0) {
+      aAddress = base + aRel;
+      view.set(a.data, aAddress / elem);
+      wasmStats.elementsCopiedIn += a.size;
+    }
+    if (bAddress < 0) {
+      bAddress = base + bRel;
+      view.set(b.data, bAddress / elem);
+      wasmStats.elementsCopiedIn += b.size;
+    }
+    const direct = cAddress >= 0;
+    if (!direct) cAddress = base + cRel;
+    const run = f32 ? k.matmulF32 : k.matmulF64;
+    run(aAddress, bAddress, base + packRel, cAddress, m, n, kk, transA ? 1 : 0, transB ? 1 : 0);
+    wasmStats.calls++;
+    if (!direct) {
+      k.compactRows(cAddress, m, n * elem, nPad * elem);
+      const cIndex = cAddress / elem;
+      out.data.set(view.subarray(cIndex, cIndex + m * n));
+      wasmStats.elementsCopiedOut += m * n;
+    }
     return out;
   }
 
@@ -203,21 +504,39 @@ export function createWasmBackend(bytes?: Uint8Array, options: WasmBackendOption
     const elem = dtype === "float32" ? 4 : 8;
     const n = a.size;
     const bytes = align(n * elem);
-    const xOffset = heap.base;
-    const yOffset = xOffset + bytes;
-    const outOffset = yOffset + bytes;
-    heap.reserve(3 * bytes);
-    const view = heap.view(dtype);
-    view.set(a.data, xOffset / elem);
-    view.set(b.data, yOffset / elem);
-    const run = dtype === "float32" ? kernels.binaryF32 : kernels.binaryF64;
-    run(binaryOps[kind], xOffset, yOffset, outOffset, n);
     const out = allocate(a.shape, dtype);
-    out.data.set(view.subarray(outOffset / elem, outOffset / elem + n));
+    let xAddress = inPlace(a, dtype);
+    let yAddress = inPlace(b, dtype);
+    let outAddress = h.addressOf(out.data);
+    const yRel = xAddress < 0 ? bytes : 0;
+    const outRel = yRel + (yAddress < 0 ? bytes : 0);
+    const base = h.scratch(outRel + (outAddress < 0 ? bytes : 0));
+    const view = h.view(dtype);
+    if (xAddress < 0) {
+      xAddress = base;
+      view.set(a.data, xAddress / elem);
+      wasmStats.elementsCopiedIn += n;
+    }
+    if (yAddress < 0) {
+      yAddress = base + yRel;
+      view.set(b.data, yAddress / elem);
+      wasmStats.elementsCopiedIn += n;
+    }
+    const direct = outAddress >= 0;
+    if (!direct) outAddress = base + outRel;
+    const run = dtype === "float32" ? k.binaryF32 : k.binaryF64;
+    run(binaryOps[kind], xAddress, yAddress, outAddress, n);
+    wasmStats.calls++;
+    if (!direct) {
+      out.data.set(view.subarray(outAddress / elem, outAddress / elem + n));
+      wasmStats.elementsCopiedOut += n;
+    }
     return out;
   }
 
-  return { ...jsBackend, name: "wasm", matmul, binary };
+  const created: WasmBackend = { ...jsBackend, name: "wasm", matmul, binary, arena };
+  if (arena) setArrayAllocator(arenaAllocator);
+  return created;
 }
 
 let cached: Backend | undefined;
