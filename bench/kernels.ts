@@ -3,10 +3,11 @@
  * the js and wasm backends side by side in one process, 1 thread; prints markdown tables.
  */
 import { Bench } from "tinybench";
-import type { Backend } from "../src/tensor/backend.js";
+import { setBackend, type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
-import { tensor, type Tensor } from "../src/tensor/tensor.js";
+import { sizeOf } from "../src/tensor/shape.js";
+import { release, tensor, type Tensor } from "../src/tensor/tensor.js";
 
 /** One matmul case: op(A) @ op(B) with op(A) m x k and op(B) k x n. */
 interface MatmulCase {
@@ -108,6 +109,9 @@ async function secondsPerCall(name: string, fn: () => void, estimate: number): P
 
 /** GFLOP/s of one backend on one case. */
 async function matmulRate(backend: Backend, c: MatmulCase): Promise<number> {
+  // Active while operands are made and results released, as in training: the wasm backend's
+  // operands and results then live in its arena (read and written in place).
+  setBackend(backend);
   const a = randomTensor(c.transA ? [c.k, c.m] : [c.m, c.k], 1);
   const b = randomTensor(c.transB ? [c.n, c.k] : [c.k, c.n], 2);
   const flops = 2 * c.m * c.n * c.k;
@@ -117,10 +121,11 @@ async function matmulRate(backend: Backend, c: MatmulCase): Promise<number> {
   const seconds = await secondsPerCall(
     `${backend.name} ${c.label}`,
     () => {
-      backend.matmul(a, b, c.transA, c.transB);
+      release(backend.matmul(a, b, c.transA, c.transB));
     },
     estimate,
   );
+  setBackend(jsBackend);
   return flops / seconds / 1e9;
 }
 
@@ -147,22 +152,24 @@ async function addTable(backends: Backend[]): Promise<void> {
     [128, 256],
     [1024, 1024],
   ]) {
-    const x = randomTensor(shape, 3);
-    const y = randomTensor(shape, 4);
     const rates: number[] = [];
     for (const backend of backends) {
+      setBackend(backend);
+      const x = randomTensor(shape, 3);
+      const y = randomTensor(shape, 4);
       const seconds = await secondsPerCall(
         `${backend.name} add`,
         () => {
-          backend.binary("add", x, y);
+          release(backend.binary("add", x, y));
         },
         0,
       );
-      rates.push((3 * 4 * x.size) / seconds / 1e9);
+      setBackend(jsBackend);
+      rates.push((3 * 4 * sizeOf(shape)) / seconds / 1e9);
     }
     const ratio = rates[rates.length - 1] / rates[0];
     console.log(
-      `| ${x.size} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ${ratio.toFixed(1)}x |`,
+      `| ${sizeOf(shape)} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ${ratio.toFixed(1)}x |`,
     );
   }
 }
@@ -176,7 +183,8 @@ function warmUp(backends: Backend[]): void {
   }
 }
 
-const backends = [jsBackend, createWasmBackend()];
+const copying = { ...createWasmBackend(undefined, { arena: false }), name: "wasm (copying)" };
+const backends = [jsBackend, copying, createWasmBackend()];
 warmUp(backends);
 console.log(`node ${process.version}, 1 thread, fp32; backends: ${backends.map((b) => b.name)}`);
 await matmulTable("matmul fp32, square", square, backends);
