@@ -12,8 +12,10 @@
  * to a full panel: column kernels keep C columns in the accumulators (16 rows x 2 columns), so
  * C is exactly n wide. In f64 the last panel is 2 or 4 wide and `compactRows` squeezes the
  * column padding out in place, so the host reads the m x n result with one copy. Each C
- * element is summed in the fixed order p = 0..K-1 (mul then add, no fusion) whatever the blocking,
- * so results depend only on the operands and shapes.
+ * element is summed in the fixed order p = 0..K-1 whatever the blocking, so results depend only
+ * on the operands and shapes. Each step is mul then add (no fusion) in the SIMD builds; the
+ * relaxed-SIMD build (build/kernels-relaxed.wasm, `--enable relaxed-simd`) uses one
+ * relaxed_madd instead, which the engine fuses or not once per machine: still one fixed result.
  */
 
 // NOTE: a 4x8 f32 tile (8 accumulators) with no K-loop unrolling was the fastest shape under
@@ -28,6 +30,21 @@ const NR64: i32 = 4;
 const KC: i32 = 256;
 /** Row block: MC x KC of A stays in L2 while every column panel is swept. */
 const MC: i32 = 64;
+
+/**
+ * c + a * b per lane: one relaxed_madd in the relaxed-SIMD build, else mul then add (Binaryen
+ * inlines it; the constant condition is folded at compile time).
+ */
+function madd32(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
+/** c + a * b per f64 lane (as madd32). */
+function madd64(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f64x2.relaxed_madd(a, b, c);
+  return f64x2.add(c, f64x2.mul(a, b));
+}
 
 /** First free byte of the linear memory: the host places operands from here on. */
 export function heapBase(): usize {
@@ -249,17 +266,17 @@ function kernel32(ap: usize, bp: usize, c: usize, ldc: usize, kc: i32, accumulat
     const b0 = v128.load(bp);
     const b1 = v128.load(bp, 16);
     let x = v128.load32_splat(ap);
-    c00 = f32x4.add(c00, f32x4.mul(x, b0));
-    c01 = f32x4.add(c01, f32x4.mul(x, b1));
+    c00 = madd32(x, b0, c00);
+    c01 = madd32(x, b1, c01);
     x = v128.load32_splat(ap, 4);
-    c10 = f32x4.add(c10, f32x4.mul(x, b0));
-    c11 = f32x4.add(c11, f32x4.mul(x, b1));
+    c10 = madd32(x, b0, c10);
+    c11 = madd32(x, b1, c11);
     x = v128.load32_splat(ap, 8);
-    c20 = f32x4.add(c20, f32x4.mul(x, b0));
-    c21 = f32x4.add(c21, f32x4.mul(x, b1));
+    c20 = madd32(x, b0, c20);
+    c21 = madd32(x, b1, c21);
     x = v128.load32_splat(ap, 12);
-    c30 = f32x4.add(c30, f32x4.mul(x, b0));
-    c31 = f32x4.add(c31, f32x4.mul(x, b1));
+    c30 = madd32(x, b0, c30);
+    c31 = madd32(x, b1, c31);
     ap += 16;
     bp += 32;
   } while (bp < bEnd);
@@ -335,17 +352,17 @@ function kernel32x16x2(
     const s0 = v128.load32_splat(bp);
     const s1 = v128.load32_splat(bp, 4);
     let x = v128.load(a);
-    c00 = f32x4.add(c00, f32x4.mul(x, s0));
-    c01 = f32x4.add(c01, f32x4.mul(x, s1));
+    c00 = madd32(x, s0, c00);
+    c01 = madd32(x, s1, c01);
     x = v128.load(a1);
-    c10 = f32x4.add(c10, f32x4.mul(x, s0));
-    c11 = f32x4.add(c11, f32x4.mul(x, s1));
+    c10 = madd32(x, s0, c10);
+    c11 = madd32(x, s1, c11);
     x = v128.load(a2);
-    c20 = f32x4.add(c20, f32x4.mul(x, s0));
-    c21 = f32x4.add(c21, f32x4.mul(x, s1));
+    c20 = madd32(x, s0, c20);
+    c21 = madd32(x, s1, c21);
     x = v128.load(a3);
-    c30 = f32x4.add(c30, f32x4.mul(x, s0));
-    c31 = f32x4.add(c31, f32x4.mul(x, s1));
+    c30 = madd32(x, s0, c30);
+    c31 = madd32(x, s1, c31);
     a += 16;
     a1 += 16;
     a2 += 16;
@@ -384,8 +401,8 @@ function kernel32x4x2(
   const aEnd = a + <usize>(kc * 16);
   do {
     const x = v128.load(a);
-    c0 = f32x4.add(c0, f32x4.mul(x, v128.load32_splat(bp)));
-    c1 = f32x4.add(c1, f32x4.mul(x, v128.load32_splat(bp, 4)));
+    c0 = madd32(x, v128.load32_splat(bp), c0);
+    c1 = madd32(x, v128.load32_splat(bp, 4), c1);
     a += 16;
     bp += bs;
   } while (a < aEnd);
@@ -597,17 +614,17 @@ function kernel64(ap: usize, bp: usize, c: usize, ldc: usize, kc: i32, accumulat
     const b0 = v128.load(bp);
     const b1 = v128.load(bp, 16);
     let x = v128.load64_splat(ap);
-    c00 = f64x2.add(c00, f64x2.mul(x, b0));
-    c01 = f64x2.add(c01, f64x2.mul(x, b1));
+    c00 = madd64(x, b0, c00);
+    c01 = madd64(x, b1, c01);
     x = v128.load64_splat(ap, 8);
-    c10 = f64x2.add(c10, f64x2.mul(x, b0));
-    c11 = f64x2.add(c11, f64x2.mul(x, b1));
+    c10 = madd64(x, b0, c10);
+    c11 = madd64(x, b1, c11);
     x = v128.load64_splat(ap, 16);
-    c20 = f64x2.add(c20, f64x2.mul(x, b0));
-    c21 = f64x2.add(c21, f64x2.mul(x, b1));
+    c20 = madd64(x, b0, c20);
+    c21 = madd64(x, b1, c21);
     x = v128.load64_splat(ap, 24);
-    c30 = f64x2.add(c30, f64x2.mul(x, b0));
-    c31 = f64x2.add(c31, f64x2.mul(x, b1));
+    c30 = madd64(x, b0, c30);
+    c31 = madd64(x, b1, c31);
     ap += 32;
     bp += 32;
   } while (bp < bEnd);
@@ -653,14 +670,14 @@ function kernel64x8x2(
   const bEnd = bp + <usize>(kc * 16);
   do {
     const b = v128.load(bp);
-    c0 = f64x2.add(c0, f64x2.mul(v128.load64_splat(a0), b));
-    c1 = f64x2.add(c1, f64x2.mul(v128.load64_splat(a0, 8), b));
-    c2 = f64x2.add(c2, f64x2.mul(v128.load64_splat(a0, 16), b));
-    c3 = f64x2.add(c3, f64x2.mul(v128.load64_splat(a0, 24), b));
-    c4 = f64x2.add(c4, f64x2.mul(v128.load64_splat(a1), b));
-    c5 = f64x2.add(c5, f64x2.mul(v128.load64_splat(a1, 8), b));
-    c6 = f64x2.add(c6, f64x2.mul(v128.load64_splat(a1, 16), b));
-    c7 = f64x2.add(c7, f64x2.mul(v128.load64_splat(a1, 24), b));
+    c0 = madd64(v128.load64_splat(a0), b, c0);
+    c1 = madd64(v128.load64_splat(a0, 8), b, c1);
+    c2 = madd64(v128.load64_splat(a0, 16), b, c2);
+    c3 = madd64(v128.load64_splat(a0, 24), b, c3);
+    c4 = madd64(v128.load64_splat(a1), b, c4);
+    c5 = madd64(v128.load64_splat(a1, 8), b, c5);
+    c6 = madd64(v128.load64_splat(a1, 16), b, c6);
+    c7 = madd64(v128.load64_splat(a1, 24), b, c7);
     a0 += 32;
     a1 += 32;
     bp += 16;
@@ -690,10 +707,10 @@ function kernel64x4x2(ap: usize, bp: usize, c: usize, ldc: usize, kc: i32, accum
   const bEnd = bp + <usize>(kc * 16);
   do {
     const b = v128.load(bp);
-    c0 = f64x2.add(c0, f64x2.mul(v128.load64_splat(ap), b));
-    c1 = f64x2.add(c1, f64x2.mul(v128.load64_splat(ap, 8), b));
-    c2 = f64x2.add(c2, f64x2.mul(v128.load64_splat(ap, 16), b));
-    c3 = f64x2.add(c3, f64x2.mul(v128.load64_splat(ap, 24), b));
+    c0 = madd64(v128.load64_splat(ap), b, c0);
+    c1 = madd64(v128.load64_splat(ap, 8), b, c1);
+    c2 = madd64(v128.load64_splat(ap, 16), b, c2);
+    c3 = madd64(v128.load64_splat(ap, 24), b, c3);
     ap += 32;
     bp += 16;
   } while (bp < bEnd);
@@ -825,5 +842,207 @@ export function binaryF64(op: i32, x: usize, y: usize, out: usize, n: i32): void
     const u = load<f64>(x + o);
     const v = load<f64>(y + o);
     store<f64>(out + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
+  }
+}
+
+/** out[i] = f(x[i]) for n f32 elements; op 0 relu (x > 0 ? x : 0), 1 step (x > 0 ? 1 : 0). */
+export function unaryF32(op: i32, x: usize, out: usize, n: i32): void {
+  const n4 = n & ~3;
+  const zero = f32x4.splat(0);
+  let i = 0;
+  // x > 0 is false for -0 and NaN, so both give +0, as the js loops do.
+  if (op == 0) {
+    for (; i < n4; i += 4) {
+      const o = (<usize>i) << 2;
+      const v = v128.load(x + o);
+      v128.store(out + o, v128.and(v, f32x4.gt(v, zero)));
+    }
+  } else {
+    const one = f32x4.splat(1);
+    for (; i < n4; i += 4) {
+      const o = (<usize>i) << 2;
+      v128.store(out + o, v128.and(one, f32x4.gt(v128.load(x + o), zero)));
+    }
+  }
+  for (; i < n; i++) {
+    const o = (<usize>i) << 2;
+    const v = load<f32>(x + o);
+    store<f32>(out + o, v > 0 ? (op == 0 ? v : 1) : 0);
+  }
+}
+
+/** out[i] = f(x[i]) for n f64 elements (as unaryF32). */
+export function unaryF64(op: i32, x: usize, out: usize, n: i32): void {
+  const n2 = n & ~1;
+  const zero = f64x2.splat(0);
+  let i = 0;
+  if (op == 0) {
+    for (; i < n2; i += 2) {
+      const o = (<usize>i) << 3;
+      const v = v128.load(x + o);
+      v128.store(out + o, v128.and(v, f64x2.gt(v, zero)));
+    }
+  } else {
+    const one = f64x2.splat(1);
+    for (; i < n2; i += 2) {
+      const o = (<usize>i) << 3;
+      v128.store(out + o, v128.and(one, f64x2.gt(v128.load(x + o), zero)));
+    }
+  }
+  for (; i < n; i++) {
+    const o = (<usize>i) << 3;
+    const v = load<f64>(x + o);
+    store<f64>(out + o, v > 0 ? (op == 0 ? v : 1) : 0);
+  }
+}
+
+/**
+ * out[r, c] = x[r, c] (op) y[c] for a rows x cols f32 matrix x and a row y of cols (the bias
+ * add); op as binaryF32.
+ */
+export function rowBinaryF32(op: i32, x: usize, y: usize, out: usize, rows: i32, cols: i32): void {
+  const c4 = cols & ~3;
+  const rowBytes = (<usize>cols) << 2;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes;
+    const or = out + <usize>r * rowBytes;
+    let c = 0;
+    if (op == 0) {
+      for (; c < c4; c += 4) {
+        const o = (<usize>c) << 2;
+        v128.store(or + o, f32x4.add(v128.load(xr + o), v128.load(y + o)));
+      }
+    } else if (op == 1) {
+      for (; c < c4; c += 4) {
+        const o = (<usize>c) << 2;
+        v128.store(or + o, f32x4.sub(v128.load(xr + o), v128.load(y + o)));
+      }
+    } else if (op == 2) {
+      for (; c < c4; c += 4) {
+        const o = (<usize>c) << 2;
+        v128.store(or + o, f32x4.mul(v128.load(xr + o), v128.load(y + o)));
+      }
+    } else {
+      for (; c < c4; c += 4) {
+        const o = (<usize>c) << 2;
+        v128.store(or + o, f32x4.div(v128.load(xr + o), v128.load(y + o)));
+      }
+    }
+    for (; c < cols; c++) {
+      const o = (<usize>c) << 2;
+      const u = load<f32>(xr + o);
+      const v = load<f32>(y + o);
+      store<f32>(or + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
+    }
+  }
+}
+
+/** out[r, c] = x[r, c] (op) y[c] in f64 (as rowBinaryF32). */
+export function rowBinaryF64(op: i32, x: usize, y: usize, out: usize, rows: i32, cols: i32): void {
+  const c2 = cols & ~1;
+  const rowBytes = (<usize>cols) << 3;
+  for (let r = 0; r < rows; r++) {
+    const xr = x + <usize>r * rowBytes;
+    const or = out + <usize>r * rowBytes;
+    let c = 0;
+    if (op == 0) {
+      for (; c < c2; c += 2) {
+        const o = (<usize>c) << 3;
+        v128.store(or + o, f64x2.add(v128.load(xr + o), v128.load(y + o)));
+      }
+    } else if (op == 1) {
+      for (; c < c2; c += 2) {
+        const o = (<usize>c) << 3;
+        v128.store(or + o, f64x2.sub(v128.load(xr + o), v128.load(y + o)));
+      }
+    } else if (op == 2) {
+      for (; c < c2; c += 2) {
+        const o = (<usize>c) << 3;
+        v128.store(or + o, f64x2.mul(v128.load(xr + o), v128.load(y + o)));
+      }
+    } else {
+      for (; c < c2; c += 2) {
+        const o = (<usize>c) << 3;
+        v128.store(or + o, f64x2.div(v128.load(xr + o), v128.load(y + o)));
+      }
+    }
+    for (; c < cols; c++) {
+      const o = (<usize>c) << 3;
+      const u = load<f64>(xr + o);
+      const v = load<f64>(y + o);
+      store<f64>(or + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
+    }
+  }
+}
+
+/**
+ * out[c] = sum of x[r, c] over the rows of a rows x cols f32 matrix (the bias gradient): each
+ * column from 0, adding rows top to bottom and rounding after every addition, the js backend's
+ * order, so the two are bitwise equal. 16 columns at a time in four accumulators.
+ */
+export function columnSumF32(x: usize, out: usize, rows: i32, cols: i32): void {
+  const rowBytes = (<usize>cols) << 2;
+  const end = x + <usize>rows * rowBytes;
+  let c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    let s0 = f32x4.splat(0);
+    let s1 = f32x4.splat(0);
+    let s2 = f32x4.splat(0);
+    let s3 = f32x4.splat(0);
+    for (let p = x + ((<usize>c) << 2); p < end; p += rowBytes) {
+      s0 = f32x4.add(s0, v128.load(p));
+      s1 = f32x4.add(s1, v128.load(p, 16));
+      s2 = f32x4.add(s2, v128.load(p, 32));
+      s3 = f32x4.add(s3, v128.load(p, 48));
+    }
+    const o = out + ((<usize>c) << 2);
+    v128.store(o, s0);
+    v128.store(o, s1, 16);
+    v128.store(o, s2, 32);
+    v128.store(o, s3, 48);
+  }
+  for (; c + 4 <= cols; c += 4) {
+    let s = f32x4.splat(0);
+    for (let p = x + ((<usize>c) << 2); p < end; p += rowBytes) s = f32x4.add(s, v128.load(p));
+    v128.store(out + ((<usize>c) << 2), s);
+  }
+  for (; c < cols; c++) {
+    let s: f32 = 0;
+    for (let p = x + ((<usize>c) << 2); p < end; p += rowBytes) s += load<f32>(p);
+    store<f32>(out + ((<usize>c) << 2), s);
+  }
+}
+
+/** out[c] = sum of x[r, c] over the rows, in f64 (as columnSumF32; 8 columns at a time). */
+export function columnSumF64(x: usize, out: usize, rows: i32, cols: i32): void {
+  const rowBytes = (<usize>cols) << 3;
+  const end = x + <usize>rows * rowBytes;
+  let c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    let s0 = f64x2.splat(0);
+    let s1 = f64x2.splat(0);
+    let s2 = f64x2.splat(0);
+    let s3 = f64x2.splat(0);
+    for (let p = x + ((<usize>c) << 3); p < end; p += rowBytes) {
+      s0 = f64x2.add(s0, v128.load(p));
+      s1 = f64x2.add(s1, v128.load(p, 16));
+      s2 = f64x2.add(s2, v128.load(p, 32));
+      s3 = f64x2.add(s3, v128.load(p, 48));
+    }
+    const o = out + ((<usize>c) << 3);
+    v128.store(o, s0);
+    v128.store(o, s1, 16);
+    v128.store(o, s2, 32);
+    v128.store(o, s3, 48);
+  }
+  for (; c + 2 <= cols; c += 2) {
+    let s = f64x2.splat(0);
+    for (let p = x + ((<usize>c) << 3); p < end; p += rowBytes) s = f64x2.add(s, v128.load(p));
+    v128.store(out + ((<usize>c) << 3), s);
+  }
+  for (; c < cols; c++) {
+    let s: f64 = 0;
+    for (let p = x + ((<usize>c) << 3); p < end; p += rowBytes) s += load<f64>(p);
+    store<f64>(out + ((<usize>c) << 3), s);
   }
 }

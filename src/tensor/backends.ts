@@ -4,8 +4,12 @@ import { jsBackend } from "./kernels/js.js";
 import { loadWasmBackend } from "./kernels/wasm.js";
 import { clearPool } from "./tensor.js";
 
-/** The backends adjoint ships. */
-export type BackendName = "js" | "wasm";
+/**
+ * The backends adjoint ships: "wasm" runs the relaxed-SIMD kernels where the engine accepts them
+ * (in every thread of a process alike: the V8 flag that enables them is process-wide), else plain
+ * SIMD; "wasm-plain" always plain SIMD, for comparisons.
+ */
+export type BackendName = "js" | "wasm" | "wasm-plain";
 
 /**
  * Makes the named backend active in this thread and returns it; "wasm" falls back to "js"
@@ -13,7 +17,12 @@ export type BackendName = "js" | "wasm";
  * of backend empties the buffer pool, whose arrays may lie in the previous backend's memory.
  */
 export function useBackend(name: BackendName, onFallback?: (error: Error) => void): Backend {
-  const chosen = name === "wasm" ? loadWasmBackend(onFallback) : jsBackend;
+  const chosen =
+    name === "wasm"
+      ? loadWasmBackend(onFallback)
+      : name === "wasm-plain"
+        ? loadWasmBackend(onFallback, "simd")
+        : jsBackend;
   if (setBackend(chosen) !== chosen) clearPool();
   return chosen;
 }

@@ -25,8 +25,11 @@ import { prepareTraining, runStep } from "../../src/train/trainer.js";
 import { mulberry32, randomTensor } from "../helpers/gradcheck.js";
 import { opCases } from "../helpers/op-cases.js";
 
-/** Every supported kernel in WASM; with and without the arena. */
-const withArena = createWasmBackend(undefined, { minElements: 0 });
+/**
+ * Every supported kernel in WASM; with and without the arena. Both run the plain-SIMD build (the
+ * relaxed one exists only with an arena), so results must be bitwise equal.
+ */
+const withArena = createWasmBackend(undefined, { minElements: 0, build: "simd" });
 const withoutArena = createWasmBackend(undefined, { minElements: 0, arena: false });
 
 afterEach(() => {
@@ -179,7 +182,11 @@ describe("allocation in the arena", () => {
 
 describe("growth and exhaustion", () => {
   it("keeps earlier arrays valid (same bytes, same address) when the memory grows", () => {
-    const small = createWasmBackend(undefined, { minElements: 0, arena: { initialPages: 1 } });
+    const small = createWasmBackend(undefined, {
+      minElements: 0,
+      arena: { initialPages: 1 },
+      build: "simd",
+    });
     const arena = small.arena!;
     adj.setBackend(small);
     const first = allocate([16, 16], "float32");
@@ -204,6 +211,7 @@ describe("growth and exhaustion", () => {
     const tiny = createWasmBackend(undefined, {
       minElements: 0,
       arena: { initialPages: 2, maximumPages: 4 },
+      build: "simd",
     });
     const arena = tiny.arena!;
     adj.setBackend(tiny);

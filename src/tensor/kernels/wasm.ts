@@ -1,17 +1,26 @@
 /**
- * The WASM SIMD backend: matmul (f32x4 / f64x2, packed and register-blocked) and same-shape
- * element-wise add/sub/mul/div run in build/kernels.wasm (compiled from asm/ by
- * `npm run build:wasm`); every other kernel is the reference jsBackend's. Where the engine has
- * shared WebAssembly memory, the backend instantiates build/kernels-shared.wasm over its own
- * growable shared memory and, while it is the active backend, allocateArray places new arrays in
- * that memory (a {@link WasmArena}): kernels then read their inputs and write their output in
- * place, and only arrays from elsewhere (feeds, SharedArrayBuffer parameters) are copied in.
+ * The WASM SIMD backend: matmul (f32x4 / f64x2, packed and register-blocked), same-shape and
+ * row-broadcast add/sub/mul/div, relu, step and column sums run in build/kernels.wasm (compiled
+ * from asm/ by `npm run build:wasm`); every other kernel is the reference jsBackend's. Where the
+ * engine has shared WebAssembly memory, the backend instantiates build/kernels-shared.wasm (or
+ * build/kernels-relaxed.wasm, whose matmul uses relaxed-SIMD multiply-adds, where the engine
+ * accepts relaxed SIMD) over its own growable shared memory and, while it is the active backend,
+ * allocateArray places new arrays in that memory (a {@link WasmArena}): kernels then read their
+ * inputs and write their output in place, and only arrays from elsewhere (feeds,
+ * SharedArrayBuffer parameters) are copied in.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import { fileURLToPath } from "node:url";
-import { backend, type Backend, type BinaryKind } from "../backend.js";
-import { fmt, sameShape } from "../shape.js";
+import {
+  backend,
+  type Backend,
+  type BinaryKind,
+  type ReduceKind,
+  type UnaryKind,
+} from "../backend.js";
+import { fmt, reducedShape, sameShape } from "../shape.js";
 import {
   allocate,
   resultDType,
@@ -73,12 +82,21 @@ interface KernelExports {
   zeroBytes(ptr: number, bytes: number): void;
   binaryF32(op: number, x: number, y: number, out: number, n: number): void;
   binaryF64(op: number, x: number, y: number, out: number, n: number): void;
+  unaryF32(op: number, x: number, out: number, n: number): void;
+  unaryF64(op: number, x: number, out: number, n: number): void;
+  rowBinaryF32(op: number, x: number, y: number, out: number, rows: number, cols: number): void;
+  rowBinaryF64(op: number, x: number, y: number, out: number, rows: number, cols: number): void;
+  columnSumF32(x: number, out: number, rows: number, cols: number): void;
+  columnSumF64(x: number, out: number, rows: number, cols: number): void;
 }
 
 const binaryOps: Record<BinaryKind, number> = { add: 0, sub: 1, mul: 2, div: 3 };
 
 /** Below this many elements the JS loop beats copying into and out of the linear memory. */
 const BINARY_MIN_SIZE = 64;
+
+/** The unary kernels in WASM, by their op code in asm/kernels.ts. */
+const unaryOps: Partial<Record<UnaryKind, number>> = { relu: 0, step: 1 };
 
 const PAGE_BYTES = 65536;
 
@@ -91,6 +109,46 @@ const SIMD_PROBE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03,
   0x02, 0x01, 0x00, 0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b,
 ]);
+
+// NOTE: `(module (func (result v128) (f32x4.relaxed_madd (i8x16.splat (i32.const 0)) ...)))`:
+// validates only where the engine accepts relaxed SIMD.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03,
+  0x02, 0x01, 0x00, 0x0a, 0x13, 0x01, 0x11, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f,
+  0x41, 0x00, 0xfd, 0x0f, 0xfd, 0x85, 0x02, 0x0b,
+]);
+
+/** The kernels module a wasm backend runs: relaxed SIMD (fused multiply-adds) or plain SIMD. */
+export type WasmBuild = "relaxed" | "simd";
+
+let relaxedSupported: boolean | undefined;
+
+/**
+ * True when this engine accepts relaxed SIMD. Node 20 does only behind V8's
+ * `--experimental-wasm-relaxed-simd`, so where the probe fails this sets that flag (it is
+ * process-wide: worker threads started later accept relaxed SIMD too) and probes again; false,
+ * never a throw, when both fail. Example: `wasmRelaxedSimdSupported()` is true on Node 20.
+ */
+export function wasmRelaxedSimdSupported(): boolean {
+  if (relaxedSupported !== undefined) return relaxedSupported;
+  const probe = (): boolean => {
+    try {
+      return webAssembly !== undefined && webAssembly.validate(RELAXED_SIMD_PROBE);
+    } catch {
+      return false;
+    }
+  };
+  relaxedSupported = probe();
+  if (!relaxedSupported) {
+    try {
+      setFlagsFromString("--experimental-wasm-relaxed-simd");
+      relaxedSupported = probe();
+    } catch {
+      relaxedSupported = false;
+    }
+  }
+  return relaxedSupported;
+}
 
 /** True when this engine supports WebAssembly fixed-width (128-bit) SIMD. */
 export function wasmSimdSupported(): boolean {
@@ -355,11 +413,19 @@ export interface WasmBackendOptions {
    * or an engine without shared WebAssembly memory, copies every operand in and out instead.
    */
   arena?: boolean | WasmArenaOptions;
+  /**
+   * Which kernels module (default "auto": relaxed SIMD where the engine accepts it, else plain
+   * SIMD). Relaxed SIMD comes only as a shared-memory build; "relaxed" throws where it is missing.
+   * "simd" names the backend "wasm-plain", so worker threads select the same build.
+   */
+  build?: WasmBuild | "auto";
 }
 
 /** The wasm backend, with the arena its arrays live in when it has one. */
 export interface WasmBackend extends Backend {
   readonly arena: WasmArena | undefined;
+  /** The kernels module it runs. */
+  readonly build: WasmBuild;
 }
 
 /**
@@ -371,17 +437,19 @@ const arenaAllocator: ArrayAllocator = {
   zero: (data) => (backend() as Partial<WasmBackend>).arena?.zero(data) ?? false,
 };
 
-/** Path of build/kernels-shared.wasm, next to build/kernels.wasm. */
-export function wasmSharedKernelsPath(): string {
-  return join(dirname(wasmKernelsPath()), "kernels-shared.wasm");
+/** Path of build/kernels-shared.wasm (or kernels-relaxed.wasm), next to build/kernels.wasm. */
+export function wasmSharedKernelsPath(build: WasmBuild = "simd"): string {
+  const file = build === "relaxed" ? "kernels-relaxed.wasm" : "kernels-shared.wasm";
+  return join(dirname(wasmKernelsPath()), file);
 }
 
 /** The arena over a fresh shared memory running build/kernels-shared.wasm, or why not. */
 function instantiateShared(
   api: WasmApi,
   options: WasmArenaOptions,
+  build: WasmBuild,
 ): { kernels: KernelExports; arena: WasmArena } {
-  const path = wasmSharedKernelsPath();
+  const path = wasmSharedKernelsPath(build);
   if (!existsSync(path)) throw new Error(`${path} not found`);
   const memory = new api.Memory({
     initial: options.initialPages ?? 16,
@@ -411,17 +479,34 @@ export function createWasmBackend(
   let heap: Heap | undefined;
   let arena: WasmArena | undefined;
   const arenaOption = options.arena ?? true;
+  const requested = options.build ?? "auto";
+  let build: WasmBuild = "simd";
+  if (requested === "relaxed" && (bytes || arenaOption === false || !wasmRelaxedSimdSupported())) {
+    throw new Error("wasm backend: relaxed SIMD needs the shared build and an engine that has it");
+  }
   if (!bytes && arenaOption !== false) {
-    try {
-      ({ kernels, arena } = instantiateShared(
-        webAssembly,
-        arenaOption === true ? {} : arenaOption,
-      ));
-      heap = arena;
-    } catch {
-      // No shared memory here (or no shared build): the private-memory module, as before.
-      kernels = undefined;
-      arena = undefined;
+    const builds: WasmBuild[] =
+      requested === "auto"
+        ? wasmRelaxedSimdSupported()
+          ? ["relaxed", "simd"]
+          : ["simd"]
+        : [requested];
+    for (const candidate of builds) {
+      try {
+        ({ kernels, arena } = instantiateShared(
+          webAssembly,
+          arenaOption === true ? {} : arenaOption,
+          candidate,
+        ));
+        heap = arena;
+        build = candidate;
+        break;
+      } catch (error) {
+        if (requested === "relaxed") throw error;
+        // No shared memory here (or no such build): the next one, or the private-memory module.
+        kernels = undefined;
+        arena = undefined;
+      }
     }
   }
   if (!kernels || !heap) {
@@ -498,8 +583,66 @@ export function createWasmBackend(
     return out;
   }
 
+  // Operand addresses of the element-wise kernels below, reused so a call allocates nothing.
+  const slots = [0, 0, 0];
+
+  /**
+   * Sets slots to the byte addresses of x, y (when given) and out, all `dtype`: arrays in the
+   * linear memory in place, the others copied into scratch (out only reserved). Returns whether
+   * out is written in place; if not, {@link copyOut} brings the result back.
+   */
+  function place(dtype: DType, x: TypedArray, y: TypedArray | undefined, out: TypedArray): boolean {
+    const elem = dtype === "float32" ? 4 : 8;
+    slots[0] = h.addressOf(x);
+    slots[1] = y ? h.addressOf(y) : 0;
+    slots[2] = h.addressOf(out);
+    const yRel = slots[0] < 0 ? align(x.length * elem) : 0;
+    const outRel = yRel + (slots[1] < 0 ? align(y!.length * elem) : 0);
+    const bytes = outRel + (slots[2] < 0 ? out.length * elem : 0);
+    if (bytes === 0) return true;
+    const base = h.scratch(bytes);
+    const view = h.view(dtype);
+    if (slots[0] < 0) {
+      slots[0] = base;
+      view.set(x, base / elem);
+      wasmStats.elementsCopiedIn += x.length;
+    }
+    if (slots[1] < 0) {
+      slots[1] = base + yRel;
+      view.set(y!, slots[1] / elem);
+      wasmStats.elementsCopiedIn += y!.length;
+    }
+    if (slots[2] >= 0) return true;
+    slots[2] = base + outRel;
+    return false;
+  }
+
+  /** Copies a result the kernel wrote to scratch at slots[2] into `out`. */
+  function copyOut(dtype: DType, out: TypedArray): void {
+    const start = slots[2] / (dtype === "float32" ? 4 : 8);
+    out.set(h.view(dtype).subarray(start, start + out.length));
+    wasmStats.elementsCopiedOut += out.length;
+  }
+
+  /** out = a (op) b where b is one row broadcast down a's last dim ((n,k) op (k,)). */
+  function rowBinary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
+    const out = allocate(a.shape, a.dtype);
+    const cols = b.size;
+    const direct = place(a.dtype, a.data, b.data, out.data);
+    const run = a.dtype === "float32" ? k.rowBinaryF32 : k.rowBinaryF64;
+    run(binaryOps[kind], slots[0], slots[1], slots[2], a.size / cols, cols);
+    wasmStats.calls++;
+    if (!direct) copyOut(a.dtype, out.data);
+    return out;
+  }
+
   function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
-    if (!sameShape(a.shape, b.shape) || a.size < minElements) {
+    if (Math.max(a.size, b.size) < minElements) return jsBackend.binary(kind, a, b);
+    if (!sameShape(a.shape, b.shape)) {
+      if (a.dtype === b.dtype) {
+        if (isRowOf(b, a)) return rowBinary(kind, a, b);
+        if ((kind === "add" || kind === "mul") && isRowOf(a, b)) return rowBinary(kind, b, a);
+      }
       return jsBackend.binary(kind, a, b);
     }
     const dtype = resultDType(a.dtype, b.dtype);
@@ -536,24 +679,117 @@ export function createWasmBackend(
     return out;
   }
 
-  const created: WasmBackend = { ...jsBackend, name: "wasm", matmul, binary, arena };
+  function unary(kind: UnaryKind, x: Tensor): Tensor {
+    const op = unaryOps[kind];
+    if (op === undefined || x.size < minElements) return jsBackend.unary(kind, x);
+    const out = allocate(x.shape, x.dtype);
+    const direct = place(x.dtype, x.data, undefined, out.data);
+    (x.dtype === "float32" ? k.unaryF32 : k.unaryF64)(op, slots[0], slots[2], x.size);
+    wasmStats.calls++;
+    if (!direct) copyOut(x.dtype, out.data);
+    return out;
+  }
+
+  /** `x` summed over its leading `rows` (a rows x x.size/rows matrix) into a new `shape`. */
+  function columnSum(x: Tensor, rows: number, shape: readonly number[]): Tensor {
+    const out = allocate(shape, x.dtype);
+    const direct = place(x.dtype, x.data, undefined, out.data);
+    const run = x.dtype === "float32" ? k.columnSumF32 : k.columnSumF64;
+    run(slots[0], slots[2], rows, x.size / rows);
+    wasmStats.calls++;
+    if (!direct) copyOut(x.dtype, out.data);
+    return out;
+  }
+
+  function sumTo(x: Tensor, shape: readonly number[]): Tensor {
+    if (x.size >= minElements && !sameShape(x.shape, shape)) {
+      const rows = leadingRows(x.shape, shape);
+      if (rows > 0) return columnSum(x, rows, shape);
+    }
+    return jsBackend.sumTo(x, shape);
+  }
+
+  function reduce(kind: ReduceKind, x: Tensor, axes: readonly number[], keepdims: boolean): Tensor {
+    if (kind === "sum" && x.size >= minElements) {
+      const rows = leadingRows(x.shape, reducedShape(x.shape, axes, true));
+      if (rows > 0) return columnSum(x, rows, reducedShape(x.shape, axes, keepdims));
+    }
+    return jsBackend.reduce(kind, x, axes, keepdims);
+  }
+
+  const name = requested === "simd" ? "wasm-plain" : "wasm";
+  const created: WasmBackend = {
+    ...jsBackend,
+    name,
+    matmul,
+    binary,
+    unary,
+    sumTo,
+    reduce,
+    arena,
+    build,
+  };
   if (arena) setArrayAllocator(arenaAllocator);
   return created;
 }
 
-let cached: Backend | undefined;
+/** True when `row` is one row of `x`'s last dim, so x (op) row has x's shape: (n,k) op (k,). */
+function isRowOf(row: Tensor, x: Tensor): boolean {
+  const cols = x.rank > 0 ? x.shape[x.rank - 1] : 0;
+  return (
+    row.rank <= x.rank &&
+    row.rank > 0 &&
+    row.size === cols &&
+    row.shape[row.rank - 1] === cols &&
+    x.size > cols
+  );
+}
 
 /**
- * This thread's WASM backend, created once; falls back to jsBackend (and tells `onFallback` why)
- * when WASM SIMD or build/kernels.wasm is unavailable. Example: `setBackend(loadWasmBackend())`.
+ * The rows of x summed when x (rank r) reduces to `shape` (rank r or lower, NumPy rules) by summing
+ * over a leading run of its dims only (size-1 dims aside) with more than one element kept: the
+ * bias gradient, (n,k) -> (k,). 0 for any other reduction, or shapes that do not match.
  */
-export function loadWasmBackend(onFallback?: (error: Error) => void): Backend {
-  if (cached) return cached;
+function leadingRows(xShape: readonly number[], shape: readonly number[]): number {
+  const offset = xShape.length - shape.length;
+  if (offset < 0) return 0;
+  let rows = 1;
+  let cols = 1;
+  for (let i = 0; i < xShape.length; i++) {
+    const d = xShape[i];
+    const target = i < offset ? 1 : shape[i - offset];
+    if (d === 1) {
+      if (target !== 1) return 0;
+      continue;
+    }
+    if (target === 1) {
+      if (cols > 1) return 0; // a reduced dim after a kept one
+      rows *= d;
+    } else if (target === d) cols *= d;
+    else return 0;
+  }
+  return rows > 1 && cols > 1 ? rows : 0;
+}
+
+const cached = new Map<WasmBuild | "auto", Backend>();
+
+/**
+ * This thread's WASM backend of a build (default "auto", see {@link WasmBackendOptions.build}),
+ * created once; falls back to jsBackend (and tells `onFallback` why) when WASM SIMD or the built
+ * module is unavailable. Example: `setBackend(loadWasmBackend())`.
+ */
+export function loadWasmBackend(
+  onFallback?: (error: Error) => void,
+  build: WasmBuild | "auto" = "auto",
+): Backend {
+  const known = cached.get(build);
+  if (known) return known;
   try {
-    cached = createWasmBackend();
+    const created = createWasmBackend(undefined, { build });
+    cached.set(build, created);
+    return created;
   } catch (error) {
     onFallback?.(error instanceof Error ? error : new Error(String(error)));
     return jsBackend;
   }
-  return cached;
 }

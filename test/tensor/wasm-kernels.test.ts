@@ -1,0 +1,214 @@
+/** The relaxed-SIMD build against plain SIMD and js; the element-wise kernels bitwise against js. */
+import { readFileSync } from "node:fs";
+import { Worker } from "node:worker_threads";
+import { afterAll, describe, expect, it } from "vitest";
+import { setBackend, type BinaryKind } from "../../src/tensor/backend.js";
+import { useBackend } from "../../src/tensor/backends.js";
+import { jsBackend } from "../../src/tensor/kernels/js.js";
+import {
+  createWasmBackend,
+  wasmRelaxedSimdSupported,
+  wasmSharedKernelsPath,
+  wasmStats,
+  type WasmBackend,
+} from "../../src/tensor/kernels/wasm.js";
+import { tensor, type DType, type Tensor } from "../../src/tensor/tensor.js";
+
+const relaxed = createWasmBackend(undefined, { minElements: 0 });
+const plain = createWasmBackend(undefined, { minElements: 0, build: "simd" });
+const copying = createWasmBackend(undefined, { minElements: 0, arena: false });
+
+afterAll(() => {
+  setBackend(jsBackend);
+});
+
+/** Deterministic uniform values in [-1, 1) (mulberry32). */
+function random(size: number, seed: number): number[] {
+  let s = seed >>> 0;
+  const out = new Array<number>(size);
+  for (let i = 0; i < size; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/** A random tensor made with `owner` active, so a wasm backend's arena holds it. */
+function randomTensor(owner: WasmBackend, shape: number[], dtype: DType, seed: number): Tensor {
+  const previous = setBackend(owner);
+  try {
+    const size = shape.reduce((p, d) => p * d, 1);
+    return tensor(random(size, seed), { shape, dtype });
+  } finally {
+    setBackend(previous);
+  }
+}
+
+/** The bytes of a tensor's data (base64), for bitwise comparisons. */
+function bits(t: Tensor): string {
+  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64");
+}
+
+const sizes: readonly (readonly [number, number, number])[] = [
+  [1, 1, 1],
+  [3, 5, 7],
+  [17, 33, 65],
+  [70, 300, 9],
+  [5, 257, 130],
+  [128, 256, 10],
+  [36, 270, 15],
+];
+const transposes = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+] as const;
+
+describe("relaxed SIMD build", () => {
+  it("is chosen by default where the engine accepts relaxed SIMD (Node 20: after the V8 flag)", () => {
+    expect(wasmRelaxedSimdSupported()).toBe(true);
+    expect(relaxed.build).toBe("relaxed");
+    expect(relaxed.name).toBe("wasm");
+    expect(plain.build).toBe("simd");
+    expect(plain.name).toBe("wasm-plain");
+    expect(copying.build).toBe("simd");
+    expect((useBackend("wasm") as WasmBackend).build).toBe("relaxed");
+    expect((useBackend("wasm-plain") as WasmBackend).build).toBe("simd");
+    useBackend("js");
+  });
+
+  it("is accepted by worker threads started after the flag was set", async () => {
+    const bytes = readFileSync(wasmSharedKernelsPath("relaxed"));
+    const worker = new Worker(
+      `const { parentPort, workerData } = require("node:worker_threads");
+       parentPort.postMessage(WebAssembly.validate(workerData));`,
+      { eval: true, workerData: bytes },
+    );
+    const valid = await new Promise((resolve) => worker.once("message", resolve));
+    await worker.terminate();
+    expect(valid).toBe(true);
+  });
+
+  for (const dtype of ["float32", "float64"] as const) {
+    const rtol = dtype === "float32" ? 1e-5 : 1e-12;
+    for (const [transA, transB] of transposes) {
+      it(`matmul ${dtype} transA=${transA} transB=${transB}: relaxed, plain and js agree`, () => {
+        for (const [m, k, n] of sizes) {
+          const seed = m * 1000 + k * 10 + n;
+          const a = randomTensor(relaxed, transA ? [k, m] : [m, k], dtype, seed);
+          const b = randomTensor(relaxed, transB ? [n, k] : [k, n], dtype, seed + 1);
+          const fused = relaxed.matmul(a, b, transA, transB);
+          const unfused = plain.matmul(a, b, transA, transB);
+          const js = jsBackend.matmul(a, b, transA, transB);
+          for (let i = 0; i < m * n; i++) {
+            const tolerance = rtol * Math.max(1, Math.abs(js.data[i])) * Math.sqrt(k);
+            expect(Math.abs(fused.data[i] - js.data[i])).toBeLessThanOrEqual(tolerance);
+            expect(Math.abs(fused.data[i] - unfused.data[i])).toBeLessThanOrEqual(tolerance);
+          }
+        }
+      });
+    }
+  }
+
+  it("matmul is deterministic: two runs are bitwise equal, on any transposes", () => {
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const [transA, transB] of transposes) {
+        const a = randomTensor(relaxed, transA ? [300, 70] : [70, 300], dtype, 3);
+        const b = randomTensor(relaxed, transB ? [33, 300] : [300, 33], dtype, 4);
+        const first = relaxed.matmul(a, b, transA, transB);
+        const second = createWasmBackend(undefined, { minElements: 0 }).matmul(
+          a,
+          b,
+          transA,
+          transB,
+        );
+        expect(bits(second)).toEqual(bits(first));
+      }
+    }
+  });
+});
+
+/** Values that probe the edges of relu and step: signed zeros, NaN, infinities, subnormals. */
+const edges = [0, -0, NaN, Infinity, -Infinity, 1e-45, -1e-45, 5e-324, 3, -3];
+
+describe.each([
+  ["arena", relaxed],
+  ["copying", copying],
+] as const)("element-wise wasm kernels (%s) equal the js backend bitwise", (_, wasm) => {
+  for (const dtype of ["float32", "float64"] as const) {
+    it(`relu and step, ${dtype}`, () => {
+      for (const size of [1, 3, 4, 7, 64, 1001]) {
+        const values = random(size, size).map((v, i) => (i < edges.length ? edges[i] : v));
+        const x = randomTensor(wasm, [size], dtype, 1);
+        x.data.set(values);
+        for (const kind of ["relu", "step"] as const) {
+          const calls = wasmStats.calls;
+          const got = wasm.unary(kind, x);
+          expect(wasmStats.calls).toBe(calls + 1);
+          expect(bits(got)).toEqual(bits(jsBackend.unary(kind, x)));
+        }
+      }
+    });
+
+    it(`row-broadcast add/sub/mul/div, ${dtype}`, () => {
+      for (const [rows, cols] of [
+        [2, 1],
+        [3, 5],
+        [128, 256],
+        [50, 10],
+        [7, 33],
+      ]) {
+        const x = randomTensor(wasm, [rows, cols], dtype, rows + cols);
+        for (const rowShape of [[cols], [1, cols]]) {
+          const row = randomTensor(wasm, rowShape, dtype, cols);
+          for (const kind of ["add", "sub", "mul", "div"] as BinaryKind[]) {
+            const calls = wasmStats.calls;
+            expect(bits(wasm.binary(kind, x, row))).toEqual(bits(jsBackend.binary(kind, x, row)));
+            expect(wasmStats.calls).toBe(calls + 1);
+            // row (op) x: add and mul swap their operands into the same kernel.
+            expect(bits(wasm.binary(kind, row, x))).toEqual(bits(jsBackend.binary(kind, row, x)));
+          }
+        }
+      }
+    });
+
+    it(`column sums (sumTo and reduce sum over leading axes), ${dtype}`, () => {
+      for (const shape of [
+        [2, 1],
+        [3, 5],
+        [128, 256],
+        [50, 10],
+        [129, 37],
+        [4, 3, 18],
+        [1000, 3],
+      ]) {
+        const x = randomTensor(wasm, shape, dtype, shape[0]);
+        x.data[0] = -0;
+        const last = shape.slice(1);
+        const calls = wasmStats.calls;
+        expect(bits(wasm.sumTo(x, last))).toEqual(bits(jsBackend.sumTo(x, last)));
+        const keep = [1, ...last];
+        expect(bits(wasm.sumTo(x, keep))).toEqual(bits(jsBackend.sumTo(x, keep)));
+        expect(bits(wasm.reduce("sum", x, [0], false))).toEqual(
+          bits(jsBackend.reduce("sum", x, [0], false)),
+        );
+        expect(wasm.reduce("sum", x, [0], true).shape).toEqual(keep);
+        if (last.reduce((p, d) => p * d, 1) > 1) expect(wasmStats.calls).toBe(calls + 4);
+        if (shape.length === 3) {
+          const axes = [0, 1];
+          expect(bits(wasm.reduce("sum", x, axes, false))).toEqual(
+            bits(jsBackend.reduce("sum", x, axes, false)),
+          );
+          expect(bits(wasm.sumTo(x, [shape[2]]))).toEqual(bits(jsBackend.sumTo(x, [shape[2]])));
+        }
+        // Reductions over other axes delegate to js (same values).
+        expect(bits(wasm.reduce("sum", x, [shape.length - 1], false))).toEqual(
+          bits(jsBackend.reduce("sum", x, [shape.length - 1], false)),
+        );
+      }
+    });
+  }
+});
