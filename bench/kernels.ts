@@ -1,6 +1,7 @@
 /**
- * Kernel benchmark (`npm run bench:kernels`): fp32 matmul GFLOP/s and element-wise add GB/s for
- * the js and wasm backends side by side in one process, 1 thread; prints markdown tables.
+ * Kernel benchmark (`npm run bench:kernels`): fp32 matmul GFLOP/s and element-wise GB/s for the
+ * js and wasm backends (copying, plain SIMD in the arena, and the default: relaxed SIMD where the
+ * engine has it) side by side in one process, 1 thread; prints markdown tables.
  */
 import { Bench } from "tinybench";
 import { setBackend, type Backend } from "../src/tensor/backend.js";
@@ -174,6 +175,50 @@ async function addTable(backends: Backend[]): Promise<void> {
   }
 }
 
+/** The training step's element-wise kernels at the MLP's and the digits' shapes, js vs wasm. */
+async function elementwiseTable(backends: Backend[]): Promise<void> {
+  console.log("\n### training element-wise kernels fp32 (GB/s counts the bytes read + written)\n");
+  console.log(
+    `| kernel | shape | ${backends.map((b) => `${b.name} GB/s`).join(" | ")} | wasm/js |`,
+  );
+  console.log(`|---|---|${backends.map(() => "---:").join("|")}|---:|`);
+  const kinds: [string, number, (b: Backend, x: Tensor, row: Tensor) => Tensor][] = [
+    ["relu", 2, (b, x) => b.unary("relu", x)],
+    ["step", 2, (b, x) => b.unary("step", x)],
+    ["add (n,k)+(1,k)", 2, (b, x, row) => b.binary("add", x, row)],
+    ["mul same shape", 3, (b, x) => b.binary("mul", x, x)],
+    ["sumTo (n,k)->(1,k)", 1, (b, x, row) => b.sumTo(x, row.shape)],
+  ];
+  for (const [label, passes, run] of kinds) {
+    for (const shape of [
+      [128, 256],
+      [128, 10],
+      [50, 10],
+    ]) {
+      const rates: number[] = [];
+      for (const backend of backends) {
+        setBackend(backend);
+        const x = randomTensor(shape, 3);
+        const row = randomTensor([1, shape[1]], 4);
+        const seconds = await secondsPerCall(
+          `${backend.name} ${label}`,
+          () => {
+            release(run(backend, x, row));
+          },
+          0,
+        );
+        setBackend(jsBackend);
+        rates.push((passes * 4 * sizeOf(shape)) / seconds / 1e9);
+      }
+      const ratio = rates[rates.length - 1] / rates[0];
+      console.log(
+        `| ${label} | ${shape.join("x")} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ` +
+          `${ratio.toFixed(1)}x |`,
+      );
+    }
+  }
+}
+
 /** Runs each backend's matmul for 0.5 s so V8 has tiered the WASM code up (Liftoff to TurboFan). */
 function warmUp(backends: Backend[]): void {
   const a = randomTensor([128, 128], 5);
@@ -184,10 +229,15 @@ function warmUp(backends: Backend[]): void {
 }
 
 const copying = { ...createWasmBackend(undefined, { arena: false }), name: "wasm (copying)" };
-const backends = [jsBackend, copying, createWasmBackend()];
+const wasm = createWasmBackend();
+const backends = [jsBackend, copying, createWasmBackend(undefined, { build: "simd" }), wasm];
 warmUp(backends);
-console.log(`node ${process.version}, 1 thread, fp32; backends: ${backends.map((b) => b.name)}`);
+console.log(
+  `node ${process.version}, 1 thread, fp32; backends: ${backends.map((b) => b.name)} ` +
+    `(wasm: the ${wasm.build} build)`,
+);
 await matmulTable("matmul fp32, square", square, backends);
 await matmulTable("matmul fp32, transposes", transposed, backends);
 await matmulTable("matmul fp32, MLP 784-256-10 at batch 128", mlp, backends);
 await addTable(backends);
+await elementwiseTable([jsBackend, wasm]);

@@ -1,7 +1,8 @@
 /**
  * Training benchmark (`npm run bench:train`): samples/s of whole training steps (in-process
  * engine, 1 thread) for the MLP 784-256-10 (batch 128, fp32) and the exercise's digits softmax
- * regression (batch 50, SGD lr 0.05, fp32 and fp64) on the js and wasm backends, TF.js (cpu, wasm;
+ * regression (batch 50, SGD lr 0.05, fp32 and fp64) on the js and wasm backends (wasm: the
+ * relaxed-SIMD build where the engine has it; wasm-plain: plain SIMD), TF.js (cpu, wasm;
  * devDependencies @tensorflow/tfjs and tfjs-backend-wasm) as a peer where it loads, and adjoint
  * wasm with the buffer pool off, then per-step kernel profiles, engine overhead and allocations
  * (typed arrays from the pool's miss counter), and the training plans' node counts with the
@@ -342,6 +343,8 @@ function profileTable(title: string, p: Profile): void {
 }
 
 const wasm = createWasmBackend();
+// Plain SIMD for comparison: the same kernels but mul-then-add in matmul (no relaxed_madd).
+const wasmPlain = createWasmBackend(undefined, { build: "simd" });
 const sgd: OptimizerConfig = { kind: "sgd", lr: 0.05 };
 const mlp: Workload = {
   label: "mlp",
@@ -360,12 +363,16 @@ const digits = (dtype: DType): Workload => ({
   optimizer: sgd,
 });
 
-console.log(`node ${process.version}, 1 thread, in-process engine, shardCount 1`);
+console.log(
+  `node ${process.version}, 1 thread, in-process engine, shardCount 1; ` +
+    `adjoint wasm runs the ${wasm.build} build, wasm-plain the ${wasmPlain.build} one`,
+);
 const results: [Workload, Measurement[]][] = [];
 
 const mlpRows = [
   await measureAdjoint(mlp, jsBackend, 1500),
   await measureAdjoint(mlp, wasm, 1500),
+  await measureAdjoint(mlp, wasmPlain, 1500),
   await measureAdjoint(mlp, wasm, 1500, false),
 ];
 const tf = await loadTf();
@@ -387,6 +394,7 @@ for (const dtype of ["float32", "float64"] as const) {
   const rows = [
     await measureAdjoint(w, jsBackend, 1000),
     await measureAdjoint(w, wasm, 1000),
+    await measureAdjoint(w, wasmPlain, 1000),
     await measureAdjoint(w, wasm, 1000, false),
   ];
   table(`Exercise: digits softmax regression, batch 50, SGD lr 0.05, ${dtype}`, rows);

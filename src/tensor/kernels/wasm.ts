@@ -92,7 +92,10 @@ interface KernelExports {
 
 const binaryOps: Record<BinaryKind, number> = { add: 0, sub: 1, mul: 2, div: 3 };
 
-/** Below this many elements the JS loop beats copying into and out of the linear memory. */
+/**
+ * Below this many elements the JS loop is as fast as the WASM call (measured on arena arrays: at
+ * 16 elements about even, from 64 on relu, row-broadcast add, column sum and mul 1.3-6x faster).
+ */
 const BINARY_MIN_SIZE = 64;
 
 /** The unary kernels in WASM, by their op code in asm/kernels.ts. */
