@@ -70,7 +70,7 @@ const DATASETS: readonly DatasetName[] = ["digits", "mnist"];
 const MODELS: readonly ModelKind[] = ["logreg", "mlp"];
 const OPTIMIZERS: readonly OptimizerName[] = ["sgd", "momentum", "adam"];
 const DTYPES: readonly DType[] = ["float32", "float64"];
-const BACKENDS: readonly BackendName[] = ["wasm", "js"];
+const BACKENDS: readonly BackendName[] = ["wasm", "wasm-plain", "js"];
 const SCHEDULES: readonly TrainOptions["lrSchedule"][] = ["constant", "cosine"];
 
 const OPTIONS: Record<string, OptionSpec> = {
@@ -171,7 +171,8 @@ Data and model:
   --model logreg|mlp           model (default: mlp)
   --hidden N[,N...]            hidden layer widths of the MLP, e.g. 128 or 256,128
   --dtype float32|float64      element type (default: float32)
-  --backend wasm|js            kernels: WASM SIMD (default) or plain TypeScript
+  --backend wasm|wasm-plain|js kernels: WASM SIMD (relaxed SIMD where the engine has it;
+                               wasm-plain: never relaxed) or plain TypeScript
 
 Training (defaults depend on the data set and model):
   --epochs N                   passes over the training set

@@ -104,7 +104,7 @@ const MIN_SHARD_ROWS = 32;
 
 /** Milliseconds of kernel work in one step at the active backend's measured 1-thread rate. */
 export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {
-  const gflops = backend().name === "wasm" ? 20 : 0.7; // bench:train, MLP step, 1 thread
+  const gflops = backend().name === "js" ? 0.7 : 20; // bench:train, MLP step, 1 thread
   return stepFlops(spec, batchSize) / (gflops * 1e6);
 }
 
