@@ -540,8 +540,7 @@ export function createWasmBackend(
     const kk = transA ? a.shape[0] : a.shape[1];
     const k2 = transB ? b.shape[1] : b.shape[0];
     const n = transB ? b.shape[0] : b.shape[1];
-    if (kk !== k2)
-      throw new Error(`inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+    if (kk !== k2) throw new Error(`inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
     const dtype = resultDType(a.dtype, b.dtype);
     const out = allocate([m, n], dtype);
     if (m === 0 || n === 0) return out;
