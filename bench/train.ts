@@ -130,6 +130,8 @@ const FAMILY: Record<keyof Omit<Backend, "name">, string> = {
   scalar: "element-wise",
   reduce: "reductions",
   maxMask: "reductions",
+  softmaxCrossEntropy: "reductions",
+  softmaxCrossEntropyGrad: "reductions",
   broadcastTo: "broadcast/sumTo/transpose",
   sumTo: "broadcast/sumTo/transpose",
   transpose: "broadcast/sumTo/transpose",

@@ -33,7 +33,7 @@ export { sum, mean, max, logsumexp } from "./graph/ops/reduce.js";
 export type { ReduceOptions } from "./graph/ops/reduce.js";
 export { broadcastTo, expandDims, reshape, transpose } from "./graph/ops/shape.js";
 export type { BroadcastOptions } from "./graph/ops/shape.js";
-export { logSoftmax, softmax } from "./graph/ops/nn.js";
+export { logSoftmax, softmax, softmaxCrossEntropy } from "./graph/ops/nn.js";
 export type { SoftmaxOptions } from "./graph/ops/nn.js";
 export { Evaluator } from "./runtime/evaluator.js";
 export { gradients } from "./autodiff/gradients.js";

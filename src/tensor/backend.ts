@@ -36,6 +36,10 @@ export interface Backend {
   sumTo(x: Tensor, shape: readonly number[]): Tensor;
   /** Axes permuted: out.shape[i] = x.shape[perm[i]]. */
   transpose(x: Tensor, perm: readonly number[]): Tensor;
+  /** -sum(targets * logSoftmax(logits)) (softmax along `axis`, non-negative), a 0-d tensor. */
+  softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Tensor;
+  /** softmax(logits) * sum(targets, axis, keepdims) - targets: logits' shape. */
+  softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number): Tensor;
 }
 
 let current: Backend = jsBackend;

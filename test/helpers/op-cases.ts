@@ -38,6 +38,11 @@ const add = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x + y);
 const sub = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x - y);
 const mul = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x * y);
 const div = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x / y);
+/** -sum(y * logSoftmax(z, axis)) as a 0-d value. */
+const crossEntropy = (z: Ref, y: Ref, axis = -1): Ref => ({
+  shape: [],
+  data: [-mul(y, ref.logSoftmax(z, axis)).data.reduce((s, v) => s + v, 0)],
+});
 const same = (a: Ref) => ({ shape: [...a.shape], data: [...a.data] });
 
 export const opCases: OpCase[] = [
@@ -362,6 +367,41 @@ export const opCases: OpCase[] = [
     build: (X, W, b) => adj.forward(adj.modelSpec("logreg", 4, [], 2), X, [W, b]),
     inputs: [R(3, 4), R(4, 2), R(2)],
     expected: (X, W, b) => add(ref.matmul(X, W), b),
+  },
+  {
+    name: "softmaxCrossEntropy (3,4), non-one-hot targets",
+    builder: "softmaxCrossEntropy",
+    build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y),
+    inputs: [R(3, 4), P(3, 4)],
+    expected: (Z, Y) => crossEntropy(Z, Y),
+  },
+  {
+    name: "softmaxCrossEntropy (3,4), one-hot targets",
+    builder: "softmaxCrossEntropy",
+    build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y),
+    inputs: [R(3, 4), adj.tensor([0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1], { shape: [3, 4] })],
+    expected: (Z, Y) => crossEntropy(Z, Y),
+  },
+  {
+    name: "softmaxCrossEntropy axis 0, signed targets",
+    builder: "softmaxCrossEntropy",
+    build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y, { axis: 0 }),
+    inputs: [R(4, 3), R(4, 3)],
+    expected: (Z, Y) => crossEntropy(Z, Y, 0),
+  },
+  {
+    name: "softmaxCrossEntropy rank 3 axis 1",
+    builder: "softmaxCrossEntropy",
+    build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y, { axis: 1 }),
+    inputs: [R(2, 3, 2), P(2, 3, 2)],
+    expected: (Z, Y) => crossEntropy(Z, Y, 1),
+  },
+  {
+    name: "softmaxCrossEntropy (4,)",
+    builder: "softmaxCrossEntropy",
+    build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y),
+    inputs: [R(4), P(4)],
+    expected: (Z, Y) => crossEntropy(Z, Y),
   },
   {
     name: "logSoftmax default axis",

@@ -1,8 +1,16 @@
-/** Neural-network composites built from primitives: no gradient rules of their own. */
+/**
+ * Neural-network ops: softmax and logSoftmax are composites with no rule of their own; the softmax
+ * cross-entropy is fused (one kernel, one node) because it is the loss of every training step.
+ */
 
-import type { Node } from "../node.js";
-import { exp, sub } from "./elementwise.js";
-import { logsumexp } from "./reduce.js";
+import { backend } from "../../tensor/backend.js";
+import { normalizeAxes } from "../../tensor/shape.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { label, makeNode, type Node } from "../node.js";
+import { defineOp, type Op } from "../op.js";
+import { exp, mul, neg, sub } from "./elementwise.js";
+import { logsumexp, sum } from "./reduce.js";
+import { sumLike } from "./shape.js";
 
 /** Options of softmax and logSoftmax. */
 export interface SoftmaxOptions {
@@ -22,4 +30,93 @@ export function logSoftmax(x: Node, options: SoftmaxOptions = {}): Node {
 /** exp(logSoftmax(x)) along `axis` (default -1). Example: `softmax(logits)`. */
 export function softmax(x: Node, options: SoftmaxOptions = {}): Node {
   return exp(logSoftmax(x, options));
+}
+
+/** The class axis of a cross-entropy node, non-negative for the logits' rank. */
+function classAxis(node: Node, logits: Tensor): number {
+  if (logits.rank === 0) {
+    throw new RangeError(
+      `${node.op.name}(${label(node.inputs[0])}): logits must have an axis, got []`,
+    );
+  }
+  return normalizeAxes(node.attrs.axis as number, logits.rank)[0];
+}
+
+// NOTE: fused rather than neg(sum(targets * logSoftmax(logits))): one kernel instead of seven
+// nodes forward, and a backward of one node (softmaxCrossEntropyGrad) instead of about ten; the
+// rules below are still written with ops, so higher orders work.
+
+/** -sum(targets * logSoftmax(logits)) over every element, softmax along attrs.axis; 0-d. */
+export const softmaxCrossEntropyOp: Op = defineOp({
+  name: "softmaxCrossEntropy",
+  compute: (node, [logits, targets]) =>
+    backend().softmaxCrossEntropy(logits, targets, classAxis(node, logits)),
+  gradient: (node, g) => {
+    const [logits, targets] = node.inputs;
+    const options = { axis: node.attrs.axis as number };
+    // sumLike (a view here: g is 0-d) names each gradient's shape for simplify(), which then drops
+    // the sumLike/zerosLike adjoints of the layers below.
+    return [
+      sumLike(mul(g, softmaxCrossEntropyGrad(logits, targets, options)), logits),
+      sumLike(neg(mul(g, logSoftmax(logits, options))), targets),
+    ];
+  },
+});
+
+/** softmax(logits) * sum(targets, axis, keepdims) - targets: d softmaxCrossEntropy / d logits. */
+export const softmaxCrossEntropyGradOp: Op = defineOp({
+  name: "softmaxCrossEntropyGrad",
+  compute: (node, [logits, targets]) =>
+    backend().softmaxCrossEntropyGrad(logits, targets, classAxis(node, logits)),
+  gradient: (node, g) => {
+    // With p = softmax(x), s = sum(t), G = p*s - t: dG_i/dx_j = s*p_i*(δij - p_j) and
+    // dG_i/dt_j = p_i - δij, so the pullbacks are s*p*(g - sum(p*g)) and sum(p*g) - g.
+    const [logits, targets] = node.inputs;
+    const axis = node.attrs.axis as number;
+    const p = softmax(logits, { axis });
+    const rowSum = sum(targets, { axis, keepdims: true });
+    const pg = sum(mul(p, g), { axis, keepdims: true });
+    return [mul(rowSum, mul(p, sub(g, pg))), sub(pg, g)];
+  },
+});
+
+function crossEntropyAxis(builder: string, options: SoftmaxOptions): number {
+  const axis = options.axis ?? -1;
+  if (!Number.isInteger(axis))
+    throw new TypeError(`${builder}: axis must be an integer, got ${JSON.stringify(axis)}`);
+  return axis;
+}
+
+/**
+ * The summed cross-entropy -sum(targets * logSoftmax(logits)) as a 0-d value, softmax along
+ * `axis` (default -1), max-subtracted; targets need not be one-hot. Example:
+ * `softmaxCrossEntropy(logits, oneHotLabels)`.
+ */
+export function softmaxCrossEntropy(
+  logits: Node,
+  targets: Node,
+  options: SoftmaxOptions = {},
+): Node {
+  const axis = crossEntropyAxis("softmaxCrossEntropy", options);
+  return makeNode(
+    softmaxCrossEntropyOp,
+    [logits, targets],
+    { axis },
+    `softmaxCrossEntropy(${label(logits)},${label(targets)})`,
+  );
+}
+
+/** softmax(logits) * sum(targets, axis, keepdims) - targets (internal: the fused loss's gradient). */
+export function softmaxCrossEntropyGrad(
+  logits: Node,
+  targets: Node,
+  options: SoftmaxOptions = {},
+): Node {
+  const axis = crossEntropyAxis("softmaxCrossEntropyGrad", options);
+  return makeNode(
+    softmaxCrossEntropyGradOp,
+    [logits, targets],
+    { axis },
+    `softmaxCrossEntropyGrad(${label(logits)},${label(targets)})`,
+  );
 }

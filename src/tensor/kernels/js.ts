@@ -726,6 +726,86 @@ function transpose(x: Tensor, perm: readonly number[]): Tensor {
   return out;
 }
 
+/** [outer, n, inner]: x viewed as outer x n x inner around `axis` (row-major). */
+function aroundAxis(shape: readonly number[], axis: number): [number, number, number] {
+  return [sizeOf(shape.slice(0, axis)), shape[axis], sizeOf(shape.slice(axis + 1))];
+}
+
+function checkCrossEntropy(kernel: string, logits: Tensor, targets: Tensor, axis: number): void {
+  if (!sameShape(logits.shape, targets.shape)) {
+    throw new Error(
+      `${kernel}(logits, targets): shapes differ, ${fmt(logits.shape)} vs ${fmt(targets.shape)}`,
+    );
+  }
+  if (!Number.isInteger(axis) || axis < 0 || axis >= logits.rank) {
+    throw new RangeError(`${kernel}: axis ${axis} out of range for shape ${fmt(logits.shape)}`);
+  }
+}
+
+// NOTE: the two cross-entropy kernels walk the rows (every index but `axis`) in row-major order and
+// each row in increasing index: max, then sum(exp(x - max)) so logits of ±1e4 stay finite. The
+// loss is accumulated in float64 (a JS number) and rounded to the output dtype once.
+
+/** -sum(targets * logSoftmax(logits)) over all elements, softmax along `axis`; a 0-d tensor. */
+function softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Tensor {
+  checkCrossEntropy("softmaxCrossEntropy", logits, targets, axis);
+  const out = allocate([], resultDType(logits.dtype, targets.dtype));
+  const [outer, n, inner] = aroundAxis(logits.shape, axis);
+  if (n === 0 && outer * inner > 0) throw new Error("softmaxCrossEntropy of an empty axis");
+  const x = logits.data;
+  const t = targets.data;
+  const end = n * inner;
+  let total = 0;
+  for (let b = 0; b < outer; b++) {
+    for (let j = 0; j < inner; j++) {
+      const base = b * end + j;
+      let m = -Infinity;
+      for (let p = base; p < base + end; p += inner) {
+        const v = x[p];
+        if (v > m || v !== v) m = v;
+      }
+      let s = 0;
+      for (let p = base; p < base + end; p += inner) s += Math.exp(x[p] - m);
+      const lse = m + Math.log(s);
+      let row = 0;
+      for (let p = base; p < base + end; p += inner) row += t[p] * (x[p] - lse);
+      total -= row;
+    }
+  }
+  out.data[0] = total;
+  return out;
+}
+
+/** softmax(logits) * sum(targets) - targets along `axis`: the logits' cross-entropy gradient. */
+function softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number): Tensor {
+  checkCrossEntropy("softmaxCrossEntropyGrad", logits, targets, axis);
+  const out = allocate(logits.shape, resultDType(logits.dtype, targets.dtype));
+  const [outer, n, inner] = aroundAxis(logits.shape, axis);
+  const x = logits.data;
+  const t = targets.data;
+  const o = out.data;
+  const end = n * inner;
+  for (let b = 0; b < outer; b++) {
+    for (let j = 0; j < inner; j++) {
+      const base = b * end + j;
+      let m = -Infinity;
+      for (let p = base; p < base + end; p += inner) {
+        const v = x[p];
+        if (v > m || v !== v) m = v;
+      }
+      let s = 0;
+      let rowSum = 0;
+      for (let p = base; p < base + end; p += inner) {
+        s += Math.exp(x[p] - m);
+        rowSum += t[p];
+      }
+      const lse = m + Math.log(s);
+      for (let p = base; p < base + end; p += inner) o[p] = Math.exp(x[p] - lse) * rowSum - t[p];
+    }
+  }
+  return out;
+}
+
 /** The reference backend. */
 export const jsBackend: Backend = {
   name: "js",
@@ -738,4 +818,6 @@ export const jsBackend: Backend = {
   broadcastTo,
   sumTo,
   transpose,
+  softmaxCrossEntropy,
+  softmaxCrossEntropyGrad,
 };
