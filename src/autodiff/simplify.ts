@@ -37,6 +37,7 @@ import {
   transposeOp,
 } from "../graph/ops/shape.js";
 import { topoSort } from "../graph/topo.js";
+import { softmaxCrossEntropyGradOp, softmaxCrossEntropyOp } from "../graph/ops/nn.js";
 
 /** Node counts of a graph split into the forward part and what only the gradients need. */
 export interface NodeCounts {
@@ -226,7 +227,7 @@ class Simplifier {
     const first = this.facts.get(inputs[0])!;
     let shape: Node = node;
     let dtype: Sources = own.dtype;
-    if (SHAPE_OF_FIRST.has(op)) shape = first.shape;
+    if (SHAPE_OF_FIRST.has(op) || op === softmaxCrossEntropyGradOp) shape = first.shape;
     else if (SHAPE_OF_SECOND.has(op) && inputs.length === 2)
       shape = this.facts.get(inputs[1])!.shape;
     else if (op === broadcastToOp && inputs.length === 2) shape = this.facts.get(inputs[1])!.shape;
@@ -235,7 +236,12 @@ class Simplifier {
       if (first.shape === second.shape) shape = first.shape;
     }
     if (DTYPE_OF_FIRST.has(op)) dtype = first.dtype;
-    else if (BINARY.has(op) || op === matmulOp) {
+    else if (
+      BINARY.has(op) ||
+      op === matmulOp ||
+      op === softmaxCrossEntropyOp ||
+      op === softmaxCrossEntropyGradOp
+    ) {
       dtype = union(first.dtype, this.facts.get(inputs[1])!.dtype);
       if (dtype.length > MAX_SOURCES) dtype = own.dtype;
     }

@@ -1,6 +1,6 @@
 /** Models built from the graph API: logistic regression and ReLU MLPs, plus their training plan. */
 import { variable, type Node } from "../graph/node.js";
-import { add, broadcastTo, logSoftmax, matmul, mul, neg, relu, sum } from "../graph/ops/index.js";
+import { add, broadcastTo, matmul, relu, softmaxCrossEntropy } from "../graph/ops/index.js";
 import { gradients } from "../autodiff/gradients.js";
 import { countNodes, simplify, type NodeCounts } from "../autodiff/simplify.js";
 import { lowerGraph } from "../runtime/plan.js";
@@ -93,7 +93,7 @@ export function buildTrainPlan(
   const params = specs.map((p) => variable(p.name));
   const logits = forward(spec, X, params);
   // Summed cross-entropy: shards add up exactly, and the reduction divides by the batch size.
-  const lossSum = neg(sum(mul(Y, logSoftmax(logits))));
+  const lossSum = softmaxCrossEntropy(logits, Y);
   const outputs = [lossSum, ...gradients(lossSum, params)];
   const simplified = simplify(outputs);
   return {
