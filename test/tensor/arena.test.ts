@@ -1,7 +1,9 @@
 /** The wasm backend's arena: arrays in its shared linear memory, bitwise equal to copying. */
+import { evaluateOn } from "../helpers/evaluate.js";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
-import type { Backend, Node, Tensor } from "../../src/index.js";
+import type { Node, Tensor } from "../../src/index.js";
+import { mulberry32, randomTensor } from "../helpers/gradcheck.js";
 import {
   allocate,
   allocateArray,
@@ -22,7 +24,7 @@ import { initParams, modelSpec } from "../../src/train/models.js";
 import { Rng } from "../../src/train/random.js";
 import { paramsHash } from "../../src/train/serialize.js";
 import { prepareTraining, runStep } from "../../src/train/trainer.js";
-import { mulberry32, randomTensor } from "../helpers/gradcheck.js";
+
 import { opCases } from "../helpers/op-cases.js";
 
 /**
@@ -39,23 +41,6 @@ afterEach(() => {
 afterAll(() => {
   adj.setBackend(adj.jsBackend);
 });
-
-/** y and the gradients of sum(u * y) wrt every input, evaluated on `backend`. */
-function evaluate(backend: Backend, build: (...xs: Node[]) => Node, inputs: Tensor[]): Tensor[] {
-  const previous = adj.setBackend(backend);
-  try {
-    const xs = inputs.map((_, i) => adj.variable(`x${i}`));
-    const y = build(...xs);
-    const feeds = new Map<Node, Tensor>(xs.map((x, i) => [x, inputs[i]]));
-    const [value] = new adj.Evaluator([y]).run(feeds);
-    const u = adj.variable("u");
-    feeds.set(u, randomTensor(mulberry32(5), value.shape).clone({ dtype: value.dtype }));
-    const grads = adj.gradients(adj.sum(adj.mul(u, y)), xs);
-    return [value, ...new adj.Evaluator(grads).run(feeds)].map((t) => t.clone());
-  } finally {
-    adj.setBackend(previous);
-  }
-}
 
 /** The bytes of a tensor's data, so NaN and -0 compare bitwise too. */
 const bits = (t: Tensor): number[] => [...new Uint8Array(t.data.slice().buffer)];
@@ -78,8 +63,8 @@ describe.each(["float64", "float32"] as const)("op cases, arena on vs off, %s", 
   it.each(opCases.map((c) => [c.name, c] as const))("%s", (_, c) => {
     const inputs = c.inputs.map((t) => t.clone({ dtype }));
     expectBitwiseEqual(
-      evaluate(withArena, c.build, inputs),
-      evaluate(withoutArena, c.build, inputs),
+      evaluateOn(withArena, c.build, inputs),
+      evaluateOn(withoutArena, c.build, inputs),
     );
   });
 });
@@ -125,11 +110,11 @@ describe.each(["float64", "float32"] as const)("random graphs, arena on vs off, 
     const build = randomGraph(seed);
     const copiedBefore = wasmStats.elementsCopiedIn + wasmStats.elementsCopiedOut;
     const callsBefore = wasmStats.calls;
-    const onArena = evaluate(withArena, build, inputs);
+    const onArena = evaluateOn(withArena, build, inputs);
     const copiedOnArena = wasmStats.elementsCopiedIn + wasmStats.elementsCopiedOut - copiedBefore;
     expect(wasmStats.calls).toBeGreaterThan(callsBefore);
     const copying = wasmStats.elementsCopiedIn + wasmStats.elementsCopiedOut;
-    expectBitwiseEqual(onArena, evaluate(withoutArena, build, inputs));
+    expectBitwiseEqual(onArena, evaluateOn(withoutArena, build, inputs));
     const copiedWithout = wasmStats.elementsCopiedIn + wasmStats.elementsCopiedOut - copying;
     // Only the feeds (plain arrays) are copied in on the arena.
     expect(copiedOnArena).toBeLessThan(copiedWithout);

@@ -1,4 +1,5 @@
 /** The relaxed-SIMD build against plain SIMD and js; the element-wise kernels bitwise against js. */
+import { uniformValues } from "../helpers/evaluate.js";
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { afterAll, describe, expect, it } from "vitest";
@@ -22,25 +23,12 @@ afterAll(() => {
   setBackend(jsBackend);
 });
 
-/** Deterministic uniform values in [-1, 1) (mulberry32). */
-function random(size: number, seed: number): number[] {
-  let s = seed >>> 0;
-  const out = new Array<number>(size);
-  for (let i = 0; i < size; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
-
 /** A random tensor made with `owner` active, so a wasm backend's arena holds it. */
 function randomTensor(owner: WasmBackend, shape: number[], dtype: DType, seed: number): Tensor {
   const previous = setBackend(owner);
   try {
     const size = shape.reduce((p, d) => p * d, 1);
-    return tensor(random(size, seed), { shape, dtype });
+    return tensor(uniformValues(size, seed), { shape, dtype });
   } finally {
     setBackend(previous);
   }
@@ -141,7 +129,7 @@ describe.each([
   for (const dtype of ["float32", "float64"] as const) {
     it(`relu and step, ${dtype}`, () => {
       for (const size of [1, 3, 4, 7, 64, 1001]) {
-        const values = random(size, size).map((v, i) => (i < edges.length ? edges[i] : v));
+        const values = uniformValues(size, size).map((v, i) => (i < edges.length ? edges[i] : v));
         const x = randomTensor(wasm, [size], dtype, 1);
         x.data.set(values);
         for (const kind of ["relu", "step"] as const) {

@@ -1,4 +1,5 @@
 /** The WASM SIMD backend against the reference jsBackend and a float64 reference. */
+import { uniformValues } from "../helpers/evaluate.js";
 import { describe, expect, it } from "vitest";
 import type { BinaryKind } from "../../src/tensor/backend.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
@@ -11,22 +12,9 @@ import { tensor, type DType, type Tensor } from "../../src/tensor/tensor.js";
 
 const wasm = createWasmBackend();
 
-/** Deterministic uniform values in [-1, 1) (mulberry32). */
-function random(size: number, seed: number): number[] {
-  let s = seed >>> 0;
-  const out = new Array<number>(size);
-  for (let i = 0; i < size; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
-
 function randomTensor(shape: number[], dtype: DType, seed: number): Tensor {
   const size = shape.reduce((p, d) => p * d, 1);
-  return tensor(random(size, seed), { shape, dtype });
+  return tensor(uniformValues(size, seed), { shape, dtype });
 }
 
 /** Element (i, j) of op(x) for a 2-D row-major x. */
