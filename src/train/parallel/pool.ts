@@ -150,11 +150,8 @@ export class PoolEngine implements StepEngine {
       );
       tasks.catch(() => {}); // awaited below, after this thread's own part
     } else if (this.pool) {
-      const control = this.control;
-      Atomics.store(control, BARRIER.done, 0);
-      Atomics.store(control, BARRIER.phase, phase);
-      Atomics.add(control, BARRIER.generation, 1);
-      Atomics.notify(control, BARRIER.generation);
+      Atomics.store(this.control, BARRIER.done, 0);
+      this.startGeneration(phase);
     }
     try {
       runPhase(this.runner, this.shared, phase, 0, this.threads);
@@ -202,10 +199,15 @@ export class PoolEngine implements StepEngine {
     if (this.closed) return;
     this.closed = true;
     Atomics.store(this.control, BARRIER.abort, 1);
-    Atomics.store(this.control, BARRIER.phase, PHASE.exit);
+    this.startGeneration(PHASE.exit);
+    await this.pool?.destroy();
+  }
+
+  /** Publishes `phase` and wakes the barrier loops: workers run it once they see the generation. */
+  private startGeneration(phase: number): void {
+    Atomics.store(this.control, BARRIER.phase, phase);
     Atomics.add(this.control, BARRIER.generation, 1);
     Atomics.notify(this.control, BARRIER.generation);
-    await this.pool?.destroy();
   }
 
   /** Ends the barrier loops and terminates the workers. */
@@ -213,9 +215,7 @@ export class PoolEngine implements StepEngine {
     if (this.closed) return;
     if (this.protocol === "barrier" && !this.broken) {
       this.closed = true;
-      Atomics.store(this.control, BARRIER.phase, PHASE.exit);
-      Atomics.add(this.control, BARRIER.generation, 1);
-      Atomics.notify(this.control, BARRIER.generation);
+      this.startGeneration(PHASE.exit);
       await Promise.allSettled(this.loops);
       await this.pool?.destroy();
       return;
