@@ -1,5 +1,5 @@
 /** Reverse-mode differentiation that builds the backward graph out of ordinary nodes. */
-import type { Node } from "../graph/node.js";
+import { checkNodeList, describe, Node } from "../graph/node.js";
 import { add, onesLike, zerosLike } from "../graph/ops/elementwise.js";
 import { topoSort } from "../graph/topo.js";
 
@@ -9,6 +9,12 @@ import { topoSort } from "../graph/topo.js";
  * Example: `const [dx] = gradients(x.mul(x), [x])` evaluates to 2x.
  */
 export function gradients(output: Node, nodes: readonly Node[]): Node[] {
+  if (!(output instanceof Node)) {
+    throw new TypeError(
+      `gradients(output, nodes): output must be a Node, got ${typeof output === "number" ? `the number ${String(output)}` : describe(output)}`,
+    );
+  }
+  checkNodeList("gradients(output, nodes)", "nodes", nodes, "gradients(y, [x])");
   const order = topoSort([output]);
   // Only nodes that lie on a path from a target to the output take part in the sweep.
   const targets = new Set(nodes);

@@ -73,6 +73,74 @@ export function describe(value: unknown): string {
   return typeof value === "object" ? (value.constructor?.name ?? "an object") : typeof value;
 }
 
+/**
+ * The options object of a builder call, checked: undefined becomes {}, anything but a plain
+ * object (a number or boolean passed the Python way, `sum(x, 1)`) and any key not in `keys` is a
+ * TypeError that names the call's expected form, e.g. `sum(x, { axis: 1 })`.
+ */
+export function checkOptions<T extends object>(
+  call: string,
+  options: T | undefined,
+  keys: readonly (keyof T & string)[],
+  example: string,
+): T {
+  if (options === undefined) return {} as T;
+  const plain =
+    typeof options === "object" &&
+    options !== null &&
+    !Array.isArray(options) &&
+    !(options instanceof Node) &&
+    (Object.getPrototypeOf(options) === Object.prototype ||
+      Object.getPrototypeOf(options) === null);
+  if (!plain) {
+    const got =
+      typeof options === "number" || typeof options === "boolean"
+        ? `${typeof options} ${String(options)}`
+        : describe(options);
+    throw new TypeError(`${call}: options must be an object, as in ${example}; got ${got}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!(keys as readonly string[]).includes(key)) {
+      throw new TypeError(
+        `${call}: unknown option ${JSON.stringify(key)} (expected ${keys.join(", ")}), as in ${example}`,
+      );
+    }
+  }
+  return options;
+}
+
+/** Throws a TypeError when a builder got more arguments than it takes (`matmul(a, b, true, false)`). */
+export function checkArity(call: string, got: number, most: number, example: string): void {
+  if (got > most) {
+    throw new TypeError(`${call}: takes at most ${most} arguments, got ${got}; write ${example}`);
+  }
+}
+
+/**
+ * Throws a TypeError unless `value` is an array of Nodes: `new Evaluator(y)` and
+ * `gradients(y, x)` name the argument and show the call's form.
+ */
+export function checkNodeList(
+  call: string,
+  argument: string,
+  value: unknown,
+  example: string,
+): asserts value is readonly Node[] {
+  if (!Array.isArray(value)) {
+    const hint = value instanceof Node ? ` (wrap a single node in an array: ${example})` : "";
+    throw new TypeError(
+      `${call}: ${argument} must be an array of Nodes, got ${value instanceof Node ? `the Node ${value.name}` : describe(value)}${hint}`,
+    );
+  }
+  value.forEach((item, i) => {
+    if (!(item instanceof Node)) {
+      throw new TypeError(
+        `${call}: ${argument}[${i}] must be a Node, got ${typeof item === "number" ? `the number ${item}` : describe(item)} (build nodes with variable() and the ops)`,
+      );
+    }
+  });
+}
+
 /** A short label for `node` inside another node's name; long names fall back to `op#id`. */
 export function label(node: Node): string {
   // Builders compose names before makeNode checks the inputs: a non-Node must reach that check.

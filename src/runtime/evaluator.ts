@@ -1,5 +1,5 @@
 /** Evaluator: runs a graph in topological order from a feed map. */
-import { isPlaceholder, type Node } from "../graph/node.js";
+import { checkNodeList, isPlaceholder, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
 import { poolingEnabled, releaseArray, Tensor, type TypedArray } from "../tensor/tensor.js";
 
@@ -45,6 +45,7 @@ export class Evaluator {
 
   /** Plans the run of `evalNodes`. Example: `new Evaluator([y]).run(new Map([[x, tensor(2)]]))`. */
   constructor(evalNodes: readonly Node[]) {
+    checkNodeList("new Evaluator(nodes)", "nodes", evalNodes, "new Evaluator([y, dx])");
     this.evalNodes = [...evalNodes];
     const order = topoSort(evalNodes);
     this.topoOrder = order;

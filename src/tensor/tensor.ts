@@ -37,7 +37,12 @@ export class Tensor {
   /** Wraps `data` (not copied) with `shape`; throws when the lengths disagree. */
   constructor(data: TypedArray, shape: readonly number[]) {
     tensorStats.constructed++;
-    validateShape(shape);
+    if (!(data instanceof Float32Array || data instanceof Float64Array)) {
+      throw new TypeError(
+        `new Tensor(data, shape): data must be a Float32Array or a Float64Array, got ${typeName(data)} (tensor(values) converts nested arrays)`,
+      );
+    }
+    validateShape(shape, "new Tensor(data, shape)");
     const size = sizeOf(shape);
     if (data.length !== size) {
       throw new Error(
@@ -93,13 +98,44 @@ export class Tensor {
   }
 }
 
-function validateShape(shape: readonly number[]): void {
+/** The largest element count a tensor may have: what one typed array can hold in V8 (2^32 - 1). */
+export const MAX_TENSOR_SIZE = 2 ** 32 - 1;
+
+/** Throws unless `shape` is an array of non-negative integers whose product can be allocated. */
+function validateShape(shape: readonly number[], where = "tensor"): void {
+  if (!Array.isArray(shape)) {
+    throw new TypeError(`${where}: shape must be an array of sizes, got ${typeName(shape)}`);
+  }
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0)
-      throw new Error(
-        `tensor: invalid shape ${fmt(shape)}: dimensions must be non-negative integers`,
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw new RangeError(
+        `${where}: invalid shape ${fmt(shape)}: dimensions must be non-negative integers`,
       );
   }
+  const size = sizeOf(shape);
+  if (size > MAX_TENSOR_SIZE) {
+    throw new RangeError(
+      `${where}: shape ${fmt(shape)} has ${size} elements, more than the ${MAX_TENSOR_SIZE} one tensor can hold`,
+    );
+  }
+}
+
+/** Throws unless `dtype` is one adjoint computes in. */
+function validateDType(dtype: unknown, where: string): asserts dtype is DType {
+  if (dtype !== "float32" && dtype !== "float64") {
+    throw new TypeError(
+      `${where}: dtype must be "float32" or "float64", got ${typeof dtype === "string" ? JSON.stringify(dtype) : typeName(dtype)}`,
+    );
+  }
+}
+
+/** A value's type in words, for messages: `Int32Array`, `number 3`, `an array`. */
+function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return value.constructor?.name ?? "an object";
+  if (typeof value === "number" || typeof value === "boolean") return `${typeof value} ${value}`;
+  return typeof value;
 }
 
 // NOTE: the buffer pool. Allocating a 128x256 fp32 array costs more than relu over it, so arrays
@@ -112,6 +148,8 @@ function validateShape(shape: readonly number[]): void {
 const freeFloat32 = new Map<number, Float32Array[]>();
 const freeFloat64 = new Map<number, Float64Array[]>();
 const poolable = new WeakSet<TypedArray>();
+/** Arrays now in a free list: a release checks it in O(1) (a list scan was quadratic in a chain). */
+const inPool = new WeakSet<TypedArray>();
 let pooling = true;
 
 /** Turns the buffer pool on or off (off also empties it); returns the previous setting. */
@@ -129,8 +167,10 @@ export function poolingEnabled(): boolean {
 
 /** Drops every array held by the pool (they become garbage), e.g. after a large one-off graph. */
 export function clearPool(): void {
-  freeFloat32.clear();
-  freeFloat64.clear();
+  for (const lists of [freeFloat32, freeFloat64]) {
+    for (const list of lists.values()) for (const data of list) inPool.delete(data);
+    lists.clear();
+  }
 }
 
 /**
@@ -140,16 +180,12 @@ export function clearPool(): void {
  * false), nor anything while pooling is off.
  */
 export function releaseArray(data: TypedArray): boolean {
-  if (!pooling || !poolable.has(data)) return false;
+  if (!pooling || !poolable.has(data) || inPool.has(data)) return false;
   const lists: Map<number, TypedArray[]> = data instanceof Float32Array ? freeFloat32 : freeFloat64;
   const list = lists.get(data.length);
-  if (list === undefined) {
-    lists.set(data.length, [data]);
-    return true;
-  }
-  // Free lists stay short (the arrays of one length alive at once), so this guard is cheap.
-  if (list.includes(data)) return false;
-  list.push(data);
+  if (list === undefined) lists.set(data.length, [data]);
+  else list.push(data);
+  inPool.add(data);
   return true;
 }
 
@@ -163,11 +199,17 @@ export function release(t: Tensor): boolean {
  * array of this length from the pool when there is one, else a fresh one.
  */
 export function allocateArray(size: number, dtype: DType, shared = false): TypedArray {
+  if (!Number.isSafeInteger(size) || size < 0 || size > MAX_TENSOR_SIZE) {
+    throw new RangeError(
+      `allocateArray: size ${size} is not an element count from 0 to ${MAX_TENSOR_SIZE}`,
+    );
+  }
   if (pooling && !shared) {
     const list = dtype === "float32" ? freeFloat32.get(size) : freeFloat64.get(size);
     if (list !== undefined && list.length > 0) {
       tensorStats.arraysReused++;
       const data = list.pop()!;
+      inPool.delete(data);
       if (arrayAllocator === undefined || !arrayAllocator.zero(data)) data.fill(0);
       return data;
     }
@@ -219,6 +261,7 @@ export function allocate(
   shared = false,
 ): Tensor {
   validateShape(shape);
+  validateDType(dtype, "tensor");
   return new Tensor(allocateArray(sizeOf(shape), dtype, shared), shape);
 }
 
@@ -252,6 +295,8 @@ export function tensor(
   values: NestedArray | TypedArray | readonly number[],
   opts: TensorOptions = {},
 ): Tensor {
+  checkTensorOptions(opts);
+  if (opts.dtype !== undefined) validateDType(opts.dtype, "tensor");
   if (values instanceof Float32Array || values instanceof Float64Array) {
     const shape = opts.shape ?? [values.length];
     const dtype = opts.dtype ?? (values instanceof Float32Array ? "float32" : "float64");
@@ -264,6 +309,16 @@ export function tensor(
     const out = allocate(shape, dtype, opts.shared ?? false);
     out.data.set(values);
     return out;
+  }
+  if (ArrayBuffer.isView(values)) {
+    throw new TypeError(
+      `tensor: ${typeName(values)} is not supported: pass a Float32Array, a Float64Array or nested number arrays (e.g. Float64Array.from(values))`,
+    );
+  }
+  if (typeof values !== "number" && !Array.isArray(values)) {
+    throw new TypeError(
+      `tensor: values must be a number, nested number arrays or a Float32Array/Float64Array, got ${typeName(values)}`,
+    );
   }
   if (opts.shape) validateShape(opts.shape);
   const shape = inferShape(values as NestedArray);
@@ -280,6 +335,28 @@ export function tensor(
   };
   fill(values as NestedArray);
   return out;
+}
+
+const TENSOR_OPTION_KEYS = ["shape", "dtype", "shared"];
+
+/** Throws a TypeError unless `opts` is a plain object with only tensor()'s option keys. */
+function checkTensorOptions(opts: unknown): void {
+  if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
+    throw new TypeError(
+      `tensor(values, options): options must be an object such as { dtype: "float32" }, got ${typeName(opts)}`,
+    );
+  }
+  for (const key of Object.keys(opts)) {
+    if (!TENSOR_OPTION_KEYS.includes(key)) {
+      throw new TypeError(
+        `tensor(values, options): unknown option ${JSON.stringify(key)} (expected ${TENSOR_OPTION_KEYS.join(", ")})`,
+      );
+    }
+  }
+  const { shared } = opts as TensorOptions;
+  if (shared !== undefined && typeof shared !== "boolean") {
+    throw new TypeError(`tensor: shared must be a boolean, got ${typeName(shared)}`);
+  }
 }
 
 /** Shape of nested arrays; throws on ragged arrays and non-numbers. */

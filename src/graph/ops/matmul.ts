@@ -1,7 +1,7 @@
 /** 2-D matrix product with optional transposes. */
 import { backend } from "../../tensor/backend.js";
 import { fmt } from "../../tensor/shape.js";
-import { label, makeNode, type Node } from "../node.js";
+import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
 
 /** Options of {@link matmul}. */
@@ -36,8 +36,11 @@ export const matmulOp: Op = defineOp({
 });
 
 /** op(a) @ op(b) for 2-D values. Example: `matmul(X, W)`, `matmul(g, W, { transB: true })`. */
-export function matmul(a: Node, b: Node, options: MatmulOptions = {}): Node {
-  const { transA = false, transB = false } = options;
+export function matmul(a: Node, b: Node, options?: MatmulOptions): Node {
+  const example = "matmul(a, b, { transA: true, transB: false })";
+  checkArity("matmul(a, b, options)", arguments.length, 3, example);
+  const checked = checkOptions("matmul(a, b, options)", options, ["transA", "transB"], example);
+  const { transA = false, transB = false } = checked;
   if (typeof transA !== "boolean" || typeof transB !== "boolean") {
     throw new TypeError(`matmul: transA and transB must be booleans`);
   }

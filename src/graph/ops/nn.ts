@@ -6,7 +6,7 @@
 import { backend } from "../../tensor/backend.js";
 import { normalizeAxes } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { label, makeNode, type Node } from "../node.js";
+import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
 import { exp, mul, neg, sub } from "./elementwise.js";
 import { logsumexp, sum } from "./reduce.js";
@@ -19,17 +19,16 @@ export interface SoftmaxOptions {
 }
 
 /** x - logsumexp(x) along `axis` (default -1), stable for large logits. */
-export function logSoftmax(x: Node, options: SoftmaxOptions = {}): Node {
-  const axis = options.axis ?? -1;
-  if (!Number.isInteger(axis))
-    throw new TypeError(`logSoftmax: axis must be an integer, got ${JSON.stringify(axis)}`);
-
+export function logSoftmax(x: Node, options?: SoftmaxOptions): Node {
+  checkArity("logSoftmax(x, options)", arguments.length, 2, "logSoftmax(x, { axis: -1 })");
+  const axis = softmaxAxis("logSoftmax", options);
   return sub(x, logsumexp(x, { axis, keepdims: true }));
 }
 
 /** exp(logSoftmax(x)) along `axis` (default -1). Example: `softmax(logits)`. */
-export function softmax(x: Node, options: SoftmaxOptions = {}): Node {
-  return exp(logSoftmax(x, options));
+export function softmax(x: Node, options?: SoftmaxOptions): Node {
+  checkArity("softmax(x, options)", arguments.length, 2, "softmax(x, { axis: -1 })");
+  return exp(logSoftmax(x, { axis: softmaxAxis("softmax", options) }));
 }
 
 /** The class axis of a cross-entropy node, non-negative for the logits' rank. */
@@ -80,8 +79,11 @@ export const softmaxCrossEntropyGradOp: Op = defineOp({
   },
 });
 
-function crossEntropyAxis(builder: string, options: SoftmaxOptions): number {
-  const axis = options.axis ?? -1;
+/** The class axis from a softmax-family options object (default -1), checked. */
+function softmaxAxis(builder: string, options: SoftmaxOptions | undefined, args = "x"): number {
+  const call = `${builder}(${args}, options)`;
+  const checked = checkOptions(call, options, ["axis"], `${builder}(${args}, { axis: -1 })`);
+  const axis = checked.axis ?? -1;
   if (!Number.isInteger(axis))
     throw new TypeError(`${builder}: axis must be an integer, got ${JSON.stringify(axis)}`);
   return axis;
@@ -92,12 +94,14 @@ function crossEntropyAxis(builder: string, options: SoftmaxOptions): number {
  * `axis` (default -1), max-subtracted; targets need not be one-hot. Example:
  * `softmaxCrossEntropy(logits, oneHotLabels)`.
  */
-export function softmaxCrossEntropy(
-  logits: Node,
-  targets: Node,
-  options: SoftmaxOptions = {},
-): Node {
-  const axis = crossEntropyAxis("softmaxCrossEntropy", options);
+export function softmaxCrossEntropy(logits: Node, targets: Node, options?: SoftmaxOptions): Node {
+  checkArity(
+    "softmaxCrossEntropy(logits, targets, options)",
+    arguments.length,
+    3,
+    "softmaxCrossEntropy(logits, targets, { axis: -1 })",
+  );
+  const axis = softmaxAxis("softmaxCrossEntropy", options, "logits, targets");
   return makeNode(
     softmaxCrossEntropyOp,
     [logits, targets],
@@ -110,9 +114,9 @@ export function softmaxCrossEntropy(
 export function softmaxCrossEntropyGrad(
   logits: Node,
   targets: Node,
-  options: SoftmaxOptions = {},
+  options?: SoftmaxOptions,
 ): Node {
-  const axis = crossEntropyAxis("softmaxCrossEntropyGrad", options);
+  const axis = softmaxAxis("softmaxCrossEntropyGrad", options, "logits, targets");
   return makeNode(
     softmaxCrossEntropyGradOp,
     [logits, targets],

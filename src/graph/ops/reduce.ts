@@ -2,7 +2,7 @@
 import { backend, type ReduceKind } from "../../tensor/backend.js";
 import { fmt, normalizeAxes, reducedShape, sameShape } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { label, makeNode, type Node } from "../node.js";
+import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Attrs, type Op } from "../op.js";
 import { exp, mul, sub, zerosLike } from "./elementwise.js";
 
@@ -84,8 +84,13 @@ export const maxMaskOp: Op = defineOp({
   gradient: (node) => [zerosLike(node.inputs[0])],
 });
 
-function reduceAttrs(builder: string, options: ReduceOptions): Attrs {
-  const { axis, keepdims } = options;
+function reduceAttrs(builder: string, options: ReduceOptions | undefined): Attrs {
+  const { axis, keepdims } = checkOptions(
+    `${builder}(x, options)`,
+    options,
+    ["axis", "keepdims"],
+    `${builder}(x, { axis: 1 })`,
+  );
   const ok =
     axis === undefined ||
     Number.isInteger(axis) ||
@@ -107,7 +112,8 @@ function reduceName(builder: string, x: Node, attrs: Attrs): string {
 }
 
 function reduceBuilder(op: Op): (x: Node, options?: ReduceOptions) => Node {
-  return (x, options = {}) => {
+  return function reduce(x: Node, options?: ReduceOptions): Node {
+    checkArity(`${op.name}(x, options)`, arguments.length, 2, `${op.name}(x, { axis: 1 })`);
     const attrs = reduceAttrs(op.name, options);
     return makeNode(op, [x], attrs, reduceName(op.name, x, attrs));
   };

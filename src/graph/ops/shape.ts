@@ -2,7 +2,7 @@
 import { backend } from "../../tensor/backend.js";
 import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { describe, label, makeNode, Node } from "../node.js";
+import { checkArity, checkOptions, describe, label, makeNode, Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
 import { zerosLike } from "./elementwise.js";
 
@@ -174,10 +174,12 @@ function checkAxis(builder: string, axis: unknown): void {
 export function broadcastTo(
   x: Node,
   target: Node | readonly number[],
-  options: BroadcastOptions = {},
+  options?: BroadcastOptions,
 ): Node {
-  checkAxis("broadcastTo", options.axis);
-  const axis = options.axis;
+  const example = "broadcastTo(x, target, { axis: 0 })";
+  checkArity("broadcastTo(x, target, options)", arguments.length, 3, example);
+  const { axis } = checkOptions("broadcastTo(x, target, options)", options, ["axis"], example);
+  checkAxis("broadcastTo", axis);
   if (target instanceof Node) {
     return makeNode(
       broadcastToOp,

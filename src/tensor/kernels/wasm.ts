@@ -280,6 +280,8 @@ export class WasmArena implements Heap {
     readonly memory: WasmMemory,
     base: number,
     private readonly zeroBytes: (ptr: number, bytes: number) => void,
+    /** The most bytes the memory may grow to (its maximum pages). */
+    readonly maximumBytes: number = 65536 * PAGE_BYTES,
   ) {
     this.top = align(base);
     this.buffer = memory.buffer;
@@ -320,7 +322,9 @@ export class WasmArena implements Heap {
    * grow to hold it (the caller then allocates a plain array).
    */
   allocate(size: number, dtype: DType): TypedArray | undefined {
-    if (size <= 0) return undefined;
+    // NOTE: a size that is not a safe positive count (NaN, Infinity, 2^53) must change nothing:
+    // its size class would be NaN and poison `top` for every later block.
+    if (!Number.isSafeInteger(size) || size <= 0) return undefined;
     const elem = dtype === "float32" ? 4 : 8;
     const bytes = sizeClass(size * elem);
     const address = this.takeBlock(bytes);
@@ -339,6 +343,9 @@ export class WasmArena implements Heap {
   }
 
   scratch(bytes: number): number {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) {
+      throw new RangeError(`wasm backend: invalid scratch size ${bytes} bytes`);
+    }
     if (bytes <= this.scratchBytes) return this.scratchAddress;
     // Grown geometrically, so a run of growing calls re-allocates it a few times only.
     const size = sizeClass(Math.max(bytes, 2 * this.scratchBytes));
@@ -358,6 +365,10 @@ export class WasmArena implements Heap {
 
   /** A block of exactly `bytes` (a size class), zero-filled; -1 when the memory cannot grow. */
   private takeBlock(bytes: number): number {
+    // Validated before any state changes: a failed request leaves the arena exactly as it was.
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || this.top + bytes > this.maximumBytes) {
+      return -1;
+    }
     const list = this.free.get(bytes);
     if (list !== undefined && list.length > 0) {
       const address = list.pop()!;
@@ -462,7 +473,11 @@ function instantiateShared(
   if (!(memory.buffer instanceof SharedArrayBuffer)) throw new Error("memory is not shared");
   const module = new api.Module(readFileSync(path));
   const kernels = new api.Instance(module, { env: { memory } }).exports as KernelExports;
-  return { kernels, arena: new WasmArena(memory, kernels.heapBase(), kernels.zeroBytes) };
+  const maximumBytes = (options.maximumPages ?? 65536) * PAGE_BYTES;
+  return {
+    kernels,
+    arena: new WasmArena(memory, kernels.heapBase(), kernels.zeroBytes, maximumBytes),
+  };
 }
 
 /**
