@@ -42,6 +42,8 @@ export interface TrainOptions {
   load?: string;
   checkpoint?: string;
   resume: boolean;
+  /** Replace an existing --checkpoint file instead of refusing to. */
+  overwrite: boolean;
   plot?: string;
   /** Milliseconds a parallel step may take before the run is aborted. */
   stepTimeoutMs?: number;
@@ -95,6 +97,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--load": valued((o, v, f) => (o.load = fileName(f, v))),
   "--checkpoint": valued((o, v, f) => (o.checkpoint = fileName(f, v))),
   "--resume": flag((o) => (o.resume = true)),
+  "--overwrite": flag((o) => (o.overwrite = true)),
   "--plot": valued((o, v, f) => (o.plot = svgFileName(f, v))),
   "--step-timeout": valued((o, v, f) => (o.stepTimeoutMs = positiveInt(f, v))),
   "--help": flag((o) => (o.help = true)),
@@ -115,6 +118,7 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
     seed: 0,
     json: false,
     resume: false,
+    overwrite: false,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -149,6 +153,18 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
     throw new UsageError(
       `--resume and --load ${quote(opts.load)} conflict: resume restores the checkpoint's parameters`,
       "--load",
+    );
+  }
+  if (opts.overwrite && opts.checkpoint === undefined) {
+    throw new UsageError(
+      "--overwrite applies to --checkpoint FILE, which is not given",
+      "--overwrite",
+    );
+  }
+  if (opts.overwrite && opts.resume) {
+    throw new UsageError(
+      "--overwrite and --resume conflict: resume continues the checkpoint",
+      "--overwrite",
     );
   }
   if (opts.hidden !== undefined && opts.model !== "mlp") {
@@ -192,8 +208,10 @@ Output and state:
   --json                       print one JSON summary object as the last line
   --save FILE                  save the final parameters
   --load FILE                  start from saved parameters
-  --checkpoint FILE            write a checkpoint after every epoch (atomically)
+  --checkpoint FILE            write a checkpoint after every epoch (atomically; the run holds
+                               FILE.lock, and an existing FILE is refused without one of:)
   --resume                     continue from --checkpoint FILE
+  --overwrite                  replace an existing --checkpoint FILE
   --plot FILE.svg              write loss and accuracy curves as an SVG
   -h, --help                   show this help
 

@@ -1,7 +1,10 @@
 /** `npm run train-parallel`: train logistic regression or an MLP on digits or MNIST. */
-import { availableParallelism } from "node:os";
+import { accessSync, constants as fsConstants, existsSync, statSync } from "node:fs";
+import { availableParallelism, totalmem } from "node:os";
+import { dirname } from "node:path";
 import { pathToFileURL } from "node:url";
-import { Tensor, type DType } from "../tensor/tensor.js";
+import { MAX_TENSOR_SIZE, Tensor, type DType } from "../tensor/tensor.js";
+import { stateCount } from "../tensor/kernels/optimizer.js";
 import {
   loadDigits,
   loadMnist,
@@ -18,7 +21,13 @@ import { useBackend } from "../tensor/backends.js";
 import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
 import type { OptimizerConfig } from "../train/optimizers.js";
 import { renderCurvesSvg } from "../train/plot.js";
-import { loadParams, paramsHash, saveParams, writeFileAtomic } from "../train/serialize.js";
+import {
+  loadParams,
+  paramsHash,
+  PARAMS_VERSION,
+  saveParams,
+  writeFileAtomic,
+} from "../train/serialize.js";
 import { train, type StepInfo, type TrainResult } from "../train/trainer.js";
 import { parseTrainArgs, usage, UsageError, type TrainOptions } from "./args.js";
 
@@ -216,6 +225,13 @@ export async function main(
     io.out(usage());
     return 0;
   }
+  // Every check that can refuse the run comes before any data is loaded or step taken.
+  const refuse = (message: string): number => {
+    io.err(`error: ${message}`);
+    return 2;
+  };
+  const pathProblem = checkOutputPaths(opts);
+  if (pathProblem) return refuse(pathProblem);
   useBackend(opts.backend, (error) =>
     io.err(`note: WASM backend unavailable, using js: ${error.message}`),
   );
@@ -224,39 +240,63 @@ export async function main(
   const epochs = opts.epochs ?? defaults.epochs;
   const batchSize = opts.batchSize ?? defaults.batchSize;
   if (opts.microShards !== undefined && opts.microShards > batchSize) {
-    io.err(`error: --micro-shards ${opts.microShards} exceeds the batch size ${batchSize}`);
-    io.err(usage());
-    return 2;
+    return refuse(`--micro-shards ${opts.microShards} exceeds the batch size ${batchSize}`);
+  }
+  const side = opts.dataset === "digits" ? 8 : 28;
+  const maxShift = opts.augment ?? defaults.augment;
+  if (2 * maxShift >= side) {
+    return refuse(
+      `--augment ${maxShift}: shifts of up to ${maxShift} px move half or more of the ${side}x${side} ${opts.dataset} images out of the frame; use at most ${Math.ceil(side / 2) - 1}`,
+    );
   }
   const optimizer: OptimizerConfig = {
     kind: opts.optimizer ?? defaults.optimizer,
     lr: opts.lr ?? (opts.optimizer && opts.optimizer !== defaults.optimizer ? 0.05 : defaults.lr),
     weightDecay: opts.weightDecay ?? defaults.weightDecay,
   };
+  const features = opts.dataset === "digits" ? 64 : 784;
+  const classes = 10;
+  const memoryProblem = checkModelMemory(
+    opts.hidden === undefined ? "--model" : "--hidden",
+    modelSpec(opts.model, features, hidden, classes),
+    opts.dtype,
+    optimizer.kind,
+    opts.microShards ?? 16,
+  );
+  if (memoryProblem) return refuse(memoryProblem);
   const split = loadSplit(opts.dataset, opts.dtype, opts.seed, defaults.standardize);
+  const trainRows = split.train.X.shape[0];
+  if (batchSize > trainRows) {
+    return refuse(
+      `--batch-size ${batchSize} is larger than the ${trainRows} training images of ${opts.dataset}; use at most ${trainRows}`,
+    );
+  }
   if (opts.lrSchedule === "cosine") {
     const stepsPerEpoch = Math.ceil(split.train.X.shape[0] / batchSize);
     const totalSteps = Math.min(opts.steps ?? Infinity, epochs * stepsPerEpoch);
     optimizer.schedule = { kind: "cosine", totalSteps };
   }
-  const maxShift = opts.augment ?? defaults.augment;
-  const side = opts.dataset === "digits" ? 8 : 28;
   const augment =
     maxShift > 0 ? { width: side, height: side, maxShift, seed: opts.seed } : undefined;
-  const features = split.train.X.shape[1];
-  const spec = modelSpec(opts.model, features, hidden, split.train.classes);
+  const spec = modelSpec(opts.model, split.train.X.shape[1], hidden, split.train.classes);
   const shardCount = opts.microShards ?? shardCountFor(spec, batchSize);
+  let threads = opts.threads ?? "auto";
+  if (threads !== "auto" && threads > shardCount) {
+    io.err(
+      `note: --threads ${threads} but a step has ${shardCount} micro-shard${shardCount === 1 ? "" : "s"} (batch ${batchSize}): using ${shardCount} thread${shardCount === 1 ? "" : "s"}; more would idle (--micro-shards or --batch-size give more)`,
+    );
+    threads = shardCount;
+  }
+  if (threads !== "auto" && threads > availableParallelism()) {
+    io.err(
+      `note: --threads ${threads} on ${availableParallelism()} cores: threads will share cores, which is usually slower than --threads ${availableParallelism()} (results are identical)`,
+    );
+  }
 
   let initialParams: Tensor[] | undefined;
   if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);
 
-  const engine = await choose(
-    opts.threads ?? "auto",
-    spec,
-    batchSize,
-    opts.stepTimeoutMs,
-    shardCount,
-  );
+  const engine = await choose(threads, spec, batchSize, opts.stepTimeoutMs, shardCount);
   const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
   io.out(
     `adjoint: ${tag}, ${optimizer.kind} lr ${optimizer.lr}, batch ${batchSize} (${shardCount} micro-shard${shardCount === 1 ? "" : "s"}), ` +
@@ -291,6 +331,8 @@ export async function main(
       initialParams,
       checkpointPath: opts.checkpoint,
       resume: opts.resume,
+      overwrite: opts.overwrite,
+      onNotice: (line) => io.err(`note: ${line}`),
       fingerprint: {
         backend: backend().name,
         dataset: opts.dataset,
@@ -329,7 +371,7 @@ export async function main(
   if (opts.save) {
     saveParams(opts.save, {
       format: "adjoint-params",
-      version: 1,
+      version: PARAMS_VERSION,
       model: { ...spec },
       params: result.params.map((t, i) => ({
         name: paramSpecs(spec)[i].name,
@@ -394,6 +436,78 @@ function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
     }
     return new Tensor(entry.data, shape).clone({ dtype });
   });
+}
+
+/**
+ * Why an output path of the run cannot be written (missing or non-directory parent, a
+ * directory given as a file, a read-only or unwritable directory), or why the checkpoint may not
+ * be used as asked; undefined when all is well. Checked before training, so nothing is lost.
+ */
+export function checkOutputPaths(opts: TrainOptions): string | undefined {
+  const outputs: [string, string | undefined][] = [
+    ["--save", opts.save],
+    ["--plot", opts.plot],
+    ["--checkpoint", opts.checkpoint],
+  ];
+  for (const [option, path] of outputs) {
+    if (path === undefined) continue;
+    const problem = outputPathProblem(path);
+    if (problem) return `${option} ${path}: ${problem}`;
+  }
+  if (opts.checkpoint !== undefined) {
+    const exists = existsSync(opts.checkpoint);
+    if (opts.resume && !exists) {
+      return `--resume: checkpoint ${opts.checkpoint} does not exist: there is nothing to resume`;
+    }
+    if (exists && !opts.resume && !opts.overwrite) {
+      return `--checkpoint ${opts.checkpoint}: the file exists; continue it with --resume, or replace it with --overwrite`;
+    }
+  }
+  return undefined;
+}
+
+function outputPathProblem(path: string): string | undefined {
+  if (existsSync(path) && statSync(path).isDirectory()) return "is a directory, not a file name";
+  const dir = dirname(path);
+  if (!existsSync(dir)) return `the directory ${dir} does not exist`;
+  if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
+  try {
+    accessSync(dir, fsConstants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === "EROFS" ? "the file system is read-only" : "permission denied";
+    return `cannot write in ${dir}: ${why} (${code})`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a model is too large to train here (a weight matrix over one tensor's limit, or more
+ * memory than the machine has for parameters, gradients and optimizer state); else undefined.
+ */
+export function checkModelMemory(
+  option: string,
+  spec: ModelSpec,
+  dtype: DType,
+  optimizer: OptimizerConfig["kind"],
+  shards: number,
+): string | undefined {
+  const counts = paramSpecs(spec).map((p) => p.shape.reduce((a, b) => a * b, 1));
+  const parameters = counts.reduce((a, b) => a + b, 0);
+  const largest = Math.max(...counts);
+  const describeModel = `${option} gives a [${spec.sizes.join("-")}] model with ${parameters.toLocaleString("en-US")} parameters`;
+  if (largest > MAX_TENSOR_SIZE) {
+    return `${describeModel}: one weight matrix of ${largest.toLocaleString("en-US")} values exceeds the ${MAX_TENSOR_SIZE.toLocaleString("en-US")} one tensor can hold`;
+  }
+  // Two parameter buffers, two per optimizer state, one gradient slot per micro-shard.
+  const copies = 2 + 2 * stateCount(optimizer) + shards;
+  const bytes = parameters * (dtype === "float32" ? 4 : 8) * copies;
+  const available = totalmem();
+  if (bytes > available / 2) {
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    return `${describeModel}: training it needs about ${gib(bytes)} (${dtype} parameters, gradients and ${optimizer} state), more than half of this machine's ${gib(available)}`;
+  }
+  return undefined;
 }
 
 /** One line of progress: epoch, bar, step, loss, samples/s, ETA. */

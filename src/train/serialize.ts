@@ -2,12 +2,16 @@
 import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
+  fstatSync,
   fsyncSync,
   openSync,
-  readFileSync,
+  readdirSync,
+  readSync,
   renameSync,
+  statSync,
   unlinkSync,
   writeSync,
+  type Stats,
 } from "node:fs";
 import { endianness } from "node:os";
 import { basename, dirname, join } from "node:path";
@@ -24,7 +28,8 @@ export interface ParamEntry {
 /** The contents of a parameter file. */
 export interface ParamsRecord {
   format: "adjoint-params";
-  version: 1;
+  /** The file format version: {@link PARAMS_VERSION} (files of version 1 load as it too). */
+  version: typeof PARAMS_VERSION;
   /** The model's description, e.g. `{ kind: "mlp", sizes: [784, 128, 10] }`. */
   model: Record<string, unknown>;
   params: ParamEntry[];
@@ -49,21 +54,31 @@ interface Header {
   extra?: Record<string, unknown>;
   tensors: TensorLayout[];
   payloadBytes: number;
-  sha256: string;
+  /** Version 1 only: the sha-256 of the payload (version 2 checks the whole file instead). */
+  sha256?: string;
 }
 
-/** The first 8 bytes of every parameter file. */
-export const PARAMS_MAGIC = "ADJOINT1";
-/** The format version this module writes and reads. */
-export const PARAMS_VERSION = 1;
+/** The first 8 bytes of every parameter file this build writes (version 2). */
+export const PARAMS_MAGIC = "ADJOINT2";
+/** The magic of version 1 files, which still load (their checksum covers the payload only). */
+const PARAMS_MAGIC_V1 = "ADJOINT1";
+/** The format version this module writes. */
+export const PARAMS_VERSION = 2;
 // magic (8) + u32 header length (4) + u32 reserved, zero (4).
 const PREAMBLE_BYTES = 16;
+/** Version 2 ends with the sha-256 of every byte before it: the whole file is covered. */
+const TRAILER_BYTES = 32;
+/** The largest header this reader accepts (a model description and the tensor list). */
+const MAX_HEADER_BYTES = 64 * 2 ** 20;
+const HEADER_KEYS = ["format", "version", "model", "extra", "tensors", "payloadBytes"];
+const TENSOR_KEYS = ["name", "shape", "dtype", "offset", "byteLength"];
 const LITTLE_ENDIAN = endianness() === "LE";
 
 /**
  * Writes `data` to `path` so that readers see either the old file or the whole new one: it goes
  * to `${path}.tmp-${pid}-${random}` in the same directory, is fsynced, then renamed over `path`.
- * On any failure (including an iterable of chunks that throws) the temp file is removed.
+ * On any failure (including an iterable of chunks that throws) the temp file is removed and the
+ * error names `path` (the old file, if any, is unchanged).
  * Example: `writeFileAtomic("ckpt.bin", bytes)`.
  */
 export function writeFileAtomic(
@@ -73,7 +88,7 @@ export function writeFileAtomic(
   const dir = dirname(path);
   const tempPath = join(
     dir,
-    `${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`,
+    `${basename(path)}${TEMP_INFIX}${process.pid}-${randomBytes(6).toString("hex")}`,
   );
   let fd: number | undefined;
   try {
@@ -103,7 +118,7 @@ export function writeFileAtomic(
     } catch {
       // The temp file may never have been created.
     }
-    throw err;
+    throw writeError(path, err);
   }
   // Persist the rename itself; some platforms cannot fsync a directory, which is not an error.
   try {
@@ -118,11 +133,80 @@ export function writeFileAtomic(
   }
 }
 
+/** What writeFileAtomic's temp files put between the target's name and the writer's pid. */
+const TEMP_INFIX = ".tmp-";
+
+/** The error of a failed write, naming the target path and keeping the system error's code. */
+function writeError(path: string, err: unknown): Error {
+  const cause = err as NodeJS.ErrnoException;
+  const reason =
+    cause?.code === "ENOSPC"
+      ? "no space left on the device"
+      : cause?.code === "EROFS"
+        ? "the file system is read-only"
+        : cause?.code === "EACCES" || cause?.code === "EPERM"
+          ? "permission denied"
+          : cause?.code === "ENOENT"
+            ? "its directory does not exist"
+            : undefined;
+  const detail = reason ? `${reason} (${cause.code})` : String(cause?.message ?? cause);
+  const error = new Error(
+    `cannot write ${path}: ${detail}; the previous file, if any, is unchanged`,
+    {
+      cause: err,
+    },
+  ) as NodeJS.ErrnoException;
+  if (cause?.code !== undefined) error.code = cause.code;
+  return error;
+}
+
+/**
+ * Removes the temp files (`path.tmp-PID-*`) that a writer killed mid-write left beside `path`,
+ * those of processes no longer running; returns their names.
+ */
+export function removeStaleTempFiles(path: string): string[] {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}${TEMP_INFIX}`;
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix)) continue;
+    const match = /^(\d+)-[0-9a-f]{12}$/.exec(entry.slice(prefix.length));
+    if (!match) continue;
+    const pid = Number(match[1]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    try {
+      unlinkSync(join(dir, entry));
+      removed.push(entry);
+    } catch {
+      // Gone already, or not ours to remove: leave it.
+    }
+  }
+  return removed;
+}
+
+/** Whether a process with this pid is running (signal 0 probes without signalling). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to another user.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /**
  * Saves parameters, the model description and `extra` to one file, atomically.
- * Layout: "ADJOINT1", u32 LE header length, u32 0, JSON header (tensor names, shapes, dtypes,
- * byte offsets, sha-256 of the payload), zero padding to 8 bytes, then the little-endian payload.
- * Example: `saveParams("mlp.adj", { format: "adjoint-params", version: 1, model, params })`.
+ * Layout (version 2): "ADJOINT2", u32 LE header length, u32 0, JSON header (tensor names,
+ * shapes, dtypes, byte offsets), zero padding to 8 bytes, the little-endian payload, and the
+ * sha-256 of every byte before it, so that any change anywhere in the file is detected.
+ * Example: `saveParams("mlp.adj", { format: "adjoint-params", version: 2, model, params })`.
  */
 export function saveParams(path: string, record: ParamsRecord): void {
   const fail = (what: string): never => {
@@ -177,7 +261,6 @@ export function saveParams(path: string, record: ParamsRecord): void {
     ...(record.extra !== undefined ? { extra: record.extra } : {}),
     tensors,
     payloadBytes,
-    sha256: sha256Hex(payload),
   };
   const headerBytes = Buffer.from(JSON.stringify(header), "utf8");
   const payloadStart = align8(PREAMBLE_BYTES + headerBytes.length);
@@ -186,44 +269,76 @@ export function saveParams(path: string, record: ParamsRecord): void {
   new DataView(preamble.buffer).setUint32(8, headerBytes.length, true);
   // Zero padding after the header puts the payload, and so every tensor, on an 8-byte boundary.
   const padding = new Uint8Array(payloadStart - PREAMBLE_BYTES - headerBytes.length);
-  writeFileAtomic(path, [preamble, headerBytes, padding, payload]);
+  const digest = createHash("sha256")
+    .update(preamble)
+    .update(headerBytes)
+    .update(padding)
+    .update(payload)
+    .digest();
+  writeFileAtomic(path, [preamble, headerBytes, padding, payload, digest]);
 }
 
 /**
- * Loads and validates a file written by {@link saveParams}: magic, format, version, sizes,
- * checksum and each tensor's shape. Errors name the file and what is wrong.
+ * Loads and validates a file written by {@link saveParams}: a regular file whose size matches
+ * what its header declares, the checksum over the whole file (version 2), then every header
+ * field for type and range (tensor offsets inside the payload, in order, non-overlapping and
+ * covering it). Errors name the file and what is wrong.
  * Example: `const { model, params, extra } = loadParams("mlp.adj")`.
  */
 export function loadParams(path: string): ParamsRecord {
   const fail = (what: string): never => {
     throw new Error(`loadParams(${path}): ${what}`);
   };
-  let file: Buffer;
-  try {
-    file = readFileSync(path);
-  } catch (err) {
-    return fail(`cannot read the file: ${(err as Error).message}`);
-  }
+  const file = readRegularFile(path, fail);
   if (file.length < PREAMBLE_BYTES) {
+    const magicPrefix = file.subarray(0, 8).toString("latin1");
     if (
-      file.subarray(0, 8).toString("latin1") !== PARAMS_MAGIC.slice(0, Math.min(8, file.length))
+      magicPrefix !== PARAMS_MAGIC.slice(0, file.length) &&
+      magicPrefix !== PARAMS_MAGIC_V1.slice(0, file.length)
     ) {
       fail(`not an adjoint parameter file (it does not start with "${PARAMS_MAGIC}")`);
     }
     fail(`truncated file: ${file.length} bytes, shorter than the ${PREAMBLE_BYTES}-byte preamble`);
   }
   const magic = file.subarray(0, 8).toString("latin1");
-  if (magic !== PARAMS_MAGIC) {
+  if (magic !== PARAMS_MAGIC && magic !== PARAMS_MAGIC_V1) {
     fail(
       `not an adjoint parameter file: starts with ${JSON.stringify(magic)}, expected "${PARAMS_MAGIC}"`,
     );
   }
+  const legacy = magic === PARAMS_MAGIC_V1;
+  const trailer = legacy ? 0 : TRAILER_BYTES;
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const headerLength = view.getUint32(8, true);
-  if (PREAMBLE_BYTES + headerLength > file.length) {
+  if (view.getUint32(12, true) !== 0) fail("corrupt preamble: the reserved word is not zero");
+  if (headerLength > MAX_HEADER_BYTES) {
+    fail(`corrupt preamble: a header of ${headerLength} bytes (at most ${MAX_HEADER_BYTES})`);
+  }
+  if (PREAMBLE_BYTES + headerLength + trailer > file.length) {
     fail(
-      `truncated file: the header needs ${headerLength} bytes but only ${file.length - PREAMBLE_BYTES} follow the preamble`,
+      `truncated file: the header needs ${headerLength} bytes but only ${Math.max(0, file.length - PREAMBLE_BYTES - trailer)} follow the preamble`,
     );
+  }
+  if (!legacy) {
+    const body = file.subarray(0, file.length - TRAILER_BYTES);
+    const stored = file.subarray(file.length - TRAILER_BYTES).toString("hex");
+    const digest = sha256Hex(body);
+    if (digest !== stored) {
+      // Say "truncated" when the sizes already disagree: the likelier story for a short file.
+      const declared = declaredPayloadBytes(file, headerLength);
+      const payloadStart = align8(PREAMBLE_BYTES + headerLength);
+      if (declared !== undefined && payloadStart + declared + TRAILER_BYTES !== file.length) {
+        const found = file.length - payloadStart - TRAILER_BYTES;
+        fail(
+          found < declared
+            ? `truncated file: the payload should be ${declared} bytes, found ${Math.max(0, found)}`
+            : `${found - declared} unexpected bytes after the payload`,
+        );
+      }
+      fail(
+        `checksum mismatch: the file's sha-256 is ${digest}, its last 32 bytes say ${stored} (the file is corrupt)`,
+      );
+    }
   }
   let header: Header;
   try {
@@ -233,28 +348,39 @@ export function loadParams(path: string): ParamsRecord {
   } catch (err) {
     return fail(`corrupt header, not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof header !== "object" || header === null) fail("corrupt header: not a JSON object");
+  if (typeof header !== "object" || header === null || Array.isArray(header)) {
+    fail("corrupt header: not a JSON object");
+  }
+  const keys = legacy ? [...HEADER_KEYS, "sha256"] : HEADER_KEYS;
+  for (const key of Object.keys(header)) {
+    if (!keys.includes(key)) fail(`corrupt header: unknown field ${JSON.stringify(key)}`);
+  }
   if (header.format !== "adjoint-params") {
     fail(`wrong format ${JSON.stringify(header.format)}, expected "adjoint-params"`);
   }
-  if (header.version !== PARAMS_VERSION) {
+  if (header.version !== (legacy ? 1 : PARAMS_VERSION)) {
     fail(
-      `unsupported version ${JSON.stringify(header.version)}; this build reads version ${PARAMS_VERSION}`,
+      `unsupported version ${JSON.stringify(header.version)} in a "${magic}" file; this build reads versions 1 and ${PARAMS_VERSION}`,
     );
   }
   if (typeof header.model !== "object" || header.model === null || Array.isArray(header.model)) {
     fail("corrupt header: model is not an object");
   }
-  if (header.extra !== undefined && (typeof header.extra !== "object" || header.extra === null)) {
+  if (
+    header.extra !== undefined &&
+    (typeof header.extra !== "object" || header.extra === null || Array.isArray(header.extra))
+  ) {
     fail("corrupt header: extra is not an object");
   }
   if (!Array.isArray(header.tensors)) fail("corrupt header: tensors is not an array");
   if (!Number.isSafeInteger(header.payloadBytes) || header.payloadBytes < 0) {
     fail(`corrupt header: payloadBytes is ${JSON.stringify(header.payloadBytes)}`);
   }
-  if (typeof header.sha256 !== "string") fail("corrupt header: sha256 is missing");
   const payloadStart = align8(PREAMBLE_BYTES + headerLength);
-  const available = file.length - payloadStart;
+  for (let i = PREAMBLE_BYTES + headerLength; i < payloadStart; i++) {
+    if (file[i] !== 0) fail("corrupt file: the padding after the header is not zero");
+  }
+  const available = file.length - payloadStart - trailer;
   if (available < header.payloadBytes) {
     fail(
       `truncated file: the payload should be ${header.payloadBytes} bytes, found ${Math.max(0, available)}`,
@@ -263,18 +389,29 @@ export function loadParams(path: string): ParamsRecord {
   if (available > header.payloadBytes) {
     fail(`${available - header.payloadBytes} unexpected bytes after the payload`);
   }
-  const payload = file.subarray(payloadStart);
-  const digest = sha256Hex(payload);
-  if (digest !== header.sha256) {
-    fail(
-      `checksum mismatch: the payload's sha-256 is ${digest}, the header says ${header.sha256} (the file is corrupt)`,
-    );
+  const payload = file.subarray(payloadStart, payloadStart + header.payloadBytes);
+  if (legacy) {
+    if (typeof header.sha256 !== "string") fail("corrupt header: sha256 is missing");
+    const digest = sha256Hex(payload);
+    if (digest !== header.sha256) {
+      fail(
+        `checksum mismatch: the payload's sha-256 is ${digest}, the header says ${header.sha256} (the file is corrupt)`,
+      );
+    }
   }
   const names = new Set<string>();
-  const params: ParamEntry[] = header.tensors.map((t) => {
-    const label = `tensor ${JSON.stringify(t?.name)}`;
+  // Tensors lie in order, each at the first 8-byte boundary after the previous one, and the
+  // last one ends the payload: offsets in range, in order, non-overlapping and covering it.
+  let expectedOffset = 0;
+  const params: ParamEntry[] = header.tensors.map((t, index) => {
     if (typeof t !== "object" || t === null || typeof t.name !== "string" || t.name === "") {
-      return fail("corrupt header: a tensor entry has no name");
+      return fail(`corrupt header: tensor entry ${index} has no name`);
+    }
+    const label = `tensor ${JSON.stringify(t.name)}`;
+    for (const key of Object.keys(t)) {
+      if (!TENSOR_KEYS.includes(key)) {
+        fail(`corrupt header: ${label} has an unknown field ${JSON.stringify(key)}`);
+      }
     }
     if (names.has(t.name)) fail(`corrupt header: duplicate ${label}`);
     names.add(t.name);
@@ -294,6 +431,12 @@ export function loadParams(path: string): ParamsRecord {
         `corrupt header: ${label} spans bytes ${t.offset}..${t.offset + t.byteLength} beyond the ${header.payloadBytes}-byte payload`,
       );
     }
+    if (t.offset !== expectedOffset) {
+      fail(
+        `corrupt header: ${label} starts at byte ${t.offset} of the payload, expected ${expectedOffset} (tensors lie in order, without gaps or overlaps)`,
+      );
+    }
+    expectedOffset = align8(t.offset + t.byteLength);
     const bytes = payload.subarray(t.offset, t.offset + t.byteLength);
     return {
       name: t.name,
@@ -302,14 +445,68 @@ export function loadParams(path: string): ParamsRecord {
       data: fromLittleEndian(bytes, t.dtype),
     };
   });
+  if (expectedOffset !== header.payloadBytes) {
+    fail(
+      `corrupt header: the tensors end at byte ${expectedOffset}, the payload has ${header.payloadBytes}`,
+    );
+  }
   const record: ParamsRecord = {
     format: "adjoint-params",
-    version: 1,
+    version: PARAMS_VERSION,
     model: header.model,
     params,
   };
   if (header.extra !== undefined) record.extra = header.extra;
   return record;
+}
+
+/**
+ * The bytes of `path` when it is a regular file (a device such as /dev/zero, a FIFO or a
+ * directory is refused before it is opened for reading), read to the size fstat reports.
+ */
+function readRegularFile(path: string, fail: (what: string) => never): Buffer {
+  let fd: number | undefined;
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) {
+      fail(`not a regular file (${fileKind(stat)}): parameter files are ordinary files`);
+    }
+    fd = openSync(path, "r");
+    const size = fstatSync(fd).size;
+    const file = Buffer.alloc(size);
+    let read = 0;
+    while (read < size) {
+      const n = readSync(fd, file, read, size - read, read);
+      if (n === 0) break;
+      read += n;
+    }
+    return read === size ? file : file.subarray(0, read);
+  } catch (err) {
+    if ((err as Error).message?.startsWith(`loadParams(`)) throw err;
+    return fail(`cannot read the file: ${(err as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+function fileKind(stat: Stats): string {
+  if (stat.isDirectory()) return "a directory";
+  if (stat.isFIFO()) return "a FIFO";
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return "a device";
+  if (stat.isSocket()) return "a socket";
+  return "not a plain file";
+}
+
+/** payloadBytes as a (possibly corrupt) header declares it, or undefined when unreadable. */
+function declaredPayloadBytes(file: Buffer, headerLength: number): number | undefined {
+  try {
+    const header = JSON.parse(
+      file.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + headerLength).toString("utf8"),
+    ) as Partial<Header>;
+    return Number.isSafeInteger(header.payloadBytes) ? header.payloadBytes : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -16,7 +16,14 @@ import type { EngineFactory, StepEngine } from "./engine.js";
 import { buildTrainPlan, forward, initParams, paramSpecs, type ModelSpec } from "./models.js";
 import { checkOptimizerConfig } from "./optimizers.js";
 import { Rng } from "./random.js";
-import { loadParams, saveParams } from "./serialize.js";
+import {
+  loadParams,
+  PARAMS_VERSION,
+  processAlive,
+  removeStaleTempFiles,
+  saveParams,
+} from "./serialize.js";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import type { EpochRecord } from "./plot.js";
 
 /** Progress of one optimizer step. */
@@ -49,7 +56,12 @@ export interface TrainerOptions {
   /** Initial parameters (from --load), in paramSpecs order. */
   initialParams?: Tensor[];
   checkpointPath?: string;
+  /** Continue from the checkpoint at checkpointPath (which must exist). */
   resume?: boolean;
+  /** Replace an existing checkpoint at checkpointPath without resuming it (default: refuse). */
+  overwrite?: boolean;
+  /** Receives one-line notices: a stale lock taken over, leftover temp files removed. */
+  onNotice?: (line: string) => void;
   /** Identifies the run in checkpoints; a resumed run must match it. */
   fingerprint?: Record<string, unknown>;
   onStep?: (info: StepInfo) => void;
@@ -71,6 +83,40 @@ export interface TrainResult {
   testAccuracy: number;
   threads: number;
   stopped: boolean;
+}
+
+/**
+ * A run whose loss became non-finite (NaN or ±Infinity): it stops at that step, the parameters
+ * stay those of the last finite step, and the checkpoint on disk stays the last good one.
+ */
+export class DivergenceError extends Error {
+  /** Creates the error for optimizer step `step` (1-based) in epoch `epoch` (1-based). */
+  constructor(
+    readonly step: number,
+    readonly epoch: number,
+    readonly lastFiniteLoss: number | undefined,
+    what = "the training loss is",
+    lr?: number,
+  ) {
+    const last =
+      lastFiniteLoss === undefined
+        ? "no finite loss before it"
+        : `last finite loss ${lastFiniteLoss.toPrecision(6)}`;
+    const hint = lr === undefined ? "a lower learning rate" : `a learning rate below ${lr}`;
+    super(
+      `training diverged at step ${step} (epoch ${epoch}): ${what} not finite (${last}); try ${hint} (--lr)`,
+    );
+    this.name = "DivergenceError";
+  }
+}
+
+/** runStep's signal that a step's loss was not finite: nothing was made current. */
+export class NonFiniteLossError extends Error {
+  /** Creates it with the step's summed loss. */
+  constructor(readonly loss: number) {
+    super(`the step's loss is ${loss}`);
+    this.name = "NonFiniteLossError";
+  }
 }
 
 /** Where a run is, as a checkpoint stores it. */
@@ -115,21 +161,29 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     epochLossSum: 0,
     epochSamples: 0,
   };
-  if (options.resume && options.checkpointPath) {
-    position = readCheckpoint(
-      options.checkpointPath,
-      shared,
-      specs.map((s) => s.name),
-      options.fingerprint ?? {},
-    );
-  }
-  const saveCheckpoint = (at: Position) => {
-    if (options.checkpointPath)
-      writeCheckpoint(options.checkpointPath, shared, spec, at, options.fingerprint ?? {});
-  };
-
-  const engine = await options.createEngine(shared, trainPlan, optimizer);
   const batchesPerEpoch = Math.ceil(n / batchSize);
+  const checkpointPath = options.checkpointPath;
+  const releaseLock =
+    checkpointPath === undefined ? () => {} : claimCheckpoint(checkpointPath, options);
+  const saveCheckpoint = (at: Position) => {
+    if (checkpointPath)
+      writeCheckpoint(checkpointPath, shared, spec, at, options.fingerprint ?? {});
+  };
+  let engine: StepEngine;
+  try {
+    if (options.resume && checkpointPath) {
+      position = readCheckpoint(checkpointPath, shared, specs, options.fingerprint ?? {}, {
+        epochs: options.epochs,
+        batchesPerEpoch,
+        batchSize,
+      });
+    }
+    engine = await options.createEngine(shared, trainPlan, optimizer);
+  } catch (error) {
+    releaseLock();
+    throw error;
+  }
+  let lastFiniteLoss: number | undefined;
   let steps = 0;
   let stepSeconds = 0;
   let samples = 0;
@@ -155,7 +209,20 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
         }
         const rows = order.subarray(batch * batchSize, Math.min(n, (batch + 1) * batchSize));
         const t0 = performance.now();
-        const stepLoss = await runStep(engine, shared, rows, position.t + 1);
+        let stepLoss: number;
+        try {
+          stepLoss = await runStep(engine, shared, rows, position.t + 1);
+        } catch (error) {
+          if (!(error instanceof NonFiniteLossError)) throw error;
+          throw new DivergenceError(
+            position.t + 1,
+            epoch + 1,
+            lastFiniteLoss,
+            "the training loss is",
+            optimizer.lr,
+          );
+        }
+        lastFiniteLoss = stepLoss / rows.length;
         position.t++;
         const elapsed = (performance.now() - t0) / 1000;
         stepSeconds += elapsed;
@@ -173,9 +240,23 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
           samplesPerSecond: samples / stepSeconds,
         });
       }
-      if (stopped) break;
+      if (stopped) {
+        // The mean over the steps of the epoch in progress, not NaN, when it was cut short.
+        if (epochSamples > 0) trainLoss = lossSum / epochSamples;
+        break;
+      }
       trainLoss = lossSum / Math.max(epochSamples, 1);
-      const testAccuracy = accuracy(spec, currentParams(shared, trainPlan.paramShapes), split.test);
+      const epochParams = currentParams(shared, trainPlan.paramShapes);
+      if (!epochParams.every((t) => t.data.every(Number.isFinite))) {
+        throw new DivergenceError(
+          position.t,
+          epoch + 1,
+          lastFiniteLoss,
+          "the parameters are",
+          optimizer.lr,
+        );
+      }
+      const testAccuracy = accuracy(spec, epochParams, split.test);
       const record = { epoch: epoch + 1, trainLoss, testAccuracy };
       position = {
         epoch: epoch + 1,
@@ -190,7 +271,11 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
       options.onEpoch?.({ ...record, seconds: (performance.now() - epochStart) / 1000 });
     }
   } finally {
-    await engine.close();
+    try {
+      await engine.close();
+    } finally {
+      releaseLock();
+    }
   }
   const params = currentParams(shared, trainPlan.paramShapes);
   const last = position.history[position.history.length - 1];
@@ -241,7 +326,8 @@ export function prepareTraining(
 
 /**
  * Runs one step of `engine` on `rows` and makes the new parameters current; returns the summed
- * loss. The parameters change only when every shard and the update succeeded.
+ * loss. The parameters change only when every shard and the update succeeded and the loss is
+ * finite (else a {@link NonFiniteLossError}).
  */
 export async function runStep(
   engine: StepEngine,
@@ -253,9 +339,11 @@ export async function runStep(
   shared.control[CONTROL.batchSize] = rows.length;
   shared.control[CONTROL.step] = t;
   await engine.step();
-  Atomics.store(shared.control, CONTROL.current, 1 - shared.control[CONTROL.current]);
   let loss = 0;
   for (let s = 0; s < shared.shardCount; s++) loss += shared.losses[s];
+  // A non-finite loss means the update is not to be trusted: the current parameters stay.
+  if (!Number.isFinite(loss)) throw new NonFiniteLossError(loss);
+  Atomics.store(shared.control, CONTROL.current, 1 - shared.control[CONTROL.current]);
   return loss;
 }
 
@@ -343,7 +431,7 @@ function writeCheckpoint(
   ];
   saveParams(path, {
     format: "adjoint-params",
-    version: 1,
+    version: PARAMS_VERSION,
     model: { ...spec },
     params: tensors.map(({ name, t }) => ({
       name,
@@ -355,39 +443,217 @@ function writeCheckpoint(
   });
 }
 
+/** What a checkpoint's position must fit: the run that resumes it. */
+interface RunShape {
+  epochs: number;
+  batchesPerEpoch: number;
+  batchSize: number;
+}
+
 function readCheckpoint(
   path: string,
   shared: SharedState,
-  names: readonly string[],
+  specs: readonly { name: string; shape: number[] }[],
   fingerprint: Record<string, unknown>,
+  run: RunShape,
 ): Position {
   const record = loadParams(path);
   const extra = record.extra as
-    { kind?: string; position?: Position; fingerprint?: unknown } | undefined;
-  if (extra?.kind !== CHECKPOINT_KIND || !extra.position) {
+    { kind?: string; position?: unknown; fingerprint?: unknown } | undefined;
+  if (extra?.kind !== CHECKPOINT_KIND || extra.position === undefined) {
     throw new Error(`${path}: not a training checkpoint (a parameter file? use --load for those)`);
   }
-  const saved = JSON.stringify(extra.fingerprint);
-  if (saved !== JSON.stringify(fingerprint)) {
-    throw new Error(
-      `${path}: checkpoint was written by a different run configuration: ${saved} vs ${JSON.stringify(fingerprint)}`,
-    );
-  }
+  checkFingerprint(path, extra.fingerprint, fingerprint);
+  const position = checkPosition(path, extra.position, run);
   const byName = new Map(record.params.map((p) => [p.name, p]));
-  const take = (name: string) => {
+  const expected = new Set<string>();
+  const take = (name: string, shape: readonly number[]) => {
+    expected.add(name);
     const p = byName.get(name);
     if (!p) throw new Error(`${path}: checkpoint lacks tensor "${name}"`);
     if (p.dtype !== shared.dtype)
       throw new Error(`${path}: tensor "${name}" is ${p.dtype}, the run uses ${shared.dtype}`);
+    if (JSON.stringify(p.shape) !== JSON.stringify(shape))
+      throw new Error(
+        `${path}: tensor "${name}" has shape [${p.shape}], the model needs [${shape}]`,
+      );
     return new Tensor(p.data, p.shape);
   };
+  const params = specs.map((s) => take(s.name, s.shape));
+  const state = shared.state.map((_, k) => specs.map((s) => take(`state${k}.${s.name}`, s.shape)));
+  const unexpected = record.params.filter((p) => !expected.has(p.name)).map((p) => p.name);
+  if (unexpected.length > 0) {
+    throw new Error(
+      `${path}: checkpoint holds tensors this run does not have: ${unexpected.map((n) => JSON.stringify(n)).join(", ")}`,
+    );
+  }
   shared.control[CONTROL.current] = 0;
-  writeFlat(shared.params[0], names.map(take));
-  shared.state.forEach((pair, k) =>
-    writeFlat(
-      pair[0],
-      names.map((n) => take(`state${k}.${n}`)),
-    ),
+  writeFlat(shared.params[0], params);
+  shared.state.forEach((pair, k) => writeFlat(pair[0], state[k]));
+  return position;
+}
+
+/** Throws naming each setting in which a checkpoint's run differs from this one. */
+function checkFingerprint(path: string, saved: unknown, current: Record<string, unknown>): void {
+  if (JSON.stringify(saved) === JSON.stringify(current)) return;
+  if (typeof saved !== "object" || saved === null || Array.isArray(saved)) {
+    throw new Error(`${path}: checkpoint has no valid run description (fingerprint)`);
+  }
+  const savedRecord = saved as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(savedRecord), ...Object.keys(current)])];
+  const differences = keys
+    .filter((k) => JSON.stringify(savedRecord[k]) !== JSON.stringify(current[k]))
+    .map(
+      (k) =>
+        `${k}: checkpoint ${JSON.stringify(savedRecord[k]) ?? "(none)"}, this run ${JSON.stringify(current[k]) ?? "(none)"}`,
+    );
+  throw new Error(
+    `${path}: checkpoint was written by a run with other settings; ${differences.join("; ")}`,
   );
-  return extra.position;
+}
+
+/** A checkpoint's position, every field checked for type and range against the resuming run. */
+function checkPosition(path: string, value: unknown, run: RunShape): Position {
+  const fail = (what: string): never => {
+    throw new Error(`${path}: corrupt checkpoint position: ${what}`);
+  };
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return fail(`expected an object, got ${JSON.stringify(value)}`);
+  }
+  const p = value as Record<string, unknown>;
+  const keys = ["epoch", "batch", "t", "rngState", "history", "epochLossSum", "epochSamples"];
+  for (const key of keys) if (!(key in p)) fail(`${key} is missing`);
+  for (const key of Object.keys(p)) if (!keys.includes(key)) fail(`unknown field "${key}"`);
+  const integer = (key: string, lo: number, hi: number): number => {
+    const v = p[key];
+    if (!Number.isSafeInteger(v) || (v as number) < lo || (v as number) > hi) {
+      fail(`${key} is ${JSON.stringify(v)}, expected an integer from ${lo} to ${hi}`);
+    }
+    return v as number;
+  };
+  const epoch = integer("epoch", 0, Number.MAX_SAFE_INTEGER);
+  if (epoch > run.epochs) {
+    throw new Error(
+      `${path}: checkpoint is at epoch ${epoch}, past this run's ${run.epochs} epochs (--epochs)`,
+    );
+  }
+  const batch = integer("batch", 0, run.batchesPerEpoch - 1);
+  const t = integer("t", 0, Number.MAX_SAFE_INTEGER);
+  if (t !== epoch * run.batchesPerEpoch + batch) {
+    fail(
+      `step ${t} does not match epoch ${epoch}, batch ${batch} (${run.batchesPerEpoch} batches per epoch)`,
+    );
+  }
+  integer("epochSamples", batch * run.batchSize, batch * run.batchSize);
+  if (
+    typeof p.epochLossSum !== "number" ||
+    !Number.isFinite(p.epochLossSum) ||
+    p.epochLossSum < 0
+  ) {
+    fail(`epochLossSum is ${JSON.stringify(p.epochLossSum)}, expected a finite sum >= 0`);
+  }
+  if (batch === 0 && p.epochLossSum !== 0) fail("epochLossSum is not 0 at the start of an epoch");
+  try {
+    new Rng(1).setState(p.rngState as number[]);
+  } catch (error) {
+    fail(`rngState: ${(error as Error).message}`);
+  }
+  const history = p.history;
+  if (!Array.isArray(history) || history.length !== epoch) {
+    fail(`history must list the ${epoch} completed epochs, got ${JSON.stringify(history)}`);
+  }
+  (history as unknown[]).forEach((entry, i) => {
+    const e = entry as Record<string, unknown> | null;
+    const ok =
+      typeof e === "object" &&
+      e !== null &&
+      Object.keys(e).length === 3 &&
+      e.epoch === i + 1 &&
+      typeof e.trainLoss === "number" &&
+      Number.isFinite(e.trainLoss) &&
+      typeof e.testAccuracy === "number" &&
+      e.testAccuracy >= 0 &&
+      e.testAccuracy <= 1;
+    if (!ok) fail(`history[${i}] is ${JSON.stringify(entry)}`);
+  });
+  return p as unknown as Position;
+}
+
+/**
+ * Takes the checkpoint path for this run: removes temp files a killed writer left, refuses an
+ * existing checkpoint unless the run resumes or overwrites it, and holds `path.lock` (created
+ * exclusively, with this pid; a dead process's lock is taken over with a notice). Returns the
+ * function that releases the lock.
+ */
+function claimCheckpoint(path: string, options: TrainerOptions): () => void {
+  const notice = options.onNotice ?? (() => {});
+  const release = acquireLock(path, notice);
+  try {
+    const removed = removeStaleTempFiles(path);
+    if (removed.length > 0) {
+      notice(`removed ${removed.length} temp file(s) a killed run left: ${removed.join(", ")}`);
+    }
+    const exists = existsSync(path);
+    if (options.resume && !exists) {
+      throw new Error(`checkpoint ${path} does not exist: there is nothing to resume`);
+    }
+    if (exists && !options.resume && !options.overwrite) {
+      throw new Error(
+        `checkpoint ${path} already exists: continue it with --resume, or replace it with --overwrite`,
+      );
+    }
+  } catch (error) {
+    release();
+    throw error;
+  }
+  return release;
+}
+
+/** Creates `path.lock` exclusively with this pid; returns the function that removes it. */
+export function acquireLock(path: string, notice: (line: string) => void = () => {}): () => void {
+  const lockPath = `${path}.lock`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(lockPath, "wx", 0o644);
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      break;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" || attempt > 0) {
+        throw new Error(`cannot lock ${path}: ${(error as Error).message}`, { cause: error });
+      }
+      let text = "";
+      try {
+        text = readFileSync(lockPath, "utf8");
+      } catch {
+        // Removed in between: try again.
+      }
+      const pid = /^\d+\n?$/.test(text) ? Number(text.trim()) : undefined;
+      if (pid !== undefined && pid !== process.pid && processAlive(pid)) {
+        throw new Error(
+          `checkpoint ${path} is in use by process ${pid} (lock file ${lockPath}); wait for that run to end or choose another --checkpoint`,
+          { cause: error },
+        );
+      }
+      if (pid === process.pid) {
+        throw new Error(`checkpoint ${path} is already in use by another run in this process`, {
+          cause: error,
+        });
+      }
+      notice(
+        `taking over the stale lock ${lockPath} (${pid === undefined ? "unreadable" : `process ${pid} is not running`})`,
+      );
+      rmSync(lockPath, { force: true });
+    }
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    rmSync(lockPath, { force: true });
+  };
 }

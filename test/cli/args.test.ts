@@ -23,6 +23,7 @@ describe("parseTrainArgs", () => {
       seed: 0,
       json: false,
       resume: false,
+      overwrite: false,
       help: false,
     });
     const opts = parseTrainArgs([]);
@@ -94,6 +95,7 @@ describe("parseTrainArgs", () => {
       save: "out/model.adj",
       checkpoint: "ckpt.adj",
       resume: true,
+      overwrite: false,
       plot: "curves.svg",
       stepTimeoutMs: 30000,
       help: false,
@@ -174,6 +176,16 @@ describe("parseTrainArgs", () => {
     [["--plot", "curves.png"], /^--plot: expected a \.svg file name, got "curves.png"$/, "--plot"],
     [["--json=yes"], /^--json takes no value, got "yes"$/, "--json"],
     [["--resume"], /^--resume needs --checkpoint FILE/, "--resume"],
+    [
+      ["--overwrite"],
+      /^--overwrite applies to --checkpoint FILE, which is not given$/,
+      "--overwrite",
+    ],
+    [
+      ["--checkpoint", "c", "--resume", "--overwrite"],
+      /^--overwrite and --resume conflict: resume continues the checkpoint$/,
+      "--overwrite",
+    ],
     [
       ["--resume", "--checkpoint", "c", "--load", "m"],
       /^--resume and --load "m" conflict/,

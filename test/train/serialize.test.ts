@@ -15,11 +15,13 @@ import {
   loadParams,
   paramsHash,
   PARAMS_MAGIC,
+  PARAMS_VERSION,
   saveParams,
   writeFileAtomic,
   type ParamsRecord,
 } from "../../src/train/serialize.js";
 import { Rng } from "../../src/train/random.js";
+import { execFileSync } from "node:child_process";
 
 const tmp = mkdtempSync(join(tmpdir(), "adjoint-serialize-"));
 afterAll(() => {
@@ -40,7 +42,7 @@ function sampleRecord(): ParamsRecord {
   const scalar = Float64Array.of(42.5);
   return {
     format: "adjoint-params",
-    version: 1,
+    version: PARAMS_VERSION,
     model: { kind: "mlp", sizes: [6, 5, 3] },
     params: [
       { name: "W1", shape: [6, 5], dtype: "float32", data: W1 },
@@ -64,7 +66,7 @@ describe("saveParams / loadParams", () => {
     saveParams(path, record);
     const loaded = loadParams(path);
     expect(loaded.format).toBe("adjoint-params");
-    expect(loaded.version).toBe(1);
+    expect(loaded.version).toBe(2);
     expect(loaded.model).toEqual(record.model);
     expect(loaded.extra).toEqual(record.extra);
     expect(loaded.params.map((p) => p.name)).toEqual(record.params.map((p) => p.name));
@@ -79,7 +81,7 @@ describe("saveParams / loadParams", () => {
     expect(Object.is(loaded.params[2].data[1], -0)).toBe(true);
   });
 
-  it("writes the documented layout: magic, header length, aligned payload, sha-256", () => {
+  it("writes the documented layout: magic, header length, aligned payload, whole-file sha-256", () => {
     const path = freshPath();
     const record = sampleRecord();
     saveParams(path, record);
@@ -88,9 +90,15 @@ describe("saveParams / loadParams", () => {
     const headerLength = file.readUInt32LE(8);
     const header = JSON.parse(file.subarray(16, 16 + headerLength).toString("utf8"));
     const payloadStart = Math.ceil((16 + headerLength) / 8) * 8;
-    const payload = file.subarray(payloadStart);
+    const payload = file.subarray(payloadStart, file.length - 32);
     expect(payload.length).toBe(header.payloadBytes);
-    expect(header.sha256).toBe(createHash("sha256").update(payload).digest("hex"));
+    expect(header.sha256).toBeUndefined();
+    const trailer = file.subarray(file.length - 32).toString("hex");
+    expect(trailer).toBe(
+      createHash("sha256")
+        .update(file.subarray(0, file.length - 32))
+        .digest("hex"),
+    );
     for (const t of header.tensors) expect(t.offset % 8).toBe(0);
     const b1 = header.tensors[1];
     expect(b1.byteLength).toBe(20);
@@ -122,14 +130,19 @@ describe("saveParams / loadParams", () => {
       edit(h);
       const json = Buffer.from(JSON.stringify(h), "utf8");
       const start = Math.ceil((16 + json.length) / 8) * 8;
-      const out = Buffer.alloc(start + (good.length - payloadStart));
-      good.copy(out, 0, 0, 16);
-      out.writeUInt32LE(json.length, 8);
-      json.copy(out, 16);
-      good.copy(out, start, payloadStart);
+      const body = Buffer.alloc(start + (good.length - 32 - payloadStart));
+      good.copy(body, 0, 0, 16);
+      body.writeUInt32LE(json.length, 8);
+      json.copy(body, 16);
+      good.copy(body, start, payloadStart, good.length - 32);
+      // A consistent checksum, as a hand edit that recomputed it would leave.
       const path = freshPath("edited.adj");
-      writeFileSync(path, out);
+      writeFileSync(path, withTrailer(body));
       return path;
+    }
+
+    function withTrailer(body: Buffer): Buffer {
+      return Buffer.concat([body, createHash("sha256").update(body).digest()]);
     }
 
     function corrupt(bytes: Uint8Array): string {
@@ -156,14 +169,16 @@ describe("saveParams / loadParams", () => {
       expect(() => loadParams(wrongFormat)).toThrow(
         /wrong format "numpy", expected "adjoint-params"/,
       );
-      const v2 = withHeader((h) => (h.version = 2));
-      expect(() => loadParams(v2)).toThrow(
-        new RegExp(`loadParams\\(${v2}\\): unsupported version 2; this build reads version 1`),
+      const v3 = withHeader((h) => (h.version = 3));
+      expect(() => loadParams(v3)).toThrow(
+        new RegExp(
+          `loadParams\\(${v3}\\): unsupported version 3 in a "ADJOINT2" file; this build reads versions 1 and 2`,
+        ),
       );
     });
 
     it("truncated at every region", () => {
-      for (const length of [0, 5, 12, 16 + 10, payloadStart + 3, good.length - 1]) {
+      for (const length of [0, 5, 12, 16 + 10, payloadStart + 3, good.length - 33]) {
         const path = corrupt(good.subarray(0, length));
         expect(() => loadParams(path), `length ${length}`).toThrow(/truncated file/);
       }
@@ -173,10 +188,17 @@ describe("saveParams / loadParams", () => {
           `the payload should be ${header.payloadBytes} bytes, found ${header.payloadBytes - 1}`,
         ),
       );
+      // A file cut anywhere is refused, whatever survived of it.
+      for (let length = 0; length < good.length; length += 7) {
+        const cut = corrupt(good.subarray(0, length));
+        expect(() => loadParams(cut), `length ${length}`).toThrow(/loadParams\(/);
+      }
     });
 
     it("trailing bytes", () => {
-      const path = corrupt(Buffer.concat([good, Buffer.from([1, 2, 3])]));
+      const path = corrupt(
+        withTrailer(Buffer.concat([good.subarray(0, good.length - 32), Buffer.from([1, 2, 3])])),
+      );
       expect(() => loadParams(path)).toThrow(/3 unexpected bytes after the payload/);
     });
 
@@ -189,10 +211,30 @@ describe("saveParams / loadParams", () => {
       );
     });
 
+    it("header fields outside their range, with a recomputed checksum", () => {
+      const overlap = withHeader((h) => (h.tensors[1].offset = h.tensors[0].offset));
+      expect(() => loadParams(overlap)).toThrow(
+        /tensor "b1" starts at byte 0 of the payload, expected 120 \(tensors lie in order/,
+      );
+      const gap = withHeader((h) => {
+        h.tensors[4].offset += 8;
+        h.payloadBytes += 8;
+      });
+      expect(() => loadParams(gap)).toThrow(
+        /payload should be|starts at byte \d+ of the payload, expected/,
+      );
+      const unknown = withHeader((h) => (h.epoch = 3));
+      expect(() => loadParams(unknown)).toThrow(/corrupt header: unknown field "epoch"/);
+      const tensorKey = withHeader((h) => (h.tensors[0].stride = 1));
+      expect(() => loadParams(tensorKey)).toThrow(/tensor "W1" has an unknown field "stride"/);
+      const extra = withHeader((h) => (h.extra = [1]));
+      expect(() => loadParams(extra)).toThrow(/extra is not an object/);
+    });
+
     it("corrupt header JSON", () => {
       const bytes = Buffer.from(good);
       bytes[16] = "[".charCodeAt(0) + 100;
-      const path = corrupt(bytes);
+      const path = corrupt(withTrailer(bytes.subarray(0, bytes.length - 32)));
       expect(() => loadParams(path)).toThrow(/corrupt header, not valid JSON/);
     });
 
@@ -211,6 +253,26 @@ describe("saveParams / loadParams", () => {
       const path = join(tmp, "does-not-exist.adj");
       expect(() => loadParams(path)).toThrow(/does-not-exist\.adj\): cannot read the file/);
     });
+
+    it("anything but a regular file is refused before it is read (/dev/zero, a FIFO, a directory)", () => {
+      expect(() => loadParams("/dev/zero")).toThrow(
+        "loadParams(/dev/zero): not a regular file (a device): parameter files are ordinary files",
+      );
+      expect(() => loadParams(tmp)).toThrow(/not a regular file \(a directory\)/);
+      const fifo = join(tmp, "params.fifo");
+      execFileSync("mkfifo", [fifo]);
+      expect(() => loadParams(fifo)).toThrow(/not a regular file \(a FIFO\)/);
+    });
+
+    it("a version 1 file (payload-only checksum) still loads", () => {
+      const record = sampleRecord();
+      const v1 = freshPath("v1.adj");
+      writeFileSync(v1, versionOneFile(record));
+      const loaded = loadParams(v1);
+      expect(loaded.version).toBe(2);
+      expect(paramsHash(loaded.params)).toBe(paramsHash(record.params));
+      expect(loaded.extra).toEqual(record.extra);
+    });
   });
 
   it("validates records before writing anything", () => {
@@ -226,8 +288,8 @@ describe("saveParams / loadParams", () => {
     const r3 = sampleRecord();
     r3.params[1].name = "W1";
     expect(() => saveParams(path, r3)).toThrow(/duplicate parameter name "W1"/);
-    const r4 = { ...sampleRecord(), version: 2 } as unknown as ParamsRecord;
-    expect(() => saveParams(path, r4)).toThrow(/version must be 1, got 2/);
+    const r4 = { ...sampleRecord(), version: 1 } as unknown as ParamsRecord;
+    expect(() => saveParams(path, r4)).toThrow(/version must be 2, got 1/);
     expect(() => readFileSync(path)).toThrow(/ENOENT/);
   });
 });
@@ -321,5 +383,72 @@ describe("writeFileAtomic", () => {
     bad.params[0].shape = [1];
     expect(() => saveParams(path, bad)).toThrow(/shape \[1\]/);
     expect(readFileSync(path).equals(before)).toBe(true);
+  });
+});
+
+/** The version 1 layout, written independently of saveParams: "ADJOINT1", payload-only sha-256. */
+function versionOneFile(record: ParamsRecord): Buffer {
+  let offset = 0;
+  const tensors = record.params.map((p) => {
+    const entry = {
+      name: p.name,
+      shape: p.shape,
+      dtype: p.dtype,
+      offset,
+      byteLength: p.data.byteLength,
+    };
+    offset = Math.ceil((offset + p.data.byteLength) / 8) * 8;
+    return entry;
+  });
+  const payload = Buffer.alloc(offset);
+  record.params.forEach((p, i) => bytesOf(p.data).copy(payload, tensors[i].offset));
+  const header = Buffer.from(
+    JSON.stringify({
+      format: "adjoint-params",
+      version: 1,
+      model: record.model,
+      extra: record.extra,
+      tensors,
+      payloadBytes: offset,
+      sha256: createHash("sha256").update(payload).digest("hex"),
+    }),
+  );
+  const start = Math.ceil((16 + header.length) / 8) * 8;
+  const out = Buffer.alloc(start + payload.length);
+  out.write("ADJOINT1", 0, "latin1");
+  out.writeUInt32LE(header.length, 8);
+  header.copy(out, 16);
+  payload.copy(out, start);
+  return out;
+}
+
+describe("every single-bit flip of a small parameter file is refused with a one-line error", () => {
+  it("flips each bit of the whole file", () => {
+    const path = freshPath("small.adj");
+    saveParams(path, {
+      format: "adjoint-params",
+      version: PARAMS_VERSION,
+      model: { kind: "logreg", sizes: [2, 3] },
+      params: [
+        { name: "W", shape: [2, 3], dtype: "float32", data: Float32Array.of(1, 2, 3, 4, 5, 6) },
+        { name: "b", shape: [3], dtype: "float32", data: Float32Array.of(0.5, -0.5, 0) },
+      ],
+      extra: { kind: "adjoint-checkpoint", position: { epoch: 1, batch: 0, t: 4 } },
+    });
+    const good = readFileSync(path);
+    const flipped = freshPath("flipped.adj");
+    for (let bit = 0; bit < good.length * 8; bit++) {
+      const bytes = Buffer.from(good);
+      bytes[bit >> 3] ^= 1 << (bit & 7);
+      writeFileSync(flipped, bytes);
+      let message = "";
+      try {
+        loadParams(flipped);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message, `bit ${bit} accepted`).toMatch(/^loadParams\(/);
+      expect(message.includes("\n"), `bit ${bit}: ${message}`).toBe(false);
+    }
   });
 });

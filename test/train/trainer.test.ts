@@ -7,7 +7,7 @@ import { Tensor } from "../../src/tensor/tensor.js";
 import { loadDigits, randomSplit, standardize, type Dataset } from "../../src/train/data.js";
 import { inProcessEngine } from "../../src/train/engine.js";
 import { modelSpec } from "../../src/train/models.js";
-import { loadParams, paramsHash, saveParams } from "../../src/train/serialize.js";
+import { loadParams, paramsHash, PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
 import { accuracy, train, type TrainerOptions } from "../../src/train/trainer.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "adjoint-trainer-"));
@@ -230,14 +230,16 @@ describe("train (in-process engine, digits logreg)", () => {
             fingerprint: { batchSize: 16, seed: 0 },
           }),
         ),
-      ).rejects.toThrow(/checkpoint was written by a different run configuration/);
+      ).rejects.toThrow(
+        "mid.ckpt: checkpoint was written by a run with other settings; batchSize: checkpoint 32, this run 16",
+      );
     });
 
     it("refuses a plain parameter file as a checkpoint", async () => {
       const path = join(tmp, "plain.adj");
       saveParams(path, {
         format: "adjoint-params",
-        version: 1,
+        version: PARAMS_VERSION,
         model: { ...spec },
         params: reference.params.map((t, i) => ({
           name: ["W1", "b1"][i],
