@@ -139,16 +139,14 @@ const TEMP_INFIX = ".tmp-";
 /** The error of a failed write, naming the target path and keeping the system error's code. */
 function writeError(path: string, err: unknown): Error {
   const cause = err as NodeJS.ErrnoException;
-  const reason =
-    cause?.code === "ENOSPC"
-      ? "no space left on the device"
-      : cause?.code === "EROFS"
-        ? "the file system is read-only"
-        : cause?.code === "EACCES" || cause?.code === "EPERM"
-          ? "permission denied"
-          : cause?.code === "ENOENT"
-            ? "its directory does not exist"
-            : undefined;
+  const reasons: Record<string, string> = {
+    ENOSPC: "no space left on the device",
+    EDQUOT: "the disk quota is exhausted",
+    EROFS: "the file system is read-only",
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+  };
+  const reason = cause?.code !== undefined ? reasons[cause.code] : undefined;
   const detail = reason ? `${reason} (${cause.code})` : String(cause?.message ?? cause);
   const error = new Error(
     `cannot write ${path}: ${detail}; the previous file, if any, is unchanged`,
@@ -289,7 +287,17 @@ export function loadParams(path: string): ParamsRecord {
   const fail = (what: string): never => {
     throw new Error(`loadParams(${path}): ${what}`);
   };
-  const file = readRegularFile(path, fail);
+  return decodeParams(readRegularFile(path, fail), path);
+}
+
+/**
+ * Decodes and validates the bytes of a parameter file (see {@link loadParams}, which reads the
+ * file and calls this); errors read `loadParams(source): ...`.
+ */
+export function decodeParams(file: Buffer, source: string): ParamsRecord {
+  const fail = (what: string): never => {
+    throw new Error(`loadParams(${source}): ${what}`);
+  };
   if (file.length < PREAMBLE_BYTES) {
     const magicPrefix = file.subarray(0, 8).toString("latin1");
     if (

@@ -17,7 +17,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { main, type CliIO } from "../../src/cli/train.js";
-import { loadParams, PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
+import { decodeParams, loadParams, PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
 import { inProcessEngine } from "../../src/train/engine.js";
 import { modelSpec } from "../../src/train/models.js";
@@ -374,5 +374,29 @@ describe("a checkpoint's position is validated field by field", () => {
     expect(result.code).toBe(1);
     expect(result.err.at(-1)).toMatch(message);
     expect(result.err.at(-1)).not.toMatch(/is not iterable|Cannot read/);
+  });
+});
+
+describe("every single-bit flip of a real checkpoint is refused", () => {
+  it("a 1-epoch SGD checkpoint of softmax regression on digits, each bit flipped in turn", async () => {
+    const dir = freshDir();
+    const ckpt = join(dir, "c.ckpt");
+    const flags = ["--optimizer", "sgd", "--lr", "0.05", "--epochs", "1"];
+    expect((await run([...DIGITS, ...flags, "--checkpoint", ckpt])).code).toBe(0);
+    const good = readFileSync(ckpt);
+    // In memory: loadParams reads the file, then decodes it with decodeParams.
+    const accepted: number[] = [];
+    for (let bit = 0; bit < good.length * 8; bit++) {
+      const bytes = Buffer.from(good);
+      bytes[bit >> 3] ^= 1 << (bit & 7);
+      try {
+        decodeParams(bytes, ckpt);
+        accepted.push(bit);
+      } catch (error) {
+        if (!(error as Error).message.startsWith(`loadParams(${ckpt}): `)) accepted.push(bit);
+      }
+    }
+    expect(accepted).toEqual([]);
+    expect(good.length).toBeGreaterThan(2000);
   });
 });
