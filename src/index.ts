@@ -5,6 +5,8 @@ export { backend, setBackend } from "./tensor/backend.js";
 export type { Backend } from "./tensor/backend.js";
 export { jsBackend } from "./tensor/kernels/js.js";
 export { Node, variable, isPlaceholder } from "./graph/node.js";
+export type { VariableOptions } from "./graph/node.js";
+export type { Dim, NodeType } from "./graph/types.js";
 export type { Op, Attrs } from "./graph/op.js";
 export { opByName } from "./graph/op.js";
 export { topoSort } from "./graph/topo.js";

@@ -39,10 +39,12 @@ export function gradients(output: Node, nodes: readonly Node[]): Node[] {
       );
     }
     node.inputs.forEach((input, k) => {
-      if (!onPath.has(input)) return;
+      const inputGrad = inputGrads[k];
+      // null: this input gets no gradient from this node, and nothing is built for it.
+      if (inputGrad === null || !onPath.has(input)) return;
       const list = grads.get(input);
-      if (list) list.push(inputGrads[k]);
-      else grads.set(input, [inputGrads[k]]);
+      if (list) list.push(inputGrad);
+      else grads.set(input, [inputGrad]);
     });
   }
   return nodes.map((node) => total.get(node) ?? zerosLike(node));

@@ -2,6 +2,8 @@
 import { add, addByConst, div, divByConst, mul, mulByConst, neg, sub } from "./ops/elementwise.js";
 import { matmul, type MatmulOptions } from "./ops/matmul.js";
 import { defineOp, type Attrs, type Op } from "./op.js";
+import { checkDeclaredShape, fmtType, UNKNOWN, type Dim, type NodeType } from "./types.js";
+import type { DType } from "../tensor/tensor.js";
 
 let nextId = 0;
 const MAX_NAME = 48;
@@ -13,14 +15,39 @@ export class Node {
   readonly op: Op;
   readonly attrs: Attrs;
   readonly name: string;
+  /** What is known of the value before it runs: shape (null dims unknown) and dtype. */
+  readonly type: NodeType;
 
-  /** Builds a node; builders such as `add()` call this, user code rarely does. */
+  /**
+   * Builds a node and infers its type from its inputs' types by the op's type rule, so
+   * incompatible inputs throw here, at the line that built the graph. Builders such as `add()`
+   * call this; user code rarely does.
+   */
   constructor(inputs: Node[], op: Op, attrs: Attrs, name: string) {
     this.id = nextId++;
     this.inputs = inputs;
     this.op = op;
     this.attrs = attrs;
     this.name = name;
+    try {
+      this.type = op.type(
+        inputs.map((input) => input.type),
+        attrs,
+      );
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new Error(`${op.name}(${inputs.map(label).join(", ")}): ${message}`, { cause: error });
+    }
+  }
+
+  /** The shape known at build time: null entries where unknown, null when even the rank is. */
+  get shape(): readonly Dim[] | null {
+    return this.type.shape;
+  }
+
+  /** The dtype known at build time, or null. */
+  get dtype(): DType | null {
+    return this.type.dtype;
   }
 
   /** this + other (a Node, or a number via addByConst). */
@@ -161,17 +188,70 @@ export function makeNode(op: Op, inputs: Node[], attrs: Attrs, name: string): No
 /** The placeholder op: its value comes from the feed map, never from compute. */
 export const placeholderOp: Op = defineOp({
   name: "placeholder",
+  type: (_inputs, attrs) =>
+    attrs.shape === undefined && attrs.dtype === undefined
+      ? UNKNOWN
+      : {
+          shape: (attrs.shape as readonly Dim[] | undefined) ?? null,
+          dtype: (attrs.dtype as DType | undefined) ?? null,
+        },
   compute: (node) => {
     throw new Error(`variable "${node.name}" has no value: feed it`);
   },
   gradient: () => [],
 });
 
-/** A placeholder fed at run time. Example: `const x = variable("x"); new Evaluator([x.mul(2)])`. */
-export function variable(name: string): Node {
+/** Options of {@link variable}: what is known of its value before it is fed. */
+export interface VariableOptions {
+  /** The shape, with null for dimensions known only when fed (e.g. `[null, 784]`). */
+  shape?: readonly Dim[];
+  dtype?: DType;
+}
+
+/**
+ * A placeholder fed at run time, optionally with a declared type that the Evaluator checks every
+ * feed against. Example: `const X = variable("X", { shape: [null, 784], dtype: "float32" })`.
+ */
+export function variable(name: string, options?: VariableOptions): Node {
   if (typeof name !== "string")
     throw new TypeError(`variable: name must be a string, got ${describe(name)}`);
-  return new Node([], placeholderOp, {}, name);
+  const example = 'variable("X", { shape: [null, 784], dtype: "float32" })';
+  checkArity("variable(name, options)", arguments.length, 2, example);
+  const { shape, dtype } = checkOptions(
+    "variable(name, options)",
+    options,
+    ["shape", "dtype"],
+    example,
+  );
+  const attrs: Attrs = {};
+  if (shape !== undefined) attrs.shape = checkDeclaredShape(`variable("${name}")`, shape);
+  if (dtype !== undefined) {
+    if (dtype !== "float32" && dtype !== "float64") {
+      throw new TypeError(
+        `variable("${name}"): dtype must be "float32" or "float64", got ${JSON.stringify(dtype)}`,
+      );
+    }
+    attrs.dtype = dtype;
+  }
+  return new Node([], placeholderOp, attrs, name);
+}
+
+/** Throws naming the variable when a fed value does not fit its declared type. */
+export function checkFeed(node: Node, value: { shape: readonly number[]; dtype: DType }): void {
+  const { shape, dtype } = node.type;
+  if (shape !== null) {
+    const fits =
+      shape.length === value.shape.length &&
+      shape.every((d, i) => d === null || d === value.shape[i]);
+    if (!fits) {
+      throw new Error(
+        `${node.name}: fed shape [${value.shape.join(",")}], declared ${fmtType(shape)}`,
+      );
+    }
+  }
+  if (dtype !== null && dtype !== value.dtype) {
+    throw new Error(`${node.name}: fed dtype ${value.dtype}, declared ${dtype}`);
+  }
 }
 
 /** True for nodes built by variable(). */

@@ -1,17 +1,26 @@
 /** Op: one kind of operation, and the registry that lets workers rebuild graphs by op name. */
 import type { Tensor } from "../tensor/tensor.js";
 import type { Node } from "./node.js";
+import type { NodeType } from "./types.js";
 
 /** Static parameters of a node: plain, structured-cloneable data. */
 export type Attrs = Record<string, unknown>;
 
-/** One kind of operation: how to compute a node's value and its gradient rule. */
+/** One kind of operation: its type rule, how to compute a node's value, and its gradient rule. */
 export interface Op {
   readonly name: string;
+  /**
+   * The output's type (shape with null where unknown, dtype) from the inputs' types and the
+   * attrs, run when a node is built; throws when known input types are incompatible.
+   */
+  type(inputTypes: readonly NodeType[], attrs: Attrs): NodeType;
   /** The node's value from its inputs' values; inputs are never modified. */
   compute(node: Node, inputValues: Tensor[]): Tensor;
-  /** One gradient node per input, in input order, given the gradient of the output. */
-  gradient(node: Node, outputGrad: Node): Node[];
+  /**
+   * One gradient node per input, in input order, given the gradient of the output; null for an
+   * input that gets no gradient (a shape reference, a constant): nothing is built for it.
+   */
+  gradient(node: Node, outputGrad: Node): (Node | null)[];
 }
 
 const registry = new Map<string, Op>();

@@ -1,5 +1,5 @@
 /** Evaluator: runs a graph in topological order from a feed map. */
-import { checkNodeList, isPlaceholder, type Node } from "../graph/node.js";
+import { checkFeed, checkNodeList, isPlaceholder, label, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
 import { poolingEnabled, releaseArray, Tensor, type TypedArray } from "../tensor/tensor.js";
 
@@ -25,6 +25,8 @@ export class Evaluator {
   readonly placeholders: readonly Node[];
   private readonly slotOf: Map<Node, number>;
   private readonly placeholderSlots: Int32Array;
+  /** Placeholders with a declared shape or dtype, by slot: each feed is checked against it. */
+  private readonly declaredFeeds: [number, Node][];
   /** Input slots of step s: inputSlots[inputStart[s] .. inputStart[s + 1]). */
   private readonly inputStart: Int32Array;
   private readonly inputSlots: Int32Array;
@@ -55,6 +57,9 @@ export class Evaluator {
     this.placeholders = order.filter(isPlaceholder);
     this.placeholderSlots = Int32Array.from(this.placeholders, (p) => this.slotOf.get(p)!);
     this.outputSlots = Int32Array.from(evalNodes, (node) => this.slotOf.get(node)!);
+    this.declaredFeeds = this.placeholders
+      .filter((p) => p.shape !== null || p.dtype !== null)
+      .map((p) => [this.slotOf.get(p)!, p]);
 
     this.inputStart = new Int32Array(n + 1);
     for (let s = 0; s < n; s++)
@@ -137,6 +142,7 @@ export class Evaluator {
     if (notTensor !== undefined) {
       throw new TypeError(`Evaluator.run: the feed for "${notTensor.name}" is not a Tensor`);
     }
+    for (const [slot, node] of this.declaredFeeds) checkFeed(node, values[slot]!);
   }
 
   /** The topological sweep over slots already holding the feeds. */
@@ -199,16 +205,17 @@ export class Evaluator {
   }
 }
 
-/** node.op.compute with errors prefixed by the op and node: `matmul((X@W)): ...`. */
+/**
+ * node.op.compute with errors prefixed by the op and its inputs, as build-time type errors are:
+ * `matmul(X, W): inner dimensions differ: [2,3] @ [4,5]` (the op's message gives the shapes).
+ */
 export function computeNode(node: Node, inputs: Tensor[]): Tensor {
   try {
     return node.op.compute(node, inputs);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    // Messages that already show shapes stay as they are; others get the input shapes appended.
-    const shapes = inputs.map((t) => `[${t.shape.join(",")}]`).join(", ");
-    const detail =
-      message.includes("[") || inputs.length === 0 ? message : `${message} (inputs ${shapes})`;
-    throw new Error(`${node.op.name}(${node.name}): ${detail}`, { cause: error });
+    throw new Error(`${node.op.name}(${node.inputs.map(label).join(", ")}): ${message}`, {
+      cause: error,
+    });
   }
 }

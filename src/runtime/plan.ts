@@ -2,7 +2,7 @@
  * Graph <-> plain-data plan: what crosses to worker threads. No functions or closures: op names,
  * attrs and input indices, rebuilt through the op registry on the other side.
  */
-import { isPlaceholder, Node, variable } from "../graph/node.js";
+import { isPlaceholder, Node } from "../graph/node.js";
 import { opByName, type Attrs } from "../graph/op.js";
 import { topoSort } from "../graph/topo.js";
 
@@ -53,15 +53,14 @@ export function rebuildGraph(plan: Plan): { placeholders: Node[]; outputs: Node[
   const nodes: Node[] = [];
   for (const spec of plan.nodes) {
     const op = opByName(spec.op);
+    // Placeholders too: their attrs carry the declared type.
     nodes.push(
-      spec.op === "placeholder"
-        ? variable(spec.name)
-        : new Node(
-            spec.inputs.map((i) => nodes[i]),
-            op,
-            spec.attrs,
-            spec.name,
-          ),
+      new Node(
+        spec.inputs.map((i) => nodes[i]),
+        op,
+        spec.attrs,
+        spec.name,
+      ),
     );
   }
   return {

@@ -65,12 +65,12 @@ export function normalizeAxes(
 }
 
 /** Shape after reducing `axes` (sorted, non-negative) of `shape`. */
-export function reducedShape(
-  shape: readonly number[],
+export function reducedShape<D extends number | null>(
+  shape: readonly D[],
   axes: readonly number[],
   keepdims: boolean,
-): number[] {
-  const out: number[] = [];
+): (D | 1)[] {
+  const out: (D | 1)[] = [];
   for (let i = 0; i < shape.length; i++) {
     if (axes.includes(i)) {
       if (keepdims) out.push(1);
@@ -80,7 +80,11 @@ export function reducedShape(
 }
 
 /** Inserts `count` ones into `shape` at position `axis` (NumPy-style prefix when axis is 0). */
-export function insertOnes(shape: readonly number[], count: number, axis: number): number[] {
-  const ones = new Array<number>(count).fill(1);
+export function insertOnes<D extends number | null>(
+  shape: readonly D[],
+  count: number,
+  axis: number,
+): (D | 1)[] {
+  const ones = new Array<1>(count).fill(1);
   return [...shape.slice(0, axis), ...ones, ...shape.slice(axis)];
 }

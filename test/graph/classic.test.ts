@@ -235,7 +235,7 @@ describe("classic exercise", () => {
     ]);
     // Without axis the NumPy rule puts the missing axis first: (4,) cannot reach (4,3).
     expect(() => run([broadcastTo(v, [4, 3])], [[v, tensor([1, 2, 3, 4])]])).toThrow(
-      "broadcastTo(broadcastTo(v,[4,3])): cannot broadcast [4] (as [1,4], axis 0) to [4,3]",
+      "broadcastTo(v): cannot broadcast [4] (as [1,4], axis 0) to [4,3]",
     );
   });
 });

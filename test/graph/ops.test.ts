@@ -60,6 +60,10 @@ const publicBuilders = Object.entries(adj)
 /** Chainable methods of Node (everything on its prototype except the constructor and toString). */
 const nodeMethods = Object.getOwnPropertyNames(Node.prototype)
   .filter((name) => name !== "constructor" && name !== "toString")
+  // Methods only: the shape and dtype getters are no builders.
+  .filter(
+    (name) => typeof Object.getOwnPropertyDescriptor(Node.prototype, name)?.value === "function",
+  )
   .map((name) => `Node.${name}`)
   .sort();
 
@@ -130,17 +134,20 @@ describe("the checker itself", () => {
   /** exp with the classic mistake: gradient x * g instead of e^x * g. */
   const wrongExpOp: Op = {
     name: "wrongExp",
+    type: ([x]) => x,
     compute: (node, inputs) => adj.exp(node.inputs[0]).op.compute(node, inputs),
     gradient: (node, g) => [adj.mul(g, node.inputs[0])],
   };
   /** A correct first derivative whose own gradient is wrong: 2x with a gradient rule saying 3. */
   const twiceOp: Op = {
     name: "twice",
+    type: ([x]) => x,
     compute: (_node, [v]) => adj.backend().scalar("mul", v, 2),
     gradient: (_node, g) => [adj.mulByConst(g, 2)],
   };
   const squareOp: Op = {
     name: "square",
+    type: ([x]) => x,
     compute: (_node, [v]) => adj.backend().binary("mul", v, v),
     gradient: (node, g) => [adj.mul(g, new Node([node.inputs[0]], badTwiceOp, {}, "twice"))],
   };
@@ -148,6 +155,7 @@ describe("the checker itself", () => {
   /** A gradient of the wrong shape: (3,) summed for a (2,3) input. */
   const wrongShapeOp: Op = {
     name: "wrongShape",
+    type: ([x]) => x,
     compute: (_node, [v]) => v,
     gradient: (_node, g) => [adj.sum(g, { axis: 0 })],
   };

@@ -37,7 +37,7 @@ describe("Evaluator slots", () => {
           [b, tensor([1, 2, 3])],
         ]),
       ),
-    ).toThrow("mul((a*b)): shapes [2] and [3] do not broadcast");
+    ).toThrow("mul(a, b): shapes [2] and [3] do not broadcast");
     expect(() => evaluator.run(new Map([[a, tensor([1, 2])]]))).toThrow(
       'Evaluator.run: missing feed for variable "b"',
     );

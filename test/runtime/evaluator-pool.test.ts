@@ -30,6 +30,7 @@ function bits(t: Tensor): string {
 /** An op that returns its input itself: the loosest aliasing the Op contract allows. */
 const identityOp: Op = {
   name: "poolTestIdentity",
+  type: ([x]) => x,
   compute: (_node, [v]) => v,
   gradient: (_node, g) => [g],
 };

@@ -3,7 +3,18 @@ import { backend } from "../../tensor/backend.js";
 import { full } from "../../tensor/tensor.js";
 import { describe, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
+import { broadcastDims, promoteTypes, type NodeType } from "../types.js";
 import { sumLike } from "./shape.js";
+
+/** The type of an element-wise op on two broadcast inputs. */
+function broadcastType([a, b]: readonly NodeType[]): NodeType {
+  return { shape: broadcastDims(a.shape, b.shape), dtype: promoteTypes(a.dtype, b.dtype) };
+}
+
+/** The type of an op whose value has its first input's shape and dtype. */
+function sameType([x]: readonly NodeType[]): NodeType {
+  return x;
+}
 
 function checkConstant(builder: string, c: unknown): number {
   if (typeof c !== "number") {
@@ -15,6 +26,7 @@ function checkConstant(builder: string, c: unknown): number {
 /** a + b, broadcasting. */
 export const addOp: Op = defineOp({
   name: "add",
+  type: broadcastType,
   compute: (_node, [a, b]) => backend().binary("add", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(g, node.inputs[1])],
 });
@@ -22,6 +34,7 @@ export const addOp: Op = defineOp({
 /** a - b, broadcasting. */
 export const subOp: Op = defineOp({
   name: "sub",
+  type: broadcastType,
   compute: (_node, [a, b]) => backend().binary("sub", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(neg(g), node.inputs[1])],
 });
@@ -29,6 +42,7 @@ export const subOp: Op = defineOp({
 /** a * b, broadcasting. */
 export const mulOp: Op = defineOp({
   name: "mul",
+  type: broadcastType,
   compute: (_node, [a, b]) => backend().binary("mul", a, b),
   gradient: (node, g) => {
     const [a, b] = node.inputs;
@@ -39,6 +53,7 @@ export const mulOp: Op = defineOp({
 /** a / b, broadcasting. */
 export const divOp: Op = defineOp({
   name: "div",
+  type: broadcastType,
   compute: (_node, [a, b]) => backend().binary("div", a, b),
   // d(a/b)/db = -a/b^2 = -(a/b)/b: reuse the node itself.
   gradient: (node, g) => {
@@ -50,6 +65,7 @@ export const divOp: Op = defineOp({
 /** -x. */
 export const negOp: Op = defineOp({
   name: "neg",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("neg", x),
   gradient: (_node, g) => [neg(g)],
 });
@@ -57,6 +73,7 @@ export const negOp: Op = defineOp({
 /** x + c for a constant c. */
 export const addByConstOp: Op = defineOp({
   name: "addByConst",
+  type: sameType,
   compute: (node, [x]) => backend().scalar("add", x, node.attrs.constant as number),
   gradient: (_node, g) => [g],
 });
@@ -64,6 +81,7 @@ export const addByConstOp: Op = defineOp({
 /** x * c for a constant c. */
 export const mulByConstOp: Op = defineOp({
   name: "mulByConst",
+  type: sameType,
   compute: (node, [x]) => backend().scalar("mul", x, node.attrs.constant as number),
   gradient: (node, g) => [mulByConst(g, node.attrs.constant as number)],
 });
@@ -71,6 +89,7 @@ export const mulByConstOp: Op = defineOp({
 /** x / c for a constant c. */
 export const divByConstOp: Op = defineOp({
   name: "divByConst",
+  type: sameType,
   compute: (node, [x]) => backend().scalar("div", x, node.attrs.constant as number),
   gradient: (node, g) => [divByConst(g, node.attrs.constant as number)],
 });
@@ -78,11 +97,12 @@ export const divByConstOp: Op = defineOp({
 /** x ** c for a constant c. */
 export const powOp: Op = defineOp({
   name: "pow",
+  type: sameType,
   compute: (node, [x]) => backend().scalar("pow", x, node.attrs.constant as number),
   gradient: (node, g) => {
     const c = node.attrs.constant as number;
     const x = node.inputs[0];
-    if (c === 0) return [zerosLike(x)];
+    if (c === 0) return [null]; // x^0 = 1: constant
     return [mul(g, mulByConst(c === 1 ? onesLike(x) : pow(x, c - 1), c))];
   },
 });
@@ -90,6 +110,7 @@ export const powOp: Op = defineOp({
 /** e^x. */
 export const expOp: Op = defineOp({
   name: "exp",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("exp", x),
   gradient: (node, g) => [mul(g, node)], // d/dx e^x = e^x: reuse the node itself
 });
@@ -97,6 +118,7 @@ export const expOp: Op = defineOp({
 /** Natural logarithm. */
 export const logOp: Op = defineOp({
   name: "log",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("log", x),
   gradient: (node, g) => [div(g, node.inputs[0])],
 });
@@ -104,6 +126,7 @@ export const logOp: Op = defineOp({
 /** Square root. */
 export const sqrtOp: Op = defineOp({
   name: "sqrt",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("sqrt", x),
   gradient: (node, g) => [div(mulByConst(g, 0.5), node)],
 });
@@ -111,6 +134,7 @@ export const sqrtOp: Op = defineOp({
 /** max(x, 0). */
 export const reluOp: Op = defineOp({
   name: "relu",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("relu", x),
   gradient: (node, g) => [mul(g, step(node.inputs[0]))],
 });
@@ -118,13 +142,15 @@ export const reluOp: Op = defineOp({
 /** 1 where x > 0, else 0: relu's derivative; piecewise constant, so its own gradient is zero. */
 export const stepOp: Op = defineOp({
   name: "step",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("step", x),
-  gradient: (node) => [zerosLike(node.inputs[0])],
+  gradient: () => [null],
 });
 
 /** 1 / (1 + e^-x), computed without overflow. */
 export const sigmoidOp: Op = defineOp({
   name: "sigmoid",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("sigmoid", x),
   // s' = s (1 - s)
   gradient: (node, g) => [mul(g, mul(node, addByConst(neg(node), 1)))],
@@ -133,6 +159,7 @@ export const sigmoidOp: Op = defineOp({
 /** Hyperbolic tangent. */
 export const tanhOp: Op = defineOp({
   name: "tanh",
+  type: sameType,
   compute: (_node, [x]) => backend().unary("tanh", x),
   // tanh' = 1 - tanh^2
   gradient: (node, g) => [mul(g, addByConst(neg(mul(node, node)), 1))],
@@ -141,15 +168,17 @@ export const tanhOp: Op = defineOp({
 /** Zeros with x's shape and dtype. */
 export const zerosLikeOp: Op = defineOp({
   name: "zerosLike",
+  type: sameType,
   compute: (_node, [x]) => full(x.shape, 0, x.dtype),
-  gradient: (node) => [zerosLike(node.inputs[0])],
+  gradient: () => [null],
 });
 
 /** Ones with x's shape and dtype. */
 export const onesLikeOp: Op = defineOp({
   name: "onesLike",
+  type: sameType,
   compute: (_node, [x]) => full(x.shape, 1, x.dtype),
-  gradient: (node) => [zerosLike(node.inputs[0])],
+  gradient: () => [null],
 });
 
 /** a + b with NumPy broadcasting. Example: `add(x, y)` or `x.add(y)`. */

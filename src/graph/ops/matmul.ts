@@ -3,6 +3,7 @@ import { backend } from "../../tensor/backend.js";
 import { fmt } from "../../tensor/shape.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
+import { fmtType, promoteTypes } from "../types.js";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -13,6 +14,19 @@ export interface MatmulOptions {
 /** op(a) @ op(b), op transposing when transA/transB are set. */
 export const matmulOp: Op = defineOp({
   name: "matmul",
+  type: ([a, b], attrs) => {
+    if ((a.shape && a.shape.length !== 2) || (b.shape && b.shape.length !== 2)) {
+      throw new Error(`expects 2-D inputs, got ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
+    }
+    const [m, k] =
+      a.shape === null ? [null, null] : attrs.transA === true ? [a.shape[1], a.shape[0]] : a.shape;
+    const [k2, n] =
+      b.shape === null ? [null, null] : attrs.transB === true ? [b.shape[1], b.shape[0]] : b.shape;
+    if (k !== null && k2 !== null && k !== k2) {
+      throw new Error(`inner dimensions differ: ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
+    }
+    return { shape: [m, n], dtype: promoteTypes(a.dtype, b.dtype) };
+  },
   compute: (node, [a, b]) => {
     if (a.rank !== 2 || b.rank !== 2) {
       throw new Error(`expects 2-D inputs, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);

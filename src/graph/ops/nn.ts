@@ -8,6 +8,7 @@ import { normalizeAxes } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
+import { fmtType, promoteTypes, type NodeType } from "../types.js";
 import { exp, mul, neg, sub } from "./elementwise.js";
 import { logsumexp, sum } from "./reduce.js";
 import { sumLike } from "./shape.js";
@@ -31,6 +32,18 @@ export function softmax(x: Node, options?: SoftmaxOptions): Node {
   return exp(logSoftmax(x, { axis: softmaxAxis("softmax", options) }));
 }
 
+/** The logits' type with the promoted dtype; logits and targets must have one shape. */
+function crossEntropyType([logits, targets]: readonly NodeType[]): NodeType {
+  const { shape: a } = logits;
+  const { shape: b } = targets;
+  if (a !== null && b !== null) {
+    const differ =
+      a.length !== b.length || a.some((d, i) => d !== null && b[i] !== null && d !== b[i]);
+    if (differ) throw new Error(`logits and targets shapes differ: ${fmtType(a)} vs ${fmtType(b)}`);
+  }
+  return { shape: a ?? b, dtype: promoteTypes(logits.dtype, targets.dtype) };
+}
+
 /** The class axis of a cross-entropy node, non-negative for the logits' rank. */
 function classAxis(node: Node, logits: Tensor): number {
   if (logits.rank === 0) {
@@ -48,6 +61,7 @@ function classAxis(node: Node, logits: Tensor): number {
 /** -sum(targets * logSoftmax(logits)) over every element, softmax along attrs.axis; 0-d. */
 export const softmaxCrossEntropyOp: Op = defineOp({
   name: "softmaxCrossEntropy",
+  type: (inputs) => ({ shape: [], dtype: crossEntropyType(inputs).dtype }),
   compute: (node, [logits, targets]) =>
     backend().softmaxCrossEntropy(logits, targets, classAxis(node, logits)),
   gradient: (node, g) => {
@@ -65,6 +79,7 @@ export const softmaxCrossEntropyOp: Op = defineOp({
 /** softmax(logits) * sum(targets, axis, keepdims) - targets: d softmaxCrossEntropy / d logits. */
 export const softmaxCrossEntropyGradOp: Op = defineOp({
   name: "softmaxCrossEntropyGrad",
+  type: crossEntropyType,
   compute: (node, [logits, targets]) =>
     backend().softmaxCrossEntropyGrad(logits, targets, classAxis(node, logits)),
   gradient: (node, g) => {

@@ -4,7 +4,8 @@ import { fmt, normalizeAxes, reducedShape, sameShape } from "../../tensor/shape.
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Attrs, type Op } from "../op.js";
-import { exp, mul, sub, zerosLike } from "./elementwise.js";
+import type { NodeType } from "../types.js";
+import { exp, mul, sub } from "./elementwise.js";
 
 /** Options of the reductions. */
 export interface ReduceOptions {
@@ -20,9 +21,23 @@ function axesOf(node: Node, x: Tensor): number[] {
   return normalizeAxes(node.attrs.axis as Axis, x.rank);
 }
 
+/** The type of a reduction of `x` over attrs.axis (all axes when unset), keepdims or not. */
+function reducedType([x]: readonly NodeType[], attrs: Attrs): NodeType {
+  if (x.shape === null) {
+    // Reducing every axis without keepdims gives a 0-d value, whatever the rank.
+    return {
+      shape: attrs.axis === undefined && attrs.keepdims !== true ? [] : null,
+      dtype: x.dtype,
+    };
+  }
+  const axes = normalizeAxes(attrs.axis as Axis, x.shape.length);
+  return { shape: reducedShape(x.shape, axes, attrs.keepdims === true), dtype: x.dtype };
+}
+
 function reduceOp(kind: ReduceKind, gradient: Op["gradient"]): Op {
   return defineOp({
     name: kind,
+    type: reducedType,
     compute: (node, [x]) =>
       backend().reduce(kind, x, axesOf(node, x), node.attrs.keepdims === true),
     gradient,
@@ -57,6 +72,7 @@ export const logsumexpOp: Op = reduceOp("logsumexp", (node, g) => {
  */
 export const unreduceOp: Op = defineOp({
   name: "unreduce",
+  type: ([g, x]) => ({ shape: x.shape, dtype: g.dtype }),
   compute: (node, [g, x]) => {
     const axes = axesOf(node, x);
     const keepdims = node.attrs.keepdims === true;
@@ -73,15 +89,16 @@ export const unreduceOp: Op = defineOp({
   gradient: (node, g) => {
     const reduce = node.attrs.mean === true ? mean : sum;
     const options = { axis: node.attrs.axis as Axis, keepdims: node.attrs.keepdims === true };
-    return [reduce(g, options), zerosLike(node.inputs[1])];
+    return [reduce(g, options), null];
   },
 });
 
 /** 1/count at the maxima along the axes (ties share), 0 elsewhere; piecewise constant. */
 export const maxMaskOp: Op = defineOp({
   name: "maxMask",
+  type: ([x]) => x,
   compute: (node, [x]) => backend().maxMask(x, axesOf(node, x)),
-  gradient: (node) => [zerosLike(node.inputs[0])],
+  gradient: () => [null], // piecewise constant
 });
 
 function reduceAttrs(builder: string, options: ReduceOptions | undefined): Attrs {

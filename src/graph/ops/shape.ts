@@ -4,7 +4,7 @@ import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, describe, label, makeNode, Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
-import { zerosLike } from "./elementwise.js";
+import { fmtType, knownSize, type Dim, type NodeType } from "../types.js";
 
 /** Options of {@link broadcastTo}. */
 export interface BroadcastOptions {
@@ -39,6 +39,22 @@ function broadcastValue(x: Tensor, target: readonly number[], axis: number | und
 /** broadcastTo(x, target, {axis}): target given as attrs.shape or as a second input's value. */
 export const broadcastToOp: Op = defineOp({
   name: "broadcastTo",
+  type: ([x, target], attrs) => {
+    const shape = target ? target.shape : (attrs.shape as number[]);
+    if (x.shape !== null && shape !== null) {
+      if (x.shape.length > shape.length) {
+        throw new Error(`cannot broadcast ${fmtType(x.shape)} to lower rank ${fmtType(shape)}`);
+      }
+      const axis = attrs.axis as number | undefined;
+      const expanded = expandedDims(x.shape, shape.length, axis);
+      expanded.forEach((d, i) => {
+        if (d !== null && d !== 1 && shape[i] !== null && d !== shape[i]) {
+          throw new Error(`cannot broadcast ${fmtType(x.shape)} to ${fmtType(shape)}`);
+        }
+      });
+    }
+    return { shape, dtype: x.dtype };
+  },
   compute: (node, [x, target]) => {
     const shape = target ? target.shape : (node.attrs.shape as number[]);
     return broadcastValue(x, shape, node.attrs.axis as number | undefined);
@@ -46,13 +62,14 @@ export const broadcastToOp: Op = defineOp({
   gradient: (node, g) => {
     const [x, target] = node.inputs;
     const gx = sumLike(g, x, { axis: node.attrs.axis as number | undefined });
-    return target ? [gx, zerosLike(target)] : [gx];
+    return target ? [gx, null] : [gx];
   },
 });
 
 /** g summed over broadcast axes down to ref's shape (the adjoint of broadcastTo). */
 export const sumLikeOp: Op = defineOp({
   name: "sumLike",
+  type: ([g, ref]) => ({ shape: ref.shape, dtype: g.dtype }),
   compute: (node, [g, ref]) => {
     if (sameShape(g.shape, ref.shape)) return g;
     if (g.rank < ref.rank) {
@@ -62,19 +79,20 @@ export const sumLikeOp: Op = defineOp({
     return backend().sumTo(g, expanded).reshapeView(ref.shape);
   },
   gradient: (node, g) => {
-    const [grad, ref] = node.inputs;
-    return [broadcastTo(g, grad, { axis: node.attrs.axis as number | undefined }), zerosLike(ref)];
+    const grad = node.inputs[0];
+    return [broadcastTo(g, grad, { axis: node.attrs.axis as number | undefined }), null];
   },
 });
 
 /** g reshaped to ref's shape (the adjoint of reshape and expandDims). */
 export const reshapeLikeOp: Op = defineOp({
   name: "reshapeLike",
+  type: ([g, ref]) => ({ shape: ref.shape, dtype: g.dtype }),
   compute: (_node, [g, ref]) => {
     if (g.size !== ref.size) throw new Error(`cannot reshape ${fmt(g.shape)} to ${fmt(ref.shape)}`);
     return g.reshapeView(ref.shape);
   },
-  gradient: (node, g) => [reshapeLike(g, node.inputs[0]), zerosLike(node.inputs[1])],
+  gradient: (node, g) => [reshapeLike(g, node.inputs[0]), null],
 });
 
 /** Resolves one -1 in a requested shape against a size. */
@@ -96,6 +114,13 @@ function resolveShape(requested: readonly number[], from: readonly number[]): nu
 /** reshape(x, shape) with at most one -1. */
 export const reshapeOp: Op = defineOp({
   name: "reshape",
+  type: ([x], attrs) => {
+    const requested = attrs.shape as number[];
+    const size = knownSize(x.shape);
+    if (size !== null)
+      return { shape: resolveShape(requested, x.shape as number[]), dtype: x.dtype };
+    return { shape: requested.map((d) => (d === -1 ? null : d)), dtype: x.dtype };
+  },
   compute: (node, [x]) => x.reshapeView(resolveShape(node.attrs.shape as number[], x.shape)),
   gradient: (node, g) => [reshapeLike(g, node.inputs[0])],
 });
@@ -103,6 +128,11 @@ export const reshapeOp: Op = defineOp({
 /** expandDims(x, axis): a size-1 axis inserted at `axis` (negative counts from the end). */
 export const expandDimsOp: Op = defineOp({
   name: "expandDims",
+  type: ([x], attrs) => {
+    if (x.shape === null) return { shape: null, dtype: x.dtype };
+    const axis = normalizeAxis(attrs.axis as number, x.shape.length + 1);
+    return { shape: insertOnes(x.shape, 1, axis), dtype: x.dtype };
+  },
   compute: (node, [x]) => {
     const axis = normalizeAxis(node.attrs.axis as number, x.rank + 1);
     return x.reshapeView(insertOnes(x.shape, 1, axis));
@@ -122,6 +152,7 @@ function permutation(axes: readonly number[] | undefined, rank: number): number[
 /** transpose(x, axes?): axes permuted (reversed by default). */
 export const transposeOp: Op = defineOp({
   name: "transpose",
+  type: ([x], attrs) => permutedType(x, attrs.axes as number[] | undefined, false),
   compute: (node, [x]) => {
     const perm = permutation(node.attrs.axes as number[] | undefined, x.rank);
     return backend().transpose(x, perm);
@@ -137,6 +168,7 @@ export const transposeOp: Op = defineOp({
 /** transpose by the inverse of `axes`: the adjoint of transpose(x, axes). */
 export const transposeInverseOp: Op = defineOp({
   name: "transposeInverse",
+  type: ([x], attrs) => permutedType(x, attrs.axes as number[], true),
   compute: (node, [x]) => {
     const perm = permutation(node.attrs.axes as number[], x.rank);
     const inverse = new Array<number>(perm.length);
@@ -145,6 +177,35 @@ export const transposeInverseOp: Op = defineOp({
   },
   gradient: (node, g) => [transpose(g, node.attrs.axes as number[])],
 });
+
+/** x's type with its axes permuted by `axes` (or their inverse); unknown dims stay unknown. */
+function permutedType(
+  x: NodeType,
+  axes: readonly number[] | undefined,
+  inverse: boolean,
+): NodeType {
+  if (x.shape === null) {
+    return { shape: axes === undefined ? null : axes.map(() => null), dtype: x.dtype };
+  }
+  const shape = x.shape;
+  const perm = permutation(axes, shape.length);
+  const out = new Array<Dim>(perm.length);
+  perm.forEach((p, i) => {
+    if (inverse) out[p] = shape[i];
+    else out[i] = shape[p];
+  });
+  return { shape: out, dtype: x.dtype };
+}
+
+/** expandedShape for declared shapes (unknown dims kept). */
+function expandedDims(x: readonly Dim[], rank: number, axis: number | undefined): Dim[] {
+  if (x.length >= rank) return [...x];
+  const at = axis === undefined ? 0 : axis < 0 ? axis + x.length + 1 : axis;
+  if (!Number.isInteger(at) || at < 0 || at > x.length) {
+    throw new RangeError(`axis ${axis} is out of range for inserting into ${fmtType(x)}`);
+  }
+  return [...x.slice(0, at), ...new Array<Dim>(rank - x.length).fill(1), ...x.slice(at)];
+}
 
 function checkIntegers(
   builder: string,
