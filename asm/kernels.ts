@@ -781,6 +781,7 @@ export function matmulF64(
 
 /** out[i] = x[i] (op) y[i] for n f32 elements; op 0 add, 1 sub, 2 mul, 3 div. */
 export function binaryF32(op: i32, x: usize, y: usize, out: usize, n: i32): void {
+  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
   const n4 = n & ~3;
   let i = 0;
   if (op == 0) {
@@ -814,6 +815,7 @@ export function binaryF32(op: i32, x: usize, y: usize, out: usize, n: i32): void
 
 /** out[i] = x[i] (op) y[i] for n f64 elements; op 0 add, 1 sub, 2 mul, 3 div. */
 export function binaryF64(op: i32, x: usize, y: usize, out: usize, n: i32): void {
+  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
   const n2 = n & ~1;
   let i = 0;
   if (op == 0) {
@@ -847,6 +849,7 @@ export function binaryF64(op: i32, x: usize, y: usize, out: usize, n: i32): void
 
 /** out[i] = f(x[i]) for n f32 elements; op 0 relu (x > 0 ? x : 0), 1 step (x > 0 ? 1 : 0). */
 export function unaryF32(op: i32, x: usize, out: usize, n: i32): void {
+  if (<u32>op > 1) unreachable(); // 0 relu, 1 step; no other kernel: trap
   const n4 = n & ~3;
   const zero = f32x4.splat(0);
   let i = 0;
@@ -873,6 +876,7 @@ export function unaryF32(op: i32, x: usize, out: usize, n: i32): void {
 
 /** out[i] = f(x[i]) for n f64 elements (as unaryF32). */
 export function unaryF64(op: i32, x: usize, out: usize, n: i32): void {
+  if (<u32>op > 1) unreachable(); // 0 relu, 1 step; no other kernel: trap
   const n2 = n & ~1;
   const zero = f64x2.splat(0);
   let i = 0;
@@ -901,6 +905,7 @@ export function unaryF64(op: i32, x: usize, out: usize, n: i32): void {
  * add); op as binaryF32.
  */
 export function rowBinaryF32(op: i32, x: usize, y: usize, out: usize, rows: i32, cols: i32): void {
+  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
   const c4 = cols & ~3;
   const rowBytes = (<usize>cols) << 2;
   for (let r = 0; r < rows; r++) {
@@ -939,6 +944,7 @@ export function rowBinaryF32(op: i32, x: usize, y: usize, out: usize, rows: i32,
 
 /** out[r, c] = x[r, c] (op) y[c] in f64 (as rowBinaryF32). */
 export function rowBinaryF64(op: i32, x: usize, y: usize, out: usize, rows: i32, cols: i32): void {
+  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
   const c2 = cols & ~1;
   const rowBytes = (<usize>cols) << 3;
   for (let r = 0; r < rows; r++) {

@@ -126,6 +126,7 @@ async function secondsPerStep(name: string, step: () => Promise<void>, timeMs: n
 const FAMILY: Record<keyof Omit<Backend, "name">, string> = {
   matmul: "matmul",
   binary: "element-wise",
+  where: "element-wise",
   unary: "element-wise",
   scalar: "element-wise",
   reduce: "reductions",

@@ -28,6 +28,11 @@ export {
   tanh,
   zerosLike,
   onesLike,
+  abs,
+  minimum,
+  maximum,
+  greater,
+  where,
 } from "./graph/ops/elementwise.js";
 export { matmul } from "./graph/ops/matmul.js";
 export type { MatmulOptions } from "./graph/ops/matmul.js";

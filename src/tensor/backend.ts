@@ -6,10 +6,11 @@
 import { jsBackend } from "./kernels/js.js";
 import type { Tensor } from "./tensor.js";
 
-/** Element-wise binary kernels (NumPy broadcasting). */
-export type BinaryKind = "add" | "sub" | "mul" | "div";
+/** Element-wise binary kernels (NumPy broadcasting); greater gives 1 where a > b, else 0. */
+export type BinaryKind = "add" | "sub" | "mul" | "div" | "minimum" | "maximum" | "greater";
 /** Element-wise unary kernels. */
-export type UnaryKind = "neg" | "exp" | "log" | "sqrt" | "relu" | "step" | "sigmoid" | "tanh";
+export type UnaryKind =
+  "neg" | "exp" | "log" | "sqrt" | "relu" | "step" | "sigmoid" | "tanh" | "abs";
 /** Element-wise kernels with one scalar constant: x+c, x*c, x/c, x^c. */
 export type ScalarKind = "add" | "mul" | "div" | "pow";
 /** Reductions over a set of axes. */
@@ -20,6 +21,8 @@ export interface Backend {
   readonly name: string;
   /** a (op) b with NumPy broadcasting; float64 if either input is. */
   binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor;
+  /** cond != 0 ? a : b element-wise, the three broadcast together; a's and b's dtype promoted. */
+  where(cond: Tensor, a: Tensor, b: Tensor): Tensor;
   /** f(x) element-wise. */
   unary(kind: UnaryKind, x: Tensor): Tensor;
   /** x (op) c element-wise. */

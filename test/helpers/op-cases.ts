@@ -300,6 +300,51 @@ export const opCases: OpCase[] = [
     inputs: [R(2, 3)],
     expected: (a) => ref.map(a, Math.tanh),
   },
+  // The ops added as the proof of "one home per op": declaration, kernel, this row.
+  {
+    name: "abs (away from 0)",
+    builder: "abs",
+    build: adj.abs,
+    inputs: [A(2, 3)],
+    expected: (a) => ref.map(a, Math.abs),
+  },
+  {
+    name: "minimum (2,3) with (3,)",
+    builder: "minimum",
+    build: adj.minimum,
+    inputs: [R(2, 3), R(3)],
+    expected: (a, b) => ref.zip(a, b, Math.min),
+  },
+  {
+    name: "maximum (2,1) with (1,3)",
+    builder: "maximum",
+    build: adj.maximum,
+    inputs: [R(2, 1), R(1, 3)],
+    expected: (a, b) => ref.zip(a, b, Math.max),
+  },
+  {
+    name: "greater (2,3) > (3,): piecewise constant, no gradient",
+    builder: "greater",
+    build: adj.greater,
+    inputs: [R(2, 3), R(3)],
+    expected: (a, b) => ref.zip(a, b, (x, y) => (x > y ? 1 : 0)),
+  },
+  {
+    name: "where(c > 0, a, b) with (2,3), (3,), (2,1)",
+    builder: "where",
+    build: (c, a, b) => adj.where(adj.greater(c, adj.zerosLike(c)), a, b),
+    inputs: [A(2, 3), R(3), R(2, 1)],
+    expected: (c, a, b) => {
+      const cond = ref.map(c, (v) => (v > 0 ? 1 : 0));
+      return add(
+        mul(cond, a),
+        mul(
+          ref.map(cond, (v) => 1 - v),
+          b,
+        ),
+      );
+    },
+  },
   {
     name: "pow 2",
     builder: "pow",

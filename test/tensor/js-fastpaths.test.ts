@@ -22,6 +22,9 @@ const binaryFns: Record<BinaryKind, (x: number, y: number) => number> = {
   sub: (x, y) => x - y,
   mul: (x, y) => x * y,
   div: (x, y) => x / y,
+  minimum: Math.min,
+  maximum: Math.max,
+  greater: (x, y) => (x > y ? 1 : 0),
 };
 
 const unaryFns: Record<UnaryKind, (x: number) => number> = {
@@ -37,6 +40,7 @@ const unaryFns: Record<UnaryKind, (x: number) => number> = {
     return e / (1 + e);
   },
   tanh: Math.tanh,
+  abs: Math.abs,
 };
 
 function broadcastStrides(shape: readonly number[], rank: number): number[] {

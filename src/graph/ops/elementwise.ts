@@ -165,6 +165,71 @@ export const tanhOp: Op = defineOp({
   gradient: (node, g) => [mul(g, addByConst(neg(mul(node, node)), 1))],
 });
 
+/** |x|; its gradient is sign(x) g, 0 at 0 (as PyTorch and JAX). */
+export const absOp: Op = defineOp({
+  name: "abs",
+  type: sameType,
+  compute: (_node, [x]) => backend().unary("abs", x),
+  // sign(x) = step(x) - step(-x): two nodes of an existing op, 0 at x = 0.
+  gradient: (node, g) => {
+    const x = node.inputs[0];
+    return [mul(g, sub(step(x), step(neg(x))))];
+  },
+});
+
+// NOTE: at ties minimum and maximum send half of g to each input (PyTorch and JAX do the same),
+// so the gradient is the average of the one-sided ones; the weights are written with greater.
+
+/** The weight of input a in maximum(a, b): 1 where a > b, 1/2 at ties, 0 where a < b. */
+function maxWeight(a: Node, b: Node): Node {
+  return mulByConst(sub(addByConst(greater(a, b), 1), greater(b, a)), 0.5);
+}
+
+/** Element-wise minimum of a and b, broadcasting. */
+export const minimumOp: Op = defineOp({
+  name: "minimum",
+  type: broadcastType,
+  compute: (_node, [a, b]) => backend().binary("minimum", a, b),
+  gradient: (node, g) => {
+    const [a, b] = node.inputs;
+    return [sumLike(mul(g, maxWeight(b, a)), a), sumLike(mul(g, maxWeight(a, b)), b)];
+  },
+});
+
+/** Element-wise maximum of a and b, broadcasting. */
+export const maximumOp: Op = defineOp({
+  name: "maximum",
+  type: broadcastType,
+  compute: (_node, [a, b]) => backend().binary("maximum", a, b),
+  gradient: (node, g) => {
+    const [a, b] = node.inputs;
+    return [sumLike(mul(g, maxWeight(a, b)), a), sumLike(mul(g, maxWeight(b, a)), b)];
+  },
+});
+
+/** 1 where a > b, else 0 (a and b's promoted dtype), broadcasting; piecewise constant. */
+export const greaterOp: Op = defineOp({
+  name: "greater",
+  type: broadcastType,
+  compute: (_node, [a, b]) => backend().binary("greater", a, b),
+  gradient: () => [null, null],
+});
+
+/** cond != 0 ? a : b, the three broadcast together; cond gets no gradient. */
+export const whereOp: Op = defineOp({
+  name: "where",
+  type: ([cond, a, b]) => ({
+    shape: broadcastDims(cond.shape, broadcastDims(a.shape, b.shape)),
+    dtype: promoteTypes(a.dtype, b.dtype),
+  }),
+  compute: (_node, [cond, a, b]) => backend().where(cond, a, b),
+  gradient: (node, g) => {
+    const [cond, a, b] = node.inputs;
+    const zero = zerosLike(g);
+    return [null, sumLike(where(cond, g, zero), a), sumLike(where(cond, zero, g), b)];
+  },
+});
+
 /** Zeros with x's shape and dtype. */
 export const zerosLikeOp: Op = defineOp({
   name: "zerosLike",
@@ -180,6 +245,21 @@ export const onesLikeOp: Op = defineOp({
   compute: (_node, [x]) => full(x.shape, 1, x.dtype),
   gradient: () => [null],
 });
+
+/** |x| element-wise. Example: `sum(abs(w))` is the L1 norm. */
+export const abs = (x: Node): Node => makeNode(absOp, [x], {}, `abs(${label(x)})`);
+/** Element-wise minimum with broadcasting. Example: `minimum(x, y)`. */
+export const minimum = (a: Node, b: Node): Node =>
+  makeNode(minimumOp, [a, b], {}, `minimum(${label(a)},${label(b)})`);
+/** Element-wise maximum with broadcasting. Example: `maximum(x, zerosLike(x))` is relu. */
+export const maximum = (a: Node, b: Node): Node =>
+  makeNode(maximumOp, [a, b], {}, `maximum(${label(a)},${label(b)})`);
+/** 1 where a > b, else 0, with broadcasting: a condition for {@link where}. */
+export const greater = (a: Node, b: Node): Node =>
+  makeNode(greaterOp, [a, b], {}, `(${label(a)}>${label(b)})`);
+/** cond != 0 ? a : b element-wise, broadcasting. Example: `where(greater(x, y), x, y)`. */
+export const where = (cond: Node, a: Node, b: Node): Node =>
+  makeNode(whereOp, [cond, a, b], {}, `where(${label(cond)},${label(a)},${label(b)})`);
 
 /** a + b with NumPy broadcasting. Example: `add(x, y)` or `x.add(y)`. */
 export const add = (a: Node, b: Node): Node =>

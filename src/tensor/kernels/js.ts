@@ -1,5 +1,6 @@
 /** The reference backend: plain TypeScript loops over typed arrays, fixed summation order. */
 import type { Backend, BinaryKind, ReduceKind, ScalarKind, UnaryKind } from "../backend.js";
+import { assertNever } from "../assert.js";
 import { broadcastShapes, fmt, reducedShape, sameShape, sizeOf, stridesOf } from "../shape.js";
 import {
   allocate,
@@ -41,10 +42,31 @@ function binary2d(
     let i = xOff + r * xRow;
     let j = yOff + r * yRow;
     const end = k + cols;
-    if (kind === "add") for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] + y[j];
-    else if (kind === "sub") for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] - y[j];
-    else if (kind === "mul") for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] * y[j];
-    else for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] / y[j];
+    switch (kind) {
+      case "add":
+        for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] + y[j];
+        break;
+      case "sub":
+        for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] - y[j];
+        break;
+      case "mul":
+        for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] * y[j];
+        break;
+      case "div":
+        for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] / y[j];
+        break;
+      case "minimum":
+        for (; k < end; k++, i += xCol, j += yCol) o[k] = Math.min(x[i], y[j]);
+        break;
+      case "maximum":
+        for (; k < end; k++, i += xCol, j += yCol) o[k] = Math.max(x[i], y[j]);
+        break;
+      case "greater":
+        for (; k < end; k++, i += xCol, j += yCol) o[k] = x[i] > y[j] ? 1 : 0;
+        break;
+      default:
+        assertNever(kind);
+    }
   }
 }
 
@@ -58,10 +80,7 @@ function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
   const n = o.length;
   if (n === 0) return out;
   if (sameShape(a.shape, b.shape)) {
-    if (kind === "add") for (let i = 0; i < n; i++) o[i] = x[i] + y[i];
-    else if (kind === "sub") for (let i = 0; i < n; i++) o[i] = x[i] - y[i];
-    else if (kind === "mul") for (let i = 0; i < n; i++) o[i] = x[i] * y[i];
-    else for (let i = 0; i < n; i++) o[i] = x[i] / y[i];
+    binary2d(kind, o, 0, x, 0, 0, 1, y, 0, 0, 1, 1, n);
     return out;
   }
   // Drop size-1 output dims, merge neighbours broadcast the same way in both inputs; what is left
@@ -178,8 +197,11 @@ function unary(kind: UnaryKind, x: Tensor): Tensor {
     case "tanh":
       for (let i = 0; i < n; i++) o[i] = Math.tanh(d[i]);
       break;
+    case "abs":
+      for (let i = 0; i < n; i++) o[i] = Math.abs(d[i]);
+      break;
     default:
-      throw new Error(`unary: unknown kind ${String(kind)}`);
+      assertNever(kind);
   }
   return out;
 }
@@ -189,11 +211,23 @@ function scalar(kind: ScalarKind, x: Tensor, c: number): Tensor {
   const o = out.data;
   const d = x.data;
   const n = d.length;
-  if (kind === "add") for (let i = 0; i < n; i++) o[i] = d[i] + c;
-  else if (kind === "mul") for (let i = 0; i < n; i++) o[i] = d[i] * c;
-  else if (kind === "div") for (let i = 0; i < n; i++) o[i] = d[i] / c;
-  else if (c === 2) for (let i = 0; i < n; i++) o[i] = d[i] * d[i];
-  else for (let i = 0; i < n; i++) o[i] = Math.pow(d[i], c);
+  switch (kind) {
+    case "add":
+      for (let i = 0; i < n; i++) o[i] = d[i] + c;
+      break;
+    case "mul":
+      for (let i = 0; i < n; i++) o[i] = d[i] * c;
+      break;
+    case "div":
+      for (let i = 0; i < n; i++) o[i] = d[i] / c;
+      break;
+    case "pow":
+      if (c === 2) for (let i = 0; i < n; i++) o[i] = d[i] * d[i];
+      else for (let i = 0; i < n; i++) o[i] = Math.pow(d[i], c);
+      break;
+    default:
+      assertNever(kind);
+  }
   return out;
 }
 
@@ -468,18 +502,25 @@ function logsumexpInto(x: Tensor, axes: readonly number[], o: TypedArray): void 
 function reduce(kind: ReduceKind, x: Tensor, axes: readonly number[], keepdims: boolean): Tensor {
   const out = allocate(reducedShape(x.shape, axes, keepdims), x.dtype);
   const o = out.data;
-  if (kind === "sum" || kind === "mean") {
-    sumInto(x, axes, o);
-    if (kind === "mean") {
+  switch (kind) {
+    case "sum":
+      sumInto(x, axes, o);
+      return out;
+    case "mean": {
+      sumInto(x, axes, o);
       const count = x.size / Math.max(out.size, 1);
       for (let i = 0; i < o.length; i++) o[i] /= count;
+      return out;
     }
-    return out;
+    case "max":
+    case "logsumexp":
+      if (x.size === 0 && out.size > 0) throw new Error(`${kind} of an empty axis`);
+      maxInto(x, axes, o);
+      if (kind === "logsumexp") logsumexpInto(x, axes, o);
+      return out;
+    default:
+      return assertNever(kind);
   }
-  if (x.size === 0 && out.size > 0) throw new Error(`${kind} of an empty axis`);
-  maxInto(x, axes, o);
-  if (kind === "logsumexp") logsumexpInto(x, axes, o);
-  return out;
 }
 
 function maxMask(x: Tensor, axes: readonly number[]): Tensor {
@@ -807,9 +848,29 @@ function softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number):
 }
 
 /** The reference backend. */
+/** cond != 0 ? a : b with the three broadcast to one shape (each expanded, then one loop). */
+function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+  const ab = broadcastShapes(a.shape, b.shape);
+  const shape = ab && broadcastShapes(cond.shape, ab);
+  if (!shape) {
+    throw new Error(
+      `shapes ${fmt(cond.shape)}, ${fmt(a.shape)} and ${fmt(b.shape)} do not broadcast`,
+    );
+  }
+  const dtype = resultDType(a.dtype, b.dtype);
+  const expand = (t: Tensor) => (sameShape(t.shape, shape) ? t : broadcastTo(t, shape));
+  const [c, x, y] = [expand(cond), expand(a), expand(b)];
+  const out = allocate(shape, dtype);
+  const o = out.data;
+  for (let i = 0; i < o.length; i++) o[i] = c.data[i] !== 0 ? x.data[i] : y.data[i];
+  for (const t of [c, x, y]) if (t !== cond && t !== a && t !== b) releaseArray(t.data);
+  return out;
+}
+
 export const jsBackend: Backend = {
   name: "js",
   binary,
+  where,
   unary,
   scalar,
   matmul,

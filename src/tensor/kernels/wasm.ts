@@ -90,7 +90,16 @@ interface KernelExports {
   columnSumF64(x: number, out: number, rows: number, cols: number): void;
 }
 
-const binaryOps: Record<BinaryKind, number> = { add: 0, sub: 1, mul: 2, div: 3 };
+/** The binary kernels in WASM by op code (asm/kernels.ts); null: the js kernel runs. */
+const binaryOps: Record<BinaryKind, number | null> = {
+  add: 0,
+  sub: 1,
+  mul: 2,
+  div: 3,
+  minimum: null,
+  maximum: null,
+  greater: null,
+};
 
 /**
  * Below this many elements the JS loop is as fast as the WASM call (measured on arena arrays: at
@@ -99,7 +108,17 @@ const binaryOps: Record<BinaryKind, number> = { add: 0, sub: 1, mul: 2, div: 3 }
 const BINARY_MIN_SIZE = 64;
 
 /** The unary kernels in WASM, by their op code in asm/kernels.ts. */
-const unaryOps: Partial<Record<UnaryKind, number>> = { relu: 0, step: 1 };
+const unaryOps: Record<UnaryKind, number | null> = {
+  relu: 0,
+  step: 1,
+  neg: null,
+  exp: null,
+  log: null,
+  sqrt: null,
+  sigmoid: null,
+  tanh: null,
+  abs: null,
+};
 
 const PAGE_BYTES = 65536;
 
@@ -642,23 +661,24 @@ export function createWasmBackend(
   }
 
   /** out = a (op) b where b is one row broadcast down a's last dim ((n,k) op (k,)). */
-  function rowBinary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
+  function rowBinary(op: number, a: Tensor, b: Tensor): Tensor {
     const out = allocate(a.shape, a.dtype);
     const cols = b.size;
     const direct = place(a.dtype, a.data, b.data, out.data);
     const run = a.dtype === "float32" ? k.rowBinaryF32 : k.rowBinaryF64;
-    run(binaryOps[kind], slots[0], slots[1], slots[2], a.size / cols, cols);
+    run(op, slots[0], slots[1], slots[2], a.size / cols, cols);
     wasmStats.calls++;
     if (!direct) copyOut(a.dtype, out.data);
     return out;
   }
 
   function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
-    if (Math.max(a.size, b.size) < minElements) return jsBackend.binary(kind, a, b);
+    const op = binaryOps[kind];
+    if (op === null || Math.max(a.size, b.size) < minElements) return jsBackend.binary(kind, a, b);
     if (!sameShape(a.shape, b.shape)) {
       if (a.dtype === b.dtype) {
-        if (isRowOf(b, a)) return rowBinary(kind, a, b);
-        if ((kind === "add" || kind === "mul") && isRowOf(a, b)) return rowBinary(kind, b, a);
+        if (isRowOf(b, a)) return rowBinary(op, a, b);
+        if ((kind === "add" || kind === "mul") && isRowOf(a, b)) return rowBinary(op, b, a);
       }
       return jsBackend.binary(kind, a, b);
     }
@@ -687,7 +707,7 @@ export function createWasmBackend(
     const direct = outAddress >= 0;
     if (!direct) outAddress = base + outRel;
     const run = dtype === "float32" ? k.binaryF32 : k.binaryF64;
-    run(binaryOps[kind], xAddress, yAddress, outAddress, n);
+    run(op, xAddress, yAddress, outAddress, n);
     wasmStats.calls++;
     if (!direct) {
       out.data.set(view.subarray(outAddress / elem, outAddress / elem + n));
@@ -698,7 +718,7 @@ export function createWasmBackend(
 
   function unary(kind: UnaryKind, x: Tensor): Tensor {
     const op = unaryOps[kind];
-    if (op === undefined || x.size < minElements) return jsBackend.unary(kind, x);
+    if (op === null || x.size < minElements) return jsBackend.unary(kind, x);
     const out = allocate(x.shape, x.dtype);
     const direct = place(x.dtype, x.data, undefined, out.data);
     (x.dtype === "float32" ? k.unaryF32 : k.unaryF64)(op, slots[0], slots[2], x.size);
