@@ -1,13 +1,38 @@
 import { defineConfig } from "vitest/config";
 
-// The whole suite runs twice, once per backend (test/setup-backend.ts reads ADJOINT_BACKEND):
-// every op, gradient, evaluator and trainer test holds on the plain-TypeScript reference kernels
-// and on the WASM SIMD kernels alike.
+// The suite runs on two backends (test/setup-backend.ts reads ADJOINT_BACKEND): every test that
+// computes through the active backend runs on the plain-TypeScript reference kernels and again
+// on the WASM SIMD kernels. Files that pick their backends themselves (each op case already
+// checked on js, wasm and wasm-with-every-kernel), or compute nothing through one (the CLI picks
+// its own, the PRNG, files, data, arguments), run once, in the js project: the same test twice
+// would only cost time.
+const ONCE = [
+  "test/graph/ops.test.ts",
+  "test/graph/bad-input.test.ts",
+  "test/autodiff/random-graphs.test.ts",
+  "test/autodiff/simplify.test.ts",
+  "test/runtime/evaluator-pool.test.ts",
+  "test/tensor/arena.test.ts",
+  "test/tensor/arena-faults.test.ts",
+  "test/tensor/backends.test.ts",
+  "test/tensor/js-fastpaths.test.ts",
+  "test/tensor/wasm.test.ts",
+  "test/tensor/wasm-kernels.test.ts",
+  "test/train/data.test.ts",
+  "test/train/parallel.test.ts",
+  "test/train/parallel/slots.test.ts",
+  "test/train/plot.test.ts",
+  "test/train/random.test.ts",
+  "test/train/serialize.test.ts",
+  "test/cli/**/*.test.ts",
+];
+
 const project = (backend: "js" | "wasm") => ({
   extends: true as const,
   test: {
     name: backend,
     include: ["test/**/*.test.ts"],
+    exclude: backend === "js" ? [] : ONCE,
     setupFiles: ["test/setup-backend.ts"],
     env: { ADJOINT_BACKEND: backend },
   },

@@ -4,7 +4,8 @@
  * engine has it) side by side in one process, 1 thread; prints markdown tables.
  */
 import { Bench } from "tinybench";
-import { setBackend, type Backend } from "../src/tensor/backend.js";
+import { setBackend } from "../src/tensor/active.js";
+import { type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
 import { sizeOf } from "../src/tensor/shape.js";

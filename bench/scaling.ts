@@ -9,18 +9,18 @@ import { writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { Bench } from "tinybench";
-import { backend } from "../src/tensor/backend.js";
+import { backend } from "../src/tensor/active.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { useBackend, type BackendName } from "../src/tensor/backends.js";
-import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
+import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import { loadMnist, type Dataset } from "../src/train/data.js";
 import { inProcessEngine, type EngineFactory, type StepEngine } from "../src/train/engine.js";
 import { initParams, modelSpec, type ModelSpec } from "../src/train/models.js";
 import { poolEngine, type StepProtocol } from "../src/train/parallel/pool.js";
 import { Rng } from "../src/train/random.js";
 import { prepareTraining, runStep } from "../src/train/trainer.js";
-import { shardCountFor } from "../src/cli/train.js";
-import type { SharedState } from "../src/runtime/shard.js";
+import { shardCountFor } from "../src/train/config.js";
+import type { SharedState } from "../src/train/parallel/shard.js";
 
 const { values } = parseArgs({
   options: {

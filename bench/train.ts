@@ -9,10 +9,11 @@
  * Evaluator's own cost per run (kernels replayed).
  */
 import { Bench } from "tinybench";
-import { setBackend, type Backend } from "../src/tensor/backend.js";
+import { setBackend } from "../src/tensor/active.js";
+import { type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
 import { createWasmBackend, wasmStats, type WasmBackend } from "../src/tensor/kernels/wasm.js";
-import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
+import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import {
   allocate,
   clearPool,

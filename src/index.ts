@@ -1,7 +1,7 @@
 /** adjoint: symbolic automatic differentiation and multithreaded training for Node.js. */
 export { Tensor, tensor, zeros, ones, full, allocate } from "./tensor/tensor.js";
 export type { DType, TypedArray, NestedArray, TensorOptions } from "./tensor/tensor.js";
-export { backend, setBackend } from "./tensor/backend.js";
+export { backend, setBackend } from "./tensor/active.js";
 export type { Backend } from "./tensor/backend.js";
 export { jsBackend } from "./tensor/kernels/js.js";
 export { Node, variable, isPlaceholder } from "./graph/node.js";

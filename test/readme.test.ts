@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import ts from "typescript";
 import { expect, it } from "vitest";
-import { packageRoot } from "../src/train/data.js";
+import { packageRoot } from "../src/tensor/package.js";
 
 it("the first TypeScript example of the README prints what its comments say", () => {
   const root = packageRoot();

@@ -1,13 +1,13 @@
 /** Piscina worker: rebuilds the training graph from its plan and runs micro-shards and updates. */
 import { workerData } from "piscina";
-import type { OptimizerConfig } from "../src/tensor/kernels/optimizer.js";
+import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import {
   barrierLoop,
   runPhase,
   type FaultInjection,
   type WorkerTask,
-} from "../src/runtime/protocol.js";
-import { ShardRunner, type SharedState, type TrainPlan } from "../src/runtime/shard.js";
+} from "../src/train/parallel/protocol.js";
+import { ShardRunner, type SharedState, type TrainPlan } from "../src/train/parallel/shard.js";
 import { useBackend, type BackendName } from "../src/tensor/backends.js";
 
 /** What the pool hands every worker once, at start-up. */

@@ -2,10 +2,8 @@
 import type { BackendName } from "../tensor/backends.js";
 import type { DType } from "../tensor/tensor.js";
 
-/** The data sets the trainer knows. */
-export type DatasetName = "digits" | "mnist";
-/** The model families the trainer builds. */
-export type ModelKind = "logreg" | "mlp";
+import type { DatasetName, ModelKind } from "../train/config.js";
+export type { DatasetName, ModelKind } from "../train/config.js";
 /** The optimizers the trainer offers. */
 export type OptimizerName = "sgd" | "momentum" | "adam";
 

@@ -3,7 +3,6 @@
  * graph; ops call `backend()` and never a concrete backend, so a faster one (WASM SIMD over shared
  * memory) replaces the kernels without touching a gradient rule.
  */
-import { jsBackend } from "./kernels/js.js";
 import type { Tensor } from "./tensor.js";
 
 /** Element-wise binary kernels (NumPy broadcasting); greater gives 1 where a > b, else 0. */
@@ -43,18 +42,4 @@ export interface Backend {
   softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Tensor;
   /** softmax(logits) * sum(targets, axis, keepdims) - targets: logits' shape. */
   softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number): Tensor;
-}
-
-let current: Backend = jsBackend;
-
-/** The active backend (the plain-TypeScript reference backend unless another was set). */
-export function backend(): Backend {
-  return current;
-}
-
-/** Makes `b` the active backend for every op in this thread; returns the previous one. */
-export function setBackend(b: Backend): Backend {
-  const previous = current;
-  current = b;
-  return previous;
 }

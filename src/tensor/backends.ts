@@ -1,5 +1,6 @@
 /** Backends by name, so the CLI and every worker thread can select the same one. */
-import { setBackend, type Backend } from "./backend.js";
+import { setBackend } from "./active.js";
+import { type Backend } from "./backend.js";
 import { jsBackend } from "./kernels/js.js";
 import { loadWasmBackend } from "./kernels/wasm.js";
 import { clearPool } from "./tensor.js";

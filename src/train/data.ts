@@ -1,8 +1,8 @@
 /** Data sets (8x8 digits, MNIST), seeded splits, standardisation and row selection. */
-import { existsSync, readFileSync } from "node:fs";
+import { packageRoot } from "../tensor/package.js";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Rng } from "./random.js";
 import { allocate, Tensor, type DType } from "../tensor/tensor.js";
 import { fmt } from "../tensor/shape.js";
@@ -39,18 +39,6 @@ const DIGITS_FEATURES = 64;
 const DIGITS_CLASSES = 10;
 const MNIST_PIXELS = 784;
 const MNIST_IMAGES = 10_000;
-
-/** The folder holding package.json above this module (works from src/ and from dist/src/). */
-export function packageRoot(): string {
-  const start = dirname(fileURLToPath(import.meta.url));
-  let dir = start;
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`packageRoot: no package.json in ${start} or above`);
-    dir = parent;
-  }
-}
 
 /**
  * Loads the 8x8 digits (1797 rows: 64 pixel counts 0..16, then the label 0..9).

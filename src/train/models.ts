@@ -4,7 +4,7 @@ import { add, broadcastTo, matmul, relu, softmaxCrossEntropy } from "../graph/op
 import { gradients } from "../autodiff/gradients.js";
 import { countNodes, simplify, type NodeCounts } from "../autodiff/simplify.js";
 import { lowerGraph } from "../runtime/plan.js";
-import type { TrainPlan } from "../runtime/shard.js";
+import type { TrainPlan } from "./parallel/shard.js";
 import { allocate, type DType, type Tensor } from "../tensor/tensor.js";
 import type { Rng } from "./random.js";
 

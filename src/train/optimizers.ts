@@ -1,9 +1,9 @@
 /** Optimizers over parameter tensors: SGD, momentum (optionally Nesterov) and Adam(W). */
-import { applyUpdate, stateCount, type OptimizerConfig } from "../tensor/kernels/optimizer.js";
+import { applyUpdate, stateCount, type OptimizerConfig } from "./parallel/optimizer-kernels.js";
 import { fmt, sameShape } from "../tensor/shape.js";
 import { allocate, type Tensor } from "../tensor/tensor.js";
 
-export type { OptimizerConfig, OptimizerKind } from "../tensor/kernels/optimizer.js";
+export type { OptimizerConfig, OptimizerKind } from "./parallel/optimizer-kernels.js";
 
 /** Validates an optimizer config; throws a RangeError naming the bad field. */
 export function checkOptimizerConfig(config: OptimizerConfig): OptimizerConfig {

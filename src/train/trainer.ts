@@ -7,8 +7,8 @@ import {
   type SharedState,
   type ShiftAugment,
   type TrainPlan,
-} from "../runtime/shard.js";
-import type { OptimizerConfig } from "../tensor/kernels/optimizer.js";
+} from "./parallel/shard.js";
+import type { OptimizerConfig } from "./parallel/optimizer-kernels.js";
 import { sizeOf } from "../tensor/shape.js";
 import { clearPool, Tensor, type DType } from "../tensor/tensor.js";
 import { oneHot, type Dataset, type Split } from "./data.js";

@@ -1,5 +1,5 @@
 /** Semantics of the public API: dtypes, 0-d tensors, stable softmax, op identity, input checks. */
-import { backend } from "../../src/tensor/backend.js";
+import { backend } from "../../src/tensor/active.js";
 import { describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
 import {

@@ -3,7 +3,8 @@ import { uniformValues } from "../helpers/evaluate.js";
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { afterAll, describe, expect, it } from "vitest";
-import { setBackend, type BinaryKind } from "../../src/tensor/backend.js";
+import { setBackend } from "../../src/tensor/active.js";
+import { type BinaryKind } from "../../src/tensor/backend.js";
 import { useBackend } from "../../src/tensor/backends.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
 import {

@@ -10,7 +10,7 @@ import {
   shardBounds,
   ShardRunner,
   sliceBounds,
-} from "../../src/runtime/shard.js";
+} from "../../src/train/parallel/shard.js";
 import { Tensor } from "../../src/tensor/tensor.js";
 import { oneHot } from "../../src/train/data.js";
 import {

@@ -5,7 +5,7 @@ import {
   learningRateAt,
   stateCount,
   type OptimizerConfig,
-} from "../../src/tensor/kernels/optimizer.js";
+} from "../../src/train/parallel/optimizer-kernels.js";
 import { checkOptimizerConfig, Optimizer } from "../../src/train/optimizers.js";
 import { Rng } from "../../src/train/random.js";
 import { tensor, type Tensor } from "../../src/tensor/tensor.js";

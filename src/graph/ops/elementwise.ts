@@ -1,5 +1,5 @@
 /** Element-wise ops: arithmetic with NumPy broadcasting, constants, and unary functions. */
-import { backend } from "../../tensor/backend.js";
+import { backend } from "../../tensor/active.js";
 import { full } from "../../tensor/tensor.js";
 import { describe, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";

@@ -1,5 +1,5 @@
 /** 2-D matrix product with optional transposes. */
-import { backend } from "../../tensor/backend.js";
+import { backend } from "../../tensor/active.js";
 import { fmt } from "../../tensor/shape.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";

@@ -3,7 +3,7 @@
  * cross-entropy is fused (one kernel, one node) because it is the loss of every training step.
  */
 
-import { backend } from "../../tensor/backend.js";
+import { backend } from "../../tensor/active.js";
 import { normalizeAxes } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";

@@ -1,5 +1,6 @@
 /** Reductions: sum, mean, max, logsumexp, and unreduce, their shared adjoint. */
-import { backend, type ReduceKind } from "../../tensor/backend.js";
+import { backend } from "../../tensor/active.js";
+import { type ReduceKind } from "../../tensor/backend.js";
 import { fmt, normalizeAxes, reducedShape, sameShape } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";

@@ -1,5 +1,5 @@
 /** Shape ops: broadcastTo and its adjoint sumLike, reshape, expandDims, transpose. */
-import { backend } from "../../tensor/backend.js";
+import { backend } from "../../tensor/active.js";
 import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, describe, label, makeNode, Node } from "../node.js";

@@ -9,17 +9,12 @@
  * inputs and write their output in place, and only arrays from elsewhere (feeds,
  * SharedArrayBuffer parameters) are copied in.
  */
+import { packageRoot } from "../package.js";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { setFlagsFromString } from "node:v8";
-import { fileURLToPath } from "node:url";
-import {
-  backend,
-  type Backend,
-  type BinaryKind,
-  type ReduceKind,
-  type UnaryKind,
-} from "../backend.js";
+import { backend } from "../active.js";
+import { type Backend, type BinaryKind, type ReduceKind, type UnaryKind } from "../backend.js";
 import { fmt, reducedShape, sameShape } from "../shape.js";
 import {
   allocate,
@@ -183,13 +178,7 @@ export function wasmSimdSupported(): boolean {
 
 /** Path of build/kernels.wasm under the package root (the first folder up with package.json). */
 export function wasmKernelsPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return join(dir, "build", "kernels.wasm");
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`wasm backend: no package.json above ${import.meta.url}`);
-    dir = parent;
-  }
+  return join(packageRoot(), "build", "kernels.wasm");
 }
 
 /** Counters of the data the wasm backend moves (read by `npm run bench:train`), per thread. */

@@ -12,12 +12,12 @@ import {
   SPIN_ITERATIONS,
   type FaultInjection,
   type WorkerTask,
-} from "../../runtime/protocol.js";
-import { CONTROL, ShardRunner, type SharedState, type TrainPlan } from "../../runtime/shard.js";
-import { backend } from "../../tensor/backend.js";
+} from "./protocol.js";
+import { CONTROL, ShardRunner, type SharedState, type TrainPlan } from "./shard.js";
+import { backend } from "../../tensor/active.js";
 import type { BackendName } from "../../tensor/backends.js";
-import type { OptimizerConfig } from "../../tensor/kernels/optimizer.js";
-import { packageRoot } from "../data.js";
+import type { OptimizerConfig } from "./optimizer-kernels.js";
+import { packageRoot } from "../../tensor/package.js";
 import type { EngineFactory, StepEngine } from "../engine.js";
 
 /** How the main thread starts phases: an Atomics barrier, or one piscina task per worker. */

@@ -2,7 +2,7 @@
  * Optimizer update kernels over flat parameter vectors: element-wise, so any slicing of the vector
  * (one thread or sixteen) gives bitwise the same result.
  */
-import type { TypedArray } from "../tensor.js";
+import type { TypedArray } from "../../tensor/tensor.js";
 
 /** The update rules. */
 export type OptimizerKind = "sgd" | "momentum" | "adam";

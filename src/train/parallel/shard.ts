@@ -2,14 +2,14 @@
  * Micro-shards of a training batch over shared memory: the one decomposition both the in-process
  * and the worker paths use, so their results are bitwise identical for any thread count.
  */
-import "../graph/ops/index.js"; // registers every op, so any plan can be rebuilt here
-import type { Node } from "../graph/node.js";
-import { applyUpdate, stateCount, type OptimizerConfig } from "../tensor/kernels/optimizer.js";
-import { sumSlots } from "../tensor/kernels/slots.js";
-import { sizeOf } from "../tensor/shape.js";
-import { allocateArray, Tensor, type DType, type TypedArray } from "../tensor/tensor.js";
-import { Evaluator } from "./evaluator.js";
-import { rebuildGraph, type Plan } from "./plan.js";
+import "../../graph/ops/index.js"; // registers every op, so any plan can be rebuilt here
+import type { Node } from "../../graph/node.js";
+import { applyUpdate, stateCount, type OptimizerConfig } from "./optimizer-kernels.js";
+import { sumSlots } from "./slots.js";
+import { sizeOf } from "../../tensor/shape.js";
+import { allocateArray, Tensor, type DType, type TypedArray } from "../../tensor/tensor.js";
+import { Evaluator } from "../../runtime/evaluator.js";
+import { rebuildGraph, type Plan } from "../../runtime/plan.js";
 
 /**
  * The training graph as data: placeholders [X, Y, ...params], outputs [lossSum, ...grads], where

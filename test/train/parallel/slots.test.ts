@@ -1,6 +1,6 @@
 /** sumSlots: the slot-order sum, bitwise equal to a plain loop for any count and any slicing. */
 import { describe, expect, it } from "vitest";
-import { sumSlots } from "../../src/tensor/kernels/slots.js";
+import { sumSlots } from "../../../src/train/parallel/slots.js";
 
 describe("sumSlots", () => {
   it.each([1, 2, 3, 4, 5, 6, 7, 8, 9, 12])(

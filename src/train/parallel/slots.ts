@@ -3,7 +3,7 @@
  * float64, for elements [start, end). The order per element never depends on how the range is
  * split between threads, so any slicing gives bitwise the same result.
  */
-import type { TypedArray } from "../tensor.js";
+import type { TypedArray } from "../../tensor/tensor.js";
 
 /**
  * `slots` holds `count` vectors of `stride` elements back to back; `out[i - start]` receives the

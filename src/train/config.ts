@@ -1,0 +1,184 @@
+/**
+ * Training policy, in one place for the CLI, fit() and the benches: per-dataset defaults, the
+ * micro-shard rule, the engine choice and the data split the README's figures use.
+ */
+import { availableParallelism } from "node:os";
+import { backend } from "../tensor/active.js";
+import type { DType } from "../tensor/tensor.js";
+import {
+  loadDigits,
+  loadMnist,
+  randomSplit,
+  standardize,
+  stratifiedSplit,
+  type Split,
+} from "./data.js";
+import { inProcessEngine, type EngineFactory } from "./engine.js";
+import type { ModelSpec } from "./models.js";
+import type { OptimizerConfig } from "./optimizers.js";
+import { poolEngine } from "./parallel/pool.js";
+import type { FaultInjection } from "./parallel/protocol.js";
+
+/** The data sets the trainer knows. */
+export type DatasetName = "digits" | "mnist";
+/** The model families the trainer builds. */
+export type ModelKind = "logreg" | "mlp";
+
+/** Defaults per data set and model: the settings behind the README's accuracy figures. */
+interface Defaults {
+  hidden: number[];
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  optimizer: OptimizerConfig["kind"];
+  weightDecay: number;
+  standardize: boolean;
+  /** Largest random image shift in pixels during training (0: no augmentation). */
+  augment: number;
+}
+
+/** The defaults for a data set and model. */
+export function defaultsFor(dataset: DatasetName, model: ModelKind): Defaults {
+  if (dataset === "digits") {
+    return model === "logreg"
+      ? {
+          hidden: [],
+          epochs: 50,
+          batchSize: 32,
+          lr: 0.01,
+          optimizer: "adam",
+          weightDecay: 0.1,
+          standardize: true,
+          augment: 0,
+        }
+      : {
+          hidden: [64],
+          epochs: 30,
+          batchSize: 32,
+          lr: 0.003,
+          optimizer: "adam",
+          weightDecay: 1e-4,
+          standardize: true,
+          augment: 0,
+        };
+  }
+  return model === "logreg"
+    ? {
+        hidden: [],
+        epochs: 15,
+        batchSize: 64,
+        lr: 0.001,
+        optimizer: "adam",
+        weightDecay: 1e-4,
+        standardize: false,
+        augment: 0,
+      }
+    : {
+        hidden: [256],
+        epochs: 15,
+        batchSize: 64,
+        lr: 0.001,
+        optimizer: "adam",
+        weightDecay: 0.05,
+        standardize: false,
+        augment: 1,
+      };
+}
+
+/**
+ * Micro-shards per batch: set by the model and batch size alone, never by the thread count or
+ * the machine (so any --threads, anywhere, gives the same bits). A step too small to gain from
+ * threads is one shard; larger steps split into shards of at least 32 rows, at most 16 shards:
+ * smaller shards cost more in per-shard overhead and small-matrix kernels than threads win back
+ * (measured: MLP 784-256-10, batch 64, 2 threads: 8 shards 17.9k samples/s, 2 shards 24.0k,
+ * one shard in-process 18.7k).
+ */
+export function shardCountFor(spec: ModelSpec, batchSize: number): number {
+  if (estimatedStepMs(spec, batchSize) < MIN_PARALLEL_STEP_MS) return 1;
+  return Math.max(1, Math.min(16, Math.floor(batchSize / MIN_SHARD_ROWS)));
+}
+
+/** The smallest micro-shard the default split makes. */
+const MIN_SHARD_ROWS = 32;
+
+/** Milliseconds of kernel work in one step at the active backend's measured 1-thread rate. */
+export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {
+  const gflops = backend().name === "js" ? 0.7 : 20; // bench:train, MLP step, 1 thread
+  return stepFlops(spec, batchSize) / (gflops * 1e6);
+}
+
+/** Loads and splits the data set (seeded, stratified for MNIST, 80/20 for digits). */
+export function loadSplit(dataset: DatasetName, dtype: DType, seed: number, scale: boolean): Split {
+  const split =
+    dataset === "digits"
+      ? randomSplit(loadDigits({ dtype }), 0.2, seed)
+      : stratifiedSplit(loadMnist({ dtype }), { trainSize: 8000, testSize: 2000 }, seed);
+  return scale ? standardize(split) : split;
+}
+
+/** Engine factory and thread count for a --threads value. */
+export type EngineChooser = (
+  threads: number | "auto",
+  spec: ModelSpec,
+  batchSize: number,
+  stepTimeoutMs: number | undefined,
+  shardCount: number,
+) => Promise<{ factory: EngineFactory; threads: number; reason: string }>;
+
+/** Floating-point operations of one training step (forward 2, backward 4 per weight and row). */
+export function stepFlops(spec: ModelSpec, batchSize: number): number {
+  let weights = 0;
+  for (let l = 1; l < spec.sizes.length; l++) weights += spec.sizes[l - 1] * spec.sizes[l];
+  return 6 * batchSize * weights;
+}
+
+/** Steps estimated shorter than this run in-process: splitting them costs more than it gains. */
+const MIN_PARALLEL_STEP_MS = 0.5;
+
+/**
+ * Picks the engine: `--threads 1` trains in this thread; N > 1 starts N workers; "auto" starts
+ * one per core unless a step is too small to gain from splitting.
+ */
+export const chooseEngine: EngineChooser = async (
+  requested,
+  spec,
+  batchSize,
+  stepTimeoutMs,
+  shardCount,
+) => {
+  let threads: number;
+  let reason: string;
+  if (requested === "auto") {
+    const cores = availableParallelism();
+    const stepMs = estimatedStepMs(spec, batchSize);
+    if (cores < 2 || stepMs < MIN_PARALLEL_STEP_MS) {
+      threads = 1;
+      reason = `auto: ~${stepMs.toFixed(2)} ms of work per step is too little to split (${cores} cores)`;
+    } else {
+      // More threads than micro-shards would idle through the shard phase.
+      threads = Math.min(cores, shardCount);
+      reason = `auto: ${threads} threads for ${shardCount} micro-shards on ${cores} cores (~${stepMs.toFixed(1)} ms of work per step)`;
+    }
+  } else {
+    threads = requested;
+    reason = threads === 1 ? "in-process" : "worker pool";
+  }
+  if (threads === 1) return { factory: inProcessEngine, threads, reason };
+  const fault = faultFromEnv(process.env.ADJOINT_FAULT);
+  return { factory: poolEngine({ threads, stepTimeoutMs, fault }), threads, reason };
+};
+
+/**
+ * A worker fault to inject, for the tests of the failure paths: ADJOINT_FAULT=kind@step:shard
+ * with kind throw, exit or hang (e.g. `throw@3:1`). Unset in normal use.
+ */
+export function faultFromEnv(value: string | undefined): FaultInjection | undefined {
+  if (!value) return undefined;
+  const match = /^(throw|exit|hang)@(\d+):(\d+)$/.exec(value);
+  if (!match) throw new Error(`ADJOINT_FAULT=${value}: expected kind@step:shard, e.g. throw@3:1`);
+  return {
+    kind: match[1] as FaultInjection["kind"],
+    step: Number(match[2]),
+    shard: Number(match[3]),
+  };
+}
