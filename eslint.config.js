@@ -9,7 +9,7 @@ export default tseslint.config(
   {
     // Plain Node scripts.
     files: ["scripts/**/*.mjs"],
-    languageOptions: { globals: { URL: "readonly", console: "readonly" } },
+    languageOptions: { globals: { URL: "readonly", console: "readonly", process: "readonly" } },
   },
   {
     rules: {

@@ -5,13 +5,15 @@ import { defineConfig } from "vitest/config";
 // on the WASM SIMD kernels. Files that pick their backends themselves (each op case already
 // checked on js, wasm and wasm-with-every-kernel), or compute nothing through one (the CLI picks
 // its own, the PRNG, files, data, arguments), run once, in the js project: the same test twice
-// would only cost time.
+// would only cost time. (long-chains: the pool and both allocators are exercised there on js;
+// the arena's own O(1) paths are tested in arena.test.ts.)
 const ONCE = [
   "test/graph/ops.test.ts",
   "test/graph/bad-input.test.ts",
   "test/autodiff/random-graphs.test.ts",
   "test/autodiff/simplify.test.ts",
   "test/runtime/evaluator-pool.test.ts",
+  "test/runtime/long-chains.test.ts",
   "test/tensor/arena.test.ts",
   "test/tensor/arena-faults.test.ts",
   "test/tensor/backends.test.ts",
