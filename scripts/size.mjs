@@ -21,10 +21,31 @@ function walk(dir) {
   }
 }
 for (const top of ["src", "workers", "asm"]) walk(join(root, top));
+const check = process.argv.includes("--check");
 let total = 0;
-console.log("| folder | code lines |\n|---|---:|");
+if (!check) console.log("| folder | code lines |\n|---|---:|");
 for (const [folder, n] of [...counts].sort()) {
-  console.log(`| ${folder} | ${n} |`);
+  if (!check) console.log(`| ${folder} | ${n} |`);
   total += n;
 }
-console.log(`| total | ${total} |`);
+if (!check) console.log(`| total | ${total} |`);
+
+// `--check`: fail when the core (src/tensor, src/graph, src/autodiff, src/runtime, their
+// subfolders) exceeds the budget the README states ("Core line budget: N"); npm test runs it.
+if (check) {
+  const core = [...counts]
+    .filter(([folder]) => /^src\/(tensor|graph|autodiff|runtime)(\/|$)/.test(folder))
+    .reduce((sum, [, n]) => sum + n, 0);
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const match = /Core line budget: ([\d,]+)/.exec(readme);
+  if (!match) {
+    console.error('size: README.md states no "Core line budget: N"');
+    process.exit(1);
+  }
+  const budget = Number(match[1].replace(/,/g, ""));
+  if (core > budget) {
+    console.error(`size: the core has ${core} code lines, over its budget of ${budget}`);
+    process.exit(1);
+  }
+  console.log(`core: ${core} code lines, budget ${budget}`);
+}

@@ -9,35 +9,16 @@ import {
   addByConstOp,
   addOp,
   divByConstOp,
-  divOp,
-  expOp,
-  logOp,
   mulByConstOp,
   mulOp,
   negOp,
   onesLikeOp,
-  powOp,
-  reluOp,
-  sigmoidOp,
-  sqrtOp,
-  stepOp,
   subOp,
-  tanhOp,
   zerosLikeOp,
 } from "../graph/ops/elementwise.js";
-import { matmulOp } from "../graph/ops/matmul.js";
-import { logsumexpOp, maxMaskOp, maxOp, meanOp, sumOp, unreduceOp } from "../graph/ops/reduce.js";
-import {
-  broadcastToOp,
-  expandDimsOp,
-  reshapeLikeOp,
-  reshapeOp,
-  sumLikeOp,
-  transposeInverseOp,
-  transposeOp,
-} from "../graph/ops/shape.js";
+import { reshapeLikeOp, sumLikeOp } from "../graph/ops/shape.js";
 import { topoSort } from "../graph/topo.js";
-import { softmaxCrossEntropyGradOp, softmaxCrossEntropyOp } from "../graph/ops/nn.js";
+import { knownSize } from "../graph/types.js";
 
 /** Node counts of a graph split into the forward part and what only the gradients need. */
 export interface NodeCounts {
@@ -55,48 +36,13 @@ export function countNodes(forwardOutputs: readonly Node[], outputs: readonly No
   return { forward, backward: total - forward, total };
 }
 
-// NOTE: what simplify knows about shapes and dtypes is proved from the graph's structure alone,
-// with no input shapes: a node's "shape representative" is an earlier node whose value provably
-// has the same shape (itself when nothing better is known), and its "dtype sources" a set of
-// nodes whose dtypes it promotes (float64 if any of them is). A node with unknown rules is its
-// own representative and its own source: always sound, only less useful.
+// NOTE: what simplify knows about shapes and dtypes is proved from the graph's structure (the
+// facts each op declares in `sameAs`) and from the types known at build time: a node's "shape
+// representative" is an earlier node whose value provably has the same shape (itself when
+// nothing better is known), and its "dtype sources" a set of nodes whose dtypes it promotes
+// (float64 if any of them is). An op that declares nothing is its own representative and its
+// own source: always sound, only less useful.
 
-/** Ops whose value has the shape of input 0 (element-wise unary, constants, masks). */
-const SHAPE_OF_FIRST = new Set<Op>([
-  negOp,
-  addByConstOp,
-  mulByConstOp,
-  divByConstOp,
-  powOp,
-  expOp,
-  logOp,
-  sqrtOp,
-  reluOp,
-  stepOp,
-  sigmoidOp,
-  tanhOp,
-  zerosLikeOp,
-  onesLikeOp,
-  maxMaskOp,
-]);
-/** Ops whose value has the shape of input 1 (the adjoints that take a shape reference). */
-const SHAPE_OF_SECOND = new Set<Op>([sumLikeOp, reshapeLikeOp, unreduceOp]);
-/** Element-wise binary ops: the broadcast shape of both inputs, the promoted dtype. */
-const BINARY = new Set<Op>([addOp, subOp, mulOp, divOp]);
-/** Ops whose dtype is input 0's. */
-const DTYPE_OF_FIRST = new Set<Op>([
-  ...SHAPE_OF_FIRST,
-  ...SHAPE_OF_SECOND,
-  broadcastToOp,
-  reshapeOp,
-  expandDimsOp,
-  transposeOp,
-  transposeInverseOp,
-  sumOp,
-  meanOp,
-  maxOp,
-  logsumexpOp,
-]);
 /** Dtype-source sets larger than this are replaced by the node itself (keeps the pass linear). */
 const MAX_SOURCES = 32;
 
@@ -219,40 +165,42 @@ class Simplifier {
     return node;
   }
 
-  /** The shape representative and dtype sources of a canonical node. */
+  /** The shape representative and dtype sources of a canonical node, from its op's facts. */
   private derive(node: Node): Facts {
     const { op, inputs } = node;
     const own: Facts = { shape: node, dtype: [node.id] };
-    if (inputs.length === 0) return own;
-    const first = this.facts.get(inputs[0])!;
+    const facts = op.sameAs;
+    if (inputs.length === 0 || facts === undefined) return own;
+    const of = (i: number) => this.facts.get(inputs[i])!;
     let shape: Node = node;
-    let dtype: Sources = own.dtype;
-    if (SHAPE_OF_FIRST.has(op) || op === softmaxCrossEntropyGradOp) shape = first.shape;
-    else if (SHAPE_OF_SECOND.has(op) && inputs.length === 2)
-      shape = this.facts.get(inputs[1])!.shape;
-    else if (op === broadcastToOp && inputs.length === 2) shape = this.facts.get(inputs[1])!.shape;
-    else if (BINARY.has(op)) {
-      const second = this.facts.get(inputs[1])!;
-      if (first.shape === second.shape) shape = first.shape;
+    if (facts.shape === "broadcast") {
+      if (of(0).shape === of(1).shape) shape = of(0).shape;
+    } else if (facts.shape !== undefined && facts.shape < inputs.length) {
+      shape = of(facts.shape).shape;
     }
-    if (DTYPE_OF_FIRST.has(op)) dtype = first.dtype;
-    else if (
-      BINARY.has(op) ||
-      op === matmulOp ||
-      op === softmaxCrossEntropyOp ||
-      op === softmaxCrossEntropyGradOp
-    ) {
-      dtype = union(first.dtype, this.facts.get(inputs[1])!.dtype);
+    let dtype: Sources = own.dtype;
+    if (facts.dtype === "promote") {
+      dtype = inputs.reduce<Sources>((sources, _, i) => union(sources, of(i).dtype), []);
       if (dtype.length > MAX_SOURCES) dtype = own.dtype;
+    } else if (facts.dtype !== undefined) {
+      dtype = of(facts.dtype).dtype;
     }
     return { shape, dtype };
   }
 
+  /** True when a and b provably have one shape: by structure, or both fully known and equal. */
+  private sameShape(a: Node, b: Node): boolean {
+    if (this.facts.get(a)!.shape === this.facts.get(b)!.shape) return true;
+    if (knownSize(a.shape) === null || knownSize(b.shape) === null) return false;
+    return a.shape!.length === b.shape!.length && a.shape!.every((d, i) => d === b.shape![i]);
+  }
+
   /** True when `x op other` provably has x's shape and dtype (other broadcasts to nothing new). */
   private absorbs(x: Node, other: Node): boolean {
-    const a = this.facts.get(x)!;
-    const b = this.facts.get(other)!;
-    return a.shape === b.shape && isSubset(b.dtype, a.dtype);
+    if (!this.sameShape(x, other)) return false;
+    if (isSubset(this.facts.get(other)!.dtype, this.facts.get(x)!.dtype)) return true;
+    // Known dtypes: other's must not widen x's.
+    return x.dtype !== null && (other.dtype === x.dtype || other.dtype === "float32");
   }
 
   /** One exact identity applied to `node`, or undefined when none applies. */
@@ -263,7 +211,7 @@ class Simplifier {
     if ((op === mulByConstOp || op === divByConstOp) && isOne(attrs)) return a; // x*1 = x/1 = x
     if (op === sumLikeOp || op === reshapeLikeOp) {
       // Both return g itself (as a view) when the shapes already agree.
-      return this.facts.get(a)!.shape === this.facts.get(b)!.shape ? a : undefined;
+      return this.sameShape(a, b) ? a : undefined;
     }
     if (op === mulOp) {
       // x * 1 = x exactly, but ones of another shape or of float64 would broadcast or promote x.

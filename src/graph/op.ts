@@ -21,6 +21,13 @@ export interface Op {
    * input that gets no gradient (a shape reference, a constant): nothing is built for it.
    */
   gradient(node: Node, outputGrad: Node): (Node | null)[];
+  /**
+   * Structural facts for graph rewrites, true whatever the input shapes (simplify() reads them):
+   * the value has the shape of input `shape` (or the broadcast of inputs 0 and 1, which is input
+   * 0's shape when both inputs have one shape), and the dtype of input `dtype` (or the promotion of
+   * every input's). Absent: nothing is claimed, which is always sound.
+   */
+  readonly sameAs?: { shape?: number | "broadcast"; dtype?: number | "promote" };
 }
 
 const registry = new Map<string, Op>();

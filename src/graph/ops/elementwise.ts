@@ -6,6 +6,10 @@ import { defineOp, type Op } from "../op.js";
 import { broadcastDims, promoteTypes, type NodeType } from "../types.js";
 import { sumLike } from "./shape.js";
 
+/** Facts of element-wise ops: a unary one keeps its input's shape and dtype. */
+const SAME = { shape: 0, dtype: 0 } as const;
+const BROADCAST = { shape: "broadcast", dtype: "promote" } as const;
+
 /** The type of an element-wise op on two broadcast inputs. */
 function broadcastType([a, b]: readonly NodeType[]): NodeType {
   return { shape: broadcastDims(a.shape, b.shape), dtype: promoteTypes(a.dtype, b.dtype) };
@@ -27,6 +31,7 @@ function checkConstant(builder: string, c: unknown): number {
 export const addOp: Op = defineOp({
   name: "add",
   type: broadcastType,
+  sameAs: BROADCAST,
   compute: (_node, [a, b]) => backend().binary("add", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(g, node.inputs[1])],
 });
@@ -35,6 +40,7 @@ export const addOp: Op = defineOp({
 export const subOp: Op = defineOp({
   name: "sub",
   type: broadcastType,
+  sameAs: BROADCAST,
   compute: (_node, [a, b]) => backend().binary("sub", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(neg(g), node.inputs[1])],
 });
@@ -43,6 +49,7 @@ export const subOp: Op = defineOp({
 export const mulOp: Op = defineOp({
   name: "mul",
   type: broadcastType,
+  sameAs: BROADCAST,
   compute: (_node, [a, b]) => backend().binary("mul", a, b),
   gradient: (node, g) => {
     const [a, b] = node.inputs;
@@ -54,6 +61,7 @@ export const mulOp: Op = defineOp({
 export const divOp: Op = defineOp({
   name: "div",
   type: broadcastType,
+  sameAs: BROADCAST,
   compute: (_node, [a, b]) => backend().binary("div", a, b),
   // d(a/b)/db = -a/b^2 = -(a/b)/b: reuse the node itself.
   gradient: (node, g) => {
@@ -66,6 +74,7 @@ export const divOp: Op = defineOp({
 export const negOp: Op = defineOp({
   name: "neg",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("neg", x),
   gradient: (_node, g) => [neg(g)],
 });
@@ -74,6 +83,7 @@ export const negOp: Op = defineOp({
 export const addByConstOp: Op = defineOp({
   name: "addByConst",
   type: sameType,
+  sameAs: SAME,
   compute: (node, [x]) => backend().scalar("add", x, node.attrs.constant as number),
   gradient: (_node, g) => [g],
 });
@@ -82,6 +92,7 @@ export const addByConstOp: Op = defineOp({
 export const mulByConstOp: Op = defineOp({
   name: "mulByConst",
   type: sameType,
+  sameAs: SAME,
   compute: (node, [x]) => backend().scalar("mul", x, node.attrs.constant as number),
   gradient: (node, g) => [mulByConst(g, node.attrs.constant as number)],
 });
@@ -90,6 +101,7 @@ export const mulByConstOp: Op = defineOp({
 export const divByConstOp: Op = defineOp({
   name: "divByConst",
   type: sameType,
+  sameAs: SAME,
   compute: (node, [x]) => backend().scalar("div", x, node.attrs.constant as number),
   gradient: (node, g) => [divByConst(g, node.attrs.constant as number)],
 });
@@ -98,6 +110,7 @@ export const divByConstOp: Op = defineOp({
 export const powOp: Op = defineOp({
   name: "pow",
   type: sameType,
+  sameAs: SAME,
   compute: (node, [x]) => backend().scalar("pow", x, node.attrs.constant as number),
   gradient: (node, g) => {
     const c = node.attrs.constant as number;
@@ -111,6 +124,7 @@ export const powOp: Op = defineOp({
 export const expOp: Op = defineOp({
   name: "exp",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("exp", x),
   gradient: (node, g) => [mul(g, node)], // d/dx e^x = e^x: reuse the node itself
 });
@@ -119,6 +133,7 @@ export const expOp: Op = defineOp({
 export const logOp: Op = defineOp({
   name: "log",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("log", x),
   gradient: (node, g) => [div(g, node.inputs[0])],
 });
@@ -127,6 +142,7 @@ export const logOp: Op = defineOp({
 export const sqrtOp: Op = defineOp({
   name: "sqrt",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("sqrt", x),
   gradient: (node, g) => [div(mulByConst(g, 0.5), node)],
 });
@@ -135,6 +151,7 @@ export const sqrtOp: Op = defineOp({
 export const reluOp: Op = defineOp({
   name: "relu",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("relu", x),
   gradient: (node, g) => [mul(g, step(node.inputs[0]))],
 });
@@ -143,6 +160,7 @@ export const reluOp: Op = defineOp({
 export const stepOp: Op = defineOp({
   name: "step",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("step", x),
   gradient: () => [null],
 });
@@ -151,6 +169,7 @@ export const stepOp: Op = defineOp({
 export const sigmoidOp: Op = defineOp({
   name: "sigmoid",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("sigmoid", x),
   // s' = s (1 - s)
   gradient: (node, g) => [mul(g, mul(node, addByConst(neg(node), 1)))],
@@ -160,6 +179,7 @@ export const sigmoidOp: Op = defineOp({
 export const tanhOp: Op = defineOp({
   name: "tanh",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("tanh", x),
   // tanh' = 1 - tanh^2
   gradient: (node, g) => [mul(g, addByConst(neg(mul(node, node)), 1))],
@@ -169,6 +189,7 @@ export const tanhOp: Op = defineOp({
 export const absOp: Op = defineOp({
   name: "abs",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => backend().unary("abs", x),
   // sign(x) = step(x) - step(-x): two nodes of an existing op, 0 at x = 0.
   gradient: (node, g) => {
@@ -189,6 +210,7 @@ function maxWeight(a: Node, b: Node): Node {
 export const minimumOp: Op = defineOp({
   name: "minimum",
   type: broadcastType,
+  sameAs: BROADCAST,
   compute: (_node, [a, b]) => backend().binary("minimum", a, b),
   gradient: (node, g) => {
     const [a, b] = node.inputs;
@@ -200,6 +222,7 @@ export const minimumOp: Op = defineOp({
 export const maximumOp: Op = defineOp({
   name: "maximum",
   type: broadcastType,
+  sameAs: BROADCAST,
   compute: (_node, [a, b]) => backend().binary("maximum", a, b),
   gradient: (node, g) => {
     const [a, b] = node.inputs;
@@ -211,6 +234,7 @@ export const maximumOp: Op = defineOp({
 export const greaterOp: Op = defineOp({
   name: "greater",
   type: broadcastType,
+  sameAs: BROADCAST,
   compute: (_node, [a, b]) => backend().binary("greater", a, b),
   gradient: () => [null, null],
 });
@@ -234,6 +258,7 @@ export const whereOp: Op = defineOp({
 export const zerosLikeOp: Op = defineOp({
   name: "zerosLike",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => full(x.shape, 0, x.dtype),
   gradient: () => [null],
 });
@@ -242,6 +267,7 @@ export const zerosLikeOp: Op = defineOp({
 export const onesLikeOp: Op = defineOp({
   name: "onesLike",
   type: sameType,
+  sameAs: SAME,
   compute: (_node, [x]) => full(x.shape, 1, x.dtype),
   gradient: () => [null],
 });

@@ -14,6 +14,7 @@ export interface MatmulOptions {
 /** op(a) @ op(b), op transposing when transA/transB are set. */
 export const matmulOp: Op = defineOp({
   name: "matmul",
+  sameAs: { dtype: "promote" },
   type: ([a, b], attrs) => {
     if ((a.shape && a.shape.length !== 2) || (b.shape && b.shape.length !== 2)) {
       throw new Error(`expects 2-D inputs, got ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);

@@ -61,6 +61,7 @@ function classAxis(node: Node, logits: Tensor): number {
 /** -sum(targets * logSoftmax(logits)) over every element, softmax along attrs.axis; 0-d. */
 export const softmaxCrossEntropyOp: Op = defineOp({
   name: "softmaxCrossEntropy",
+  sameAs: { dtype: "promote" },
   type: (inputs) => ({ shape: [], dtype: crossEntropyType(inputs).dtype }),
   compute: (node, [logits, targets]) =>
     backend().softmaxCrossEntropy(logits, targets, classAxis(node, logits)),
@@ -79,6 +80,7 @@ export const softmaxCrossEntropyOp: Op = defineOp({
 /** softmax(logits) * sum(targets, axis, keepdims) - targets: d softmaxCrossEntropy / d logits. */
 export const softmaxCrossEntropyGradOp: Op = defineOp({
   name: "softmaxCrossEntropyGrad",
+  sameAs: { shape: 0, dtype: "promote" },
   type: crossEntropyType,
   compute: (node, [logits, targets]) =>
     backend().softmaxCrossEntropyGrad(logits, targets, classAxis(node, logits)),

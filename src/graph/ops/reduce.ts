@@ -39,6 +39,7 @@ function reduceOp(kind: ReduceKind, gradient: Op["gradient"]): Op {
   return defineOp({
     name: kind,
     type: reducedType,
+    sameAs: { dtype: 0 },
     compute: (node, [x]) =>
       backend().reduce(kind, x, axesOf(node, x), node.attrs.keepdims === true),
     gradient,
@@ -73,6 +74,7 @@ export const logsumexpOp: Op = reduceOp("logsumexp", (node, g) => {
  */
 export const unreduceOp: Op = defineOp({
   name: "unreduce",
+  sameAs: { shape: 1, dtype: 0 },
   type: ([g, x]) => ({ shape: x.shape, dtype: g.dtype }),
   compute: (node, [g, x]) => {
     const axes = axesOf(node, x);
@@ -97,6 +99,7 @@ export const unreduceOp: Op = defineOp({
 /** 1/count at the maxima along the axes (ties share), 0 elsewhere; piecewise constant. */
 export const maxMaskOp: Op = defineOp({
   name: "maxMask",
+  sameAs: { shape: 0, dtype: 0 },
   type: ([x]) => x,
   compute: (node, [x]) => backend().maxMask(x, axesOf(node, x)),
   gradient: () => [null], // piecewise constant

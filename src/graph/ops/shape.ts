@@ -39,6 +39,8 @@ function broadcastValue(x: Tensor, target: readonly number[], axis: number | und
 /** broadcastTo(x, target, {axis}): target given as attrs.shape or as a second input's value. */
 export const broadcastToOp: Op = defineOp({
   name: "broadcastTo",
+  // The shape of input 1 when the target is a node (none is claimed for a target in attrs).
+  sameAs: { shape: 1, dtype: 0 },
   type: ([x, target], attrs) => {
     const shape = target ? target.shape : (attrs.shape as number[]);
     if (x.shape !== null && shape !== null) {
@@ -69,6 +71,7 @@ export const broadcastToOp: Op = defineOp({
 /** g summed over broadcast axes down to ref's shape (the adjoint of broadcastTo). */
 export const sumLikeOp: Op = defineOp({
   name: "sumLike",
+  sameAs: { shape: 1, dtype: 0 },
   type: ([g, ref]) => ({ shape: ref.shape, dtype: g.dtype }),
   compute: (node, [g, ref]) => {
     if (sameShape(g.shape, ref.shape)) return g;
@@ -87,6 +90,7 @@ export const sumLikeOp: Op = defineOp({
 /** g reshaped to ref's shape (the adjoint of reshape and expandDims). */
 export const reshapeLikeOp: Op = defineOp({
   name: "reshapeLike",
+  sameAs: { shape: 1, dtype: 0 },
   type: ([g, ref]) => ({ shape: ref.shape, dtype: g.dtype }),
   compute: (_node, [g, ref]) => {
     if (g.size !== ref.size) throw new Error(`cannot reshape ${fmt(g.shape)} to ${fmt(ref.shape)}`);
@@ -114,6 +118,7 @@ function resolveShape(requested: readonly number[], from: readonly number[]): nu
 /** reshape(x, shape) with at most one -1. */
 export const reshapeOp: Op = defineOp({
   name: "reshape",
+  sameAs: { dtype: 0 },
   type: ([x], attrs) => {
     const requested = attrs.shape as number[];
     const size = knownSize(x.shape);
@@ -128,6 +133,7 @@ export const reshapeOp: Op = defineOp({
 /** expandDims(x, axis): a size-1 axis inserted at `axis` (negative counts from the end). */
 export const expandDimsOp: Op = defineOp({
   name: "expandDims",
+  sameAs: { dtype: 0 },
   type: ([x], attrs) => {
     if (x.shape === null) return { shape: null, dtype: x.dtype };
     const axis = normalizeAxis(attrs.axis as number, x.shape.length + 1);
@@ -152,6 +158,7 @@ function permutation(axes: readonly number[] | undefined, rank: number): number[
 /** transpose(x, axes?): axes permuted (reversed by default). */
 export const transposeOp: Op = defineOp({
   name: "transpose",
+  sameAs: { dtype: 0 },
   type: ([x], attrs) => permutedType(x, attrs.axes as number[] | undefined, false),
   compute: (node, [x]) => {
     const perm = permutation(node.attrs.axes as number[] | undefined, x.rank);
@@ -168,6 +175,7 @@ export const transposeOp: Op = defineOp({
 /** transpose by the inverse of `axes`: the adjoint of transpose(x, axes). */
 export const transposeInverseOp: Op = defineOp({
   name: "transposeInverse",
+  sameAs: { dtype: 0 },
   type: ([x], attrs) => permutedType(x, attrs.axes as number[], true),
   compute: (node, [x]) => {
     const perm = permutation(node.attrs.axes as number[], x.rank);
