@@ -30,11 +30,28 @@ export interface Op {
   readonly sameAs?: { shape?: number | "broadcast"; dtype?: number | "promote" };
 }
 
+/** A node whose attrs are known to be an op's `A`: what the op's own rules receive. */
+export type NodeOf<A> = Node & { readonly attrs: A };
+
+/** An op's declaration with its attrs typed `A` (the rules read them without casts). */
+export interface OpSpec<A extends object> {
+  readonly name: string;
+  type(inputTypes: readonly NodeType[], attrs: A): NodeType;
+  compute(node: NodeOf<A>, inputValues: Tensor[]): Tensor;
+  gradient(node: NodeOf<A>, outputGrad: Node): (Node | null)[];
+  readonly sameAs?: Op["sameAs"];
+}
+
 const registry = new Map<string, Op>();
 
-/** Registers an op under its unique name (so plans can be rebuilt in workers) and returns it. */
-export function defineOp(op: Op): Op {
-  if (registry.has(op.name)) throw new Error(`op "${op.name}" is already defined`);
+/**
+ * Registers an op under its unique name (so plans can be rebuilt in workers) and returns it. Its
+ * builder is the one place that makes nodes of it, with attrs of type `A`.
+ */
+export function defineOp<A extends object = Attrs>(spec: OpSpec<A>): Op {
+  if (registry.has(spec.name)) throw new Error(`op "${spec.name}" is already defined`);
+  // NOTE: the one cast between an op's typed attrs and the registry's plain records.
+  const op = spec as unknown as Op;
   registry.set(op.name, op);
   return op;
 }

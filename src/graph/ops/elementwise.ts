@@ -6,6 +6,11 @@ import { defineOp, type Op } from "../op.js";
 import { broadcastDims, promoteTypes, type NodeType } from "../types.js";
 import { sumLike } from "./shape.js";
 
+/** The attrs of the ops with a scalar constant. */
+interface ConstantAttrs {
+  constant: number;
+}
+
 /** Facts of element-wise ops: a unary one keeps its input's shape and dtype. */
 const SAME = { shape: 0, dtype: 0 } as const;
 const BROADCAST = { shape: "broadcast", dtype: "promote" } as const;
@@ -80,40 +85,40 @@ export const negOp: Op = defineOp({
 });
 
 /** x + c for a constant c. */
-export const addByConstOp: Op = defineOp({
+export const addByConstOp: Op = defineOp<ConstantAttrs>({
   name: "addByConst",
   type: sameType,
   sameAs: SAME,
-  compute: (node, [x]) => backend().scalar("add", x, node.attrs.constant as number),
+  compute: (node, [x]) => backend().scalar("add", x, node.attrs.constant),
   gradient: (_node, g) => [g],
 });
 
 /** x * c for a constant c. */
-export const mulByConstOp: Op = defineOp({
+export const mulByConstOp: Op = defineOp<ConstantAttrs>({
   name: "mulByConst",
   type: sameType,
   sameAs: SAME,
-  compute: (node, [x]) => backend().scalar("mul", x, node.attrs.constant as number),
-  gradient: (node, g) => [mulByConst(g, node.attrs.constant as number)],
+  compute: (node, [x]) => backend().scalar("mul", x, node.attrs.constant),
+  gradient: (node, g) => [mulByConst(g, node.attrs.constant)],
 });
 
 /** x / c for a constant c. */
-export const divByConstOp: Op = defineOp({
+export const divByConstOp: Op = defineOp<ConstantAttrs>({
   name: "divByConst",
   type: sameType,
   sameAs: SAME,
-  compute: (node, [x]) => backend().scalar("div", x, node.attrs.constant as number),
-  gradient: (node, g) => [divByConst(g, node.attrs.constant as number)],
+  compute: (node, [x]) => backend().scalar("div", x, node.attrs.constant),
+  gradient: (node, g) => [divByConst(g, node.attrs.constant)],
 });
 
 /** x ** c for a constant c. */
-export const powOp: Op = defineOp({
+export const powOp: Op = defineOp<ConstantAttrs>({
   name: "pow",
   type: sameType,
   sameAs: SAME,
-  compute: (node, [x]) => backend().scalar("pow", x, node.attrs.constant as number),
+  compute: (node, [x]) => backend().scalar("pow", x, node.attrs.constant),
   gradient: (node, g) => {
-    const c = node.attrs.constant as number;
+    const c = node.attrs.constant;
     const x = node.inputs[0];
     if (c === 0) return [null]; // x^0 = 1: constant
     return [mul(g, mulByConst(c === 1 ? onesLike(x) : pow(x, c - 1), c))];

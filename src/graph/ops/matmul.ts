@@ -12,7 +12,7 @@ export interface MatmulOptions {
 }
 
 /** op(a) @ op(b), op transposing when transA/transB are set. */
-export const matmulOp: Op = defineOp({
+export const matmulOp: Op = defineOp<Required<MatmulOptions>>({
   name: "matmul",
   sameAs: { dtype: "promote" },
   type: ([a, b], attrs) => {
@@ -20,9 +20,9 @@ export const matmulOp: Op = defineOp({
       throw new Error(`expects 2-D inputs, got ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
     }
     const [m, k] =
-      a.shape === null ? [null, null] : attrs.transA === true ? [a.shape[1], a.shape[0]] : a.shape;
+      a.shape === null ? [null, null] : attrs.transA ? [a.shape[1], a.shape[0]] : a.shape;
     const [k2, n] =
-      b.shape === null ? [null, null] : attrs.transB === true ? [b.shape[1], b.shape[0]] : b.shape;
+      b.shape === null ? [null, null] : attrs.transB ? [b.shape[1], b.shape[0]] : b.shape;
     if (k !== null && k2 !== null && k !== k2) {
       throw new Error(`inner dimensions differ: ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
     }
@@ -32,14 +32,14 @@ export const matmulOp: Op = defineOp({
     if (a.rank !== 2 || b.rank !== 2) {
       throw new Error(`expects 2-D inputs, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);
     }
-    return backend().matmul(a, b, node.attrs.transA === true, node.attrs.transB === true);
+    return backend().matmul(a, b, node.attrs.transA, node.attrs.transB);
   },
   // C = op(A) op(B): dA and dB written for each transpose combination so that no explicit
   // transpose node is needed.
   gradient: (node, g) => {
     const [a, b] = node.inputs;
-    const tA = node.attrs.transA === true;
-    const tB = node.attrs.transB === true;
+    const tA = node.attrs.transA;
+    const tB = node.attrs.transB;
     if (!tA && !tB) return [matmul(g, b, { transB: true }), matmul(a, g, { transA: true })];
     if (!tA && tB) return [matmul(g, b), matmul(g, a, { transA: true })];
     if (tA && !tB) return [matmul(b, g, { transB: true }), matmul(a, g)];

@@ -7,7 +7,7 @@ import { backend } from "../../tensor/active.js";
 import { normalizeAxes } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
-import { defineOp, type Op } from "../op.js";
+import { defineOp, type NodeOf, type Op } from "../op.js";
 import { fmtType, promoteTypes, type NodeType } from "../types.js";
 import { exp, mul, neg, sub } from "./elementwise.js";
 import { logsumexp, sum } from "./reduce.js";
@@ -45,13 +45,9 @@ function crossEntropyType([logits, targets]: readonly NodeType[]): NodeType {
 }
 
 /** The class axis of a cross-entropy node, non-negative for the logits' rank. */
-function classAxis(node: Node, logits: Tensor): number {
-  if (logits.rank === 0) {
-    throw new RangeError(
-      `${node.op.name}(${label(node.inputs[0])}): logits must have an axis, got []`,
-    );
-  }
-  return normalizeAxes(node.attrs.axis as number, logits.rank)[0];
+function classAxis(node: NodeOf<Required<SoftmaxOptions>>, logits: Tensor): number {
+  if (logits.rank === 0) throw new RangeError("logits must have an axis, got []");
+  return normalizeAxes(node.attrs.axis, logits.rank)[0];
 }
 
 // NOTE: fused rather than neg(sum(targets * logSoftmax(logits))): one kernel instead of seven
@@ -59,7 +55,7 @@ function classAxis(node: Node, logits: Tensor): number {
 // rules below are still written with ops, so higher orders work.
 
 /** -sum(targets * logSoftmax(logits)) over every element, softmax along attrs.axis; 0-d. */
-export const softmaxCrossEntropyOp: Op = defineOp({
+export const softmaxCrossEntropyOp: Op = defineOp<Required<SoftmaxOptions>>({
   name: "softmaxCrossEntropy",
   sameAs: { dtype: "promote" },
   type: (inputs) => ({ shape: [], dtype: crossEntropyType(inputs).dtype }),
@@ -67,7 +63,7 @@ export const softmaxCrossEntropyOp: Op = defineOp({
     backend().softmaxCrossEntropy(logits, targets, classAxis(node, logits)),
   gradient: (node, g) => {
     const [logits, targets] = node.inputs;
-    const options = { axis: node.attrs.axis as number };
+    const options = { axis: node.attrs.axis };
     // sumLike (a view here: g is 0-d) names each gradient's shape for simplify(), which then drops
     // the sumLike/zerosLike adjoints of the layers below.
     return [
@@ -78,7 +74,7 @@ export const softmaxCrossEntropyOp: Op = defineOp({
 });
 
 /** softmax(logits) * sum(targets, axis, keepdims) - targets: d softmaxCrossEntropy / d logits. */
-export const softmaxCrossEntropyGradOp: Op = defineOp({
+export const softmaxCrossEntropyGradOp: Op = defineOp<Required<SoftmaxOptions>>({
   name: "softmaxCrossEntropyGrad",
   sameAs: { shape: 0, dtype: "promote" },
   type: crossEntropyType,
@@ -88,7 +84,7 @@ export const softmaxCrossEntropyGradOp: Op = defineOp({
     // With p = softmax(x), s = sum(t), G = p*s - t: dG_i/dx_j = s*p_i*(δij - p_j) and
     // dG_i/dt_j = p_i - δij, so the pullbacks are s*p*(g - sum(p*g)) and sum(p*g) - g.
     const [logits, targets] = node.inputs;
-    const axis = node.attrs.axis as number;
+    const axis = node.attrs.axis;
     const p = softmax(logits, { axis });
     const rowSum = sum(targets, { axis, keepdims: true });
     const pg = sum(mul(p, g), { axis, keepdims: true });

@@ -4,7 +4,7 @@ import { type ReduceKind } from "../../tensor/backend.js";
 import { fmt, normalizeAxes, reducedShape, sameShape } from "../../tensor/shape.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
-import { defineOp, type Attrs, type Op } from "../op.js";
+import { defineOp, type Attrs, type NodeOf, type Op, type OpSpec } from "../op.js";
 import type { NodeType } from "../types.js";
 import { exp, mul, sub } from "./elementwise.js";
 
@@ -16,14 +16,19 @@ export interface ReduceOptions {
   keepdims?: boolean;
 }
 
-type Axis = number | readonly number[] | undefined;
+/** The attrs of the reductions and their adjoints (mean: unreduce divides by the count). */
+interface ReduceAttrs {
+  axis?: number | readonly number[];
+  keepdims: boolean;
+  mean?: boolean;
+}
 
-function axesOf(node: Node, x: Tensor): number[] {
-  return normalizeAxes(node.attrs.axis as Axis, x.rank);
+function axesOf(node: NodeOf<ReduceAttrs>, x: Tensor): number[] {
+  return normalizeAxes(node.attrs.axis, x.rank);
 }
 
 /** The type of a reduction of `x` over attrs.axis (all axes when unset), keepdims or not. */
-function reducedType([x]: readonly NodeType[], attrs: Attrs): NodeType {
+function reducedType([x]: readonly NodeType[], attrs: ReduceAttrs): NodeType {
   if (x.shape === null) {
     // Reducing every axis without keepdims gives a 0-d value, whatever the rank.
     return {
@@ -31,17 +36,16 @@ function reducedType([x]: readonly NodeType[], attrs: Attrs): NodeType {
       dtype: x.dtype,
     };
   }
-  const axes = normalizeAxes(attrs.axis as Axis, x.shape.length);
-  return { shape: reducedShape(x.shape, axes, attrs.keepdims === true), dtype: x.dtype };
+  const axes = normalizeAxes(attrs.axis, x.shape.length);
+  return { shape: reducedShape(x.shape, axes, attrs.keepdims), dtype: x.dtype };
 }
 
-function reduceOp(kind: ReduceKind, gradient: Op["gradient"]): Op {
-  return defineOp({
+function reduceOp(kind: ReduceKind, gradient: OpSpec<ReduceAttrs>["gradient"]): Op {
+  return defineOp<ReduceAttrs>({
     name: kind,
     type: reducedType,
     sameAs: { dtype: 0 },
-    compute: (node, [x]) =>
-      backend().reduce(kind, x, axesOf(node, x), node.attrs.keepdims === true),
+    compute: (node, [x]) => backend().reduce(kind, x, axesOf(node, x), node.attrs.keepdims),
     gradient,
   });
 }
@@ -72,13 +76,13 @@ export const logsumexpOp: Op = reduceOp("logsumexp", (node, g) => {
  * unreduce(g, x): a reduced gradient g broadcast back over x's reduced axes (divided by the
  * count for a mean). The adjoint of sum and mean.
  */
-export const unreduceOp: Op = defineOp({
+export const unreduceOp: Op = defineOp<ReduceAttrs>({
   name: "unreduce",
   sameAs: { shape: 1, dtype: 0 },
   type: ([g, x]) => ({ shape: x.shape, dtype: g.dtype }),
   compute: (node, [g, x]) => {
     const axes = axesOf(node, x);
-    const keepdims = node.attrs.keepdims === true;
+    const keepdims = node.attrs.keepdims;
     const expected = reducedShape(x.shape, axes, keepdims);
     if (!sameShape(g.shape, expected)) {
       throw new Error(
@@ -91,13 +95,13 @@ export const unreduceOp: Op = defineOp({
   },
   gradient: (node, g) => {
     const reduce = node.attrs.mean === true ? mean : sum;
-    const options = { axis: node.attrs.axis as Axis, keepdims: node.attrs.keepdims === true };
+    const options = { axis: node.attrs.axis, keepdims: node.attrs.keepdims };
     return [reduce(g, options), null];
   },
 });
 
 /** 1/count at the maxima along the axes (ties share), 0 elsewhere; piecewise constant. */
-export const maxMaskOp: Op = defineOp({
+export const maxMaskOp: Op = defineOp<ReduceAttrs>({
   name: "maxMask",
   sameAs: { shape: 0, dtype: 0 },
   type: ([x]) => x,

@@ -37,17 +37,23 @@ function broadcastValue(x: Tensor, target: readonly number[], axis: number | und
 }
 
 /** broadcastTo(x, target, {axis}): target given as attrs.shape or as a second input's value. */
-export const broadcastToOp: Op = defineOp({
+/** broadcastTo's attrs: the insertion axis, and the target shape when it is not an input. */
+interface BroadcastAttrs {
+  axis?: number;
+  shape?: number[];
+}
+
+export const broadcastToOp: Op = defineOp<BroadcastAttrs>({
   name: "broadcastTo",
   // The shape of input 1 when the target is a node (none is claimed for a target in attrs).
   sameAs: { shape: 1, dtype: 0 },
   type: ([x, target], attrs) => {
-    const shape = target ? target.shape : (attrs.shape as number[]);
+    const shape = target ? target.shape : attrs.shape!;
     if (x.shape !== null && shape !== null) {
       if (x.shape.length > shape.length) {
         throw new Error(`cannot broadcast ${fmtType(x.shape)} to lower rank ${fmtType(shape)}`);
       }
-      const axis = attrs.axis as number | undefined;
+      const axis = attrs.axis;
       const expanded = expandedDims(x.shape, shape.length, axis);
       expanded.forEach((d, i) => {
         if (d !== null && d !== 1 && shape[i] !== null && d !== shape[i]) {
@@ -58,18 +64,18 @@ export const broadcastToOp: Op = defineOp({
     return { shape, dtype: x.dtype };
   },
   compute: (node, [x, target]) => {
-    const shape = target ? target.shape : (node.attrs.shape as number[]);
-    return broadcastValue(x, shape, node.attrs.axis as number | undefined);
+    const shape = target ? target.shape : node.attrs.shape!;
+    return broadcastValue(x, shape, node.attrs.axis);
   },
   gradient: (node, g) => {
     const [x, target] = node.inputs;
-    const gx = sumLike(g, x, { axis: node.attrs.axis as number | undefined });
+    const gx = sumLike(g, x, { axis: node.attrs.axis });
     return target ? [gx, null] : [gx];
   },
 });
 
 /** g summed over broadcast axes down to ref's shape (the adjoint of broadcastTo). */
-export const sumLikeOp: Op = defineOp({
+export const sumLikeOp: Op = defineOp<BroadcastOptions>({
   name: "sumLike",
   sameAs: { shape: 1, dtype: 0 },
   type: ([g, ref]) => ({ shape: ref.shape, dtype: g.dtype }),
@@ -78,12 +84,12 @@ export const sumLikeOp: Op = defineOp({
     if (g.rank < ref.rank) {
       throw new Error(`cannot sum ${fmt(g.shape)} down to higher rank ${fmt(ref.shape)}`);
     }
-    const expanded = expandedShape(ref.shape, g.rank, node.attrs.axis as number | undefined);
+    const expanded = expandedShape(ref.shape, g.rank, node.attrs.axis);
     return backend().sumTo(g, expanded).reshapeView(ref.shape);
   },
   gradient: (node, g) => {
     const grad = node.inputs[0];
-    return [broadcastTo(g, grad, { axis: node.attrs.axis as number | undefined }), null];
+    return [broadcastTo(g, grad, { axis: node.attrs.axis }), null];
   },
 });
 
@@ -116,31 +122,31 @@ function resolveShape(requested: readonly number[], from: readonly number[]): nu
 }
 
 /** reshape(x, shape) with at most one -1. */
-export const reshapeOp: Op = defineOp({
+export const reshapeOp: Op = defineOp<{ shape: number[] }>({
   name: "reshape",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => {
-    const requested = attrs.shape as number[];
+    const requested = attrs.shape;
     const size = knownSize(x.shape);
     if (size !== null)
       return { shape: resolveShape(requested, x.shape as number[]), dtype: x.dtype };
     return { shape: requested.map((d) => (d === -1 ? null : d)), dtype: x.dtype };
   },
-  compute: (node, [x]) => x.reshapeView(resolveShape(node.attrs.shape as number[], x.shape)),
+  compute: (node, [x]) => x.reshapeView(resolveShape(node.attrs.shape, x.shape)),
   gradient: (node, g) => [reshapeLike(g, node.inputs[0])],
 });
 
 /** expandDims(x, axis): a size-1 axis inserted at `axis` (negative counts from the end). */
-export const expandDimsOp: Op = defineOp({
+export const expandDimsOp: Op = defineOp<{ axis: number }>({
   name: "expandDims",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => {
     if (x.shape === null) return { shape: null, dtype: x.dtype };
-    const axis = normalizeAxis(attrs.axis as number, x.shape.length + 1);
+    const axis = normalizeAxis(attrs.axis, x.shape.length + 1);
     return { shape: insertOnes(x.shape, 1, axis), dtype: x.dtype };
   },
   compute: (node, [x]) => {
-    const axis = normalizeAxis(node.attrs.axis as number, x.rank + 1);
+    const axis = normalizeAxis(node.attrs.axis, x.rank + 1);
     return x.reshapeView(insertOnes(x.shape, 1, axis));
   },
   gradient: (node, g) => [reshapeLike(g, node.inputs[0])],
@@ -156,16 +162,16 @@ function permutation(axes: readonly number[] | undefined, rank: number): number[
 }
 
 /** transpose(x, axes?): axes permuted (reversed by default). */
-export const transposeOp: Op = defineOp({
+export const transposeOp: Op = defineOp<{ axes?: number[] }>({
   name: "transpose",
   sameAs: { dtype: 0 },
-  type: ([x], attrs) => permutedType(x, attrs.axes as number[] | undefined, false),
+  type: ([x], attrs) => permutedType(x, attrs.axes, false),
   compute: (node, [x]) => {
-    const perm = permutation(node.attrs.axes as number[] | undefined, x.rank);
+    const perm = permutation(node.attrs.axes, x.rank);
     return backend().transpose(x, perm);
   },
   gradient: (node, g) => {
-    const axes = node.attrs.axes as number[] | undefined;
+    const axes = node.attrs.axes;
     if (axes === undefined) return [transpose(g)];
     // The inverse permutation, written with negative-safe axes resolved at run time.
     return [transposeInverse(g, axes)];
@@ -173,17 +179,17 @@ export const transposeOp: Op = defineOp({
 });
 
 /** transpose by the inverse of `axes`: the adjoint of transpose(x, axes). */
-export const transposeInverseOp: Op = defineOp({
+export const transposeInverseOp: Op = defineOp<{ axes: number[] }>({
   name: "transposeInverse",
   sameAs: { dtype: 0 },
-  type: ([x], attrs) => permutedType(x, attrs.axes as number[], true),
+  type: ([x], attrs) => permutedType(x, attrs.axes, true),
   compute: (node, [x]) => {
-    const perm = permutation(node.attrs.axes as number[], x.rank);
+    const perm = permutation(node.attrs.axes, x.rank);
     const inverse = new Array<number>(perm.length);
     perm.forEach((p, i) => (inverse[p] = i));
     return backend().transpose(x, inverse);
   },
-  gradient: (node, g) => [transpose(g, node.attrs.axes as number[])],
+  gradient: (node, g) => [transpose(g, node.attrs.axes)],
 });
 
 /** x's type with its axes permuted by `axes` (or their inverse); unknown dims stay unknown. */

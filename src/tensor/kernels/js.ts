@@ -772,14 +772,15 @@ function aroundAxis(shape: readonly number[], axis: number): [number, number, nu
   return [sizeOf(shape.slice(0, axis)), shape[axis], sizeOf(shape.slice(axis + 1))];
 }
 
-function checkCrossEntropy(kernel: string, logits: Tensor, targets: Tensor, axis: number): void {
+// NOTE: messages without the kernel's name: the Evaluator prefixes the op and its inputs.
+function checkCrossEntropy(logits: Tensor, targets: Tensor, axis: number): void {
   if (!sameShape(logits.shape, targets.shape)) {
     throw new Error(
-      `${kernel}(logits, targets): shapes differ, ${fmt(logits.shape)} vs ${fmt(targets.shape)}`,
+      `logits and targets shapes differ: ${fmt(logits.shape)} vs ${fmt(targets.shape)}`,
     );
   }
   if (!Number.isInteger(axis) || axis < 0 || axis >= logits.rank) {
-    throw new RangeError(`${kernel}: axis ${axis} out of range for shape ${fmt(logits.shape)}`);
+    throw new RangeError(`axis ${axis} out of range for shape ${fmt(logits.shape)}`);
   }
 }
 
@@ -789,7 +790,7 @@ function checkCrossEntropy(kernel: string, logits: Tensor, targets: Tensor, axis
 
 /** -sum(targets * logSoftmax(logits)) over all elements, softmax along `axis`; a 0-d tensor. */
 function softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Tensor {
-  checkCrossEntropy("softmaxCrossEntropy", logits, targets, axis);
+  checkCrossEntropy(logits, targets, axis);
   const out = allocate([], resultDType(logits.dtype, targets.dtype));
   const [outer, n, inner] = aroundAxis(logits.shape, axis);
   if (n === 0 && outer * inner > 0) throw new Error("softmaxCrossEntropy of an empty axis");
@@ -819,7 +820,7 @@ function softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Ten
 
 /** softmax(logits) * sum(targets) - targets along `axis`: the logits' cross-entropy gradient. */
 function softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number): Tensor {
-  checkCrossEntropy("softmaxCrossEntropyGrad", logits, targets, axis);
+  checkCrossEntropy(logits, targets, axis);
   const out = allocate(logits.shape, resultDType(logits.dtype, targets.dtype));
   const [outer, n, inner] = aroundAxis(logits.shape, axis);
   const x = logits.data;
