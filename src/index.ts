@@ -73,3 +73,6 @@ export type { StepEngine, EngineFactory } from "./train/engine.js";
 export { poolEngine } from "./train/parallel/pool.js";
 export type { PoolOptions, StepProtocol } from "./train/parallel/pool.js";
 export { saveParams, loadParams, paramsHash } from "./train/serialize.js";
+export { fit, defaultMicroShards } from "./train/fit.js";
+export type { FitOptions, FitResult, FitStep, FitEpoch } from "./train/fit.js";
+export { DivergenceError } from "./train/trainer.js";

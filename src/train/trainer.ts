@@ -310,10 +310,16 @@ export function prepareTraining(
   const trainPlan = buildTrainPlan(spec);
   const shared = allocateShared({
     dtype,
-    X: trainSet.X.dtype === dtype ? trainSet.X.data : trainSet.X.clone({ dtype }).data,
-    Y: oneHot(trainSet.y, trainSet.classes, dtype).data,
-    features: spec.sizes[0],
-    classes: spec.sizes[spec.sizes.length - 1],
+    columns: [
+      {
+        data: trainSet.X.dtype === dtype ? trainSet.X.data : trainSet.X.clone({ dtype }).data,
+        rowShape: [spec.sizes[0]],
+      },
+      {
+        data: oneHot(trainSet.y, trainSet.classes, dtype).data,
+        rowShape: [spec.sizes[spec.sizes.length - 1]],
+      },
+    ],
     paramShapes: trainPlan.paramShapes,
     optimizer,
     shardCount,

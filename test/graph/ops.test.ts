@@ -10,6 +10,8 @@ import { fromTensor } from "../helpers/reference.js";
 
 /** Exports of src/index.ts that are functions but do not build graph nodes. */
 const NON_BUILDERS = new Set([
+  "fit",
+  "defaultMicroShards",
   "tensor",
   "zeros",
   "ones",

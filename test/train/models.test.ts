@@ -191,10 +191,10 @@ describe("the training plan through ShardRunner", () => {
     const train = buildTrainPlan(spec);
     const shared = allocateShared({
       dtype: "float64",
-      X,
-      Y: oneHot(y, 3, "float64").data,
-      features: 5,
-      classes: 3,
+      columns: [
+        { data: X, rowShape: [5] },
+        { data: oneHot(y, 3, "float64").data, rowShape: [3] },
+      ],
       paramShapes: train.paramShapes,
       optimizer,
       shardCount,

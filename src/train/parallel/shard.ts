@@ -12,22 +12,36 @@ import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph, type Plan } from "../../runtime/plan.js";
 
 /**
- * The training graph as data: placeholders [X, Y, ...params], outputs [lossSum, ...grads], where
- * lossSum is the summed (not averaged) loss of the rows fed.
+ * The training graph as data: placeholders [...data, ...params] (`dataCount` per-example inputs,
+ * default 2: X and Y), outputs [loss, ...grads] of the rows a shard is fed.
  */
 export interface TrainPlan {
   plan: Plan;
   paramShapes: number[][];
+  /** How many placeholders are per-example data, fed one gathered shard each (default 2). */
+  dataCount?: number;
+  /**
+   * Whether the plan's loss (and so its gradients) is the sum over the shard's rows (default) or
+   * their mean; means are scaled by the shard's rows, so slots always hold sums.
+   */
+  shardLoss?: "sum" | "mean";
+  /** What a step minimises: the batch's mean (slot sums divided by its rows; default) or sum. */
+  objective?: "mean" | "sum";
+}
+
+/** One per-example input in shared memory: n rows of `rowShape`, row-major. */
+export interface SharedColumn {
+  data: TypedArray;
+  rowShape: number[];
+  /** Elements per row. */
+  rowSize: number;
 }
 
 /** Everything a shard needs, as SharedArrayBuffer-backed arrays (cloneable to workers). */
 export interface SharedState {
   dtype: DType;
-  features: number;
-  classes: number;
-  /** Dataset rows (n x features) and one-hot targets (n x classes). */
-  X: TypedArray;
-  Y: TypedArray;
+  /** The per-example inputs, in the plan's placeholder order (the built-in models: X, one-hot Y). */
+  columns: SharedColumn[];
   /** Two parameter buffers (current and next) of P elements each; control[0] says which is current. */
   params: [TypedArray, TypedArray];
   /** Optimizer state, two buffers per state vector (current/next, same index as params). */
@@ -45,7 +59,7 @@ export interface SharedState {
   control: Int32Array;
   shardCount: number;
   paramCount: number;
-  /** Random image shifts applied while a shard gathers its rows (training-time augmentation). */
+  /** Random image shifts applied to column 0 while a shard gathers its rows (augmentation). */
   augment?: ShiftAugment;
 }
 
@@ -101,17 +115,15 @@ const CONTROL_WORDS = 16;
 /** Allocates shared state for a dataset, parameter shapes and optimizer. */
 export function allocateShared(options: {
   dtype: DType;
-  X: TypedArray;
-  Y: TypedArray;
-  features: number;
-  classes: number;
+  /** Per-example inputs: their data (n rows) and the shape of one row. */
+  columns: { data: TypedArray; rowShape: readonly number[] }[];
   paramShapes: readonly number[][];
   optimizer: OptimizerConfig;
   shardCount: number;
   maxBatch: number;
   augment?: ShiftAugment;
 }): SharedState {
-  const { dtype, features, classes, shardCount } = options;
+  const { dtype, shardCount } = options;
   const paramCount = options.paramShapes.reduce((n, s) => n + sizeOf(s), 0);
   const copyShared = (src: TypedArray): TypedArray => {
     const out = allocateArray(src.length, dtype, true);
@@ -124,10 +136,11 @@ export function allocateShared(options: {
   ];
   return {
     dtype,
-    features,
-    classes,
-    X: copyShared(options.X),
-    Y: copyShared(options.Y),
+    columns: options.columns.map((c) => ({
+      data: copyShared(c.data),
+      rowShape: [...c.rowShape],
+      rowSize: sizeOf(c.rowShape),
+    })),
     params: pair(),
     state: Array.from({ length: stateCount(options.optimizer.kind) }, pair),
     grads: allocateArray(shardCount * paramCount, dtype, true),
@@ -162,8 +175,12 @@ export class ShardRunner {
   private reduced: TypedArray;
   /** Per parameter buffer (current/next), each parameter as a Tensor view: built once. */
   private readonly paramViews: Tensor[][];
-  /** Gathered rows by shard size (one or two sizes per batch size), reused across steps. */
-  private readonly gathers = new Map<number, { X: Tensor; Y: Tensor }>();
+  /** Gathered rows per column by shard size (one or two sizes per batch), reused across steps. */
+  private readonly gathers = new Map<number, Tensor[]>();
+  /** Scale of the plan's outputs into slot sums: the shard's rows for a mean loss, else 1. */
+  private readonly meanLoss: boolean;
+  private readonly dataCount: number;
+  private readonly objective: "mean" | "sum";
   /** The feed map, refilled every shard. */
   private readonly feeds = new Map<Node, Tensor>();
 
@@ -175,6 +192,14 @@ export class ShardRunner {
   ) {
     const graph = rebuildGraph(train.plan);
     this.placeholders = graph.placeholders;
+    this.meanLoss = train.shardLoss === "mean";
+    this.dataCount = train.dataCount ?? 2;
+    this.objective = train.objective ?? "mean";
+    if (shared.columns.length !== this.dataCount) {
+      throw new Error(
+        `ShardRunner: the plan has ${this.dataCount} data inputs, the shared state ${shared.columns.length} columns`,
+      );
+    }
     this.evaluator = new Evaluator(graph.outputs);
     this.reduced = allocateArray(0, shared.dtype);
     this.offsets = [];
@@ -194,7 +219,7 @@ export class ShardRunner {
   /** Forward and backward pass of micro-shard `s`: its gradient and summed loss into slot `s`. */
   runShard(s: number): void {
     const { shared } = this;
-    const { features, classes, paramCount } = shared;
+    const { paramCount } = shared;
     const batchSize = shared.control[CONTROL.batchSize];
     const [lo, hi] = shardBounds(batchSize, shared.shardCount, s);
     const slot = shared.grads.subarray(s * paramCount, (s + 1) * paramCount);
@@ -204,30 +229,41 @@ export class ShardRunner {
       shared.losses[s] = 0;
       return;
     }
-    const { X: xTensor, Y: yTensor } = this.gatherBuffers(rows);
-    const X = xTensor.data;
-    const Y = yTensor.data;
+    const gathered = this.gatherBuffers(rows);
     const augment = shared.augment;
     const step = shared.control[CONTROL.step];
-    for (let r = 0; r < rows; r++) {
-      const row = shared.batch[lo + r];
-      const image = shared.X.subarray(row * features, (row + 1) * features);
-      if (augment) {
-        const [dx, dy] = shiftFor(augment, step, row);
-        shiftImage(image, X, r * features, augment.width, augment.height, dx, dy);
-      } else {
-        X.set(image, r * features);
-      }
-      Y.set(shared.Y.subarray(row * classes, (row + 1) * classes), r * classes);
-    }
     const feeds = this.feeds;
-    feeds.set(this.placeholders[0], xTensor);
-    feeds.set(this.placeholders[1], yTensor);
+    shared.columns.forEach((column, c) => {
+      const into = gathered[c].data;
+      const { data, rowSize } = column;
+      for (let r = 0; r < rows; r++) {
+        const row = shared.batch[lo + r];
+        const source = data.subarray(row * rowSize, (row + 1) * rowSize);
+        if (augment && c === 0) {
+          const [dx, dy] = shiftFor(augment, step, row);
+          shiftImage(source, into, r * rowSize, augment.width, augment.height, dx, dy);
+        } else {
+          into.set(source, r * rowSize);
+        }
+      }
+      feeds.set(this.placeholders[c], gathered[c]);
+    });
     const params = this.paramViews[Atomics.load(shared.control, CONTROL.current)];
-    for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[2 + i], params[i]);
+    const first = this.dataCount;
+    for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[first + i], params[i]);
     const outputs = this.evaluator.run(feeds);
-    shared.losses[s] = outputs[0].data[0];
-    for (let i = 1; i < outputs.length; i++) slot.set(outputs[i].data, this.offsets[i - 1]);
+    if (outputs[0].size !== 1) {
+      throw new Error(`the loss must be one number per shard, got shape [${outputs[0].shape}]`);
+    }
+    // A mean over the shard's rows becomes their sum, so that slots of any sizes add up.
+    const scale = this.meanLoss ? rows : 1;
+    shared.losses[s] = outputs[0].data[0] * scale;
+    for (let i = 1; i < outputs.length; i++) {
+      const offset = this.offsets[i - 1];
+      const grad = outputs[i].data;
+      if (scale === 1) slot.set(grad, offset);
+      else for (let k = 0; k < grad.length; k++) slot[offset + k] = grad[k] * scale;
+    }
     // Copied out: the outputs' buffers go back to this thread's pool for the next shard.
     this.evaluator.recycle(outputs);
   }
@@ -236,16 +272,15 @@ export class ShardRunner {
    * The X and Y tensors a shard of `rows` rows is gathered into (every row is overwritten):
    * allocated once per shard size, so a run of equal batches allocates nothing.
    */
-  private gatherBuffers(rows: number): { X: Tensor; Y: Tensor } {
+  private gatherBuffers(rows: number): Tensor[] {
     let gather = this.gathers.get(rows);
     if (gather === undefined) {
-      const { features, classes, dtype } = this.shared;
+      const { columns, dtype } = this.shared;
       // Micro-shards of one batch have at most two sizes; a short last batch adds one or two.
       if (this.gathers.size >= 4) this.gathers.clear();
-      gather = {
-        X: new Tensor(allocateArray(rows * features, dtype), [rows, features]),
-        Y: new Tensor(allocateArray(rows * classes, dtype), [rows, classes]),
-      };
+      gather = columns.map(
+        (c) => new Tensor(allocateArray(rows * c.rowSize, dtype), [rows, ...c.rowShape]),
+      );
       this.gathers.set(rows, gather);
     }
     return gather;
@@ -264,7 +299,8 @@ export class ShardRunner {
     const length = end - start;
     if (this.reduced.length < length) this.reduced = allocateArray(length, shared.dtype);
     const reduced = this.reduced.subarray(0, length);
-    sumSlots(grads, shardCount, paramCount, start, end, 1 / batchSize, reduced);
+    const scale = this.objective === "sum" ? 1 : 1 / batchSize;
+    sumSlots(grads, shardCount, paramCount, start, end, scale, reduced);
     const view = (a: TypedArray) => a.subarray(start, end);
     applyUpdate(
       this.optimizer,

@@ -1,0 +1,298 @@
+/**
+ * fit(): trains any graph on every core. The main thread holds the graph and the parameters; the
+ * batch is split into micro-shards fixed by the batch size, each shard's forward and backward
+ * pass runs on the worker pool over SharedArrayBuffer tensors, and the slots are reduced in
+ * order and applied in one synchronous step: the same bits for any thread count.
+ */
+import { availableParallelism } from "node:os";
+import { gradients } from "../autodiff/gradients.js";
+import { simplify } from "../autodiff/simplify.js";
+import { checkOptions, isPlaceholder, Node } from "../graph/node.js";
+import { topoSort } from "../graph/topo.js";
+import { lowerGraph } from "../runtime/plan.js";
+import { fmtType } from "../graph/types.js";
+import { Tensor, type DType } from "../tensor/tensor.js";
+import { inProcessEngine, type StepEngine } from "./engine.js";
+import { checkOptimizerConfig, type OptimizerConfig } from "./optimizers.js";
+import { poolEngine } from "./parallel/pool.js";
+import { allocateShared, type SharedState, type TrainPlan } from "./parallel/shard.js";
+import { Rng } from "./random.js";
+import { paramsHash } from "./serialize.js";
+import { currentParams, NonFiniteLossError, DivergenceError, runStep } from "./trainer.js";
+
+/** Progress of one optimizer step of {@link fit}. */
+export interface FitStep {
+  /** 1-based epoch and step (steps count across epochs). */
+  epoch: number;
+  step: number;
+  /** The loss of this step's batch, reduced as `reduction` says. */
+  loss: number;
+}
+
+/** One completed epoch of {@link fit}: its loss over all rows (their mean, or sum for "sum"). */
+export interface FitEpoch {
+  epoch: number;
+  loss: number;
+}
+
+/** Options of {@link fit}. */
+export interface FitOptions {
+  /** The loss of one batch: a 0-d node built from the variables in `params` and `data`. */
+  loss: Node;
+  /** The trainable variables and their initial values (not modified). */
+  params: ReadonlyMap<Node, Tensor>;
+  /** Per-example inputs: tensors with the examples along axis 0, all with one row count. */
+  data: ReadonlyMap<Node, Tensor>;
+  /** "mean" (default): the loss averages over the batch's rows; "sum": it adds them up. */
+  reduction?: "mean" | "sum";
+  /** Rows per optimizer step (default 32; the last batch of an epoch may be shorter). */
+  batchSize?: number;
+  /** Passes over the data (default 1); `steps` stops earlier. */
+  epochs?: number;
+  steps?: number;
+  /** sgd, momentum or adam, with lr and weightDecay (default adam, lr 1e-3). */
+  optimizer?: OptimizerConfig;
+  /** Worker threads, or "auto" (default): one per core, at most one per micro-shard. */
+  threads?: number | "auto";
+  /** Shards per batch (default: batchSize / 32 rows, 1 to 16); fixes the summation order. */
+  microShards?: number;
+  /** Seeds the shuffle (default 0). */
+  seed?: number;
+  /** Shuffle the rows every epoch (default true). */
+  shuffle?: boolean;
+  /** Called after every step and every epoch. */
+  onStep?: (info: FitStep) => void;
+  onEpoch?: (info: FitEpoch) => void;
+  /** Stops the run at the next step boundary when aborted (the result says `stopped`). */
+  signal?: AbortSignal;
+}
+
+/** What {@link fit} returns. */
+export interface FitResult {
+  /** The trained parameters, by the variables given in `params`. */
+  params: Map<Node, Tensor>;
+  history: FitEpoch[];
+  /** sha-256 of the final parameters' bytes, in the order of `params`. */
+  paramsHash: string;
+  steps: number;
+  threads: number;
+  microShards: number;
+  stopped: boolean;
+}
+
+const FIT_OPTIONS: (keyof FitOptions)[] = [
+  "loss",
+  "params",
+  "data",
+  "reduction",
+  "batchSize",
+  "epochs",
+  "steps",
+  "optimizer",
+  "threads",
+  "microShards",
+  "seed",
+  "shuffle",
+  "onStep",
+  "onEpoch",
+  "signal",
+];
+
+/** The default micro-shards of a batch: shards of at least 32 rows, at most 16. */
+export function defaultMicroShards(batchSize: number): number {
+  return Math.max(1, Math.min(16, Math.floor(batchSize / 32)));
+}
+
+/**
+ * Trains `params` to minimise `loss` over `data` in mini-batches, on a worker pool. Each batch is
+ * split into micro-shards fixed by the batch size and `microShards`, never by the thread count;
+ * each shard's gradient goes to its own slot and the slots are summed in order, so the result is
+ * bitwise identical for any `threads`, and equal to rounding to whole-batch `gradients(loss,
+ * params)` (with reduction "mean" each shard's mean is weighted by its rows). A graph whose rows
+ * interact (a statistic over the batch, such as batch normalisation) needs `microShards: 1`.
+ * Workers rebuild the graph from the op registry: a custom op must be defined in a module they
+ * load too, or the run must use `threads: 1`.
+ * Example: `const { params } = await fit({ loss, params: new Map([[W, w0]]), data: new Map([[X, x],
+ * [Y, y]]), batchSize: 64, epochs: 5, optimizer: { kind: "adam", lr: 1e-3 } })`.
+ */
+export async function fit(options: FitOptions): Promise<FitResult> {
+  const checked = checkOptions("fit(options)", options, FIT_OPTIONS, "fit({ loss, params, data })");
+  const { params } = checked;
+  const setup = prepare(checked);
+  const { plan, shared, rows, batchSize, shardCount, optimizer } = setup;
+  const threads = chooseThreads(checked.threads ?? "auto", shardCount);
+  const factory = threads === 1 ? inProcessEngine : poolEngine({ threads });
+  const engine: StepEngine = await factory(shared, plan, optimizer);
+  const epochs = checked.epochs ?? 1;
+  const maxSteps = checked.steps ?? Infinity;
+  const rng = new Rng(checked.seed ?? 0);
+  const history: FitEpoch[] = [];
+  let steps = 0;
+  let stopped = false;
+  let lastFinite: number | undefined;
+  try {
+    for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
+      const order = checked.shuffle === false ? identity(rows) : rng.permutation(rows);
+      let lossSum = 0;
+      let seen = 0;
+      for (let start = 0; start < rows; start += batchSize) {
+        if (steps >= maxSteps || checked.signal?.aborted) {
+          stopped = true;
+          break;
+        }
+        const batch = order.subarray(start, Math.min(rows, start + batchSize));
+        let summed: number;
+        try {
+          summed = await runStep(engine, shared, batch, steps + 1);
+        } catch (error) {
+          if (!(error instanceof NonFiniteLossError)) throw error;
+          throw new DivergenceError(steps + 1, epoch, lastFinite, undefined, optimizer.lr);
+        }
+        steps++;
+        const stepLoss = setup.reduction === "mean" ? summed / batch.length : summed;
+        lastFinite = stepLoss;
+        lossSum += summed;
+        seen += batch.length;
+        checked.onStep?.({ epoch, step: steps, loss: stepLoss });
+      }
+      if (seen === rows) {
+        const record = { epoch, loss: setup.reduction === "mean" ? lossSum / rows : lossSum };
+        history.push(record);
+        checked.onEpoch?.(record);
+      }
+    }
+  } finally {
+    await engine.close();
+  }
+  const trained = currentParams(shared, plan.paramShapes);
+  return {
+    params: new Map([...params.keys()].map((node, i) => [node, trained[i]])),
+    history,
+    paramsHash: paramsHash(trained),
+    steps,
+    threads: engine.threads,
+    microShards: shardCount,
+    stopped,
+  };
+}
+
+function identity(n: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, i) => i);
+}
+
+/** --threads' rule for fit: what is asked, at most one thread per micro-shard. */
+function chooseThreads(requested: number | "auto", shardCount: number): number {
+  if (requested === "auto") return Math.max(1, Math.min(availableParallelism(), shardCount));
+  if (!Number.isSafeInteger(requested) || requested < 1) {
+    throw new RangeError(`fit: threads must be a positive integer or "auto", got ${requested}`);
+  }
+  return Math.min(requested, shardCount);
+}
+
+/** Everything checked before any step: the plan, the shared state and the batch geometry. */
+function prepare(options: FitOptions): {
+  plan: TrainPlan;
+  shared: SharedState;
+  rows: number;
+  batchSize: number;
+  shardCount: number;
+  optimizer: OptimizerConfig;
+  reduction: "mean" | "sum";
+} {
+  const { loss, params, data } = options;
+  const fail = (message: string): never => {
+    throw new Error(`fit: ${message}`);
+  };
+  if (!(loss instanceof Node)) fail("loss must be a Node (the loss of one batch)");
+  if (loss.shape !== null && loss.shape.length !== 0) {
+    fail(`loss must be 0-d (one number per batch), ${loss.name} has shape ${fmtType(loss.shape)}`);
+  }
+  if (!(params instanceof Map) || params.size === 0)
+    fail("params must be a non-empty Map of variables to tensors");
+  if (!(data instanceof Map)) fail("data must be a Map of variables to tensors");
+  const reduction = options.reduction ?? "mean";
+  if (reduction !== "mean" && reduction !== "sum") {
+    fail(`reduction must be "mean" or "sum", got ${JSON.stringify(reduction)}`);
+  }
+  for (const [node, value] of [...params, ...data]) {
+    if (!(node instanceof Node) || !isPlaceholder(node))
+      fail(`the keys of params and data must be variables, got ${String(node)}`);
+    if (!(value instanceof Tensor)) fail(`the value of ${node.name} is not a Tensor`);
+    if (params.has(node) && data.has(node)) fail(`${node.name} is in both params and data`);
+  }
+  const dtypes = new Set([...params.values(), ...data.values()].map((t) => t.dtype));
+  if (dtypes.size > 1) {
+    const list = [...params, ...data].map(([n, t]) => `${n.name} ${t.dtype}`).join(", ");
+    fail(
+      `params and data must share one dtype (float32 for training, float64 for checks): ${list}`,
+    );
+  }
+  const dtype: DType = [...dtypes][0];
+  const needed = topoSort([loss]).filter(isPlaceholder);
+  const missing = needed.filter((v) => !params.has(v) && !data.has(v));
+  if (missing.length > 0) {
+    fail(
+      `the loss needs ${missing.map((v) => `"${v.name}"`).join(", ")}, in neither params nor data`,
+    );
+  }
+  const unused = [...params.keys()].filter((p) => !needed.includes(p));
+  if (unused.length > 0) {
+    fail(
+      `the loss does not depend on ${unused.map((v) => `"${v.name}"`).join(", ")}: remove it from params`,
+    );
+  }
+  const dataNodes = [...data.keys()].filter((d) => needed.includes(d));
+  const rowCounts = dataNodes.map((d) => data.get(d)!.shape[0]);
+  if (dataNodes.length === 0) fail("the loss depends on no data variable");
+  for (const d of dataNodes)
+    if (data.get(d)!.rank === 0) fail(`data ${d.name} is 0-d: examples go along axis 0`);
+  if (new Set(rowCounts).size > 1) {
+    fail(
+      `data tensors have different row counts: ${dataNodes.map((d, i) => `${d.name} ${rowCounts[i]}`).join(", ")}`,
+    );
+  }
+  const rows = rowCounts[0];
+  const batchSize = options.batchSize ?? Math.min(32, rows);
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1)
+    fail(`batchSize must be a positive integer, got ${batchSize}`);
+  if (batchSize > rows) fail(`batchSize ${batchSize} is larger than the ${rows} rows of data`);
+  const shardCount = options.microShards ?? defaultMicroShards(batchSize);
+  if (!Number.isSafeInteger(shardCount) || shardCount < 1 || shardCount > batchSize) {
+    fail(`microShards must be an integer from 1 to the batch size ${batchSize}, got ${shardCount}`);
+  }
+  for (const [name, value] of [
+    ["epochs", options.epochs],
+    ["steps", options.steps],
+  ] as const) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1))
+      fail(`${name} must be a positive integer, got ${value}`);
+  }
+  const optimizer = checkOptimizerConfig(options.optimizer ?? { kind: "adam", lr: 1e-3 });
+  const paramNodes = [...params.keys()];
+  const outputs = simplify([loss, ...gradients(loss, paramNodes)]);
+  const plan: TrainPlan = {
+    plan: lowerGraph(outputs, [...dataNodes, ...paramNodes]),
+    paramShapes: paramNodes.map((p) => [...params.get(p)!.shape]),
+    dataCount: dataNodes.length,
+    shardLoss: reduction,
+    objective: reduction,
+  };
+  const shared = allocateShared({
+    dtype,
+    columns: dataNodes.map((d) => {
+      const t = data.get(d)!;
+      return { data: t.data, rowShape: t.shape.slice(1) };
+    }),
+    paramShapes: plan.paramShapes,
+    optimizer,
+    shardCount,
+    maxBatch: batchSize,
+  });
+  let offset = 0;
+  for (const p of paramNodes) {
+    const value = params.get(p)!;
+    shared.params[0].set(value.data, offset);
+    offset += value.size;
+  }
+  return { plan, shared, rows, batchSize, shardCount, optimizer, reduction };
+}

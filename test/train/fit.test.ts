@@ -1,0 +1,213 @@
+/** fit(): a user's graph on the worker pool, bitwise identical for any thread count. */
+import { describe, expect, it } from "vitest";
+import * as adj from "../../src/index.js";
+import type { Node, Tensor } from "../../src/index.js";
+import { Rng } from "../../src/train/random.js";
+
+/** A two-layer tanh network on a synthetic problem: y = sin(x0) + x1^2 / 2 with noise. */
+function problem(dtype: "float32" | "float64", rows = 256) {
+  const rng = new Rng(7);
+  const X = Float64Array.from({ length: rows * 2 }, () => rng.uniform(-2, 2));
+  const Y = Float64Array.from({ length: rows }, (_, r) => {
+    const [a, b] = [X[2 * r], X[2 * r + 1]];
+    return Math.sin(a) + (b * b) / 2 + 0.05 * rng.normal();
+  });
+  const x = adj.variable("x", { shape: [null, 2], dtype });
+  const y = adj.variable("y", { shape: [null, 1], dtype });
+  const W1 = adj.variable("W1", { shape: [2, 16], dtype });
+  const b1 = adj.variable("b1", { shape: [16], dtype });
+  const W2 = adj.variable("W2", { shape: [16, 1], dtype });
+  const b2 = adj.variable("b2", { shape: [1], dtype });
+  const hidden = adj.tanh(adj.matmul(x, W1).add(b1));
+  const error = adj.matmul(hidden, W2).add(b2).sub(y);
+  const loss = adj.mean(error.mul(error)); // the batch's mean squared error
+  const init = (shape: number[], scale: number) =>
+    adj.tensor(
+      Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()),
+      { shape, dtype },
+    );
+  const params = new Map<Node, Tensor>([
+    [W1, init([2, 16], 0.7)],
+    [b1, init([16], 0.1)],
+    [W2, init([16, 1], 0.25)],
+    [b2, init([1], 0.1)],
+  ]);
+  const data = new Map<Node, Tensor>([
+    [x, adj.tensor(X, { shape: [rows, 2], dtype })],
+    [y, adj.tensor(Y, { shape: [rows, 1], dtype })],
+  ]);
+  return { loss, params, data, x, y, W1, error };
+}
+
+describe("fit() on a user-built graph", () => {
+  it("trains: the loss falls, and threads 1, 2 and 3 give the same parameters bit for bit", async () => {
+    const { loss, params, data } = problem("float32");
+    const run = (threads: number) =>
+      adj.fit({
+        loss,
+        params,
+        data,
+        batchSize: 64,
+        epochs: 8,
+        optimizer: { kind: "adam", lr: 0.02 },
+        threads,
+        seed: 3,
+      });
+    const one = await run(1);
+    expect(one.microShards).toBe(2);
+    expect(one.history).toHaveLength(8);
+    expect(one.history[7].loss).toBeLessThan(one.history[0].loss / 2);
+    const two = await run(2);
+    const three = await run(3);
+    expect(two.threads).toBe(2);
+    expect(three.threads).toBe(2); // at most one thread per micro-shard
+    expect(two.paramsHash).toBe(one.paramsHash);
+    expect(three.paramsHash).toBe(one.paramsHash);
+    const four = await adj.fit({
+      loss,
+      params,
+      data,
+      batchSize: 128,
+      epochs: 2,
+      microShards: 4,
+      threads: 3,
+      seed: 3,
+    });
+    const fourOne = await adj.fit({
+      loss,
+      params,
+      data,
+      batchSize: 128,
+      epochs: 2,
+      microShards: 4,
+      threads: 1,
+      seed: 3,
+    });
+    expect(four.threads).toBe(3);
+    expect(four.paramsHash).toBe(fourOne.paramsHash);
+    // The initial values are the caller's and stay untouched.
+    expect(params.get([...params.keys()][0])!.data[0]).not.toBe(
+      one.params.get([...params.keys()][0])!.data[0],
+    );
+  });
+
+  it.each(["mean", "sum"] as const)(
+    "reduction %s: one SGD step equals whole-batch gradients(loss, params) to rounding (float64)",
+    async (reduction) => {
+      const { loss: meanLoss, params, data, error } = problem("float64", 96);
+      const loss = reduction === "mean" ? meanLoss : adj.sum(error.mul(error));
+      const lr = 0.1;
+      const result = await adj.fit({
+        loss,
+        params,
+        data,
+        reduction,
+        batchSize: 96,
+        steps: 1,
+        microShards: 5, // shards of 20 and 19 rows: the weighting of unequal shards matters
+        optimizer: { kind: "sgd", lr },
+        threads: 2,
+      });
+      expect(result.steps).toBe(1);
+      const nodes = [...params.keys()];
+      const grads = new adj.Evaluator(adj.gradients(loss, nodes)).run(
+        new Map([...params, ...data]),
+      );
+      nodes.forEach((p, i) => {
+        const before = params.get(p)!.data;
+        const after = result.params.get(p)!.data;
+        after.forEach((v, k) => expect(v).toBeCloseTo(before[k] - lr * grads[i].data[k], 12));
+      });
+    },
+  );
+
+  it("an AbortSignal stops at a step boundary; onStep and onEpoch report", async () => {
+    const { loss, params, data } = problem("float32");
+    const controller = new AbortController();
+    const steps: number[] = [];
+    const result = await adj.fit({
+      loss,
+      params,
+      data,
+      batchSize: 32,
+      epochs: 5,
+      threads: 1,
+      signal: controller.signal,
+      onStep: ({ step, loss: value }) => {
+        expect(Number.isFinite(value)).toBe(true);
+        steps.push(step);
+        if (step === 11) controller.abort();
+      },
+    });
+    expect(result.stopped).toBe(true);
+    expect(result.steps).toBe(11);
+    expect(steps).toEqual(Array.from({ length: 11 }, (_, i) => i + 1));
+    expect(result.history).toHaveLength(1); // 8 steps per epoch: one epoch completed
+  });
+});
+
+describe("fit() refuses bad input before any step, naming what is wrong", () => {
+  const { loss, params, data, x, y, W1 } = problem("float32", 64);
+  const other = adj.variable("other");
+  it.each([
+    [
+      "a loss that is not 0-d",
+      () => adj.fit({ loss: adj.matmul(x, W1), params, data }),
+      /fit: loss must be 0-d .* has shape \[null,16\]/,
+    ],
+    [
+      "a variable in neither map",
+      () => adj.fit({ loss: adj.add(loss, adj.sum(other)), params, data }),
+      'fit: the loss needs "other", in neither params nor data',
+    ],
+    [
+      "a parameter the loss ignores",
+      () =>
+        adj.fit({ loss, params: new Map([...params, [other, adj.zeros([1], "float32")]]), data }),
+      'fit: the loss does not depend on "other": remove it from params',
+    ],
+    [
+      "different row counts",
+      () =>
+        adj.fit({
+          loss,
+          params,
+          data: new Map([
+            [x, data.get(x)!],
+            [y, adj.zeros([63, 1], "float32")],
+          ]),
+        }),
+      "fit: data tensors have different row counts: x 64, y 63",
+    ],
+    [
+      "a batch larger than the data",
+      () => adj.fit({ loss, params, data, batchSize: 65 }),
+      "fit: batchSize 65 is larger than the 64 rows of data",
+    ],
+    [
+      "mixed dtypes",
+      () =>
+        adj.fit({
+          loss,
+          params,
+          data: new Map([
+            [x, data.get(x)!.clone({ dtype: "float64" })],
+            [y, data.get(y)!],
+          ]),
+        }),
+      /fit: params and data must share one dtype/,
+    ],
+    [
+      "an unknown option",
+      () => adj.fit({ loss, params, data, batch_size: 4 } as never),
+      'fit(options): unknown option "batch_size"',
+    ],
+    [
+      "a bad reduction",
+      () => adj.fit({ loss, params, data, reduction: "avg" as never }),
+      'fit: reduction must be "mean" or "sum", got "avg"',
+    ],
+  ])("%s", async (_what, call, message) => {
+    await expect(call()).rejects.toThrow(message);
+  });
+});
