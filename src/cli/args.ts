@@ -127,7 +127,11 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
     const eq = arg.indexOf("=");
     const name = ALIASES[arg] ?? (eq === -1 ? arg : arg.slice(0, eq));
     const spec = Object.hasOwn(OPTIONS, name) ? OPTIONS[name] : undefined;
-    if (!spec) throw new UsageError(`unknown option ${quote(name)}`, name);
+    if (!spec) {
+      const near = closestOption(name);
+      const hint = near ? `; did you mean ${near}?` : "";
+      throw new UsageError(`unknown option ${quote(name)}${hint}`, name);
+    }
     let value: string;
     if (!spec.takesValue) {
       if (eq !== -1)
@@ -198,7 +202,8 @@ Training (defaults depend on the data set and model):
   --weight-decay X             L2 weight decay (>= 0)
   --augment N                  shift training images by up to N pixels (0: off)
   --seed N                     seed for the split, initialisation and shuffles (default: 0)
-  --threads N|auto             worker threads (auto: one per core)
+  --threads N|auto             worker threads (auto: one per core, at most one per micro-shard,
+                               and 1 when a step is too small to split)
   --micro-shards N             split each batch into N shards (fixes the summation order)
   --step-timeout MS            abort when one parallel step takes longer than MS milliseconds
 
@@ -214,6 +219,37 @@ Output and state:
   -h, --help                   show this help
 
 Options also accept the --option=value form.`;
+}
+
+/**
+ * The known option nearest to a mistyped one, if any is near: one edit per four characters
+ * (at most 3), after a missing dash is restored (`-epochs`, `--batch_size`).
+ */
+export function closestOption(name: string): string | undefined {
+  const typed = name.replace(/^-*/, "--");
+  let best: string | undefined;
+  let bestDistance = Math.min(3, Math.floor(typed.length / 4)) + 1;
+  for (const option of Object.keys(OPTIONS)) {
+    const d = editDistance(typed, option);
+    if (d < bestDistance) {
+      best = option;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions). */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length];
 }
 
 function valued(apply: OptionSpec["apply"]): OptionSpec {

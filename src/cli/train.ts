@@ -47,7 +47,7 @@ export async function main(
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     io.err(`error: ${error.message}`);
-    io.err(usage());
+    io.err("run with --help for the options");
     return 2;
   }
   if (opts.help) {

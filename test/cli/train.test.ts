@@ -82,6 +82,16 @@ describe("train CLI: bad command lines", () => {
   const cases: [string, string[], RegExp][] = [
     ["an unknown flag", ["--bogus"], /^error: unknown option "--bogus"$/],
     [
+      "a mistyped flag",
+      ["--batch_size", "64"],
+      /^error: unknown option "--batch_size"; did you mean --batch-size\?$/,
+    ],
+    [
+      "a one-dash flag",
+      ["-epochs", "3"],
+      /^error: unknown option "-epochs"; did you mean --epochs\?$/,
+    ],
+    [
       "a non-numeric value",
       ["--epochs", "abc"],
       /^error: --epochs: expected a positive integer, got "abc"$/,
@@ -100,7 +110,7 @@ describe("train CLI: bad command lines", () => {
     ],
   ];
   for (const [what, bad, message] of cases) {
-    it(`rejects ${what}: exit 2, one error line, usage, nothing written`, async () => {
+    it(`rejects ${what}: exit 2, one error line and a pointer to --help, nothing written`, async () => {
       const dir = freshDir();
       const c = capture();
       const argv = [
@@ -119,7 +129,7 @@ describe("train CLI: bad command lines", () => {
       expect(c.err).toHaveLength(2);
       expect(c.err[0]).toMatch(message);
       expect(c.err[0]).not.toContain("\n");
-      expect(c.err[1]).toBe(usage());
+      expect(c.err[1]).toBe("run with --help for the options");
       expect(c.out).toEqual([]);
       expect(readdirSync(dir)).toEqual([]);
     });
