@@ -27,6 +27,7 @@ const ONCE = [
   "test/train/random.test.ts",
   "test/train/serialize.test.ts",
   "test/cli/**/*.test.ts",
+  "test/package/**/*.test.ts",
 ];
 
 const project = (backend: "js" | "wasm") => ({

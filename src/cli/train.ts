@@ -1,5 +1,6 @@
-/** `npm run train-parallel`: train logistic regression or an MLP on digits or MNIST. */
-import { accessSync, constants as fsConstants, existsSync, statSync } from "node:fs";
+#!/usr/bin/env node
+/** `npm run train-parallel` and `adjoint-train`: train logistic regression or an MLP on digits or MNIST. */
+import { accessSync, constants as fsConstants, existsSync, realpathSync, statSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import { dirname } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -352,7 +353,18 @@ function progressBar(info: StepInfo, epochs: number): string {
   );
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+/** Whether this module is the program being run (also through a bin symlink, as npx runs it). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
   const io: CliIO = {
     out: (line) => console.log(line),
     err: (line) => console.error(line),
