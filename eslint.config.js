@@ -8,8 +8,15 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     // Plain Node scripts.
-    files: ["scripts/**/*.mjs"],
-    languageOptions: { globals: { URL: "readonly", console: "readonly", process: "readonly" } },
+    files: ["scripts/**/*.mjs", "examples/**/*.mjs"],
+    languageOptions: {
+      globals: {
+        URL: "readonly",
+        console: "readonly",
+        process: "readonly",
+        performance: "readonly",
+      },
+    },
   },
   {
     rules: {

@@ -28,6 +28,8 @@ const ONCE = [
   "test/train/serialize.test.ts",
   "test/cli/**/*.test.ts",
   "test/package/**/*.test.ts",
+  "test/readme.test.ts",
+  "test/examples.test.ts",
 ];
 
 const project = (backend: "js" | "wasm") => ({

@@ -89,13 +89,15 @@ export class Evaluator {
   }
 
   /**
-   * Values of evalNodes, in order, given values for the variables; feeds are never modified.
-   * Intermediates' buffers go back to the pool after their last use; outputs stay the caller's
-   * (no later run writes them) until given back with {@link recycle}.
+   * Values of evalNodes, in order, given values for the variables: a Map from variables (or any
+   * node) to tensors, or a plain object keyed by variable name (`{ x: tensor([1, 2]) }`, as the
+   * Python exercise's `input_values`). Feeds are never modified. Intermediates' buffers go back
+   * to the pool after their last use; outputs stay the caller's (no later run writes them) until
+   * given back with {@link recycle}.
    */
-  run(feeds: ReadonlyMap<Node, Tensor>): Tensor[] {
+  run(feeds: ReadonlyMap<Node, Tensor> | Readonly<Record<string, Tensor>>): Tensor[] {
     try {
-      this.placeFeeds(feeds);
+      this.placeFeeds(feeds instanceof Map ? feeds : this.feedsByName(feeds));
       return this.compute();
     } catch (error) {
       // Values of a failed run are left to the garbage collector, not pooled.
@@ -116,6 +118,34 @@ export class Evaluator {
       const data = outputs[i].data;
       if (this.ownedOutputs.delete(data)) releaseArray(data);
     }
+  }
+
+  /** A name-keyed feed object as a Map over this graph's variables; unknown names throw. */
+  private feedsByName(feeds: unknown): ReadonlyMap<Node, Tensor> {
+    if (typeof feeds !== "object" || feeds === null || Array.isArray(feeds)) {
+      throw new TypeError(
+        "Evaluator.run: feeds must be a Map from variables to tensors or an object keyed by variable name",
+      );
+    }
+    const byName = new Map<string, Node[]>();
+    for (const p of this.placeholders) byName.set(p.name, [...(byName.get(p.name) ?? []), p]);
+    const out = new Map<Node, Tensor>();
+    for (const [name, value] of Object.entries(feeds as Record<string, Tensor>)) {
+      const nodes = byName.get(name);
+      if (nodes === undefined) {
+        const known = [...byName.keys()].map((n) => `"${n}"`).join(", ");
+        throw new Error(
+          `Evaluator.run: no variable named "${name}" in this graph (it has ${known})`,
+        );
+      }
+      if (nodes.length > 1) {
+        throw new Error(
+          `Evaluator.run: ${nodes.length} variables are named "${name}": feed them with a Map`,
+        );
+      }
+      out.set(nodes[0], value);
+    }
+    return out;
   }
 
   /** Puts each feed the outputs need into its slot; rejects missing and non-Tensor feeds. */

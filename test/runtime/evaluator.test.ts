@@ -370,3 +370,20 @@ describe("a 100,000-node chain", () => {
     }
   });
 });
+
+describe("feeds as an object keyed by variable name (the Python exercise's input_values)", () => {
+  it("feeds by name, and names what it cannot match", () => {
+    const x1 = variable("x1");
+    const x2 = variable("x2");
+    const ev = new Evaluator([x1.mul(x2).add(x1)]);
+    expect(ev.run({ x1: tensor([2, 3]), x2: tensor([5, 7]) })[0].toArray()).toEqual([12, 24]);
+    expect(() => ev.run({ x1: tensor(1), x3: tensor(1) })).toThrow(
+      'Evaluator.run: no variable named "x3" in this graph (it has "x1", "x2")',
+    );
+    const twin = variable("x1");
+    expect(() => new Evaluator([x1.add(twin)]).run({ x1: tensor(1) })).toThrow(
+      'Evaluator.run: 2 variables are named "x1": feed them with a Map',
+    );
+    expect(() => ev.run([] as never)).toThrow(/feeds must be a Map/);
+  });
+});
