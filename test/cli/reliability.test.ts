@@ -274,93 +274,33 @@ describe("nonsense options", () => {
 });
 
 describe("a checkpoint's position is validated field by field", () => {
+  const start = {
+    epoch: 0,
+    batch: 0,
+    t: 0,
+    rngState: [1, 2, 3, 4, 0, 0],
+    history: [],
+    epochLossSum: 0,
+    epochSamples: 0,
+  };
   it.each([
     [{}, /corrupt checkpoint position: epoch is missing/],
+    [{ ...start, extra: 1 }, /unknown field "extra"/],
+    [{ ...start, batch: 99, t: 99 }, /batch is 99, expected an integer from 0 to 44/],
     [
-      {
-        epoch: 0,
-        batch: 0,
-        t: 0,
-        rngState: [1, 2, 3, 4, 0, 0],
-        history: [],
-        epochLossSum: 0,
-        epochSamples: 0,
-        extra: 1,
-      },
-      /unknown field "extra"/,
-    ],
-    [
-      {
-        epoch: 0,
-        batch: 99,
-        t: 99,
-        rngState: [1, 2, 3, 4, 0, 0],
-        history: [],
-        epochLossSum: 0,
-        epochSamples: 0,
-      },
-      /batch is 99, expected an integer from 0 to 44/,
-    ],
-    [
-      {
-        epoch: 0,
-        batch: 2,
-        t: 7,
-        rngState: [1, 2, 3, 4, 0, 0],
-        history: [],
-        epochLossSum: 1,
-        epochSamples: 64,
-      },
+      { ...start, batch: 2, t: 7, epochLossSum: 1, epochSamples: 64 },
       /step 7 does not match epoch 0, batch 2/,
     ],
     [
-      {
-        epoch: 0,
-        batch: 2,
-        t: 2,
-        rngState: [1, 2, 3, 4, 0, 0],
-        history: [],
-        epochLossSum: 1,
-        epochSamples: 60,
-      },
+      { ...start, batch: 2, t: 2, epochLossSum: 1, epochSamples: 60 },
       /epochSamples is 60, expected an integer from 64 to 64/,
     ],
     [
-      {
-        epoch: 0,
-        batch: 0,
-        t: 0,
-        rngState: [0, 0, 0, 0, 0, 0],
-        history: [],
-        epochLossSum: 0,
-        epochSamples: 0,
-      },
+      { ...start, rngState: [0, 0, 0, 0, 0, 0] },
       /rngState: Rng.setState: the four state words are all zero/,
     ],
-    [
-      {
-        epoch: 1,
-        batch: 0,
-        t: 45,
-        rngState: [1, 2, 3, 4, 0, 0],
-        history: [],
-        epochLossSum: 0,
-        epochSamples: 0,
-      },
-      /history must list the 1 completed epochs/,
-    ],
-    [
-      {
-        epoch: 9,
-        batch: 0,
-        t: 405,
-        rngState: [1, 2, 3, 4, 0, 0],
-        history: [],
-        epochLossSum: 0,
-        epochSamples: 0,
-      },
-      /checkpoint is at epoch 9, past this run's 2 epochs/,
-    ],
+    [{ ...start, epoch: 1, t: 45 }, /history must list the 1 completed epochs/],
+    [{ ...start, epoch: 9, t: 405 }, /checkpoint is at epoch 9, past this run's 2 epochs/],
   ])("position %j is refused", async (position, message) => {
     const ckpt = join(freshDir(), "c.ckpt");
     expect((await run([...DIGITS, "--epochs", "1", "--checkpoint", ckpt])).code).toBe(0);

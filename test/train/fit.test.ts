@@ -63,26 +63,10 @@ describe("fit() on a user-built graph", () => {
     expect(three.threads).toBe(2); // at most one thread per micro-shard
     expect(two.paramsHash).toBe(one.paramsHash);
     expect(three.paramsHash).toBe(one.paramsHash);
-    const four = await adj.fit({
-      loss,
-      params,
-      data,
-      batchSize: 128,
-      epochs: 2,
-      microShards: 4,
-      threads: 3,
-      seed: 3,
-    });
-    const fourOne = await adj.fit({
-      loss,
-      params,
-      data,
-      batchSize: 128,
-      epochs: 2,
-      microShards: 4,
-      threads: 1,
-      seed: 3,
-    });
+    // Four shards of 32 rows: three threads are used, and agree with one.
+    const byThreads = (threads: number) =>
+      adj.fit({ loss, params, data, batchSize: 128, epochs: 2, microShards: 4, threads, seed: 3 });
+    const [four, fourOne] = [await byThreads(3), await byThreads(1)];
     expect(four.threads).toBe(3);
     expect(four.paramsHash).toBe(fourOne.paramsHash);
     // The initial values are the caller's and stay untouched.
