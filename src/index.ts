@@ -75,6 +75,8 @@ export { poolEngine } from "./train/parallel/pool.js";
 export type { PoolOptions, StepProtocol } from "./train/parallel/pool.js";
 export { saveParams, loadParams, paramsHash } from "./train/serialize.js";
 export { fit, defaultMicroShards } from "./train/fit.js";
+export { evaluate } from "./train/evaluate.js";
+export type { EvaluateOptions } from "./train/evaluate.js";
 export type { FitOptions, FitResult, FitStep, FitEpoch } from "./train/fit.js";
 export { DivergenceError } from "./train/trainer.js";
 

@@ -77,7 +77,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--dataset": valued((o, v, f) => (o.dataset = oneOf(f, v, DATASETS, "dataset"))),
   "--model": valued((o, v, f) => (o.model = oneOf(f, v, MODELS, "model"))),
   "--hidden": valued((o, v, f) => (o.hidden = intList(f, v))),
-  "--epochs": valued((o, v, f) => (o.epochs = positiveInt(f, v))),
+  "--epochs": valued((o, v, f) => (o.epochs = nonNegativeInt(f, v))),
   "--steps": valued((o, v, f) => (o.steps = positiveInt(f, v))),
   "--batch-size": valued((o, v, f) => (o.batchSize = positiveInt(f, v))),
   "--lr": valued((o, v, f) => (o.lr = positiveNumber(f, v))),
@@ -157,6 +157,15 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
       "--load",
     );
   }
+  if (opts.epochs === 0 && opts.load === undefined) {
+    throw new UsageError(
+      "--epochs 0 trains nothing: it evaluates the model given with --load FILE",
+      "--epochs",
+    );
+  }
+  if (opts.epochs === 0 && (opts.resume || opts.checkpoint !== undefined)) {
+    throw new UsageError("--epochs 0 evaluates only: it writes no --checkpoint", "--epochs");
+  }
   if (opts.overwrite && opts.checkpoint === undefined) {
     throw new UsageError(
       "--overwrite applies to --checkpoint FILE, which is not given",
@@ -193,7 +202,7 @@ Data and model:
                                wasm-plain: never relaxed) or plain TypeScript
 
 Training (defaults depend on the data set and model):
-  --epochs N                   passes over the training set
+  --epochs N                   passes over the training set (0 with --load: evaluate only)
   --steps N                    stop after N optimizer steps in total (for benchmarks)
   --batch-size N               examples per optimizer step
   --lr X                       learning rate (> 0)

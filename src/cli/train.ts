@@ -25,7 +25,7 @@ import {
   saveParams,
   writeFileAtomic,
 } from "../train/serialize.js";
-import { train, type StepInfo, type TrainResult } from "../train/trainer.js";
+import { accuracy, train, type StepInfo, type TrainResult } from "../train/trainer.js";
 import { parseTrainArgs, usage, UsageError, type TrainOptions } from "./args.js";
 
 /** Output sinks, so tests can capture what the CLI prints. */
@@ -125,6 +125,28 @@ export async function main(
 
   let initialParams: Tensor[] | undefined;
   if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);
+  if (epochs === 0 && initialParams) {
+    // Evaluate a saved model without training: the test split of the same seed.
+    const testAccuracy = accuracy(spec, initialParams, split.test);
+    const hash = paramsHash(initialParams);
+    io.out(
+      `evaluated ${opts.load}: ${opts.dataset} ${opts.model} [${spec.sizes.join("-")}], test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${split.test.X.shape[0]} images, params ${hash.slice(0, 16)}`,
+    );
+    if (opts.json) {
+      io.out(
+        JSON.stringify({
+          dataset: opts.dataset,
+          model: opts.model,
+          sizes: spec.sizes,
+          epochs: 0,
+          steps: 0,
+          testAccuracy,
+          paramsHash: hash,
+        }),
+      );
+    }
+    return 0;
+  }
 
   const engine = await choose(threads, spec, batchSize, opts.stepTimeoutMs, shardCount);
   const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;

@@ -1,6 +1,6 @@
 /** The training loop: epochs of shuffled mini-batches through a step engine, with checkpoints. */
 import { variable } from "../graph/node.js";
-import { Evaluator } from "../runtime/evaluator.js";
+import { evaluate } from "./evaluate.js";
 import {
   allocateShared,
   CONTROL,
@@ -379,7 +379,7 @@ function splitFlat(flat: Float32Array | Float64Array, shapes: readonly number[][
   });
 }
 
-/** Fraction of rows of `data` whose arg-max logit is the label. */
+/** Fraction of rows of `data` whose arg-max logit is the label (through {@link evaluate}). */
 export function accuracy(
   spec: ModelSpec,
   params: readonly Tensor[],
@@ -388,29 +388,19 @@ export function accuracy(
 ): number {
   const X = variable("X");
   const paramNodes = paramSpecs(spec).map((p) => variable(p.name));
-  const evaluator = new Evaluator([forward(spec, X, paramNodes)]);
-  const n = data.X.shape[0];
-  const features = data.X.shape[1];
   const dtype = params[0].dtype;
-  const all = data.X.dtype === dtype ? data.X.data : data.X.clone({ dtype }).data;
+  const images = data.X.dtype === dtype ? data.X : data.X.clone({ dtype });
+  const [logits] = evaluate([forward(spec, X, paramNodes)], new Map([[X, images]]), {
+    batchSize: chunk,
+    feeds: new Map(paramNodes.map((p, i) => [p, params[i]])),
+  });
+  const [n, classes] = [data.X.shape[0], logits.shape[1]];
   let correct = 0;
-  for (let start = 0; start < n; start += chunk) {
-    const rows = Math.min(chunk, n - start);
-    const Xc = new Tensor(all.subarray(start * features, (start + rows) * features), [
-      rows,
-      features,
-    ]);
-    const feeds = new Map([[X, Xc]]);
-    paramNodes.forEach((p, i) => feeds.set(p, params[i]));
-    const [logits] = evaluator.run(feeds);
-    const classes = logits.shape[1];
-    for (let r = 0; r < rows; r++) {
-      let best = 0;
-      for (let c = 1; c < classes; c++)
-        if (logits.data[r * classes + c] > logits.data[r * classes + best]) best = c;
-      if (best === data.y[start + r]) correct++;
-    }
-    evaluator.recycle([logits]);
+  for (let r = 0; r < n; r++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++)
+      if (logits.data[r * classes + c] > logits.data[r * classes + best]) best = c;
+    if (best === data.y[r]) correct++;
   }
   // Evaluation-sized arrays are not reused by training steps: hand them back to the GC.
   clearPool();

@@ -340,3 +340,26 @@ describe("every single-bit flip of a real checkpoint is refused", () => {
     expect(good.length).toBeGreaterThan(2000);
   });
 });
+
+describe("--load FILE --epochs 0 evaluates a saved model without training", () => {
+  it("prints the test accuracy the training run printed, and trains nothing", async () => {
+    const dir = freshDir();
+    const model = join(dir, "m.bin");
+    const trained = await run([...DIGITS, "--epochs", "3", "--save", model, "--json"]);
+    const summary = JSON.parse(trained.out.at(-1)!);
+    const evaluated = await run([...DIGITS, "--epochs", "0", "--load", model, "--json"]);
+    expect(evaluated.code).toBe(0);
+    const result = JSON.parse(evaluated.out.at(-1)!);
+    expect(result.steps).toBe(0);
+    expect(result.testAccuracy).toBe(summary.testAccuracy);
+    expect(result.paramsHash).toBe(summary.paramsHash);
+    expect(evaluated.out[0]).toMatch(
+      /^evaluated .*m\.bin: digits logreg \[64-10\], test accuracy \d+\.\d\d% on 360 images/,
+    );
+    const none = await run([...DIGITS, "--epochs", "0"]);
+    expect(none.code).toBe(2);
+    expect(none.err[0]).toBe(
+      "error: --epochs 0 trains nothing: it evaluates the model given with --load FILE",
+    );
+  });
+});

@@ -94,7 +94,7 @@ describe("train CLI: bad command lines", () => {
     [
       "a non-numeric value",
       ["--epochs", "abc"],
-      /^error: --epochs: expected a positive integer, got "abc"$/,
+      /^error: --epochs: expected a non-negative integer, got "abc"$/,
     ],
     [
       "batch size 0",

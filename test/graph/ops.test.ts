@@ -12,6 +12,7 @@ import { fromTensor } from "../helpers/reference.js";
 const NON_BUILDERS = new Set([
   "fit",
   "defaultMicroShards",
+  "evaluate",
   "tensor",
   "zeros",
   "ones",
