@@ -12,13 +12,13 @@ import { topoSort } from "../graph/topo.js";
 import { lowerGraph } from "../runtime/plan.js";
 import { fmtType } from "../graph/types.js";
 import { Tensor, type DType } from "../tensor/tensor.js";
-import { inProcessEngine, type StepEngine } from "./engine.js";
+import { inProcessEngine } from "./engine.js";
 import { checkOptimizerConfig, type OptimizerConfig } from "./optimizers.js";
 import { poolEngine } from "./parallel/pool.js";
 import { allocateShared, type SharedState, type TrainPlan } from "./parallel/shard.js";
 import { Rng } from "./random.js";
 import { paramsHash } from "./serialize.js";
-import { currentParams, NonFiniteLossError, DivergenceError, runStep } from "./trainer.js";
+import { runTraining } from "./trainer.js";
 
 /** Progress of one optimizer step of {@link fit}. */
 export interface FitStep {
@@ -65,6 +65,12 @@ export interface FitOptions {
   onEpoch?: (info: FitEpoch) => void;
   /** Stops the run at the next step boundary when aborted (the result says `stopped`). */
   signal?: AbortSignal;
+  /** A checkpoint file written after every epoch and at a stop, atomically, under a lock. */
+  checkpoint?: string;
+  /** Continue from `checkpoint` (same settings: the difference is named otherwise). */
+  resume?: boolean;
+  /** Replace an existing `checkpoint` instead of refusing to. */
+  overwrite?: boolean;
 }
 
 /** What {@link fit} returns. */
@@ -96,6 +102,9 @@ const FIT_OPTIONS: (keyof FitOptions)[] = [
   "onStep",
   "onEpoch",
   "signal",
+  "checkpoint",
+  "resume",
+  "overwrite",
 ];
 
 /** The default micro-shards of a batch: shards of at least 32 rows, at most 16. */
@@ -117,67 +126,65 @@ export function defaultMicroShards(batchSize: number): number {
  */
 export async function fit(options: FitOptions): Promise<FitResult> {
   const checked = checkOptions("fit(options)", options, FIT_OPTIONS, "fit({ loss, params, data })");
-  const { params } = checked;
   const setup = prepare(checked);
   const { plan, shared, rows, batchSize, shardCount, optimizer } = setup;
   const threads = chooseThreads(checked.threads ?? "auto", shardCount);
-  const factory = threads === 1 ? inProcessEngine : poolEngine({ threads });
-  const engine: StepEngine = await factory(shared, plan, optimizer);
-  const epochs = checked.epochs ?? 1;
-  const maxSteps = checked.steps ?? Infinity;
-  const rng = new Rng(checked.seed ?? 0);
-  const history: FitEpoch[] = [];
-  let steps = 0;
-  let stopped = false;
-  let lastFinite: number | undefined;
-  try {
-    for (let epoch = 1; epoch <= epochs && !stopped; epoch++) {
-      const order = checked.shuffle === false ? identity(rows) : rng.permutation(rows);
-      let lossSum = 0;
-      let seen = 0;
-      for (let start = 0; start < rows; start += batchSize) {
-        if (steps >= maxSteps || checked.signal?.aborted) {
-          stopped = true;
-          break;
-        }
-        const batch = order.subarray(start, Math.min(rows, start + batchSize));
-        let summed: number;
-        try {
-          summed = await runStep(engine, shared, batch, steps + 1);
-        } catch (error) {
-          if (!(error instanceof NonFiniteLossError)) throw error;
-          throw new DivergenceError(steps + 1, epoch, lastFinite, undefined, optimizer.lr);
-        }
-        steps++;
-        const stepLoss = setup.reduction === "mean" ? summed / batch.length : summed;
-        lastFinite = stepLoss;
-        lossSum += summed;
-        seen += batch.length;
-        checked.onStep?.({ epoch, step: steps, loss: stepLoss });
-      }
-      if (seen === rows) {
-        const record = { epoch, loss: setup.reduction === "mean" ? lossSum / rows : lossSum };
-        history.push(record);
-        checked.onEpoch?.(record);
-      }
-    }
-  } finally {
-    await engine.close();
+  const names = [...checked.params.keys()].map((p) => p.name);
+  if (checked.checkpoint !== undefined && new Set(names).size !== names.length) {
+    throw new Error(
+      `fit: checkpoints name parameters by variable name; names repeat: ${names.join(", ")}`,
+    );
   }
-  const trained = currentParams(shared, plan.paramShapes);
+  const outcome = await runTraining({
+    trainPlan: plan,
+    shared,
+    rows,
+    batchSize,
+    epochs: checked.epochs ?? 1,
+    maxSteps: checked.steps,
+    optimizer,
+    createEngine: threads === 1 ? inProcessEngine : poolEngine({ threads }),
+    rng: new Rng(checked.seed ?? 0),
+    meanLoss: setup.reduction === "mean",
+    shuffle: checked.shuffle,
+    checkpoint:
+      checked.checkpoint === undefined
+        ? undefined
+        : {
+            path: checked.checkpoint,
+            names,
+            model: { kind: "fit", params: names, shapes: plan.paramShapes },
+            // What must match for a resume to continue the same run.
+            fingerprint: {
+              reduction: setup.reduction,
+              batchSize,
+              microShards: shardCount,
+              optimizer,
+              seed: checked.seed ?? 0,
+              shuffle: checked.shuffle !== false,
+              dtype: shared.dtype,
+              rows,
+            },
+            resume: checked.resume,
+            overwrite: checked.overwrite,
+          },
+    onStep:
+      checked.onStep &&
+      ((info) => checked.onStep!({ epoch: info.epoch + 1, step: info.step, loss: info.loss })),
+    onEpoch:
+      checked.onEpoch &&
+      ((record) => checked.onEpoch!({ epoch: record.epoch, loss: record.trainLoss })),
+    shouldStop: () => checked.signal?.aborted === true,
+  });
   return {
-    params: new Map([...params.keys()].map((node, i) => [node, trained[i]])),
-    history,
-    paramsHash: paramsHash(trained),
-    steps,
-    threads: engine.threads,
+    params: new Map([...checked.params.keys()].map((node, i) => [node, outcome.params[i]])),
+    history: outcome.history.map((r) => ({ epoch: r.epoch, loss: r.trainLoss })),
+    paramsHash: paramsHash(outcome.params),
+    steps: outcome.steps,
+    threads: outcome.threads,
     microShards: shardCount,
-    stopped,
+    stopped: outcome.stopped,
   };
-}
-
-function identity(n: number): Int32Array {
-  return Int32Array.from({ length: n }, (_, i) => i);
 }
 
 /** --threads' rule for fit: what is asked, at most one thread per micro-shard. */

@@ -125,7 +125,7 @@ interface Position {
   batch: number;
   t: number;
   rngState: number[];
-  history: EpochRecord[];
+  history: RunEpoch[];
   epochLossSum: number;
   epochSamples: number;
 }
@@ -137,8 +137,6 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
   if (!Number.isInteger(batchSize) || batchSize <= 0)
     throw new RangeError(`batch size must be a positive integer, got ${batchSize}`);
   const trainSet = split.train;
-  const n = trainSet.X.shape[0];
-  const specs = paramSpecs(spec);
   const rng = new Rng(options.seed);
   const initial = options.initialParams ?? initParams(spec, rng, dtype);
   const { trainPlan, shared } = prepareTraining(
@@ -151,7 +149,112 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     initial,
     options.augment,
   );
+  const outcome = await runTraining({
+    trainPlan,
+    shared,
+    rows: trainSet.X.shape[0],
+    batchSize,
+    epochs: options.epochs,
+    maxSteps: options.maxSteps,
+    optimizer,
+    createEngine: options.createEngine,
+    rng,
+    meanLoss: true,
+    evaluateEpoch: (params) => accuracy(spec, params, split.test),
+    checkpoint: options.checkpointPath
+      ? {
+          path: options.checkpointPath,
+          names: paramSpecs(spec).map((p) => p.name),
+          model: { ...spec },
+          fingerprint: options.fingerprint ?? {},
+          resume: options.resume,
+          overwrite: options.overwrite,
+          onNotice: options.onNotice,
+        }
+      : undefined,
+    onStep: options.onStep,
+    onEpoch: options.onEpoch as TrainingRun["onEpoch"],
+    shouldStop: options.shouldStop,
+  });
+  const last = outcome.history[outcome.history.length - 1];
+  return {
+    ...outcome,
+    history: outcome.history as EpochRecord[],
+    testAccuracy:
+      outcome.stopped || !last
+        ? accuracy(spec, outcome.params, split.test)
+        : (last.testAccuracy as number),
+  };
+}
 
+/** Where a training run keeps its checkpoint, and what identifies the run in it. */
+export interface CheckpointSpec {
+  path: string;
+  /** Parameter names, in the plan's order (the checkpoint's tensor names). */
+  names: readonly string[];
+  /** The model's description stored with the parameters. */
+  model: Record<string, unknown>;
+  /** Identifies the run's settings; a resumed run must match it. */
+  fingerprint: Record<string, unknown>;
+  resume?: boolean;
+  overwrite?: boolean;
+  onNotice?: (line: string) => void;
+}
+
+/** One epoch of the loop's history: its loss, and the test metric where the run has one. */
+export interface RunEpoch {
+  epoch: number;
+  trainLoss: number;
+  testAccuracy?: number;
+}
+
+/**
+ * What the one training loop needs, whatever built the graph: train() for the built-in models,
+ * fit() for any graph. The shared state holds the data, the initial parameters and the slots.
+ */
+export interface TrainingRun {
+  trainPlan: TrainPlan;
+  shared: SharedState;
+  /** Rows of the training data. */
+  rows: number;
+  batchSize: number;
+  epochs: number;
+  maxSteps?: number;
+  optimizer: OptimizerConfig;
+  createEngine: EngineFactory;
+  /** The shuffles' generator, where the run starts (a resumed run restores its state). */
+  rng: Rng;
+  /** Whether losses are per-row means (the step's sum over its rows divided by them) or sums. */
+  meanLoss: boolean;
+  /** Shuffle the rows every epoch (default true); false keeps their order. */
+  shuffle?: boolean;
+  /** The test metric of an epoch's parameters, kept in its history record. */
+  evaluateEpoch?: (params: Tensor[]) => number;
+  checkpoint?: CheckpointSpec;
+  onStep?: (info: StepInfo) => void;
+  onEpoch?: (record: RunEpoch & { seconds: number }) => void;
+  shouldStop?: () => boolean;
+}
+
+/** What the loop returns. */
+export interface TrainingOutcome {
+  params: Tensor[];
+  history: RunEpoch[];
+  steps: number;
+  epochsCompleted: number;
+  stepSeconds: number;
+  samples: number;
+  trainLoss: number;
+  threads: number;
+  stopped: boolean;
+}
+
+/**
+ * The training loop: epochs of shuffled mini-batches through a step engine, checkpoints after
+ * every epoch and at a stop, resume, the divergence stop. One loop for every model.
+ */
+export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
+  const { shared, trainPlan, rng, batchSize, optimizer, rows: n } = run;
   let position: Position = {
     epoch: 0,
     batch: 0,
@@ -162,23 +265,22 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     epochSamples: 0,
   };
   const batchesPerEpoch = Math.ceil(n / batchSize);
-  const checkpointPath = options.checkpointPath;
-  const releaseLock =
-    checkpointPath === undefined ? () => {} : claimCheckpoint(checkpointPath, options);
+  const checkpoint = run.checkpoint;
+  const releaseLock = checkpoint === undefined ? () => {} : claimCheckpoint(checkpoint);
   const saveCheckpoint = (at: Position) => {
-    if (checkpointPath)
-      writeCheckpoint(checkpointPath, shared, spec, at, options.fingerprint ?? {});
+    if (checkpoint) writeCheckpoint(checkpoint, shared, trainPlan.paramShapes, at);
   };
+  const perRow = (sum: number, rows: number) => (run.meanLoss ? sum / rows : sum);
   let engine: StepEngine;
   try {
-    if (options.resume && checkpointPath) {
-      position = readCheckpoint(checkpointPath, shared, specs, options.fingerprint ?? {}, {
-        epochs: options.epochs,
+    if (checkpoint?.resume) {
+      position = readCheckpoint(checkpoint, shared, trainPlan.paramShapes, {
+        epochs: run.epochs,
         batchesPerEpoch,
         batchSize,
       });
     }
-    engine = await options.createEngine(shared, trainPlan, optimizer);
+    engine = await run.createEngine(shared, trainPlan, optimizer);
   } catch (error) {
     releaseLock();
     throw error;
@@ -190,18 +292,16 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
   let stopped = false;
   let trainLoss = NaN;
   try {
-    for (let epoch = position.epoch; epoch < options.epochs && !stopped; epoch++) {
+    for (let epoch = position.epoch; epoch < run.epochs && !stopped; epoch++) {
       const epochStart = performance.now();
       rng.setState(position.rngState);
-      const order = rng.permutation(n);
+      const order =
+        run.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : rng.permutation(n);
       const afterShuffle = rng.getState();
       let lossSum = position.epochLossSum;
       let epochSamples = position.epochSamples;
       for (let batch = position.batch; batch < batchesPerEpoch; batch++) {
-        if (
-          options.shouldStop?.() ||
-          (options.maxSteps !== undefined && steps >= options.maxSteps)
-        ) {
+        if (run.shouldStop?.() || (run.maxSteps !== undefined && steps >= run.maxSteps)) {
           stopped = true;
           position = { ...position, epoch, batch, epochLossSum: lossSum, epochSamples };
           saveCheckpoint(position);
@@ -222,7 +322,7 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
             optimizer.lr,
           );
         }
-        lastFiniteLoss = stepLoss / rows.length;
+        lastFiniteLoss = perRow(stepLoss, rows.length);
         position.t++;
         const elapsed = (performance.now() - t0) / 1000;
         stepSeconds += elapsed;
@@ -230,22 +330,22 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
         steps++;
         lossSum += stepLoss;
         epochSamples += rows.length;
-        options.onStep?.({
+        run.onStep?.({
           epoch,
           batch,
           batchesPerEpoch,
           batchSize,
           step: position.t,
-          loss: stepLoss / rows.length,
+          loss: perRow(stepLoss, rows.length),
           samplesPerSecond: samples / stepSeconds,
         });
       }
       if (stopped) {
         // The mean over the steps of the epoch in progress, not NaN, when it was cut short.
-        if (epochSamples > 0) trainLoss = lossSum / epochSamples;
+        if (epochSamples > 0) trainLoss = perRow(lossSum, epochSamples);
         break;
       }
-      trainLoss = lossSum / Math.max(epochSamples, 1);
+      trainLoss = perRow(lossSum, Math.max(epochSamples, 1));
       const epochParams = currentParams(shared, trainPlan.paramShapes);
       if (!epochParams.every((t) => t.data.every(Number.isFinite))) {
         throw new DivergenceError(
@@ -256,8 +356,8 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
           optimizer.lr,
         );
       }
-      const testAccuracy = accuracy(spec, epochParams, split.test);
-      const record = { epoch: epoch + 1, trainLoss, testAccuracy };
+      const record: RunEpoch = { epoch: epoch + 1, trainLoss };
+      if (run.evaluateEpoch) record.testAccuracy = run.evaluateEpoch(epochParams);
       position = {
         epoch: epoch + 1,
         batch: 0,
@@ -268,7 +368,7 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
         epochSamples: 0,
       };
       saveCheckpoint(position);
-      options.onEpoch?.({ ...record, seconds: (performance.now() - epochStart) / 1000 });
+      run.onEpoch?.({ ...record, seconds: (performance.now() - epochStart) / 1000 });
     }
   } finally {
     try {
@@ -277,17 +377,15 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
       releaseLock();
     }
   }
-  const params = currentParams(shared, trainPlan.paramShapes);
   const last = position.history[position.history.length - 1];
   return {
-    params,
+    params: currentParams(shared, trainPlan.paramShapes),
     history: position.history,
     steps,
     epochsCompleted: position.epoch,
     stepSeconds,
     samples,
     trainLoss: Number.isNaN(trainLoss) ? (last?.trainLoss ?? NaN) : trainLoss,
-    testAccuracy: stopped || !last ? accuracy(spec, params, split.test) : last.testAccuracy,
     threads: engine.threads,
     stopped,
   };
@@ -410,32 +508,30 @@ export function accuracy(
 const CHECKPOINT_KIND = "adjoint-checkpoint";
 
 function writeCheckpoint(
-  path: string,
+  checkpoint: CheckpointSpec,
   shared: SharedState,
-  spec: ModelSpec,
+  shapes: readonly number[][],
   at: Position,
-  fingerprint: Record<string, unknown>,
 ): void {
   const cur = shared.control[CONTROL.current];
-  const names = paramSpecs(spec);
-  const shapes = names.map((p) => p.shape);
+  const { names } = checkpoint;
   const tensors = [
-    ...splitFlat(shared.params[cur], shapes).map((t, i) => ({ name: names[i].name, t })),
+    ...splitFlat(shared.params[cur], shapes).map((t, i) => ({ name: names[i], t })),
     ...shared.state.flatMap((pair, k) =>
-      splitFlat(pair[cur], shapes).map((t, i) => ({ name: `state${k}.${names[i].name}`, t })),
+      splitFlat(pair[cur], shapes).map((t, i) => ({ name: `state${k}.${names[i]}`, t })),
     ),
   ];
-  saveParams(path, {
+  saveParams(checkpoint.path, {
     format: "adjoint-params",
     version: PARAMS_VERSION,
-    model: { ...spec },
+    model: checkpoint.model,
     params: tensors.map(({ name, t }) => ({
       name,
       shape: [...t.shape],
       dtype: t.dtype,
       data: t.data,
     })),
-    extra: { kind: CHECKPOINT_KIND, position: at, fingerprint },
+    extra: { kind: CHECKPOINT_KIND, position: at, fingerprint: checkpoint.fingerprint },
   });
 }
 
@@ -447,12 +543,13 @@ interface RunShape {
 }
 
 function readCheckpoint(
-  path: string,
+  checkpoint: CheckpointSpec,
   shared: SharedState,
-  specs: readonly { name: string; shape: number[] }[],
-  fingerprint: Record<string, unknown>,
+  shapes: readonly number[][],
   run: RunShape,
 ): Position {
+  const { path, fingerprint } = checkpoint;
+  const specs = checkpoint.names.map((name, i) => ({ name, shape: shapes[i] }));
   const record = loadParams(path);
   const extra = record.extra as
     { kind?: string; position?: unknown; fingerprint?: unknown } | undefined;
@@ -560,16 +657,17 @@ function checkPosition(path: string, value: unknown, run: RunShape): Position {
   }
   (history as unknown[]).forEach((entry, i) => {
     const e = entry as Record<string, unknown> | null;
+    const accuracyOk =
+      e?.testAccuracy === undefined ||
+      (typeof e.testAccuracy === "number" && e.testAccuracy >= 0 && e.testAccuracy <= 1);
     const ok =
       typeof e === "object" &&
       e !== null &&
-      Object.keys(e).length === 3 &&
+      Object.keys(e).length === (e.testAccuracy === undefined ? 2 : 3) &&
       e.epoch === i + 1 &&
       typeof e.trainLoss === "number" &&
       Number.isFinite(e.trainLoss) &&
-      typeof e.testAccuracy === "number" &&
-      e.testAccuracy >= 0 &&
-      e.testAccuracy <= 1;
+      accuracyOk;
     if (!ok) fail(`history[${i}] is ${JSON.stringify(entry)}`);
   });
   return p as unknown as Position;
@@ -581,7 +679,8 @@ function checkPosition(path: string, value: unknown, run: RunShape): Position {
  * exclusively, with this pid; a dead process's lock is taken over with a notice). Returns the
  * function that releases the lock.
  */
-function claimCheckpoint(path: string, options: TrainerOptions): () => void {
+function claimCheckpoint(options: CheckpointSpec): () => void {
+  const { path } = options;
   const notice = options.onNotice ?? (() => {});
   const release = acquireLock(path, notice);
   try {

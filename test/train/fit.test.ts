@@ -195,3 +195,39 @@ describe("fit() refuses bad input before any step, naming what is wrong", () => 
     await expect(call()).rejects.toThrow(message);
   });
 });
+
+describe("fit() checkpoints", () => {
+  it("a run stopped and resumed from its checkpoint ends with the uninterrupted run's bits", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "adjoint-fit-"));
+    try {
+      const { loss, params, data } = problem("float32", 128);
+      const base = { loss, params, data, batchSize: 32, epochs: 3, threads: 2, seed: 5 };
+      const straight = await adj.fit(base);
+      const checkpoint = join(dir, "fit.ckpt");
+      const controller = new AbortController();
+      const first = await adj.fit({
+        ...base,
+        checkpoint,
+        signal: controller.signal,
+        onStep: ({ step }) => {
+          if (step === 6) controller.abort(); // mid-epoch 2
+        },
+      });
+      expect(first.stopped).toBe(true);
+      expect(first.steps).toBe(6);
+      const resumed = await adj.fit({ ...base, checkpoint, resume: true });
+      expect(resumed.steps).toBe(12 - 6);
+      expect(resumed.paramsHash).toBe(straight.paramsHash);
+      expect(resumed.history.map((r) => r.epoch)).toEqual([1, 2, 3]);
+      await expect(adj.fit({ ...base, checkpoint })).rejects.toThrow(/already exists/);
+      await expect(adj.fit({ ...base, batchSize: 64, checkpoint, resume: true })).rejects.toThrow(
+        /other settings; batchSize: checkpoint 32, this run 64/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
