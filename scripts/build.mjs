@@ -6,6 +6,16 @@ import { existsSync, readdirSync, statSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
+for (const tool of ["typescript/bin/tsc", "assemblyscript/bin/asc.js"]) {
+  if (!existsSync(join(root, "node_modules", tool))) {
+    // An unbuilt checkout installed by path (npm install ../adjoint --install-links) has no
+    // devDependencies: say what to do instead of a module-not-found stack.
+    console.error(
+      `adjoint: building needs its devDependencies (${tool.split("/")[0]} is missing in ${root}node_modules): run \`npm install\` in ${root} first, or install adjoint from \`npm pack\`'s tarball`,
+    );
+    process.exit(1);
+  }
+}
 const run = (script, args) =>
   execFileSync(process.execPath, [join(root, "node_modules", script), ...args], {
     cwd: root,
