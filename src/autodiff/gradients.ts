@@ -9,12 +9,37 @@ import { topoSort } from "../graph/topo.js";
  * Example: `const [dx] = gradients(x.mul(x), [x])` evaluates to 2x.
  */
 export function gradients(output: Node, nodes: readonly Node[]): Node[] {
-  if (!(output instanceof Node)) {
+  checkOutput("gradients(output, nodes)", output);
+  checkNodeList("gradients(output, nodes)", "nodes", nodes, "gradients(y, [x])");
+  return reverseSweep(output, nodes, onesLike(output));
+}
+
+/**
+ * Reverse mode seeded with `cotangent` (a node of the output's shape): J^T u for each of
+ * `inputs`, as ordinary nodes. `gradients(y, xs)` is `vjp(y, xs, onesLike(y))`.
+ * Example: `const [ux] = vjp(matmul(x, w), [x], u)` evaluates to u w^T.
+ */
+export function vjp(output: Node, inputs: readonly Node[], cotangent: Node): Node[] {
+  checkOutput("vjp(output, inputs, cotangent)", output);
+  checkNodeList("vjp(output, inputs, cotangent)", "inputs", inputs, "vjp(y, [x], u)");
+  if (!(cotangent instanceof Node)) {
     throw new TypeError(
-      `gradients(output, nodes): output must be a Node, got ${typeof output === "number" ? `the number ${String(output)}` : describe(output)}`,
+      `vjp(output, inputs, cotangent): cotangent must be a Node, got ${describe(cotangent)}`,
     );
   }
-  checkNodeList("gradients(output, nodes)", "nodes", nodes, "gradients(y, [x])");
+  return reverseSweep(output, inputs, cotangent);
+}
+
+function checkOutput(call: string, output: unknown): asserts output is Node {
+  if (!(output instanceof Node)) {
+    throw new TypeError(
+      `${call}: output must be a Node, got ${typeof output === "number" ? `the number ${String(output)}` : describe(output)}`,
+    );
+  }
+}
+
+/** The reverse sweep from `output`, seeded with `seed`, to each of `nodes`. */
+function reverseSweep(output: Node, nodes: readonly Node[], seed: Node): Node[] {
   const order = topoSort([output]);
   // Only nodes that lie on a path from a target to the output take part in the sweep.
   const targets = new Set(nodes);
@@ -22,7 +47,7 @@ export function gradients(output: Node, nodes: readonly Node[]): Node[] {
   for (const node of order) {
     if (targets.has(node) || node.inputs.some((input) => onPath.has(input))) onPath.add(node);
   }
-  const grads = new Map<Node, Node[]>([[output, [onesLike(output)]]]);
+  const grads = new Map<Node, Node[]>([[output, [seed]]]);
   const total = new Map<Node, Node>();
   for (let i = order.length - 1; i >= 0; i--) {
     const node = order[i];

@@ -22,6 +22,11 @@ export interface Op {
    */
   gradient(node: Node, outputGrad: Node): (Node | null)[];
   /**
+   * The forward rule: the output's tangent given one tangent per input (null where the input has
+   * none), or null when there is none. Optional: jvp() derives it from the gradient rule.
+   */
+  jvp?(node: Node, inputTangents: readonly (Node | null)[]): Node | null;
+  /**
    * Structural facts for graph rewrites, true whatever the input shapes (simplify() reads them):
    * the value has the shape of input `shape` (or the broadcast of inputs 0 and 1, which is input
    * 0's shape when both inputs have one shape), and the dtype of input `dtype` (or the promotion of
@@ -39,6 +44,7 @@ export interface OpSpec<A extends object> {
   type(inputTypes: readonly NodeType[], attrs: A): NodeType;
   compute(node: NodeOf<A>, inputValues: Tensor[]): Tensor;
   gradient(node: NodeOf<A>, outputGrad: Node): (Node | null)[];
+  jvp?(node: NodeOf<A>, inputTangents: readonly (Node | null)[]): Node | null;
   readonly sameAs?: Op["sameAs"];
 }
 

@@ -4,7 +4,7 @@ import { full } from "../../tensor/tensor.js";
 import { describe, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
 import { broadcastDims, promoteTypes, type NodeType } from "../types.js";
-import { sumLike } from "./shape.js";
+import { broadcastTo, sumLike } from "./shape.js";
 
 /** The attrs of the ops with a scalar constant. */
 interface ConstantAttrs {
@@ -37,6 +37,7 @@ export const addOp: Op = defineOp({
   name: "add",
   type: broadcastType,
   sameAs: BROADCAST,
+  jvp: (node, [ta, tb]) => (ta && tb ? add(ta, tb) : broadcastTo(ta ?? tb!, node)),
   compute: (_node, [a, b]) => backend().binary("add", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(g, node.inputs[1])],
 });
@@ -46,6 +47,8 @@ export const subOp: Op = defineOp({
   name: "sub",
   type: broadcastType,
   sameAs: BROADCAST,
+  jvp: (node, [ta, tb]) =>
+    ta && tb ? sub(ta, tb) : ta ? broadcastTo(ta, node) : broadcastTo(neg(tb!), node),
   compute: (_node, [a, b]) => backend().binary("sub", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(neg(g), node.inputs[1])],
 });
@@ -55,6 +58,12 @@ export const mulOp: Op = defineOp({
   name: "mul",
   type: broadcastType,
   sameAs: BROADCAST,
+  jvp: (node, [ta, tb]) => {
+    const [a, b] = node.inputs;
+    const da = ta && mul(ta, b);
+    const db = tb && mul(a, tb);
+    return da && db ? add(da, db) : broadcastTo((da ?? db)!, node);
+  },
   compute: (_node, [a, b]) => backend().binary("mul", a, b),
   gradient: (node, g) => {
     const [a, b] = node.inputs;
@@ -67,6 +76,12 @@ export const divOp: Op = defineOp({
   name: "div",
   type: broadcastType,
   sameAs: BROADCAST,
+  // d(a/b) = (da - (a/b) db) / b
+  jvp: (node, [ta, tb]) => {
+    const b = node.inputs[1];
+    const numerator = ta && tb ? sub(ta, mul(node, tb)) : ta ? ta : neg(mul(node, tb!));
+    return broadcastTo(div(numerator, b), node);
+  },
   compute: (_node, [a, b]) => backend().binary("div", a, b),
   // d(a/b)/db = -a/b^2 = -(a/b)/b: reuse the node itself.
   gradient: (node, g) => {
@@ -80,6 +95,7 @@ export const negOp: Op = defineOp({
   name: "neg",
   type: sameType,
   sameAs: SAME,
+  jvp: (_node, [t]) => neg(t!),
   compute: (_node, [x]) => backend().unary("neg", x),
   gradient: (_node, g) => [neg(g)],
 });
@@ -89,6 +105,7 @@ export const addByConstOp: Op = defineOp<ConstantAttrs>({
   name: "addByConst",
   type: sameType,
   sameAs: SAME,
+  jvp: (_node, [t]) => t,
   compute: (node, [x]) => backend().scalar("add", x, node.attrs.constant),
   gradient: (_node, g) => [g],
 });
@@ -98,6 +115,7 @@ export const mulByConstOp: Op = defineOp<ConstantAttrs>({
   name: "mulByConst",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => mulByConst(t!, node.attrs.constant),
   compute: (node, [x]) => backend().scalar("mul", x, node.attrs.constant),
   gradient: (node, g) => [mulByConst(g, node.attrs.constant)],
 });
@@ -107,6 +125,7 @@ export const divByConstOp: Op = defineOp<ConstantAttrs>({
   name: "divByConst",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => divByConst(t!, node.attrs.constant),
   compute: (node, [x]) => backend().scalar("div", x, node.attrs.constant),
   gradient: (node, g) => [divByConst(g, node.attrs.constant)],
 });
@@ -130,6 +149,7 @@ export const expOp: Op = defineOp({
   name: "exp",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => mul(t!, node),
   compute: (_node, [x]) => backend().unary("exp", x),
   gradient: (node, g) => [mul(g, node)], // d/dx e^x = e^x: reuse the node itself
 });
@@ -139,6 +159,7 @@ export const logOp: Op = defineOp({
   name: "log",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => div(t!, node.inputs[0]),
   compute: (_node, [x]) => backend().unary("log", x),
   gradient: (node, g) => [div(g, node.inputs[0])],
 });
@@ -148,6 +169,7 @@ export const sqrtOp: Op = defineOp({
   name: "sqrt",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => div(mulByConst(t!, 0.5), node),
   compute: (_node, [x]) => backend().unary("sqrt", x),
   gradient: (node, g) => [div(mulByConst(g, 0.5), node)],
 });
@@ -157,6 +179,7 @@ export const reluOp: Op = defineOp({
   name: "relu",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => mul(t!, step(node.inputs[0])),
   compute: (_node, [x]) => backend().unary("relu", x),
   gradient: (node, g) => [mul(g, step(node.inputs[0]))],
 });
@@ -175,6 +198,7 @@ export const sigmoidOp: Op = defineOp({
   name: "sigmoid",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => mul(t!, mul(node, addByConst(neg(node), 1))),
   compute: (_node, [x]) => backend().unary("sigmoid", x),
   // s' = s (1 - s)
   gradient: (node, g) => [mul(g, mul(node, addByConst(neg(node), 1)))],
@@ -185,6 +209,7 @@ export const tanhOp: Op = defineOp({
   name: "tanh",
   type: sameType,
   sameAs: SAME,
+  jvp: (node, [t]) => mul(t!, addByConst(neg(mul(node, node)), 1)),
   compute: (_node, [x]) => backend().unary("tanh", x),
   // tanh' = 1 - tanh^2
   gradient: (node, g) => [mul(g, addByConst(neg(mul(node, node)), 1))],

@@ -3,6 +3,7 @@ import { backend } from "../../tensor/active.js";
 import { fmt } from "../../tensor/shape.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
+import { add } from "./elementwise.js";
 import { fmtType, promoteTypes } from "../types.js";
 
 /** Options of {@link matmul}. */
@@ -27,6 +28,14 @@ export const matmulOp: Op = defineOp<Required<MatmulOptions>>({
       throw new Error(`inner dimensions differ: ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
     }
     return { shape: [m, n], dtype: promoteTypes(a.dtype, b.dtype) };
+  },
+  // d(op(A) op(B)) = op(dA) op(B) + op(A) op(dB), with the same transposes.
+  jvp: (node, [ta, tb]) => {
+    const [a, b] = node.inputs;
+    const options = { transA: node.attrs.transA, transB: node.attrs.transB };
+    const da = ta && matmul(ta, b, options);
+    const db = tb && matmul(a, tb, options);
+    return da && db ? add(da, db) : (da ?? db);
   },
   compute: (node, [a, b]) => {
     if (a.rank !== 2 || b.rank !== 2) {

@@ -1,0 +1,76 @@
+/** Forward mode: tangents pushed through the graph in topological order, as ordinary nodes. */
+import { checkNodeList, describe, Node } from "../graph/node.js";
+import { add, mul, zerosLike } from "../graph/ops/elementwise.js";
+import { sum } from "../graph/ops/reduce.js";
+import { topoSort } from "../graph/topo.js";
+import { gradients } from "./gradients.js";
+
+/**
+ * Jacobian-vector products: the tangent of each of `outputs` when `inputs` move along
+ * `tangents` (one per input, of its shape), every other leaf held still. Tangents propagate
+ * from the inputs in topological order through each op's forward rule (`Op.jvp`); an op without
+ * one gets it from its gradient rule by the transpose trick (see {@link transposedJvp}). One
+ * tangent node per output, zerosLike where the output does not depend on the inputs. Tangent
+ * nodes are ordinary nodes: one Evaluator computes primal and tangent together, and they can be
+ * differentiated again. Example: `const [dy] = jvp([x.mul(x)], [x], [v])` evaluates to 2 x v.
+ */
+export function jvp(
+  outputs: readonly Node[],
+  inputs: readonly Node[],
+  tangents: readonly Node[],
+): Node[] {
+  const call = "jvp(outputs, inputs, tangents)";
+  checkNodeList(call, "outputs", outputs, "jvp([y], [x], [v])");
+  checkNodeList(call, "inputs", inputs, "jvp([y], [x], [v])");
+  checkNodeList(call, "tangents", tangents, "jvp([y], [x], [v])");
+  if (tangents.length !== inputs.length) {
+    throw new Error(`${call}: ${inputs.length} inputs but ${tangents.length} tangents`);
+  }
+  const tangentOf = new Map<Node, Node | null>();
+  inputs.forEach((input, i) => tangentOf.set(input, tangents[i]));
+  for (const node of topoSort(outputs)) {
+    if (tangentOf.has(node)) continue;
+    const inputTangents = node.inputs.map((input) => tangentOf.get(input) ?? null);
+    // Nothing moves below this node: it builds nothing (null, as in the reverse sweep).
+    if (inputTangents.every((t) => t === null)) {
+      tangentOf.set(node, null);
+      continue;
+    }
+    const rule = node.op.jvp;
+    tangentOf.set(node, rule ? rule(node, inputTangents) : transposedJvp(node, inputTangents));
+  }
+  return outputs.map((output) => tangentOf.get(output) ?? zerosLike(output));
+}
+
+/**
+ * The forward rule of an op that declares none, from its gradient rule: the rule's input
+ * gradients are linear in the output gradient u, so J v = d/du sum_i <gradient_i(u), v_i>. It
+ * costs the gradient rule's nodes plus one reverse pass over them (about three times an explicit
+ * rule); u is a dummy (zeros of the output's type): by linearity its value never matters.
+ */
+export function transposedJvp(node: Node, inputTangents: readonly (Node | null)[]): Node | null {
+  const u = zerosLike(node);
+  const grads = node.op.gradient(node, u);
+  let pairing: Node | null = null;
+  grads.forEach((grad, i) => {
+    const tangent = inputTangents[i];
+    if (grad === null || tangent === null) return;
+    const term = sum(mul(grad, tangent));
+    pairing = pairing === null ? term : add(pairing, term);
+  });
+  if (pairing === null) return null;
+  return gradients(pairing, [u])[0];
+}
+
+/**
+ * Hessian-vector products of a 0-d `output`: forward over reverse, jvp of gradients(). One per
+ * input, of its shape. Example: `hvp(sum(x.mul(x).mul(x)), [x], [v])` evaluates to 6 x v.
+ */
+export function hvp(output: Node, inputs: readonly Node[], vectors: readonly Node[]): Node[] {
+  if (!(output instanceof Node)) {
+    throw new TypeError(
+      `hvp(output, inputs, vectors): output must be a Node, got ${describe(output)}`,
+    );
+  }
+  return jvp(gradients(output, inputs), inputs, vectors);
+}
