@@ -45,6 +45,8 @@ export type { SoftmaxOptions } from "./graph/ops/nn.js";
 export { Evaluator } from "./runtime/evaluator.js";
 export { gradients, vjp } from "./autodiff/gradients.js";
 export { jvp, hvp } from "./autodiff/forward.js";
+export { checkGradients, GradientCheckError } from "./autodiff/check.js";
+export type { CheckOptions, CheckEntry } from "./autodiff/check.js";
 export { simplify, countNodes } from "./autodiff/simplify.js";
 import { useBackend } from "./tensor/backends.js";
 export { useBackend };

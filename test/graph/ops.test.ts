@@ -16,6 +16,7 @@ const NON_BUILDERS = new Set([
   "jvp",
   "vjp",
   "hvp",
+  "checkGradients",
   "tensor",
   "zeros",
   "ones",
