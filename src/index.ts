@@ -46,6 +46,8 @@ export { Evaluator } from "./runtime/evaluator.js";
 export { gradients, vjp } from "./autodiff/gradients.js";
 export { jvp, hvp } from "./autodiff/forward.js";
 export { checkGradients, GradientCheckError } from "./autodiff/check.js";
+export { defineOp, apply } from "./autodiff/custom.js";
+export type { CustomOpSpec } from "./autodiff/custom.js";
 export type { CheckOptions, CheckEntry } from "./autodiff/check.js";
 export { simplify, countNodes } from "./autodiff/simplify.js";
 import { useBackend } from "./tensor/backends.js";

@@ -17,6 +17,8 @@ const NON_BUILDERS = new Set([
   "vjp",
   "hvp",
   "checkGradients",
+  "defineOp",
+  "apply",
   "tensor",
   "zeros",
   "ones",
