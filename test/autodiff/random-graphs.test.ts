@@ -151,3 +151,64 @@ describe.each(backendCases.map((b) => [b.name, b] as const))(
     });
   },
 );
+
+describe("random graphs: forward and reverse mode agree, hvp matches differences of the gradient", () => {
+  const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let total = 0;
+    for (let k = 0; k < a.length; k++) total += a[k] * b[k];
+    return total;
+  };
+  const seeds = Array.from({ length: 12 }, (_, i) => 2000 + 31 * i);
+  it.each(seeds)(
+    "seed %i: <u, J v> = <J^T u, v> to 1e-10; H v against central differences",
+    (seed) => {
+      const random = mulberry32(seed);
+      const inputs = VARIABLE_SHAPES.map((shape) => randomTensor(random, shape));
+      const vs = VARIABLE_SHAPES.map((shape) => randomTensor(random, shape));
+      const xs = VARIABLE_SHAPES.map((_, i) => adj.variable(`x${i}`));
+      const ts = VARIABLE_SHAPES.map((_, i) => adj.variable(`v${i}`));
+      const y = randomGraph(seed, 6 + (seed % 5))(...xs);
+      const feeds = new Map<Node, adj.Tensor>([
+        ...xs.map((x, i): [Node, adj.Tensor] => [x, inputs[i]]),
+        ...ts.map((t, i): [Node, adj.Tensor] => [t, vs[i]]),
+      ]);
+      const [value] = new adj.Evaluator([y]).run(feeds);
+      const u = adj.variable("u");
+      const uValue = randomTensor(random, value.shape);
+      feeds.set(u, uValue);
+      const [tangent] = adj.jvp([y], xs, ts);
+      const back = adj.vjp(y, xs, u);
+      const [t, ...gs] = new adj.Evaluator([tangent, ...back]).run(feeds);
+      const left = dot(t.data, uValue.data);
+      const right = gs.reduce((s, g, i) => s + dot(g.data, vs[i].data), 0);
+      expect(Math.abs(left - right)).toBeLessThanOrEqual(1e-10 * Math.max(1, Math.abs(left)));
+      // H v of f = <u, y> against central differences of its gradient along v.
+      const f = adj.sum(adj.mul(u, y));
+      const hv = adj.hvp(f, xs, ts);
+      const grads = adj.gradients(f, xs);
+      const eps = 1e-6;
+      const at = (s: number) =>
+        new adj.Evaluator(grads).run(
+          new Map([
+            ...feeds,
+            ...xs.map((x, i): [Node, adj.Tensor] => [
+              x,
+              adj.tensor(
+                Float64Array.from(inputs[i].data, (v, k) => v + s * vs[i].data[k]),
+                {
+                  shape: [...inputs[i].shape],
+                },
+              ),
+            ]),
+          ]),
+        );
+      const [plus, minus] = [at(eps), at(-eps)];
+      new adj.Evaluator(hv).run(feeds).forEach((h, i) => {
+        h.data.forEach((value, k) => {
+          const fd = (plus[i].data[k] - minus[i].data[k]) / (2 * eps);
+          expect(Math.abs(value - fd)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(fd)));
+        });
+      });
+    },
+  );
+});
