@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
 import type { Node, Op, Tensor } from "../../src/index.js";
 import { mulberry32, randomTensor } from "../helpers/gradcheck.js";
+import { opCases } from "../helpers/op-cases.js";
 
 const random = mulberry32(11);
 const R = (...shape: number[]) => randomTensor(random, shape);
@@ -96,5 +97,19 @@ describe("checkGradients", () => {
     for (let i = 0; i < 1000; i++) y = i % 2 === 0 ? adj.tanh(y) : adj.mulByConst(y, 1.01);
     const report = adj.checkGradients(adj.sum(y), new Map([[x, R(4)]]), [x]);
     expect(report).toHaveLength(2);
+  });
+});
+
+describe("checkGradients passes every correct op of the op table", () => {
+  it.each(opCases.map((c) => [c.name, c] as const))("%s", (_, c) => {
+    const xs = c.inputs.map((_, i) => adj.variable(`x${i}`));
+    const y = c.build(...xs);
+    const feeds = new Map<Node, Tensor>(xs.map((x, i) => [x, c.inputs[i]]));
+    // A projection to a number: sum(u * y), u fixed by the case.
+    const [value] = new adj.Evaluator([y]).run(feeds);
+    const u = adj.variable("u");
+    feeds.set(u, randomTensor(mulberry32(1), value.shape));
+    const report = adj.checkGradients(adj.sum(adj.mul(u, y)), feeds, xs);
+    expect(report).toHaveLength(2 * xs.length);
   });
 });
