@@ -3,7 +3,10 @@ import { checkNodeList, describe, Node } from "../graph/node.js";
 import { add, mul, zerosLike } from "../graph/ops/elementwise.js";
 import { sum } from "../graph/ops/reduce.js";
 import { topoSort } from "../graph/topo.js";
-import { gradients } from "./gradients.js";
+import { gradients, vjp } from "./gradients.js";
+import { constant, reshape } from "../graph/ops/shape.js";
+import { fmtType, knownSize, promoteTypes } from "../graph/types.js";
+import { allocate } from "../tensor/tensor.js";
 
 /**
  * Jacobian-vector products: the tangent of each of `outputs` when `inputs` move along
@@ -73,4 +76,45 @@ export function hvp(output: Node, inputs: readonly Node[], vectors: readonly Nod
     );
   }
   return jvp(gradients(output, inputs), inputs, vectors);
+}
+
+/**
+ * The full Jacobian of `output` with respect to `input`, both of fully known shapes, as a node of
+ * shape [...output.shape, ...input.shape]: one forward pass per input element ("fwd": tangent
+ * e_j gives column j) or one reverse pass per output element ("rev", the default: cotangent e_i
+ * gives row i). Forward mode costs n passes, reverse m: the cheaper depends on which is smaller.
+ * Example: `jacobian(tanh(matmul(W, x)), x, { mode: "fwd" })`.
+ */
+export function jacobian(output: Node, input: Node, options: { mode?: "fwd" | "rev" } = {}): Node {
+  const m = knownSize(output.shape);
+  const n = knownSize(input.shape);
+  if (m === null || n === null || m === 0 || n === 0) {
+    const which =
+      m === null || m === 0
+        ? `output ${output.name} ${fmtType(output.shape)}`
+        : `input ${input.name} ${fmtType(input.shape)}`;
+    throw new Error(
+      `jacobian: needs known, non-empty shapes; ${which} (declare them with variable(name, { shape }))`,
+    );
+  }
+  const dtype = promoteTypes(output.dtype, input.dtype) ?? "float64";
+  const basis = (k: number, shape: readonly number[]) => {
+    const t = allocate([...shape], dtype);
+    t.data[k] = 1;
+    return constant(t);
+  };
+  const terms: Node[] = [];
+  if ((options.mode ?? "rev") === "fwd") {
+    for (let j = 0; j < n; j++) {
+      const [column] = jvp([output], [input], [basis(j, input.shape as number[])]);
+      terms.push(mul(reshape(column, [m, 1]), basis(j, [1, n])));
+    }
+  } else {
+    for (let i = 0; i < m; i++) {
+      const [row] = vjp(output, [input], basis(i, output.shape as number[]));
+      terms.push(mul(basis(i, [m, 1]), reshape(row, [1, n])));
+    }
+  }
+  const full = terms.reduce((a, b) => add(a, b));
+  return reshape(full, [...(output.shape as number[]), ...(input.shape as number[])]);
 }

@@ -135,3 +135,42 @@ describe("the classic cases in forward mode, hvp, and what builds nothing", () =
     );
   });
 });
+
+describe("jacobian", () => {
+  it("forward (one pass per input element) and reverse (one per output element) equal the finite-difference Jacobian", () => {
+    const x = adj.variable("x", { shape: [3], dtype: "float64" });
+    const W = adj.constant(
+      adj.tensor([
+        [0.5, -1, 2],
+        [1.5, 0.3, -0.7],
+      ]),
+    );
+    const y = adj.tanh(adj.matmul(W, adj.reshape(x, [3, 1]))).mul(adj.sum(x)); // shape [2, 1]
+    const fwd = adj.jacobian(y, x, { mode: "fwd" });
+    const rev = adj.jacobian(y, x, { mode: "rev" });
+    expect(fwd.shape).toEqual([2, 1, 3]);
+    const x0 = adj.tensor([0.2, -0.4, 0.9]);
+    const [jf, jr] = new adj.Evaluator([fwd, rev]).run({ x: x0 });
+    expect(jf.shape).toEqual([2, 1, 3]);
+    const f = (v: number[]) => new adj.Evaluator([y]).run({ x: adj.tensor(v) })[0].data;
+    for (let j = 0; j < 3; j++) {
+      const plus = [...x0.data];
+      const minus = [...x0.data];
+      plus[j] += 1e-6;
+      minus[j] -= 1e-6;
+      const [fp, fm] = [f(plus), f(minus)];
+      for (let i = 0; i < 2; i++) {
+        const fd = (fp[i] - fm[i]) / 2e-6;
+        expect(jf.data[i * 3 + j]).toBeCloseTo(fd, 8);
+        expect(jr.data[i * 3 + j]).toBeCloseTo(fd, 8);
+      }
+    }
+  });
+
+  it("needs known shapes, and says which", () => {
+    const x = adj.variable("x");
+    expect(() => adj.jacobian(adj.tanh(x), x)).toThrow(
+      "jacobian: needs known, non-empty shapes; output tanh(x) [?] (declare them with variable(name, { shape }))",
+    );
+  });
+});

@@ -19,6 +19,7 @@ const NON_BUILDERS = new Set([
   "checkGradients",
   "defineOp",
   "apply",
+  "jacobian",
   "tensor",
   "zeros",
   "ones",

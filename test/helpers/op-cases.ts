@@ -300,6 +300,13 @@ export const opCases: OpCase[] = [
     inputs: [R(2, 3)],
     expected: (a) => ref.map(a, Math.tanh),
   },
+  {
+    name: "constant: x + c",
+    builder: "constant",
+    build: (a) => adj.add(a, adj.constant(adj.tensor([[0.5, -2, 3]]))),
+    inputs: [R(2, 3)],
+    expected: (a) => ref.zip(a, { shape: [1, 3], data: [0.5, -2, 3] }, (x, y) => x + y),
+  },
   // The ops added as the proof of "one home per op": declaration, kernel, this row.
   {
     name: "abs (away from 0)",

@@ -1,7 +1,7 @@
 /** Shape ops: broadcastTo and its adjoint sumLike, reshape, expandDims, transpose. */
 import { backend } from "../../tensor/active.js";
 import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/shape.js";
-import type { Tensor } from "../../tensor/tensor.js";
+import { tensor, type DType, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, describe, label, makeNode, Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
 import { fmtType, knownSize, type Dim, type NodeType } from "../types.js";
@@ -315,4 +315,19 @@ export function transpose(x: Node, axes?: readonly number[]): Node {
 
 function transposeInverse(x: Node, axes: readonly number[]): Node {
   return makeNode(transposeInverseOp, [x], { axes: [...axes] }, `transposeInverse(${label(x)})`);
+}
+
+/** A constant tensor as a leaf of the graph (its values in attrs, so plans carry them). */
+export const constantOp: Op = defineOp<{ values: number[]; shape: number[]; dtype: DType }>({
+  name: "constant",
+  type: (_inputs, attrs) => ({ shape: attrs.shape, dtype: attrs.dtype }),
+  compute: (node) =>
+    tensor(node.attrs.values, { shape: node.attrs.shape, dtype: node.attrs.dtype }),
+  gradient: () => [],
+});
+
+/** A node whose value is always `value`. Example: `x.mul(constant(tensor([1, 0, 0])))`. */
+export function constant(value: Tensor): Node {
+  const attrs = { values: Array.from(value.data), shape: [...value.shape], dtype: value.dtype };
+  return makeNode(constantOp, [], attrs, `constant${fmt(value.shape)}`);
 }
