@@ -303,7 +303,8 @@ export const opCases: OpCase[] = [
   {
     name: "constant: x + c",
     builder: "constant",
-    build: (a) => adj.add(a, adj.constant(adj.tensor([[0.5, -2, 3]]))),
+    // float32 values exact in both dtypes: float32 in stays float32 out, float64 stays float64.
+    build: (a) => adj.add(a, adj.constant(adj.tensor([[0.5, -2, 3]], { dtype: "float32" }))),
     inputs: [R(2, 3)],
     expected: (a) => ref.zip(a, { shape: [1, 3], data: [0.5, -2, 3] }, (x, y) => x + y),
   },
