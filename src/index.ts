@@ -47,6 +47,8 @@ export { gradients, vjp } from "./autodiff/gradients.js";
 export { jvp, hvp, jacobian } from "./autodiff/forward.js";
 export { checkGradients, GradientCheckError } from "./autodiff/check.js";
 export { defineOp, apply } from "./autodiff/custom.js";
+export { formatGraph, toDot } from "./inspect/graph.js";
+export type { InspectOptions } from "./inspect/graph.js";
 export type { CustomOpSpec } from "./autodiff/custom.js";
 export type { CheckOptions, CheckEntry } from "./autodiff/check.js";
 export { simplify, countNodes } from "./autodiff/simplify.js";

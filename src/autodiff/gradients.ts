@@ -1,5 +1,5 @@
 /** Reverse-mode differentiation that builds the backward graph out of ordinary nodes. */
-import { checkNodeList, describe, Node } from "../graph/node.js";
+import { checkNodeList, describe, Node, peekNextId } from "../graph/node.js";
 import { add, onesLike, zerosLike } from "../graph/ops/elementwise.js";
 import { topoSort } from "../graph/topo.js";
 
@@ -11,7 +11,25 @@ import { topoSort } from "../graph/topo.js";
 export function gradients(output: Node, nodes: readonly Node[]): Node[] {
   checkOutput("gradients(output, nodes)", output);
   checkNodeList("gradients(output, nodes)", "nodes", nodes, "gradients(y, [x])");
-  return reverseSweep(output, nodes, onesLike(output));
+  const first = peekNextId();
+  const result = reverseSweep(output, nodes, onesLike(output));
+  markGradientNodes(first);
+  return result;
+}
+
+/** Records that the nodes built since id `first` belong to a reverse sweep. */
+function markGradientNodes(first: number): void {
+  const last = gradientRanges[gradientRanges.length - 1];
+  if (last !== undefined && last[1] === first) last[1] = peekNextId();
+  else gradientRanges.push([first, peekNextId()]);
+}
+
+/** Id ranges of the nodes reverse sweeps built: what a listing marks as gradient nodes. */
+const gradientRanges: [number, number][] = [];
+
+/** Whether `node` was built by gradients() or vjp() (for listings and drawings). */
+export function isGradientNode(node: Node): boolean {
+  return gradientRanges.some(([lo, hi]) => node.id >= lo && node.id < hi);
 }
 
 /**
@@ -27,7 +45,10 @@ export function vjp(output: Node, inputs: readonly Node[], cotangent: Node): Nod
       `vjp(output, inputs, cotangent): cotangent must be a Node, got ${describe(cotangent)}`,
     );
   }
-  return reverseSweep(output, inputs, cotangent);
+  const first = peekNextId();
+  const result = reverseSweep(output, inputs, cotangent);
+  markGradientNodes(first);
+  return result;
 }
 
 function checkOutput(call: string, output: unknown): asserts output is Node {

@@ -6,6 +6,11 @@ import { checkDeclaredShape, fmtType, UNKNOWN, type Dim, type NodeType } from ".
 import type { DType } from "../tensor/tensor.js";
 
 let nextId = 0;
+
+/** The id the next node will get: nodes built between two readings were built in between. */
+export function peekNextId(): number {
+  return nextId;
+}
 const MAX_NAME = 48;
 
 /** A graph vertex: an op applied to input nodes with static attrs. */

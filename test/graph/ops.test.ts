@@ -20,6 +20,8 @@ const NON_BUILDERS = new Set([
   "defineOp",
   "apply",
   "jacobian",
+  "formatGraph",
+  "toDot",
   "tensor",
   "zeros",
   "ones",
