@@ -15,6 +15,7 @@ import { Tensor, type DType } from "../tensor/tensor.js";
 import { inProcessEngine } from "./engine.js";
 import { checkOptimizerConfig, type OptimizerConfig } from "./optimizers.js";
 import { poolEngine } from "./parallel/pool.js";
+import { BUILTIN_OPS } from "../graph/ops/index.js";
 import { allocateShared, type SharedState, type TrainPlan } from "./parallel/shard.js";
 import { Rng } from "./random.js";
 import { paramsHash } from "./serialize.js";
@@ -52,7 +53,10 @@ export interface FitOptions {
   steps?: number;
   /** sgd, momentum or adam, with lr and weightDecay (default adam, lr 1e-3). */
   optimizer?: OptimizerConfig;
-  /** Worker threads, or "auto" (default): one per core, at most one per micro-shard. */
+  /**
+   * Worker threads, or "auto" (default): one per core, at most one per micro-shard (one when the
+   * graph uses a custom op, which workers cannot rebuild).
+   */
   threads?: number | "auto";
   /** Shards per batch (default: batchSize / 32 rows, 1 to 16); fixes the summation order. */
   microShards?: number;
@@ -128,7 +132,19 @@ export async function fit(options: FitOptions): Promise<FitResult> {
   const checked = checkOptions("fit(options)", options, FIT_OPTIONS, "fit({ loss, params, data })");
   const setup = prepare(checked);
   const { plan, shared, rows, batchSize, shardCount, optimizer } = setup;
-  const threads = chooseThreads(checked.threads ?? "auto", shardCount);
+  // Workers rebuild the plan from the ops their modules register: a custom op defined in this
+  // thread alone cannot run there, so "auto" then trains here and an explicit count is refused.
+  const custom = [...new Set(plan.plan.nodes.map((n) => n.op))].filter(
+    (op) => !BUILTIN_OPS.has(op),
+  );
+  const requested = checked.threads ?? "auto";
+  const threads =
+    custom.length > 0 && requested === "auto" ? 1 : chooseThreads(requested, shardCount);
+  if (threads > 1 && custom.length > 0) {
+    throw new Error(
+      `fit: the graph uses ${custom.map((op) => `"${op}"`).join(", ")}, defined in this thread only: worker threads cannot rebuild it; pass threads: 1`,
+    );
+  }
   const names = [...checked.params.keys()].map((p) => p.name);
   if (checked.checkpoint !== undefined && new Set(names).size !== names.length) {
     throw new Error(

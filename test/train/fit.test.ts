@@ -231,3 +231,40 @@ describe("fit() checkpoints", () => {
     }
   });
 });
+
+describe("fit() with a custom op", () => {
+  it("trains on 1 thread, and says why not on several", async () => {
+    const scale = adj.defineOp({
+      name: "fitTestScale",
+      type: ([x]) => x,
+      compute: (_node, [x]) => adj.backend().scalar("mul", x, 2),
+      gradient: (_node, g) => [adj.mulByConst(g, 2)],
+    });
+    const { params, data, x, y, W1 } = problem("float32", 64);
+    const out = adj.apply(scale, [adj.matmul(x, W1)]);
+    const loss = adj.mean(
+      adj
+        .sum(out, { axis: 1, keepdims: true })
+        .sub(y)
+        .mul(adj.sum(out, { axis: 1, keepdims: true }).sub(y)),
+    );
+    const only = new Map([[W1, params.get(W1)!]]);
+    const one = await adj.fit({
+      loss,
+      params: only,
+      data,
+      batchSize: 64,
+      microShards: 2,
+      threads: 1,
+    });
+    expect(one.steps).toBe(1);
+    const auto = await adj.fit({ loss, params: only, data, batchSize: 64, microShards: 2 });
+    expect(auto.threads).toBe(1);
+    expect(auto.paramsHash).toBe(one.paramsHash);
+    await expect(
+      adj.fit({ loss, params: only, data, batchSize: 64, microShards: 2, threads: 2 }),
+    ).rejects.toThrow(
+      'fit: the graph uses "fitTestScale", defined in this thread only: worker threads cannot rebuild it; pass threads: 1',
+    );
+  });
+});

@@ -4,3 +4,9 @@ export * from "./matmul.js";
 export * from "./reduce.js";
 export * from "./shape.js";
 export * from "./nn.js";
+
+import { registeredOps } from "../op.js";
+import "../node.js"; // the placeholder op
+
+/** The ops every thread has (registered by these modules): what a worker can rebuild. */
+export const BUILTIN_OPS: ReadonlySet<string> = new Set(registeredOps());
