@@ -123,8 +123,8 @@ export function defaultMicroShards(batchSize: number): number {
  * bitwise identical for any `threads`, and equal to rounding to whole-batch `gradients(loss,
  * params)` (with reduction "mean" each shard's mean is weighted by its rows). A graph whose rows
  * interact (a statistic over the batch, such as batch normalisation) needs `microShards: 1`.
- * Workers rebuild the graph from the op registry: a custom op must be defined in a module they
- * load too, or the run must use `threads: 1`.
+ * Workers rebuild the graph from the ops the library registers: a graph with a custom op trains
+ * on one thread ("auto" picks 1; more are refused, naming the op).
  * Example: `const { params } = await fit({ loss, params: new Map([[W, w0]]), data: new Map([[X, x],
  * [Y, y]]), batchSize: 64, epochs: 5, optimizer: { kind: "adam", lr: 1e-3 } })`.
  */
