@@ -153,7 +153,7 @@ describe("checkpoints: never silently replaced, locked for the run", () => {
     const [a, b] = await Promise.all([first, second]);
     expect(a.code).toBe(0);
     expect(b.code).not.toBe(0);
-    expect(b.err.at(-1)).toMatch(/in use|the file exists/);
+    expect(b.err.at(-1)).toMatch(/in use|the file exists|already exists/);
     expect(loadParams(ckpt).extra!.position).toMatchObject({ epoch: 3 });
   });
 });

@@ -39,10 +39,12 @@ function chainSeconds(length: number): number {
   return (performance.now() - start) / 1000;
 }
 
-it("a 100k-node chain of every unary op and its gradient costs < 15x the 10k chain", () => {
+it("a 100k-node chain of every unary op and its gradient costs < 20x the 10k chain", () => {
   chainSeconds(2_000); // warm-up: compile the code paths first
   const short = Math.min(chainSeconds(10_000), chainSeconds(10_000));
-  const long = chainSeconds(100_000);
+  // The faster of two runs of each: a busy machine slows one run, rarely both.
+  const long = Math.min(chainSeconds(100_000), chainSeconds(100_000));
   expect(poolingEnabled()).toBe(true);
-  expect(long / short).toBeLessThan(15);
+  // Linear is ~10x here; the free-list scan this guards against made it 35x.
+  expect(long / short).toBeLessThan(20);
 });
