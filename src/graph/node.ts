@@ -2,8 +2,17 @@
 import { add, addByConst, div, divByConst, mul, mulByConst, neg, sub } from "./ops/elementwise.js";
 import { matmul, type MatmulOptions } from "./ops/matmul.js";
 import { defineOp, type Attrs, type Op } from "./op.js";
-import { checkDeclaredShape, fmtType, UNKNOWN, type Dim, type NodeType } from "./types.js";
+import {
+  checkDeclaredShape,
+  fmtType,
+  shapeFits,
+  UNKNOWN,
+  type Dim,
+  type NodeType,
+} from "./types.js";
 import type { DType } from "../tensor/tensor.js";
+import { checkArity, checkOptions } from "../tensor/options.js";
+export { checkArity, checkOptions } from "../tensor/options.js";
 
 let nextId = 0;
 
@@ -106,49 +115,6 @@ export function describe(value: unknown): string {
 }
 
 /**
- * The options object of a builder call, checked: undefined becomes {}, anything but a plain
- * object (a number or boolean passed the Python way, `sum(x, 1)`) and any key not in `keys` is a
- * TypeError that names the call's expected form, e.g. `sum(x, { axis: 1 })`.
- */
-export function checkOptions<T extends object>(
-  call: string,
-  options: T | undefined,
-  keys: readonly (keyof T & string)[],
-  example: string,
-): T {
-  if (options === undefined) return {} as T;
-  const plain =
-    typeof options === "object" &&
-    options !== null &&
-    !Array.isArray(options) &&
-    !(options instanceof Node) &&
-    (Object.getPrototypeOf(options) === Object.prototype ||
-      Object.getPrototypeOf(options) === null);
-  if (!plain) {
-    const got =
-      typeof options === "number" || typeof options === "boolean"
-        ? `${typeof options} ${String(options)}`
-        : describe(options);
-    throw new TypeError(`${call}: options must be an object, as in ${example}; got ${got}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!(keys as readonly string[]).includes(key)) {
-      throw new TypeError(
-        `${call}: unknown option ${JSON.stringify(key)} (expected ${keys.join(", ")}), as in ${example}`,
-      );
-    }
-  }
-  return options;
-}
-
-/** Throws a TypeError when a builder got more arguments than it takes (`matmul(a, b, true, false)`). */
-export function checkArity(call: string, got: number, most: number, example: string): void {
-  if (got > most) {
-    throw new TypeError(`${call}: takes at most ${most} arguments, got ${got}; write ${example}`);
-  }
-}
-
-/**
  * Throws a TypeError unless `value` is an array of Nodes: `new Evaluator(y)` and
  * `gradients(y, x)` name the argument and show the call's form.
  */
@@ -244,15 +210,10 @@ export function variable(name: string, options?: VariableOptions): Node {
 /** Throws naming the variable when a fed value does not fit its declared type. */
 export function checkFeed(node: Node, value: { shape: readonly number[]; dtype: DType }): void {
   const { shape, dtype } = node.type;
-  if (shape !== null) {
-    const fits =
-      shape.length === value.shape.length &&
-      shape.every((d, i) => d === null || d === value.shape[i]);
-    if (!fits) {
-      throw new Error(
-        `${node.name}: fed shape [${value.shape.join(",")}], declared ${fmtType(shape)}`,
-      );
-    }
+  if (!shapeFits(value.shape, shape)) {
+    throw new Error(
+      `${node.name}: fed shape [${value.shape.join(",")}], declared ${fmtType(shape)}`,
+    );
   }
   if (dtype !== null && dtype !== value.dtype) {
     throw new Error(`${node.name}: fed dtype ${value.dtype}, declared ${dtype}`);

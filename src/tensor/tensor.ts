@@ -1,4 +1,5 @@
 /** Tensor: a shape, a dtype and a contiguous row-major typed array (plain or shared memory). */
+import { checkOptions, typeName } from "./options.js";
 import { fmt, sizeOf } from "./shape.js";
 
 /** Element types adjoint computes in. */
@@ -127,15 +128,6 @@ function validateDType(dtype: unknown, where: string): asserts dtype is DType {
       `${where}: dtype must be "float32" or "float64", got ${typeof dtype === "string" ? JSON.stringify(dtype) : typeName(dtype)}`,
     );
   }
-}
-
-/** A value's type in words, for messages: `Int32Array`, `number 3`, `an array`. */
-function typeName(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "object") return value.constructor?.name ?? "an object";
-  if (typeof value === "number" || typeof value === "boolean") return `${typeof value} ${value}`;
-  return typeof value;
 }
 
 // NOTE: the buffer pool. Allocating a 128x256 fp32 array costs more than relu over it, so arrays
@@ -295,7 +287,15 @@ export function tensor(
   values: NestedArray | TypedArray | readonly number[],
   opts: TensorOptions = {},
 ): Tensor {
-  checkTensorOptions(opts);
+  checkOptions(
+    "tensor(values, options)",
+    opts,
+    ["shape", "dtype", "shared"],
+    'tensor(values, { dtype: "float32" })',
+  );
+  if (opts.shared !== undefined && typeof opts.shared !== "boolean") {
+    throw new TypeError(`tensor: shared must be a boolean, got ${typeName(opts.shared)}`);
+  }
   if (opts.dtype !== undefined) validateDType(opts.dtype, "tensor");
   if (values instanceof Float32Array || values instanceof Float64Array) {
     const shape = opts.shape ?? [values.length];
@@ -335,28 +335,6 @@ export function tensor(
   };
   fill(values as NestedArray);
   return out;
-}
-
-const TENSOR_OPTION_KEYS = ["shape", "dtype", "shared"];
-
-/** Throws a TypeError unless `opts` is a plain object with only tensor()'s option keys. */
-function checkTensorOptions(opts: unknown): void {
-  if (typeof opts !== "object" || opts === null || Array.isArray(opts)) {
-    throw new TypeError(
-      `tensor(values, options): options must be an object such as { dtype: "float32" }, got ${typeName(opts)}`,
-    );
-  }
-  for (const key of Object.keys(opts)) {
-    if (!TENSOR_OPTION_KEYS.includes(key)) {
-      throw new TypeError(
-        `tensor(values, options): unknown option ${JSON.stringify(key)} (expected ${TENSOR_OPTION_KEYS.join(", ")})`,
-      );
-    }
-  }
-  const { shared } = opts as TensorOptions;
-  if (shared !== undefined && typeof shared !== "boolean") {
-    throw new TypeError(`tensor: shared must be a boolean, got ${typeName(shared)}`);
-  }
 }
 
 /** Shape of nested arrays; throws on ragged arrays and non-numbers. */
