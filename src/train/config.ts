@@ -95,6 +95,11 @@ export function defaultsFor(dataset: DatasetName, model: ModelKind): Defaults {
  */
 export function shardCountFor(spec: ModelSpec, batchSize: number): number {
   if (estimatedStepMs(spec, batchSize) < MIN_PARALLEL_STEP_MS) return 1;
+  return defaultMicroShards(batchSize);
+}
+
+/** The split of a batch worth parallelising: shards of at least 32 rows, at most 16 (fit's default). */
+export function defaultMicroShards(batchSize: number): number {
   return Math.max(1, Math.min(16, Math.floor(batchSize / MIN_SHARD_ROWS)));
 }
 

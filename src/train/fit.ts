@@ -20,6 +20,7 @@ import { allocateShared, type SharedState, type TrainPlan } from "./parallel/sha
 import { Rng } from "./random.js";
 import { paramsHash } from "./serialize.js";
 import { runTraining } from "./trainer.js";
+import { defaultMicroShards } from "./config.js";
 
 /** Progress of one optimizer step of {@link fit}. */
 export interface FitStep {
@@ -110,11 +111,6 @@ const FIT_OPTIONS: (keyof FitOptions)[] = [
   "resume",
   "overwrite",
 ];
-
-/** The default micro-shards of a batch: shards of at least 32 rows, at most 16. */
-export function defaultMicroShards(batchSize: number): number {
-  return Math.max(1, Math.min(16, Math.floor(batchSize / 32)));
-}
 
 /**
  * Trains `params` to minimise `loss` over `data` in mini-batches, on a worker pool. Each batch is

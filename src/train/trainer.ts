@@ -71,18 +71,10 @@ export interface TrainerOptions {
 }
 
 /** What a training run produced. */
-export interface TrainResult {
-  params: Tensor[];
+export interface TrainResult extends Omit<TrainingOutcome, "history"> {
+  /** Every epoch with its test accuracy. */
   history: EpochRecord[];
-  steps: number;
-  epochsCompleted: number;
-  /** Seconds spent in optimizer steps (data loading and evaluation excluded). */
-  stepSeconds: number;
-  samples: number;
-  trainLoss: number;
   testAccuracy: number;
-  threads: number;
-  stopped: boolean;
 }
 
 /**
@@ -242,6 +234,7 @@ export interface TrainingOutcome {
   history: RunEpoch[];
   steps: number;
   epochsCompleted: number;
+  /** Seconds spent in optimizer steps (data loading and evaluation excluded). */
   stepSeconds: number;
   samples: number;
   trainLoss: number;
