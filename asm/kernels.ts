@@ -1,5 +1,6 @@
 /**
- * WASM SIMD kernels (AssemblyScript, compiled by `npm run build:wasm` to build/kernels.wasm).
+ * WASM SIMD kernels (AssemblyScript, compiled by `npm run build:wasm` to build/kernels-shared.wasm
+ * and build/kernels-relaxed.wasm, both over an imported shared memory).
  *
  * Memory is managed by the host: it copies operands into the linear memory above `heapBase()`,
  * passes byte addresses, and reads results back. Nothing here allocates.
@@ -779,276 +780,160 @@ export function matmulF64(
   }
 }
 
+// The element-wise kernels below are generic over the element type T (f32 or f64): one body, so a
+// fix cannot miss its twin. A v128 holds 16 / sizeof<T>() lanes; element i sits at i << alignof<T>().
+
+/** out[i] = x[i] (op) y[i] for n elements of T; op 0 add, 1 sub, 2 mul, 3 div. */
+function binary<T>(op: i32, x: usize, y: usize, out: usize, n: i32): void {
+  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
+  const shift = alignof<T>();
+  const lanes = 16 / <i32>sizeof<T>();
+  const nv = n & ~(lanes - 1);
+  let i = 0;
+  if (op == 0) {
+    for (; i < nv; i += lanes) {
+      const o = (<usize>i) << shift;
+      v128.store(out + o, v128.add<T>(v128.load(x + o), v128.load(y + o)));
+    }
+  } else if (op == 1) {
+    for (; i < nv; i += lanes) {
+      const o = (<usize>i) << shift;
+      v128.store(out + o, v128.sub<T>(v128.load(x + o), v128.load(y + o)));
+    }
+  } else if (op == 2) {
+    for (; i < nv; i += lanes) {
+      const o = (<usize>i) << shift;
+      v128.store(out + o, v128.mul<T>(v128.load(x + o), v128.load(y + o)));
+    }
+  } else {
+    for (; i < nv; i += lanes) {
+      const o = (<usize>i) << shift;
+      v128.store(out + o, v128.div<T>(v128.load(x + o), v128.load(y + o)));
+    }
+  }
+  for (; i < n; i++) {
+    const o = (<usize>i) << shift;
+    const u = load<T>(x + o);
+    const v = load<T>(y + o);
+    store<T>(out + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
+  }
+}
+
 /** out[i] = x[i] (op) y[i] for n f32 elements; op 0 add, 1 sub, 2 mul, 3 div. */
 export function binaryF32(op: i32, x: usize, y: usize, out: usize, n: i32): void {
-  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
-  const n4 = n & ~3;
-  let i = 0;
-  if (op == 0) {
-    for (; i < n4; i += 4) {
-      const o = (<usize>i) << 2;
-      v128.store(out + o, f32x4.add(v128.load(x + o), v128.load(y + o)));
-    }
-  } else if (op == 1) {
-    for (; i < n4; i += 4) {
-      const o = (<usize>i) << 2;
-      v128.store(out + o, f32x4.sub(v128.load(x + o), v128.load(y + o)));
-    }
-  } else if (op == 2) {
-    for (; i < n4; i += 4) {
-      const o = (<usize>i) << 2;
-      v128.store(out + o, f32x4.mul(v128.load(x + o), v128.load(y + o)));
-    }
-  } else {
-    for (; i < n4; i += 4) {
-      const o = (<usize>i) << 2;
-      v128.store(out + o, f32x4.div(v128.load(x + o), v128.load(y + o)));
-    }
-  }
-  for (; i < n; i++) {
-    const o = (<usize>i) << 2;
-    const u = load<f32>(x + o);
-    const v = load<f32>(y + o);
-    store<f32>(out + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
-  }
+  binary<f32>(op, x, y, out, n);
 }
 
-/** out[i] = x[i] (op) y[i] for n f64 elements; op 0 add, 1 sub, 2 mul, 3 div. */
+/** out[i] = x[i] (op) y[i] for n f64 elements (as binaryF32). */
 export function binaryF64(op: i32, x: usize, y: usize, out: usize, n: i32): void {
-  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
-  const n2 = n & ~1;
-  let i = 0;
-  if (op == 0) {
-    for (; i < n2; i += 2) {
-      const o = (<usize>i) << 3;
-      v128.store(out + o, f64x2.add(v128.load(x + o), v128.load(y + o)));
-    }
-  } else if (op == 1) {
-    for (; i < n2; i += 2) {
-      const o = (<usize>i) << 3;
-      v128.store(out + o, f64x2.sub(v128.load(x + o), v128.load(y + o)));
-    }
-  } else if (op == 2) {
-    for (; i < n2; i += 2) {
-      const o = (<usize>i) << 3;
-      v128.store(out + o, f64x2.mul(v128.load(x + o), v128.load(y + o)));
-    }
-  } else {
-    for (; i < n2; i += 2) {
-      const o = (<usize>i) << 3;
-      v128.store(out + o, f64x2.div(v128.load(x + o), v128.load(y + o)));
-    }
-  }
-  for (; i < n; i++) {
-    const o = (<usize>i) << 3;
-    const u = load<f64>(x + o);
-    const v = load<f64>(y + o);
-    store<f64>(out + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
-  }
+  binary<f64>(op, x, y, out, n);
 }
 
-/** out[i] = f(x[i]) for n f32 elements; op 0 relu (x > 0 ? x : 0), 1 step (x > 0 ? 1 : 0). */
-export function unaryF32(op: i32, x: usize, out: usize, n: i32): void {
+/** out[i] = f(x[i]) for n elements of T; op 0 relu (x > 0 ? x : 0), 1 step (x > 0 ? 1 : 0). */
+function unary<T>(op: i32, x: usize, out: usize, n: i32): void {
   if (<u32>op > 1) unreachable(); // 0 relu, 1 step; no other kernel: trap
-  const n4 = n & ~3;
-  const zero = f32x4.splat(0);
+  const shift = alignof<T>();
+  const lanes = 16 / <i32>sizeof<T>();
+  const nv = n & ~(lanes - 1);
+  const zero = v128.splat<T>(<T>0);
   let i = 0;
   // x > 0 is false for -0 and NaN, so both give +0, as the js loops do.
   if (op == 0) {
-    for (; i < n4; i += 4) {
-      const o = (<usize>i) << 2;
+    for (; i < nv; i += lanes) {
+      const o = (<usize>i) << shift;
       const v = v128.load(x + o);
-      v128.store(out + o, v128.and(v, f32x4.gt(v, zero)));
+      v128.store(out + o, v128.and(v, v128.gt<T>(v, zero)));
     }
   } else {
-    const one = f32x4.splat(1);
-    for (; i < n4; i += 4) {
-      const o = (<usize>i) << 2;
-      v128.store(out + o, v128.and(one, f32x4.gt(v128.load(x + o), zero)));
+    const one = v128.splat<T>(<T>1);
+    for (; i < nv; i += lanes) {
+      const o = (<usize>i) << shift;
+      v128.store(out + o, v128.and(one, v128.gt<T>(v128.load(x + o), zero)));
     }
   }
   for (; i < n; i++) {
-    const o = (<usize>i) << 2;
-    const v = load<f32>(x + o);
-    store<f32>(out + o, v > 0 ? (op == 0 ? v : 1) : 0);
+    const o = (<usize>i) << shift;
+    const v = load<T>(x + o);
+    store<T>(out + o, v > <T>0 ? (op == 0 ? v : <T>1) : <T>0);
   }
+}
+
+/** out[i] = f(x[i]) for n f32 elements; op 0 relu, 1 step. */
+export function unaryF32(op: i32, x: usize, out: usize, n: i32): void {
+  unary<f32>(op, x, out, n);
 }
 
 /** out[i] = f(x[i]) for n f64 elements (as unaryF32). */
 export function unaryF64(op: i32, x: usize, out: usize, n: i32): void {
-  if (<u32>op > 1) unreachable(); // 0 relu, 1 step; no other kernel: trap
-  const n2 = n & ~1;
-  const zero = f64x2.splat(0);
-  let i = 0;
-  if (op == 0) {
-    for (; i < n2; i += 2) {
-      const o = (<usize>i) << 3;
-      const v = v128.load(x + o);
-      v128.store(out + o, v128.and(v, f64x2.gt(v, zero)));
-    }
-  } else {
-    const one = f64x2.splat(1);
-    for (; i < n2; i += 2) {
-      const o = (<usize>i) << 3;
-      v128.store(out + o, v128.and(one, f64x2.gt(v128.load(x + o), zero)));
-    }
-  }
-  for (; i < n; i++) {
-    const o = (<usize>i) << 3;
-    const v = load<f64>(x + o);
-    store<f64>(out + o, v > 0 ? (op == 0 ? v : 1) : 0);
-  }
+  unary<f64>(op, x, out, n);
 }
 
 /**
  * out[r, c] = x[r, c] (op) y[c] for a rows x cols f32 matrix x and a row y of cols (the bias
- * add); op as binaryF32.
+ * add); op as binaryF32: each row one call of the same-shape kernel.
  */
 export function rowBinaryF32(op: i32, x: usize, y: usize, out: usize, rows: i32, cols: i32): void {
-  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
-  const c4 = cols & ~3;
   const rowBytes = (<usize>cols) << 2;
   for (let r = 0; r < rows; r++) {
-    const xr = x + <usize>r * rowBytes;
-    const or = out + <usize>r * rowBytes;
-    let c = 0;
-    if (op == 0) {
-      for (; c < c4; c += 4) {
-        const o = (<usize>c) << 2;
-        v128.store(or + o, f32x4.add(v128.load(xr + o), v128.load(y + o)));
-      }
-    } else if (op == 1) {
-      for (; c < c4; c += 4) {
-        const o = (<usize>c) << 2;
-        v128.store(or + o, f32x4.sub(v128.load(xr + o), v128.load(y + o)));
-      }
-    } else if (op == 2) {
-      for (; c < c4; c += 4) {
-        const o = (<usize>c) << 2;
-        v128.store(or + o, f32x4.mul(v128.load(xr + o), v128.load(y + o)));
-      }
-    } else {
-      for (; c < c4; c += 4) {
-        const o = (<usize>c) << 2;
-        v128.store(or + o, f32x4.div(v128.load(xr + o), v128.load(y + o)));
-      }
-    }
-    for (; c < cols; c++) {
-      const o = (<usize>c) << 2;
-      const u = load<f32>(xr + o);
-      const v = load<f32>(y + o);
-      store<f32>(or + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
-    }
+    binary<f32>(op, x + <usize>r * rowBytes, y, out + <usize>r * rowBytes, cols);
   }
 }
 
 /** out[r, c] = x[r, c] (op) y[c] in f64 (as rowBinaryF32). */
 export function rowBinaryF64(op: i32, x: usize, y: usize, out: usize, rows: i32, cols: i32): void {
-  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
-  const c2 = cols & ~1;
   const rowBytes = (<usize>cols) << 3;
   for (let r = 0; r < rows; r++) {
-    const xr = x + <usize>r * rowBytes;
-    const or = out + <usize>r * rowBytes;
-    let c = 0;
-    if (op == 0) {
-      for (; c < c2; c += 2) {
-        const o = (<usize>c) << 3;
-        v128.store(or + o, f64x2.add(v128.load(xr + o), v128.load(y + o)));
-      }
-    } else if (op == 1) {
-      for (; c < c2; c += 2) {
-        const o = (<usize>c) << 3;
-        v128.store(or + o, f64x2.sub(v128.load(xr + o), v128.load(y + o)));
-      }
-    } else if (op == 2) {
-      for (; c < c2; c += 2) {
-        const o = (<usize>c) << 3;
-        v128.store(or + o, f64x2.mul(v128.load(xr + o), v128.load(y + o)));
-      }
-    } else {
-      for (; c < c2; c += 2) {
-        const o = (<usize>c) << 3;
-        v128.store(or + o, f64x2.div(v128.load(xr + o), v128.load(y + o)));
-      }
-    }
-    for (; c < cols; c++) {
-      const o = (<usize>c) << 3;
-      const u = load<f64>(xr + o);
-      const v = load<f64>(y + o);
-      store<f64>(or + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
-    }
+    binary<f64>(op, x + <usize>r * rowBytes, y, out + <usize>r * rowBytes, cols);
   }
 }
 
 /**
- * out[c] = sum of x[r, c] over the rows of a rows x cols f32 matrix (the bias gradient): each
+ * out[c] = sum of x[r, c] over the rows of a rows x cols matrix of T (the bias gradient): each
  * column from 0, adding rows top to bottom and rounding after every addition, the js backend's
- * order, so the two are bitwise equal. 16 columns at a time in four accumulators.
+ * order, so the two are bitwise equal. Four vectors of columns at a time in four accumulators.
  */
-export function columnSumF32(x: usize, out: usize, rows: i32, cols: i32): void {
-  const rowBytes = (<usize>cols) << 2;
+function columnSum<T>(x: usize, out: usize, rows: i32, cols: i32): void {
+  const shift = alignof<T>();
+  const lanes = 16 / <i32>sizeof<T>();
+  const rowBytes = (<usize>cols) << shift;
   const end = x + <usize>rows * rowBytes;
   let c = 0;
-  for (; c + 16 <= cols; c += 16) {
-    let s0 = f32x4.splat(0);
-    let s1 = f32x4.splat(0);
-    let s2 = f32x4.splat(0);
-    let s3 = f32x4.splat(0);
-    for (let p = x + ((<usize>c) << 2); p < end; p += rowBytes) {
-      s0 = f32x4.add(s0, v128.load(p));
-      s1 = f32x4.add(s1, v128.load(p, 16));
-      s2 = f32x4.add(s2, v128.load(p, 32));
-      s3 = f32x4.add(s3, v128.load(p, 48));
+  for (; c + 4 * lanes <= cols; c += 4 * lanes) {
+    let s0 = v128.splat<T>(<T>0);
+    let s1 = s0;
+    let s2 = s0;
+    let s3 = s0;
+    for (let p = x + ((<usize>c) << shift); p < end; p += rowBytes) {
+      s0 = v128.add<T>(s0, v128.load(p));
+      s1 = v128.add<T>(s1, v128.load(p, 16));
+      s2 = v128.add<T>(s2, v128.load(p, 32));
+      s3 = v128.add<T>(s3, v128.load(p, 48));
     }
-    const o = out + ((<usize>c) << 2);
+    const o = out + ((<usize>c) << shift);
     v128.store(o, s0);
     v128.store(o, s1, 16);
     v128.store(o, s2, 32);
     v128.store(o, s3, 48);
   }
-  for (; c + 4 <= cols; c += 4) {
-    let s = f32x4.splat(0);
-    for (let p = x + ((<usize>c) << 2); p < end; p += rowBytes) s = f32x4.add(s, v128.load(p));
-    v128.store(out + ((<usize>c) << 2), s);
+  for (; c + lanes <= cols; c += lanes) {
+    let s = v128.splat<T>(<T>0);
+    for (let p = x + ((<usize>c) << shift); p < end; p += rowBytes)
+      s = v128.add<T>(s, v128.load(p));
+    v128.store(out + ((<usize>c) << shift), s);
   }
   for (; c < cols; c++) {
-    let s: f32 = 0;
-    for (let p = x + ((<usize>c) << 2); p < end; p += rowBytes) s += load<f32>(p);
-    store<f32>(out + ((<usize>c) << 2), s);
+    let s = <T>0;
+    for (let p = x + ((<usize>c) << shift); p < end; p += rowBytes) s += load<T>(p);
+    store<T>(out + ((<usize>c) << shift), s);
   }
 }
 
-/** out[c] = sum of x[r, c] over the rows, in f64 (as columnSumF32; 8 columns at a time). */
+/** out[c] = sum of x[r, c] over the rows of a rows x cols f32 matrix (as columnSum). */
+export function columnSumF32(x: usize, out: usize, rows: i32, cols: i32): void {
+  columnSum<f32>(x, out, rows, cols);
+}
+
+/** out[c] = sum of x[r, c] over the rows, in f64 (as columnSumF32). */
 export function columnSumF64(x: usize, out: usize, rows: i32, cols: i32): void {
-  const rowBytes = (<usize>cols) << 3;
-  const end = x + <usize>rows * rowBytes;
-  let c = 0;
-  for (; c + 8 <= cols; c += 8) {
-    let s0 = f64x2.splat(0);
-    let s1 = f64x2.splat(0);
-    let s2 = f64x2.splat(0);
-    let s3 = f64x2.splat(0);
-    for (let p = x + ((<usize>c) << 3); p < end; p += rowBytes) {
-      s0 = f64x2.add(s0, v128.load(p));
-      s1 = f64x2.add(s1, v128.load(p, 16));
-      s2 = f64x2.add(s2, v128.load(p, 32));
-      s3 = f64x2.add(s3, v128.load(p, 48));
-    }
-    const o = out + ((<usize>c) << 3);
-    v128.store(o, s0);
-    v128.store(o, s1, 16);
-    v128.store(o, s2, 32);
-    v128.store(o, s3, 48);
-  }
-  for (; c + 2 <= cols; c += 2) {
-    let s = f64x2.splat(0);
-    for (let p = x + ((<usize>c) << 3); p < end; p += rowBytes) s = f64x2.add(s, v128.load(p));
-    v128.store(out + ((<usize>c) << 3), s);
-  }
-  for (; c < cols; c++) {
-    let s: f64 = 0;
-    for (let p = x + ((<usize>c) << 3); p < end; p += rowBytes) s += load<f64>(p);
-    store<f64>(out + ((<usize>c) << 3), s);
-  }
+  columnSum<f64>(x, out, rows, cols);
 }

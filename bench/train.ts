@@ -348,7 +348,7 @@ function profileTable(title: string, p: Profile): void {
 
 const wasm = createWasmBackend();
 // Plain SIMD for comparison: the same kernels but mul-then-add in matmul (no relaxed_madd).
-const wasmPlain = createWasmBackend(undefined, { build: "simd" });
+const wasmPlain = createWasmBackend({ build: "simd" });
 const sgd: OptimizerConfig = { kind: "sgd", lr: 0.05 };
 const mlp: Workload = {
   label: "mlp",

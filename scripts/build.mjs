@@ -26,7 +26,6 @@ const newestSource = Math.max(
   ...readdirSync(join(root, "asm")).map((f) => statSync(join(root, "asm", f)).mtimeMs),
 );
 const targets = [
-  ["release", "build/kernels.wasm"],
   ["shared", "build/kernels-shared.wasm"],
   ["relaxed", "build/kernels-relaxed.wasm"],
 ];

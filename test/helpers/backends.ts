@@ -19,5 +19,13 @@ export const backendCases: BackendCase[] = [
         throw error;
       }),
   },
-  { name: "wasm (every kernel)", create: () => createWasmBackend(undefined, { minElements: 0 }) },
+  { name: "wasm (every kernel)", create: () => createWasmBackend({ minElements: 0 }) },
 ];
+
+/**
+ * `b` as a backend whose arrays live outside its arena while it is active, so every kernel copies
+ * its operands in and its result out: the reference the arena's in-place path is checked against.
+ */
+export function copying<B extends Backend>(b: B): B {
+  return { ...b, name: `${b.name} (copying)`, arena: undefined };
+}

@@ -7,7 +7,7 @@ import { createWasmBackend } from "../../src/tensor/kernels/wasm.js";
 import { evaluateOn, uniformValues } from "../helpers/evaluate.js";
 
 // A small arena (64 pages, 4 MiB), so "larger than the arena" is cheap to ask for.
-const wasm = createWasmBackend(undefined, {
+const wasm = createWasmBackend({
   minElements: 0,
   build: "simd",
   arena: { initialPages: 16, maximumPages: 64 },

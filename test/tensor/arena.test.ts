@@ -1,5 +1,6 @@
 /** The wasm backend's arena: arrays in its shared linear memory, bitwise equal to copying. */
 import { evaluateOn } from "../helpers/evaluate.js";
+import { copying } from "../helpers/backends.js";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
 import type { Node, Tensor } from "../../src/index.js";
@@ -31,8 +32,8 @@ import { opCases } from "../helpers/op-cases.js";
  * Every supported kernel in WASM; with and without the arena. Both run the plain-SIMD build (the
  * relaxed one exists only with an arena), so results must be bitwise equal.
  */
-const withArena = createWasmBackend(undefined, { minElements: 0, build: "simd" });
-const withoutArena = createWasmBackend(undefined, { minElements: 0, arena: false });
+const withArena = createWasmBackend({ minElements: 0, build: "simd" });
+const withoutArena = copying(createWasmBackend({ minElements: 0, build: "simd" }));
 
 afterEach(() => {
   adj.setBackend(adj.jsBackend);
@@ -167,7 +168,7 @@ describe("allocation in the arena", () => {
 
 describe("growth and exhaustion", () => {
   it("keeps earlier arrays valid (same bytes, same address) when the memory grows", () => {
-    const small = createWasmBackend(undefined, {
+    const small = createWasmBackend({
       minElements: 0,
       arena: { initialPages: 1 },
       build: "simd",
@@ -193,7 +194,7 @@ describe("growth and exhaustion", () => {
   });
 
   it("falls back to plain arrays when the memory cannot grow, with the same results", () => {
-    const tiny = createWasmBackend(undefined, {
+    const tiny = createWasmBackend({
       minElements: 0,
       arena: { initialPages: 2, maximumPages: 4 },
       build: "simd",
@@ -245,7 +246,7 @@ describe("training on the arena", () => {
   });
 
   it("stays flat over 1000 steps: no fresh arrays, no arena growth", async () => {
-    const own = createWasmBackend(undefined, { minElements: 0 });
+    const own = createWasmBackend({ minElements: 0 });
     const arena = own.arena!;
     let highWater = 0;
     let arrays = 0;

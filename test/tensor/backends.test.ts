@@ -7,7 +7,7 @@ import { assertClose } from "../helpers/gradcheck.js";
 import { opCases } from "../helpers/op-cases.js";
 
 /** The wasm backend with its size thresholds off, so every kernel it has runs in WASM. */
-const wasmEverywhere = createWasmBackend(undefined, { minElements: 0 });
+const wasmEverywhere = createWasmBackend({ minElements: 0 });
 const wasmDefault = createWasmBackend();
 
 afterAll(() => {

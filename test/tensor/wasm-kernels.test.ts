@@ -1,5 +1,6 @@
 /** The relaxed-SIMD build against plain SIMD and js; the element-wise kernels bitwise against js. */
 import { uniformValues } from "../helpers/evaluate.js";
+import { copying } from "../helpers/backends.js";
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,9 +17,9 @@ import {
 } from "../../src/tensor/kernels/wasm.js";
 import { tensor, type DType, type Tensor } from "../../src/tensor/tensor.js";
 
-const relaxed = createWasmBackend(undefined, { minElements: 0 });
-const plain = createWasmBackend(undefined, { minElements: 0, build: "simd" });
-const copying = createWasmBackend(undefined, { minElements: 0, arena: false });
+const relaxed = createWasmBackend({ minElements: 0 });
+const plain = createWasmBackend({ minElements: 0, build: "simd" });
+const copied = copying(createWasmBackend({ minElements: 0, build: "simd" }));
 
 afterAll(() => {
   setBackend(jsBackend);
@@ -63,7 +64,7 @@ describe("relaxed SIMD build", () => {
     expect(relaxed.name).toBe("wasm");
     expect(plain.build).toBe("simd");
     expect(plain.name).toBe("wasm-plain");
-    expect(copying.build).toBe("simd");
+    expect(copied.build).toBe("simd");
     expect((useBackend("wasm") as WasmBackend).build).toBe("relaxed");
     expect((useBackend("wasm-plain") as WasmBackend).build).toBe("simd");
     useBackend("js");
@@ -108,12 +109,7 @@ describe("relaxed SIMD build", () => {
         const a = randomTensor(relaxed, transA ? [300, 70] : [70, 300], dtype, 3);
         const b = randomTensor(relaxed, transB ? [33, 300] : [300, 33], dtype, 4);
         const first = relaxed.matmul(a, b, transA, transB);
-        const second = createWasmBackend(undefined, { minElements: 0 }).matmul(
-          a,
-          b,
-          transA,
-          transB,
-        );
+        const second = createWasmBackend({ minElements: 0 }).matmul(a, b, transA, transB);
         expect(bits(second)).toEqual(bits(first));
       }
     }
@@ -125,7 +121,7 @@ const edges = [0, -0, NaN, Infinity, -Infinity, 1e-45, -1e-45, 5e-324, 3, -3];
 
 describe.each([
   ["arena", relaxed],
-  ["copying", copying],
+  ["copying", copied],
 ] as const)("element-wise wasm kernels (%s) equal the js backend bitwise", (_, wasm) => {
   for (const dtype of ["float32", "float64"] as const) {
     it(`relu and step, ${dtype}`, () => {

@@ -82,8 +82,16 @@ describe("wasm backend", () => {
     expect(loadWasmBackend().name).toBe("wasm");
   });
 
-  it("createWasmBackend throws on bytes that are not a kernels module", () => {
-    expect(() => createWasmBackend(new Uint8Array([0, 1, 2, 3]))).toThrow();
+  it("createWasmBackend names an unknown option or build", () => {
+    expect(() => createWasmBackend({ arena: false } as never)).toThrow(
+      /createWasmBackend: arena: options must be an object/,
+    );
+    expect(() => createWasmBackend({ bytes: 1 } as never)).toThrow(
+      /createWasmBackend: unknown option "bytes"/,
+    );
+    expect(() => createWasmBackend({ build: "fast" } as never)).toThrow(
+      /createWasmBackend: build must be "auto", "simd" or "relaxed"; got string/,
+    );
   });
 
   for (const [transA, transB] of transposes) {

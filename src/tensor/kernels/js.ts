@@ -19,6 +19,44 @@ import {
 // bitwise those of that loop and depend only on the shapes.
 
 /**
+ * `shape` without its size-1 dims, neighbouring dims of the same class (broadcast the same way,
+ * reduced or kept) merged into one: the sizes and each merged dim's class.
+ */
+function mergeDims<C>(shape: readonly number[], classOf: (dim: number) => C): [number[], C[]] {
+  const sizes: number[] = [];
+  const classes: C[] = [];
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue;
+    const c = classOf(i);
+    if (sizes.length > 0 && classes[classes.length - 1] === c) sizes[sizes.length - 1] *= shape[i];
+    else {
+      sizes.push(shape[i]);
+      classes.push(c);
+    }
+  }
+  return [sizes, classes];
+}
+
+/** The offsets sum(idx[d] * strides[d]) of a row-major walk over `sizes`: the odometer, once. */
+function stridedOffsets(sizes: readonly number[], strides: readonly number[]): Int32Array {
+  const rank = sizes.length;
+  const offsets = new Int32Array(sizeOf(sizes));
+  const idx = new Array<number>(rank).fill(0);
+  let at = 0;
+  for (let i = 0; i < offsets.length; i++) {
+    offsets[i] = at;
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]++;
+      at += strides[d];
+      if (idx[d] < sizes[d]) break;
+      at -= strides[d] * sizes[d];
+      idx[d] = 0;
+    }
+  }
+  return offsets;
+}
+
+/**
  * o[r*cols + c] = x[r*xRow + c*xCol] (op) y[r*yRow + c*yCol] at `o`, `x`, `y` offsets: every
  * broadcast pattern of two merged dims (rows, column broadcast, outer product) in one loop nest.
  */
@@ -123,24 +161,15 @@ function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
   }
   // Drop size-1 output dims, merge neighbours broadcast the same way in both inputs; what is left
   // is at most a few dims, the last two done by binary2d.
-  const rank = shape.length;
-  const aOffset = rank - a.rank;
-  const bOffset = rank - b.rank;
-  const sizes: number[] = [];
-  const pattern: number[] = []; // bit 0: a varies along the dim, bit 1: b varies
-  for (let i = 0; i < rank; i++) {
-    const d = shape[i];
-    if (d === 1) continue;
-    const p =
-      (i >= aOffset && a.shape[i - aOffset] === d ? 1 : 0) |
-      (i >= bOffset && b.shape[i - bOffset] === d ? 2 : 0);
-    const last = sizes.length - 1;
-    if (last >= 0 && pattern[last] === p) sizes[last] *= d;
-    else {
-      sizes.push(d);
-      pattern.push(p);
-    }
-  }
+  const aOffset = shape.length - a.rank;
+  const bOffset = shape.length - b.rank;
+  // pattern bit 0: a varies along the dim, bit 1: b varies.
+  const [sizes, pattern] = mergeDims(
+    shape,
+    (i) =>
+      (i >= aOffset && a.shape[i - aOffset] === shape[i] ? 1 : 0) |
+      (i >= bOffset && b.shape[i - bOffset] === shape[i] ? 2 : 0),
+  );
   const merged = sizes.length;
   const aStrides = new Array<number>(merged);
   const bStrides = new Array<number>(merged);
@@ -161,38 +190,19 @@ function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
     binary2d(kind, o, 0, x, 0, xRow, xCol, y, 0, yRow, yCol, rows, cols);
     return out;
   }
-  // Higher ranks: an odometer over the leading merged dims, binary2d on the last two.
+  // Higher ranks: binary2d on the last two merged dims at each offset of the leading ones.
   const lead = merged - 2;
-  const rows = sizes[lead];
-  const cols = sizes[lead + 1];
-  const idx = new Array<number>(lead).fill(0);
-  let ia = 0;
-  let ib = 0;
-  for (let k = 0; k < n; k += rows * cols) {
-    binary2d(
-      kind,
-      o,
-      k,
-      x,
-      ia,
-      aStrides[lead],
-      aStrides[lead + 1],
-      y,
-      ib,
-      bStrides[lead],
-      bStrides[lead + 1],
-      rows,
-      cols,
-    );
-    for (let d = lead - 1; d >= 0; d--) {
-      idx[d]++;
-      ia += aStrides[d];
-      ib += bStrides[d];
-      if (idx[d] < sizes[d]) break;
-      ia -= aStrides[d] * sizes[d];
-      ib -= bStrides[d] * sizes[d];
-      idx[d] = 0;
-    }
+  const [rows, cols] = [sizes[lead], sizes[lead + 1]];
+  const aAt = stridedOffsets(sizes.slice(0, lead), aStrides);
+  const bAt = stridedOffsets(sizes.slice(0, lead), bStrides);
+  const [xRow, xCol, yRow, yCol] = [
+    aStrides[lead],
+    aStrides[lead + 1],
+    bStrides[lead],
+    bStrides[lead + 1],
+  ];
+  for (let t = 0; t < aAt.length; t++) {
+    binary2d(kind, o, t * rows * cols, x, aAt[t], xRow, xCol, y, bAt[t], yRow, yCol, rows, cols);
   }
   return out;
 }
@@ -350,18 +360,7 @@ function matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor 
  * size-1 dims are dropped (e.g. axes 0 and 2 of [2,3,4]).
  */
 function reductionBlocks(shape: readonly number[], axes: readonly number[]): number[] | null {
-  const sizes: number[] = [];
-  const reduced: boolean[] = [];
-  for (let i = 0; i < shape.length; i++) {
-    if (shape[i] === 1) continue;
-    const r = axes.includes(i);
-    const last = sizes.length - 1;
-    if (last >= 0 && reduced[last] === r) sizes[last] *= shape[i];
-    else {
-      sizes.push(shape[i]);
-      reduced.push(r);
-    }
-  }
+  const [sizes, reduced] = mergeDims(shape, (i) => axes.includes(i));
   // Runs alternate kept/reduced: [K], [R], [K,R], [R,K], [K,R,K] fit; anything longer does not.
   let k = 0;
   const outer = k < sizes.length && !reduced[k] ? sizes[k++] : 1;
@@ -373,22 +372,10 @@ function reductionBlocks(shape: readonly number[], axes: readonly number[]): num
 /** For each element of x (row-major), the index of the output element it reduces into. */
 function reductionIndex(shape: readonly number[], axes: readonly number[]): Int32Array {
   const keptStrides = stridesOf(reducedShape(shape, axes, true));
-  const outStrides = shape.map((_, d) => (axes.includes(d) ? 0 : keptStrides[d]));
-  const rank = shape.length;
-  const index = new Int32Array(sizeOf(shape));
-  const idx = new Array<number>(rank).fill(0);
-  let io = 0;
-  for (let i = 0; i < index.length; i++) {
-    index[i] = io;
-    for (let d = rank - 1; d >= 0; d--) {
-      idx[d]++;
-      io += outStrides[d];
-      if (idx[d] < shape[d]) break;
-      io -= outStrides[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
-  return index;
+  return stridedOffsets(
+    shape,
+    shape.map((_, d) => (axes.includes(d) ? 0 : keptStrides[d])),
+  );
 }
 
 /** o (zero-filled, the reduced size) = x summed over `axes`, each output in row-major order of x. */
@@ -463,18 +450,9 @@ function sumInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
 function maxInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
   const d = x.data;
   const blocks = reductionBlocks(x.shape, axes);
-  if (!blocks || blocks[2] !== 1) o.fill(-Infinity);
-  if (d.length === 0) return;
-  if (!blocks) {
-    const index = reductionIndex(x.shape, axes);
-    for (let i = 0; i < d.length; i++) {
-      const v = d[i];
-      if (v > o[index[i]] || v !== v) o[index[i]] = v;
-    }
-    return;
-  }
-  const [outer, red, inner] = blocks;
-  if (inner === 1) {
+  if (blocks && blocks[2] === 1) {
+    // Row maxima (softmax's layout): a register per row.
+    const [outer, red] = blocks;
     for (let b = 0, p = 0; b < outer; b++) {
       let m = -Infinity;
       for (const end = p + red; p < end; p++) {
@@ -485,15 +463,12 @@ function maxInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
     }
     return;
   }
-  for (let b = 0, p = 0; b < outer; b++) {
-    const ob = b * inner;
-    const oEnd = ob + inner;
-    for (let r = 0; r < red; r++) {
-      for (let j = ob; j < oEnd; j++, p++) {
-        const v = d[p];
-        if (v > o[j] || v !== v) o[j] = v;
-      }
-    }
+  // Any other layout: each element against its output's running maximum, in x's order.
+  o.fill(-Infinity);
+  const index = reductionIndex(x.shape, axes);
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    if (v > o[index[i]] || v !== v) o[index[i]] = v;
   }
 }
 
@@ -514,24 +489,10 @@ function logsumexpInto(x: Tensor, axes: readonly number[], o: TypedArray): void 
   }
   // Scratch from the buffer pool (zero-filled, like a fresh array), returned to it at the end.
   const sums = allocateArray(o.length, "float64");
-  if (blocks) {
-    const [outer, red, inner] = blocks;
-    for (let b = 0, p = 0; b < outer; b++) {
-      const ob = b * inner;
-      const oEnd = ob + inner;
-      for (let r = 0; r < red; r++) {
-        for (let j = ob; j < oEnd; j++, p++) {
-          const m = o[j];
-          sums[j] += m === -Infinity ? 0 : Math.exp(d[p] - m);
-        }
-      }
-    }
-  } else if (d.length > 0) {
-    const index = reductionIndex(x.shape, axes);
-    for (let i = 0; i < d.length; i++) {
-      const m = o[index[i]];
-      sums[index[i]] += m === -Infinity ? 0 : Math.exp(d[i] - m);
-    }
+  const index = reductionIndex(x.shape, axes);
+  for (let i = 0; i < d.length; i++) {
+    const m = o[index[i]];
+    sums[index[i]] += m === -Infinity ? 0 : Math.exp(d[i] - m);
   }
   for (let i = 0; i < o.length; i++) if (o[i] !== -Infinity) o[i] = o[i] + Math.log(sums[i]);
   releaseArray(sums);
@@ -592,26 +553,9 @@ function maxMaskInto(x: Tensor, axes: readonly number[], m: TypedArray, o: Typed
     return;
   }
   const counts = allocateArray(m.length, "float64");
-  if (blocks) {
-    const [outer, red, inner] = blocks;
-    for (let pass = 0; pass < 2; pass++) {
-      for (let b = 0, p = 0; b < outer; b++) {
-        const ob = b * inner;
-        const oEnd = ob + inner;
-        for (let r = 0; r < red; r++) {
-          for (let j = ob; j < oEnd; j++, p++) {
-            if (d[p] !== m[j]) continue;
-            if (pass === 0) counts[j]++;
-            else o[p] = 1 / counts[j];
-          }
-        }
-      }
-    }
-  } else {
-    const index = reductionIndex(x.shape, axes);
-    for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) counts[index[i]]++;
-    for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) o[i] = 1 / counts[index[i]];
-  }
+  const index = reductionIndex(x.shape, axes);
+  for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) counts[index[i]]++;
+  for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) o[i] = 1 / counts[index[i]];
   releaseArray(counts);
 }
 
@@ -680,18 +624,7 @@ function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   }
   // Size-1 output dims dropped, neighbours that are both copied or both broadcast merged.
   const offset = shape.length - x.rank;
-  const sizes: number[] = [];
-  const copied: boolean[] = [];
-  for (let i = 0; i < shape.length; i++) {
-    if (shape[i] === 1) continue;
-    const c = i >= offset && x.shape[i - offset] === shape[i];
-    const last = sizes.length - 1;
-    if (last >= 0 && copied[last] === c) sizes[last] *= shape[i];
-    else {
-      sizes.push(shape[i]);
-      copied.push(c);
-    }
-  }
+  const [sizes, copied] = mergeDims(shape, (i) => i >= offset && x.shape[i - offset] === shape[i]);
   if (sizes.length === 1) {
     o.set(d); // x.size > 1, so the one run is a copy
     return out;
@@ -788,19 +721,10 @@ function transpose(x: Tensor, perm: readonly number[]): Tensor {
   const xStrides = stridesOf(xSizes);
   const strides = mergedPerm.map((p) => xStrides[p]);
   const last = rank - 1;
-  const n = sizes[last];
-  const step = strides[last];
-  const idx = new Array<number>(last).fill(0);
-  let ix = 0;
-  for (let k = 0; k < o.length; k += n) {
-    for (let j = 0, i = ix; j < n; j++, i += step) o[k + j] = d[i];
-    for (let dim = last - 1; dim >= 0; dim--) {
-      idx[dim]++;
-      ix += strides[dim];
-      if (idx[dim] < sizes[dim]) break;
-      ix -= strides[dim] * sizes[dim];
-      idx[dim] = 0;
-    }
+  const [n, step] = [sizes[last], strides[last]];
+  const at = stridedOffsets(sizes.slice(0, last), strides);
+  for (let t = 0, k = 0; t < at.length; t++) {
+    for (let j = 0, i = at[t]; j < n; j++, i += step) o[k++] = d[i];
   }
   return out;
 }
@@ -886,7 +810,6 @@ function softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number):
   return out;
 }
 
-/** The reference backend. */
 /** cond != 0 ? a : b with the three broadcast to one shape (each expanded, then one loop). */
 function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const ab = broadcastShapes(a.shape, b.shape);
@@ -906,6 +829,7 @@ function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
+/** The reference backend. */
 export const jsBackend: Backend = {
   name: "js",
   binary,

@@ -1,17 +1,16 @@
 /**
  * The WASM SIMD backend: matmul (f32x4 / f64x2, packed and register-blocked), same-shape and
- * row-broadcast add/sub/mul/div, relu, step and column sums run in build/kernels.wasm (compiled
- * from asm/ by `npm run build:wasm`); every other kernel is the reference jsBackend's. Where the
- * engine has shared WebAssembly memory, the backend instantiates build/kernels-shared.wasm (or
+ * row-broadcast add/sub/mul/div, relu, step and column sums run in build/kernels-shared.wasm (or
  * build/kernels-relaxed.wasm, whose matmul uses relaxed-SIMD multiply-adds, where the engine
- * accepts relaxed SIMD) over its own growable shared memory and, while it is the active backend,
- * allocateArray places new arrays in that memory (a {@link WasmArena}): kernels then read their
- * inputs and write their output in place, and only arrays from elsewhere (feeds,
- * SharedArrayBuffer parameters) are copied in.
+ * accepts relaxed SIMD), compiled from asm/ by `npm run build:wasm`; every other kernel is the
+ * reference jsBackend's. The module runs over its own growable shared memory and, while it is the
+ * active backend, allocateArray places new arrays in that memory (a {@link WasmArena}): kernels
+ * then read their inputs and write their output in place, and only arrays from elsewhere (feeds,
+ * SharedArrayBuffer parameters, arrays made while another backend was active) are copied in.
  */
 import { packageRoot } from "../package.js";
 import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { backend } from "../active.js";
 import { type Backend, type BinaryKind, type ReduceKind, type UnaryKind } from "../backend.js";
@@ -26,6 +25,7 @@ import {
   type TypedArray,
 } from "../tensor.js";
 import { jsBackend } from "./js.js";
+import { checkOptions, typeName } from "../options.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
 // used here are declared locally and the global is read through globalThis.
@@ -41,9 +41,8 @@ interface WasmApi {
 }
 const webAssembly = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
 
-/** The exports of build/kernels.wasm (see asm/kernels.ts); booleans are passed as 0/1. */
+/** The exports of the kernels module (see asm/kernels.ts); booleans are passed as 0/1. */
 interface KernelExports {
-  memory: WasmMemory;
   heapBase(): number;
   paddedRowsF32(m: number): number;
   paddedColsF32(n: number): number;
@@ -176,11 +175,6 @@ export function wasmSimdSupported(): boolean {
   }
 }
 
-/** Path of build/kernels.wasm under the package root (the first folder up with package.json). */
-export function wasmKernelsPath(): string {
-  return join(packageRoot(), "build", "kernels.wasm");
-}
-
 /** Counters of the data the wasm backend moves (read by `npm run bench:train`), per thread. */
 export const wasmStats = {
   /** Kernel calls that ran in WASM. */
@@ -190,55 +184,6 @@ export const wasmStats = {
   /** Elements copied out of it (results the kernel could not write in place). */
   elementsCopiedOut: 0,
 };
-
-/**
- * Where a kernel call finds its scratch (packing panels, copied operands) and which arrays it can
- * address in place: the module's own memory above heapBase (no arrays in place), or an arena.
- */
-interface Heap {
-  /** Byte address of a scratch region of at least `bytes`, valid until the next call. */
-  scratch(bytes: number): number;
-  /** The byte address of `data` in the linear memory, or -1 when it lies elsewhere. */
-  addressOf(data: TypedArray): number;
-  /** A view of the whole linear memory as `dtype`, current after any growth. */
-  view(dtype: DType): TypedArray;
-}
-
-/** The exported, non-shared memory used as today: scratch from heapBase, grown as needed. */
-class PrivateHeap implements Heap {
-  private buffer: ArrayBuffer | SharedArrayBuffer;
-  private f32: Float32Array;
-  private f64: Float64Array;
-
-  constructor(
-    private readonly memory: WasmMemory,
-    private readonly base: number,
-  ) {
-    this.buffer = memory.buffer;
-    this.f32 = new Float32Array(this.buffer);
-    this.f64 = new Float64Array(this.buffer);
-  }
-
-  scratch(bytes: number): number {
-    const needed = this.base + bytes;
-    const have = this.memory.buffer.byteLength;
-    if (needed > have) this.memory.grow(Math.ceil((needed - have) / PAGE_BYTES));
-    if (this.buffer !== this.memory.buffer) {
-      this.buffer = this.memory.buffer;
-      this.f32 = new Float32Array(this.buffer);
-      this.f64 = new Float64Array(this.buffer);
-    }
-    return this.base;
-  }
-
-  addressOf(): number {
-    return -1;
-  }
-
-  view(dtype: DType): TypedArray {
-    return dtype === "float32" ? this.f32 : this.f64;
-  }
-}
 
 /** Sizes of {@link WasmArena}'s memory, in 64 KiB pages. */
 export interface WasmArenaOptions {
@@ -265,7 +210,7 @@ export function sizeClass(bytes: number): number {
  * long as nothing views its bytes through another object (`new Float32Array(a.buffer, ...)`, or a
  * `subarray` outliving `a`); the buffer pool keeps the arrays of a training step alive and reused.
  */
-export class WasmArena implements Heap {
+export class WasmArena {
   /** Every buffer object the memory has had: each growth hands out a new, longer one. */
   private readonly buffers: (ArrayBuffer | SharedArrayBuffer)[] = [];
   private buffer: ArrayBuffer | SharedArrayBuffer;
@@ -430,15 +375,12 @@ export interface WasmBackendOptions {
    * memory would cost more than it saves; 0 sends every supported call to WASM (for tests).
    */
   minElements?: number;
-  /**
-   * Place arrays in a shared linear memory while this backend is active (default true); false,
-   * or an engine without shared WebAssembly memory, copies every operand in and out instead.
-   */
-  arena?: boolean | WasmArenaOptions;
+  /** Sizes of the shared linear memory the arrays live in. */
+  arena?: WasmArenaOptions;
   /**
    * Which kernels module (default "auto": relaxed SIMD where the engine accepts it, else plain
-   * SIMD). Relaxed SIMD comes only as a shared-memory build; "relaxed" throws where it is missing.
-   * "simd" names the backend "wasm-plain", so worker threads select the same build.
+   * SIMD); "relaxed" throws where the engine lacks it. "simd" names the backend "wasm-plain", so
+   * worker threads select the same build.
    */
   build?: WasmBuild | "auto";
 }
@@ -459,10 +401,10 @@ const arenaAllocator: ArrayAllocator = {
   zero: (data) => (backend() as Partial<WasmBackend>).arena?.zero(data) ?? false,
 };
 
-/** Path of build/kernels-shared.wasm (or kernels-relaxed.wasm), next to build/kernels.wasm. */
+/** Path of build/kernels-shared.wasm (or kernels-relaxed.wasm) under the package root. */
 export function wasmSharedKernelsPath(build: WasmBuild = "simd"): string {
   const file = build === "relaxed" ? "kernels-relaxed.wasm" : "kernels-shared.wasm";
-  return join(dirname(wasmKernelsPath()), file);
+  return join(packageRoot(), "build", file);
 }
 
 /** The arena over a fresh shared memory running build/kernels-shared.wasm, or why not. */
@@ -472,7 +414,7 @@ function instantiateShared(
   build: WasmBuild,
 ): { kernels: KernelExports; arena: WasmArena } {
   const path = wasmSharedKernelsPath(build);
-  if (!existsSync(path)) throw new Error(`${path} not found`);
+  if (!existsSync(path)) throw new Error(`${path} not found; run \`npm run build:wasm\` first`);
   const memory = new api.Memory({
     initial: options.initialPages ?? 16,
     maximum: options.maximumPages ?? 65536,
@@ -489,71 +431,44 @@ function instantiateShared(
 }
 
 /**
- * A WASM SIMD backend instantiated synchronously from `bytes` (default: build/kernels.wasm, or
- * build/kernels-shared.wasm with an arena where the engine allows); throws when the module is
- * missing or cannot be instantiated. Example: `setBackend(createWasmBackend())` makes every op's
- * matmul run in WASM.
+ * A WASM SIMD backend over a fresh shared memory, instantiated synchronously; throws when the
+ * engine lacks WASM SIMD or shared memory, or the built module is missing. Example:
+ * `setBackend(createWasmBackend())` makes every op's matmul run in WASM.
  */
-export function createWasmBackend(
-  bytes?: Uint8Array,
-  options: WasmBackendOptions = {},
-): WasmBackend {
+export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
+  const example = 'createWasmBackend({ build: "simd" })';
+  const options = checkOptions(
+    "createWasmBackend",
+    given,
+    ["minElements", "arena", "build"],
+    example,
+  );
+  if (options.build !== undefined && !["auto", "simd", "relaxed"].includes(options.build)) {
+    throw new TypeError(
+      `createWasmBackend: build must be "auto", "simd" or "relaxed"; got ${typeName(options.build)}`,
+    );
+  }
+  checkOptions(
+    "createWasmBackend: arena",
+    options.arena,
+    ["initialPages", "maximumPages"],
+    example,
+  );
   const minElements = options.minElements ?? BINARY_MIN_SIZE;
   if (!webAssembly || !wasmSimdSupported())
     throw new Error("wasm backend: this engine has no WebAssembly SIMD");
-  let kernels: KernelExports | undefined;
-  let heap: Heap | undefined;
-  let arena: WasmArena | undefined;
-  const arenaOption = options.arena ?? true;
   const requested = options.build ?? "auto";
-  let build: WasmBuild = "simd";
-  if (requested === "relaxed" && (bytes || arenaOption === false || !wasmRelaxedSimdSupported())) {
-    throw new Error("wasm backend: relaxed SIMD needs the shared build and an engine that has it");
+  if (requested === "relaxed" && !wasmRelaxedSimdSupported()) {
+    throw new Error("wasm backend: this engine has no relaxed SIMD");
   }
-  if (!bytes && arenaOption !== false) {
-    const builds: WasmBuild[] =
-      requested === "auto"
-        ? wasmRelaxedSimdSupported()
-          ? ["relaxed", "simd"]
-          : ["simd"]
-        : [requested];
-    for (const candidate of builds) {
-      try {
-        ({ kernels, arena } = instantiateShared(
-          webAssembly,
-          arenaOption === true ? {} : arenaOption,
-          candidate,
-        ));
-        heap = arena;
-        build = candidate;
-        break;
-      } catch (error) {
-        if (requested === "relaxed") throw error;
-        // No shared memory here (or no such build): the next one, or the private-memory module.
-        kernels = undefined;
-        arena = undefined;
-      }
-    }
-  }
-  if (!kernels || !heap) {
-    let source = bytes;
-    if (!source) {
-      const path = wasmKernelsPath();
-      if (!existsSync(path)) {
-        throw new Error(`wasm backend: ${path} not found; run \`npm run build:wasm\` first`);
-      }
-      source = readFileSync(path);
-    }
-    const module = new webAssembly.Module(source);
-    kernels = new webAssembly.Instance(module, {}).exports as KernelExports;
-    heap = new PrivateHeap(kernels.memory, align(kernels.heapBase()));
-  }
-  const k = kernels;
-  const h = heap;
+  const build: WasmBuild =
+    requested === "auto" ? (wasmRelaxedSimdSupported() ? "relaxed" : "simd") : requested;
+  const { kernels: k, arena: h } = instantiateShared(webAssembly, options.arena ?? {}, build);
+  const arena = h;
 
   /** `t`'s address when the kernel can read it in place as `dtype`, else -1. */
-  const inPlace = (t: Tensor, dtype: DType): number =>
-    t.dtype === dtype ? h.addressOf(t.data) : -1;
+  const inPlace = (data: TypedArray, dtype: DType): number =>
+    data instanceof Float32Array === (dtype === "float32") ? h.addressOf(data) : -1;
 
   function matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
     if (a.rank !== 2 || b.rank !== 2) {
@@ -573,8 +488,8 @@ export function createWasmBackend(
     const nPad = f32 ? k.paddedColsF32(n) : k.paddedColsF64(n);
     // Operands already in the memory are read in place; C is written in place when the kernel's
     // padded tile grid is exactly m x n (else into scratch, compacted and copied out).
-    let aAddress = inPlace(a, dtype);
-    let bAddress = inPlace(b, dtype);
+    let aAddress = inPlace(a.data, dtype);
+    let bAddress = inPlace(b.data, dtype);
     let cAddress = mPad === m && nPad === n ? h.addressOf(out.data) : -1;
     // Scratch layout, relative to its base: [A copy] [B copy] pack [C].
     const aRel = 0;
@@ -618,8 +533,8 @@ export function createWasmBackend(
    */
   function place(dtype: DType, x: TypedArray, y: TypedArray | undefined, out: TypedArray): boolean {
     const elem = dtype === "float32" ? 4 : 8;
-    slots[0] = h.addressOf(x);
-    slots[1] = y ? h.addressOf(y) : 0;
+    slots[0] = inPlace(x, dtype);
+    slots[1] = y ? inPlace(y, dtype) : 0;
     slots[2] = h.addressOf(out);
     const yRel = slots[0] < 0 ? align(x.length * elem) : 0;
     const outRel = yRel + (slots[1] < 0 ? align(y!.length * elem) : 0);
@@ -672,36 +587,12 @@ export function createWasmBackend(
       return jsBackend.binary(kind, a, b);
     }
     const dtype = resultDType(a.dtype, b.dtype);
-    const elem = dtype === "float32" ? 4 : 8;
-    const n = a.size;
-    const bytes = align(n * elem);
     const out = allocate(a.shape, dtype);
-    let xAddress = inPlace(a, dtype);
-    let yAddress = inPlace(b, dtype);
-    let outAddress = h.addressOf(out.data);
-    const yRel = xAddress < 0 ? bytes : 0;
-    const outRel = yRel + (yAddress < 0 ? bytes : 0);
-    const base = h.scratch(outRel + (outAddress < 0 ? bytes : 0));
-    const view = h.view(dtype);
-    if (xAddress < 0) {
-      xAddress = base;
-      view.set(a.data, xAddress / elem);
-      wasmStats.elementsCopiedIn += n;
-    }
-    if (yAddress < 0) {
-      yAddress = base + yRel;
-      view.set(b.data, yAddress / elem);
-      wasmStats.elementsCopiedIn += n;
-    }
-    const direct = outAddress >= 0;
-    if (!direct) outAddress = base + outRel;
-    const run = dtype === "float32" ? k.binaryF32 : k.binaryF64;
-    run(op, xAddress, yAddress, outAddress, n);
+    // An operand of the other dtype is converted by the copy into scratch.
+    const direct = place(dtype, a.data, b.data, out.data);
+    (dtype === "float32" ? k.binaryF32 : k.binaryF64)(op, slots[0], slots[1], slots[2], a.size);
     wasmStats.calls++;
-    if (!direct) {
-      out.data.set(view.subarray(outAddress / elem, outAddress / elem + n));
-      wasmStats.elementsCopiedOut += n;
-    }
+    if (!direct) copyOut(dtype, out.data);
     return out;
   }
 
@@ -755,7 +646,7 @@ export function createWasmBackend(
     arena,
     build,
   };
-  if (arena) setArrayAllocator(arenaAllocator);
+  setArrayAllocator(arenaAllocator);
   return created;
 }
 
@@ -811,7 +702,7 @@ export function loadWasmBackend(
   const known = cached.get(build);
   if (known) return known;
   try {
-    const created = createWasmBackend(undefined, { build });
+    const created = createWasmBackend({ build });
     cached.set(build, created);
     return created;
   } catch (error) {
