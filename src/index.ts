@@ -48,6 +48,8 @@ export { jvp, hvp, jacobian } from "./autodiff/forward.js";
 export { checkGradients, GradientCheckError } from "./autodiff/check.js";
 export { defineOp, apply } from "./autodiff/custom.js";
 export { formatGraph, toDot } from "./inspect/graph.js";
+export { exportOnnx, onnxExportableOps, ONNX_OPSETS } from "./interop/onnx.js";
+export type { OnnxExportOptions } from "./interop/onnx.js";
 export type { InspectOptions } from "./inspect/graph.js";
 export type { CustomOpSpec } from "./autodiff/custom.js";
 export type { CheckOptions, CheckEntry } from "./autodiff/check.js";
@@ -75,6 +77,8 @@ export {
 export type { Dataset, Split } from "./train/data.js";
 export { Rng } from "./train/random.js";
 export { train, accuracy } from "./train/trainer.js";
+export { exportModelOnnx } from "./train/export.js";
+export type { ModelExportOptions } from "./train/export.js";
 export type { TrainerOptions, TrainResult, StepInfo } from "./train/trainer.js";
 export { inProcessEngine } from "./train/engine.js";
 export type { StepEngine, EngineFactory } from "./train/engine.js";

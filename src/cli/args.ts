@@ -43,6 +43,8 @@ export interface TrainOptions {
   /** Replace an existing --checkpoint file instead of refusing to. */
   overwrite: boolean;
   plot?: string;
+  /** Write the trained model's inference graph here as ONNX. */
+  exportOnnx?: string;
   /** Milliseconds a parallel step may take before the run is aborted. */
   stepTimeoutMs?: number;
   help: boolean;
@@ -96,7 +98,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--checkpoint": valued((o, v, f) => (o.checkpoint = fileName(f, v))),
   "--resume": flag((o) => (o.resume = true)),
   "--overwrite": flag((o) => (o.overwrite = true)),
-  "--plot": valued((o, v, f) => (o.plot = svgFileName(f, v))),
+  "--plot": valued((o, v, f) => (o.plot = extensionFileName(f, v, "svg"))),
+  "--export-onnx": valued((o, v, f) => (o.exportOnnx = extensionFileName(f, v, "onnx"))),
   "--step-timeout": valued((o, v, f) => (o.stepTimeoutMs = positiveInt(f, v))),
   "--help": flag((o) => (o.help = true)),
 };
@@ -225,6 +228,8 @@ Output and state:
   --resume                     continue from --checkpoint FILE
   --overwrite                  replace an existing --checkpoint FILE
   --plot FILE.svg              write loss and accuracy curves as an SVG
+  --export-onnx FILE.onnx      write the trained model as ONNX (input X, outputs logits and
+                               probabilities, weights inside; runs in onnxruntime)
   -h, --help                   show this help
 
 Options also accept the --option=value form.`;
@@ -342,10 +347,13 @@ function fileName(flagName: string, value: string): string {
   return value;
 }
 
-function svgFileName(flagName: string, value: string): string {
+function extensionFileName(flagName: string, value: string, extension: string): string {
   fileName(flagName, value);
-  if (!/\.svg$/i.test(value)) {
-    throw new UsageError(`${flagName}: expected a .svg file name, got ${quote(value)}`, flagName);
+  if (!value.toLowerCase().endsWith(`.${extension}`)) {
+    throw new UsageError(
+      `${flagName}: expected a .${extension} file name, got ${quote(value)}`,
+      flagName,
+    );
   }
   return value;
 }

@@ -18,6 +18,7 @@ import { useBackend } from "../tensor/backends.js";
 import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
 import type { OptimizerConfig } from "../train/optimizers.js";
 import { renderCurvesSvg } from "../train/plot.js";
+import { exportModelOnnx } from "../train/export.js";
 import {
   loadParams,
   paramsHash,
@@ -129,6 +130,12 @@ export async function main(
     // Evaluate a saved model without training: the test split of the same seed.
     const testAccuracy = accuracy(spec, initialParams, split.test);
     const hash = paramsHash(initialParams);
+    if (opts.exportOnnx) {
+      writeFileAtomic(
+        opts.exportOnnx,
+        exportModelOnnx(spec, initialParams, { scaling: split.scaling }),
+      );
+    }
     io.out(
       `evaluated ${opts.load}: ${opts.dataset} ${opts.model} [${spec.sizes.join("-")}], test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${split.test.X.shape[0]} images, params ${hash.slice(0, 16)}`,
     );
@@ -234,6 +241,12 @@ export async function main(
     });
   }
   if (opts.plot) writeFileAtomic(opts.plot, renderCurvesSvg(result.history, `adjoint: ${tag}`));
+  if (opts.exportOnnx) {
+    writeFileAtomic(
+      opts.exportOnnx,
+      exportModelOnnx(spec, result.params, { scaling: split.scaling }),
+    );
+  }
   const samplesPerSecond = result.stepSeconds > 0 ? result.samples / result.stepSeconds : 0;
   io.out(
     `${stopSignal ? `stopped by ${stopSignal}` : "done"}: ${result.steps} steps, ${samplesPerSecond.toFixed(0)} samples/s, ` +
@@ -299,6 +312,7 @@ export function checkOutputPaths(opts: TrainOptions): string | undefined {
   const outputs: [string, string | undefined][] = [
     ["--save", opts.save],
     ["--plot", opts.plot],
+    ["--export-onnx", opts.exportOnnx],
     ["--checkpoint", opts.checkpoint],
   ];
   for (const [option, path] of outputs) {

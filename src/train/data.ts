@@ -21,6 +21,8 @@ export interface Dataset {
 export interface Split {
   train: Dataset;
   test: Dataset;
+  /** Set by {@link standardize}: x' = (x - mean) / std per feature, fitted on the train side. */
+  scaling?: { mean: Float64Array; std: Float64Array };
 }
 
 /** Exact split sizes for {@link stratifiedSplit}. */
@@ -310,7 +312,7 @@ export function standardize(split: Split): Split {
     }
     return { X: out, y: ds.y, classes: ds.classes };
   };
-  return { train: apply(train), test: apply(test) };
+  return { train: apply(train), test: apply(test), scaling: { mean, std } };
 }
 
 /** Checks X/y agreement and label range; returns the row count. */

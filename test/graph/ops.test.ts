@@ -57,6 +57,10 @@ const NON_BUILDERS = new Set([
   "saveParams",
   "loadParams",
   "paramsHash",
+  // Interop: reads graphs, builds no nodes of its own (test/interop/onnx.test.ts covers it).
+  "exportOnnx",
+  "onnxExportableOps",
+  "exportModelOnnx",
 ]);
 
 const isClass = (f: unknown) =>

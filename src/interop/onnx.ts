@@ -1,0 +1,489 @@
+/**
+ * ONNX export: any graph (forward or gradient: gradient nodes are ordinary nodes) as an ONNX
+ * ModelProto, encoded with `onnx-proto` (protobufjs code generated from the official onnx.proto).
+ * Each adjoint op maps to standard ONNX operators in the table below; shapes that are unknown at
+ * export (the batch) become symbolic dimensions, and every rule that needs a shape reads it at run
+ * time (`Shape`), so an exported model runs for any batch size.
+ */
+import onnxProto from "onnx-proto";
+import { isPlaceholder, type Node } from "../graph/node.js";
+import { topoSort } from "../graph/topo.js";
+import type { Dim, NodeType } from "../graph/types.js";
+import type { DType, Tensor } from "../tensor/tensor.js";
+
+const { onnx } = onnxProto;
+type AttributeValue = number | number[] | string | onnxProto.onnx.ITensorProto;
+
+/** Options of {@link exportOnnx}. */
+export interface OnnxExportOptions {
+  /** The graph's inputs: variables with a declared dtype and shape (null dims become symbolic). */
+  inputs: readonly Node[];
+  /** Variables baked into the model as weights, with their values. */
+  initializers?: ReadonlyMap<Node, Tensor>;
+  /** The default opset's version (default 17; 13 to 21). */
+  opset?: number;
+  /** The graph's name (default "adjoint"). */
+  name?: string;
+  /** Names of the outputs (default the nodes' names where they are unique, else output0...). */
+  outputNames?: readonly string[];
+}
+
+/** The opsets {@link exportOnnx} writes: ReduceSum takes axes as an input from 13 on. */
+export const ONNX_OPSETS = { min: 13, max: 21, default: 17 } as const;
+
+const ELEM: Record<DType, number> = {
+  float32: onnx.TensorProto.DataType.FLOAT,
+  float64: onnx.TensorProto.DataType.DOUBLE,
+};
+const INT64 = onnx.TensorProto.DataType.INT64;
+const BOOL = onnx.TensorProto.DataType.BOOL;
+
+/** What a rule writes with: ONNX nodes, constants and the run-time shape of a value. */
+interface Emitter {
+  readonly opset: number;
+  /** Appends an ONNX node and returns the name of its (first) output. */
+  node(opType: string, inputs: string[], attrs?: Record<string, AttributeValue>): string;
+  /** A constant of `dtype` (float) or int64 (`"int64"`) as an initializer; its name. */
+  constant(values: readonly number[], dims: readonly number[], dtype: DType | "int64"): string;
+  /** The run-time shape (an int64 vector) of a value, one `Shape` node per value. */
+  shapeOf(name: string): string;
+  /** `name` cast to `dtype` when its type differs (adjoint promotes float32 with float64). */
+  cast(name: string, from: DType, to: DType): string;
+}
+
+/** Everything a rule knows of one node: its inputs' ONNX names and types, its own type, attrs. */
+interface RuleContext {
+  readonly node: Node;
+  readonly inputs: string[];
+  readonly inputTypes: NodeType[];
+  readonly type: NodeType;
+  readonly dtype: DType;
+  readonly attrs: Record<string, unknown>;
+}
+
+type Rule = (e: Emitter, c: RuleContext) => string;
+
+/** The inputs cast to the node's dtype (ONNX element-wise ops need one element type). */
+function castInputs(e: Emitter, c: RuleContext): string[] {
+  return c.inputs.map((name, i) => e.cast(name, c.inputTypes[i].dtype!, c.dtype));
+}
+
+const elementwise =
+  (opType: string): Rule =>
+  (e, c) =>
+    e.node(opType, castInputs(e, c));
+const byConstant =
+  (opType: string): Rule =>
+  (e, c) =>
+    e.node(opType, [c.inputs[0], e.constant([c.attrs.constant as number], [], c.dtype)]);
+
+/** The rank of input `i`, which a rule needs (an axis to insert, a permutation to invert). */
+function rankOf(c: RuleContext, i: number): number {
+  const shape = c.inputTypes[i].shape;
+  if (shape === null) {
+    throw new Error(
+      `exportOnnx: ${c.node.op.name} node "${c.node.name}" needs the rank of input ${i} (${c.node.inputs[i].name}); declare its variables' shapes`,
+    );
+  }
+  return shape.length;
+}
+
+/** The reduction axes as a list (undefined: all axes). */
+function axesList(attrs: Record<string, unknown>): number[] | undefined {
+  const axis = attrs.axis as number | number[] | undefined;
+  return axis === undefined ? undefined : typeof axis === "number" ? [axis] : [...axis];
+}
+
+/** A Reduce* node: axes an input for ReduceSum (opset 13) and for all of them from opset 18. */
+function reduce(e: Emitter, opType: string, x: string, axes: number[] | undefined, keep: boolean) {
+  const attrs = { keepdims: keep ? 1 : 0 };
+  if (axes === undefined) return e.node(opType, [x], attrs);
+  if (opType === "ReduceSum" || e.opset >= 18) {
+    return e.node(opType, [x, e.constant(axes, [axes.length], "int64")], attrs);
+  }
+  return e.node(opType, [x], { ...attrs, axes });
+}
+
+/** The int64 shape `ref` has with `missing` ones inserted at `at` (broadcastTo's axis rule). */
+function expandedShape(e: Emitter, ref: string, refRank: number, missing: number, at: number) {
+  const shape = e.shapeOf(ref);
+  if (missing <= 0) return shape;
+  const ones = e.constant(new Array<number>(missing).fill(1), [missing], "int64");
+  const part = (from: number, to: number) =>
+    e.node("Slice", [shape, e.constant([from], [1], "int64"), e.constant([to], [1], "int64")]);
+  const pieces = [at > 0 ? part(0, at) : "", ones, at < refRank ? part(at, refRank) : ""];
+  return e.node(
+    "Concat",
+    pieces.filter((p) => p !== ""),
+    { axis: 0 },
+  );
+}
+
+/** Where x's missing leading dims go for broadcastTo/sumLike's `axis` (NumPy: 0). */
+function insertionPoint(axis: unknown, rank: number): number {
+  const a = axis === undefined ? 0 : (axis as number);
+  return a < 0 ? a + rank + 1 : a;
+}
+
+/**
+ * The ONNX rule of every built-in op, keyed by op name (as PyTorch keeps its ONNX symbolic
+ * functions apart from its ops): the exporter's vocabulary stays out of the core and the workers.
+ */
+const RULES: Record<string, Rule> = {
+  add: elementwise("Add"),
+  sub: elementwise("Sub"),
+  mul: elementwise("Mul"),
+  div: elementwise("Div"),
+  minimum: elementwise("Min"),
+  maximum: elementwise("Max"),
+  neg: elementwise("Neg"),
+  exp: elementwise("Exp"),
+  log: elementwise("Log"),
+  sqrt: elementwise("Sqrt"),
+  relu: elementwise("Relu"),
+  sigmoid: elementwise("Sigmoid"),
+  tanh: elementwise("Tanh"),
+  abs: elementwise("Abs"),
+  addByConst: byConstant("Add"),
+  mulByConst: byConstant("Mul"),
+  divByConst: byConstant("Div"),
+  pow: byConstant("Pow"),
+  step: (e, c) =>
+    e.node("Cast", [e.node("Greater", [c.inputs[0], e.constant([0], [], c.dtype)])], {
+      to: ELEM[c.dtype],
+    }),
+  greater: (e, c) => e.node("Cast", [e.node("Greater", castInputs(e, c))], { to: ELEM[c.dtype] }),
+  where: (e, c) => {
+    const [cond, a, b] = c.inputs;
+    const t = c.inputTypes;
+    // cond != 0, as the kernel reads it (NaN counts as true there and in Cast to bool).
+    const test = e.node("Cast", [cond], { to: BOOL });
+    return e.node("Where", [
+      test,
+      e.cast(a, t[1].dtype!, c.dtype),
+      e.cast(b, t[2].dtype!, c.dtype),
+    ]);
+  },
+  zerosLike: (e, c) =>
+    e.node("ConstantOfShape", [e.shapeOf(c.inputs[0])], {
+      value: tensorProto("value", [0], [1], c.dtype),
+    }),
+  onesLike: (e, c) =>
+    e.node("ConstantOfShape", [e.shapeOf(c.inputs[0])], {
+      value: tensorProto("value", [1], [1], c.dtype),
+    }),
+  matmul: (e, c) =>
+    e.node("Gemm", castInputs(e, c), {
+      transA: c.attrs.transA ? 1 : 0,
+      transB: c.attrs.transB ? 1 : 0,
+    }),
+  sum: (e, c) => reduce(e, "ReduceSum", c.inputs[0], axesList(c.attrs), c.attrs.keepdims === true),
+  mean: (e, c) =>
+    reduce(e, "ReduceMean", c.inputs[0], axesList(c.attrs), c.attrs.keepdims === true),
+  max: (e, c) => reduce(e, "ReduceMax", c.inputs[0], axesList(c.attrs), c.attrs.keepdims === true),
+  logsumexp: (e, c) =>
+    reduce(e, "ReduceLogSumExp", c.inputs[0], axesList(c.attrs), c.attrs.keepdims === true),
+  unreduce: (e, c) => {
+    // g back over x's reduced axes: Unsqueeze them (unless kept), Expand to x's run-time shape.
+    const [g, x] = c.inputs;
+    const axes = axesList(c.attrs);
+    let kept = g;
+    if (axes !== undefined && c.attrs.keepdims !== true) {
+      kept = e.node("Unsqueeze", [g, e.constant(axes, [axes.length], "int64")]);
+    }
+    const out = e.node("Expand", [kept, e.shapeOf(x)]);
+    if (c.attrs.mean !== true) return out;
+    const size = (name: string) => e.node("Cast", [e.node("Size", [name])], { to: ELEM[c.dtype] });
+    return e.node("Div", [
+      out,
+      e.node("Div", [size(x), e.node("Max", [size(g), e.constant([1], [], c.dtype)])]),
+    ]);
+  },
+  maxMask: (e, c) => {
+    const x = c.inputs[0];
+    const axes = axesList(c.attrs);
+    const at = e.node("Cast", [e.node("Equal", [x, reduce(e, "ReduceMax", x, axes, true)])], {
+      to: ELEM[c.dtype],
+    });
+    return e.node("Div", [at, reduce(e, "ReduceSum", at, axes, true)]);
+  },
+  broadcastTo: (e, c) => {
+    const [x, target] = c.inputs;
+    const xRank = rankOf(c, 0);
+    const targetShape = target
+      ? e.shapeOf(target)
+      : e.constant(c.attrs.shape as number[], [(c.attrs.shape as number[]).length], "int64");
+    const rank = target ? rankOf(c, 1) : (c.attrs.shape as number[]).length;
+    const at = insertionPoint(c.attrs.axis, xRank);
+    let expanded = x;
+    if (rank > xRank && at > 0) {
+      const axes = Array.from({ length: rank - xRank }, (_, i) => at + i);
+      expanded = e.node("Unsqueeze", [x, e.constant(axes, [axes.length], "int64")]);
+    }
+    return e.node("Expand", [expanded, targetShape]);
+  },
+  sumLike: (e, c) => {
+    // Sum g over the axes where ref (its missing dims inserted as ones) has size 1, found at run
+    // time: correct for any batch size, whatever is known at export.
+    const [g, ref] = c.inputs;
+    const gRank = rankOf(c, 0);
+    const refRank = rankOf(c, 1);
+    const at = insertionPoint(c.attrs.axis, refRank);
+    const refShape = expandedShape(e, ref, refRank, gRank - refRank, at);
+    const isOne = e.node("Equal", [refShape, e.constant([1], [1], "int64")]);
+    const all = e.constant(
+      Array.from({ length: gRank }, (_, i) => i),
+      [gRank],
+      "int64",
+    );
+    const axes = e.node("Compress", [all, isOne], { axis: 0 });
+    const summed = e.node("ReduceSum", [g, axes], { keepdims: 1, noop_with_empty_axes: 1 });
+    return e.node("Reshape", [summed, e.shapeOf(ref)]);
+  },
+  reshapeLike: (e, c) => e.node("Reshape", [c.inputs[0], e.shapeOf(c.inputs[1])]),
+  reshape: (e, c) => {
+    const shape = c.attrs.shape as number[];
+    // allowzero: a 0 in the shape is a size, not "copy the input's dim".
+    return e.node("Reshape", [c.inputs[0], e.constant(shape, [shape.length], "int64")], {
+      allowzero: shape.includes(0) ? 1 : 0,
+    });
+  },
+  expandDims: (e, c) =>
+    e.node("Unsqueeze", [c.inputs[0], e.constant([c.attrs.axis as number], [1], "int64")]),
+  transpose: (e, c) => {
+    const axes = c.attrs.axes as number[] | undefined;
+    if (axes === undefined) return e.node("Transpose", [c.inputs[0]]);
+    const rank = rankOf(c, 0);
+    return e.node("Transpose", [c.inputs[0]], { perm: axes.map((a) => (a < 0 ? a + rank : a)) });
+  },
+  transposeInverse: (e, c) => {
+    const rank = rankOf(c, 0);
+    const perm = (c.attrs.axes as number[]).map((a) => (a < 0 ? a + rank : a));
+    const inverse = new Array<number>(rank);
+    perm.forEach((p, i) => (inverse[p] = i));
+    return e.node("Transpose", [c.inputs[0]], { perm: inverse });
+  },
+  constant: (e, c) =>
+    e.constant(c.attrs.values as number[], c.attrs.shape as number[], c.attrs.dtype as DType),
+  softmaxCrossEntropy: (e, c) => {
+    // -sum(targets * logSoftmax(logits)) over every element, softmax along the class axis.
+    const [logits, targets] = castInputs(e, c);
+    const logp = e.node("LogSoftmax", [logits], { axis: c.attrs.axis as number });
+    return e.node("Neg", [
+      reduce(e, "ReduceSum", e.node("Mul", [targets, logp]), undefined, false),
+    ]);
+  },
+  softmaxCrossEntropyGrad: (e, c) => {
+    // softmax(logits) * sum(targets, axis, keepdims) - targets
+    const [logits, targets] = castInputs(e, c);
+    const axis = c.attrs.axis as number;
+    const p = e.node("Softmax", [logits], { axis });
+    const rowSum = reduce(e, "ReduceSum", targets, [axis], true);
+    return e.node("Sub", [e.node("Mul", [p, rowSum]), targets]);
+  },
+};
+
+/** The op names {@link exportOnnx} maps to ONNX. */
+export function onnxExportableOps(): string[] {
+  return Object.keys(RULES);
+}
+
+/** A TensorProto of `dtype` (float, little-endian raw data) or int64 values. */
+function tensorProto(
+  name: string,
+  values: ArrayLike<number>,
+  dims: readonly number[],
+  dtype: DType | "int64",
+): onnxProto.onnx.ITensorProto {
+  if (dtype === "int64") {
+    const data = new BigInt64Array(values.length);
+    for (let i = 0; i < values.length; i++) data[i] = BigInt(values[i]);
+    return { name, dims: [...dims], dataType: INT64, rawData: littleEndian(data) };
+  }
+  const data = dtype === "float32" ? Float32Array.from(values) : Float64Array.from(values);
+  return { name, dims: [...dims], dataType: ELEM[dtype], rawData: littleEndian(data) };
+}
+
+/** The bytes of a typed array in little-endian order (ONNX raw_data), whatever the host's. */
+function littleEndian(data: Float32Array | Float64Array | BigInt64Array): Uint8Array {
+  const bytes = new Uint8Array(
+    data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
+  );
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 0) {
+    const width = data.BYTES_PER_ELEMENT;
+    for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
+  }
+  return bytes;
+}
+
+/** A ValueInfoProto: element type and shape, unknown dims symbolic (`dim_param`). */
+function valueInfo(name: string, type: NodeType, symbol: (i: number) => string) {
+  const dims =
+    type.shape === null
+      ? undefined
+      : type.shape.map((d: Dim, i) => (d === null ? { dimParam: symbol(i) } : { dimValue: d }));
+  return {
+    name,
+    type: {
+      tensorType: { elemType: ELEM[type.dtype!], shape: dims ? { dim: dims } : undefined },
+    },
+  };
+}
+
+/** One attribute in ONNX's tagged form. */
+function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof value === "number") {
+    return Number.isInteger(value)
+      ? { name, type: T.INT, i: value }
+      : { name, type: T.FLOAT, f: value };
+  }
+  if (typeof value === "string")
+    return { name, type: T.STRING, s: new TextEncoder().encode(value) };
+  if (Array.isArray(value)) return { name, type: T.INTS, ints: value };
+  return { name, type: T.TENSOR, t: value };
+}
+
+/**
+ * The graph computing `outputs` as an ONNX model (encoded ModelProto bytes): `inputs` become graph
+ * inputs, `initializers` weights. Throws, naming the node, for an op without an ONNX mapping (a
+ * custom op), a variable that is neither input nor initializer, or an input without a dtype.
+ * Example: `exportOnnx([logits], { inputs: [X], initializers: new Map([[W, w]]) })`.
+ */
+export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions): Uint8Array {
+  const opset = options.opset ?? ONNX_OPSETS.default;
+  if (!Number.isInteger(opset) || opset < ONNX_OPSETS.min || opset > ONNX_OPSETS.max) {
+    throw new RangeError(
+      `exportOnnx: opset must be an integer from ${ONNX_OPSETS.min} to ${ONNX_OPSETS.max}, got ${String(opset)}`,
+    );
+  }
+  if (!Array.isArray(outputs) || outputs.length === 0) {
+    throw new TypeError("exportOnnx: outputs must be a non-empty array of nodes");
+  }
+  const initializers = options.initializers ?? new Map<Node, Tensor>();
+  const names = new Map<Node, string>();
+  const types = new Map<Node, NodeType>();
+  const used = new Set<string>();
+  const unique = (base: string): string => {
+    let name = base.replace(/[^A-Za-z0-9_.:/-]/g, "_") || "v";
+    for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
+    used.add(name);
+    return name;
+  };
+  const onnxNodes: onnxProto.onnx.INodeProto[] = [];
+  const inits: onnxProto.onnx.ITensorProto[] = [];
+  const graphInputs: ReturnType<typeof valueInfo>[] = [];
+  for (const input of options.inputs) {
+    if (!isPlaceholder(input)) {
+      throw new TypeError(
+        `exportOnnx: input "${input.name}" is a ${input.op.name} node, not a variable`,
+      );
+    }
+    if (input.dtype === null) {
+      throw new TypeError(
+        `exportOnnx: input "${input.name}" has no dtype; declare it: variable("${input.name}", { shape, dtype: "float32" })`,
+      );
+    }
+    const name = unique(input.name);
+    names.set(input, name);
+    types.set(input, input.type);
+    graphInputs.push(valueInfo(name, input.type, (i) => `${name}_dim${i}`));
+  }
+  for (const [node, value] of initializers) {
+    if (!isPlaceholder(node)) {
+      throw new TypeError(
+        `exportOnnx: initializer "${node.name}" is a ${node.op.name} node, not a variable`,
+      );
+    }
+    if (names.has(node))
+      throw new Error(`exportOnnx: "${node.name}" is both an input and an initializer`);
+    const name = unique(node.name);
+    names.set(node, name);
+    types.set(node, { shape: [...value.shape], dtype: value.dtype });
+    inits.push(tensorProto(name, value.data, value.shape, value.dtype));
+  }
+  const shapes = new Map<string, string>();
+  const emitter: Emitter = {
+    opset,
+    node(opType, inputs, attrs = {}) {
+      const output = unique(`${opType}_${onnxNodes.length}`);
+      onnxNodes.push({
+        opType,
+        input: inputs,
+        output: [output],
+        name: output,
+        attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+      });
+      return output;
+    },
+    constant(values, dims, dtype) {
+      const name = unique(`const_${inits.length}`);
+      inits.push(tensorProto(name, values, dims, dtype));
+      return name;
+    },
+    shapeOf(name) {
+      let shape = shapes.get(name);
+      if (shape === undefined) shapes.set(name, (shape = this.node("Shape", [name])));
+      return shape;
+    },
+    cast(name, from, to) {
+      return from === to ? name : this.node("Cast", [name], { to: ELEM[to] });
+    },
+  };
+  for (const node of topoSort(outputs)) {
+    if (names.has(node)) continue;
+    if (isPlaceholder(node)) {
+      throw new Error(
+        `exportOnnx: variable "${node.name}" is neither in inputs nor in initializers`,
+      );
+    }
+    const rule = RULES[node.op.name];
+    if (!rule) {
+      throw new Error(
+        `exportOnnx: op "${node.op.name}" (node "${node.name}") has no ONNX mapping; export a graph of built-in ops`,
+      );
+    }
+    const inputTypes = node.inputs.map((input) => types.get(input)!);
+    // The type rule rerun on the inputs' export-time types (weights' shapes are known here).
+    const type = node.op.type(inputTypes, node.attrs);
+    if (type.dtype === null) {
+      throw new Error(`exportOnnx: node "${node.name}" (${node.op.name}) has no known dtype`);
+    }
+    const name = rule(emitter, {
+      node,
+      inputs: node.inputs.map((input) => names.get(input)!),
+      inputTypes,
+      type,
+      dtype: type.dtype,
+      attrs: node.attrs,
+    });
+    names.set(node, name);
+    types.set(node, type);
+  }
+  const outputNames = options.outputNames ?? outputs.map((o) => o.name);
+  if (outputNames.length !== outputs.length) {
+    throw new Error(`exportOnnx: ${outputNames.length} outputNames for ${outputs.length} outputs`);
+  }
+  const graphOutputs = outputs.map((node, i) => {
+    // Each output its own Identity, so an output may be an input or repeat another.
+    const name = unique(outputNames[i] || `output${i}`);
+    onnxNodes.push({ opType: "Identity", input: [names.get(node)!], output: [name], name });
+    const type = types.get(node)!;
+    return valueInfo(name, type, (d) => `${name}_dim${d}`);
+  });
+  const model = onnx.ModelProto.create({
+    // The IR version each opset came with (ONNX 1.13: IR 8 up to opset 18; 1.15: 9, 20; 1.16: 10).
+    irVersion: opset <= 18 ? 8 : opset <= 20 ? 9 : 10,
+    producerName: "adjoint",
+    producerVersion: "0.1.0",
+    opsetImport: [{ domain: "", version: opset }],
+    graph: {
+      name: options.name ?? "adjoint",
+      node: onnxNodes,
+      initializer: inits,
+      input: graphInputs,
+      output: graphOutputs,
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
