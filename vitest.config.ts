@@ -26,6 +26,7 @@ const ONCE = [
   "test/train/plot.test.ts",
   "test/train/random.test.ts",
   "test/train/serialize.test.ts",
+  "test/train/safetensors.test.ts",
   "test/cli/**/*.test.ts",
   "test/package/**/*.test.ts",
   "test/readme.test.ts",

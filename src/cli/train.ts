@@ -286,9 +286,16 @@ function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
   const record = loadParams(path);
   const specs = paramSpecs(spec);
   const sizes = (record.model as { sizes?: unknown }).sizes;
-  if (JSON.stringify(sizes) !== JSON.stringify(spec.sizes)) {
+  // A file from elsewhere (safetensors from Python) describes no model: each tensor is checked.
+  if (sizes !== undefined && JSON.stringify(sizes) !== JSON.stringify(spec.sizes)) {
     throw new Error(
       `${path}: parameters are for a model of sizes ${JSON.stringify(sizes)}, this run builds [${spec.sizes.join(",")}]`,
+    );
+  }
+  const unexpected = record.params.find((p) => !specs.some((s) => s.name === p.name));
+  if (unexpected) {
+    throw new Error(
+      `${path}: tensor "${unexpected.name}" is not a parameter of this model (${specs.map((s) => s.name).join(", ")})`,
     );
   }
   return specs.map(({ name, shape }) => {

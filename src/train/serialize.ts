@@ -16,6 +16,7 @@ import {
 import { endianness } from "node:os";
 import { basename, dirname, join } from "node:path";
 import type { DType } from "../tensor/tensor.js";
+import { decodeSafetensors, encodeSafetensors, looksLikeSafetensors } from "./safetensors.js";
 
 /** One named parameter (or optimizer state) tensor. */
 export interface ParamEntry {
@@ -203,7 +204,9 @@ export function processAlive(pid: number): boolean {
  * Saves parameters, the model description and `extra` to one file, atomically.
  * Layout (version 2): "ADJOINT2", u32 LE header length, u32 0, JSON header (tensor names,
  * shapes, dtypes, byte offsets), zero padding to 8 bytes, the little-endian payload, and the
- * sha-256 of every byte before it, so that any change anywhere in the file is detected.
+ * sha-256 of every byte before it, so that any change anywhere in the file is detected. A path
+ * ending in `.safetensors` gets the safetensors format instead (see ./safetensors.ts), which
+ * loadParams reads too.
  * Example: `saveParams("mlp.adj", { format: "adjoint-params", version: 2, model, params })`.
  */
 export function saveParams(path: string, record: ParamsRecord): void {
@@ -248,6 +251,10 @@ export function saveParams(path: string, record: ParamsRecord): void {
       byteLength: p.data.byteLength,
     });
     offset = align8(offset + p.data.byteLength);
+  }
+  if (/\.safetensors$/i.test(path)) {
+    writeFileAtomic(path, encodeSafetensors(record));
+    return;
   }
   const payloadBytes = offset;
   const payload = new Uint8Array(payloadBytes);
@@ -298,6 +305,7 @@ export function decodeParams(file: Buffer, source: string): ParamsRecord {
   const fail = (what: string): never => {
     throw new Error(`loadParams(${source}): ${what}`);
   };
+  if (looksLikeSafetensors(file)) return decodeSafetensors(file, source);
   if (file.length < PREAMBLE_BYTES) {
     const magicPrefix = file.subarray(0, 8).toString("latin1");
     if (
