@@ -59,8 +59,45 @@ function checkOutput(call: string, output: unknown): asserts output is Node {
   }
 }
 
-/** The reverse sweep from `output`, seeded with `seed`, to each of `nodes`. */
-function reverseSweep(output: Node, nodes: readonly Node[], seed: Node): Node[] {
+/** A partial adjoint: what `consumer`'s rule sent to its input `index` (null: the seed). */
+export interface AdjointPart {
+  node: Node;
+  consumer: Node | null;
+  index: number;
+}
+
+/** One step of the reverse sweep: a node's adjoint, the sum of the parts its consumers sent. */
+export interface SweepStep {
+  node: Node;
+  adjoint: Node;
+  parts: AdjointPart[];
+}
+
+/**
+ * gradients() with its sweep recorded: each node's adjoint and the partial adjoints it summed,
+ * in sweep order (what a learner watches; `traceHtml` shows it). Example:
+ * `tracedGradients(loss, [W]).steps[0].node === loss`.
+ */
+export function tracedGradients(
+  output: Node,
+  nodes: readonly Node[],
+): { gradients: Node[]; steps: SweepStep[] } {
+  checkOutput("tracedGradients(output, nodes)", output);
+  checkNodeList("tracedGradients(output, nodes)", "nodes", nodes, "tracedGradients(y, [x])");
+  const first = peekNextId();
+  const steps: SweepStep[] = [];
+  const result = reverseSweep(output, nodes, onesLike(output), steps);
+  markGradientNodes(first);
+  return { gradients: result, steps };
+}
+
+/** The reverse sweep from `output`, seeded with `seed`, to each of `nodes`; `trace` records it. */
+function reverseSweep(
+  output: Node,
+  nodes: readonly Node[],
+  seed: Node,
+  trace?: SweepStep[],
+): Node[] {
   const order = topoSort([output]);
   // Only nodes that lie on a path from a target to the output take part in the sweep.
   const targets = new Set(nodes);
@@ -68,14 +105,18 @@ function reverseSweep(output: Node, nodes: readonly Node[], seed: Node): Node[] 
   for (const node of order) {
     if (targets.has(node) || node.inputs.some((input) => onPath.has(input))) onPath.add(node);
   }
-  const grads = new Map<Node, Node[]>([[output, [seed]]]);
+  const grads = new Map<Node, AdjointPart[]>([
+    [output, [{ node: seed, consumer: null, index: 0 }]],
+  ]);
   const total = new Map<Node, Node>();
   for (let i = order.length - 1; i >= 0; i--) {
     const node = order[i];
     const parts = grads.get(node);
     if (!parts || !onPath.has(node)) continue;
-    const outputGrad = parts.reduce((sum, part) => add(sum, part)); // fan-in summed with add
+    // Fan-in summed with add.
+    const outputGrad = parts.map((part) => part.node).reduce((sum, part) => add(sum, part));
     total.set(node, outputGrad);
+    trace?.push({ node, adjoint: outputGrad, parts });
     grads.delete(node);
     if (!node.inputs.some((input) => onPath.has(input))) continue;
     const inputGrads = node.op.gradient(node, outputGrad);
@@ -88,9 +129,10 @@ function reverseSweep(output: Node, nodes: readonly Node[], seed: Node): Node[] 
       const inputGrad = inputGrads[k];
       // null: this input gets no gradient from this node, and nothing is built for it.
       if (inputGrad === null || !onPath.has(input)) return;
+      const part = { node: inputGrad, consumer: node, index: k };
       const list = grads.get(input);
-      if (list) list.push(inputGrad);
-      else grads.set(input, [inputGrad]);
+      if (list) list.push(part);
+      else grads.set(input, [part]);
     });
   }
   return nodes.map((node) => total.get(node) ?? zerosLike(node));

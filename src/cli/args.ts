@@ -43,6 +43,8 @@ export interface TrainOptions {
   /** Replace an existing --checkpoint file instead of refusing to. */
   overwrite: boolean;
   plot?: string;
+  /** Write a step-through page of one training step here. */
+  trace?: string;
   /** Write the trained model's inference graph here as ONNX. */
   exportOnnx?: string;
   /** Milliseconds a parallel step may take before the run is aborted. */
@@ -99,6 +101,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "--resume": flag((o) => (o.resume = true)),
   "--overwrite": flag((o) => (o.overwrite = true)),
   "--plot": valued((o, v, f) => (o.plot = extensionFileName(f, v, "svg"))),
+  "--trace": valued((o, v, f) => (o.trace = extensionFileName(f, v, "html"))),
   "--export-onnx": valued((o, v, f) => (o.exportOnnx = extensionFileName(f, v, "onnx"))),
   "--step-timeout": valued((o, v, f) => (o.stepTimeoutMs = positiveInt(f, v))),
   "--help": flag((o) => (o.help = true)),
@@ -228,6 +231,8 @@ Output and state:
   --resume                     continue from --checkpoint FILE
   --overwrite                  replace an existing --checkpoint FILE
   --plot FILE.svg              write loss and accuracy curves as an SVG
+  --trace FILE.html            write a step-through page of one training step (the forward
+                               pass and the reverse sweep, at the final parameters)
   --export-onnx FILE.onnx      write the trained model as ONNX (input X, outputs logits and
                                probabilities, weights inside; runs in onnxruntime)
   -h, --help                   show this help

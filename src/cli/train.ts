@@ -19,6 +19,8 @@ import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
 import type { OptimizerConfig } from "../train/optimizers.js";
 import { renderCurvesSvg } from "../train/plot.js";
 import { exportModelOnnx } from "../train/export.js";
+import { traceModelStep } from "../train/trace.js";
+import type { Dataset } from "../train/data.js";
 import {
   loadParams,
   paramsHash,
@@ -136,6 +138,10 @@ export async function main(
         exportModelOnnx(spec, initialParams, { scaling: split.scaling }),
       );
     }
+    if (opts.trace) {
+      const title = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
+      writeTrace(opts.trace, spec, initialParams, split.train, batchSize, title);
+    }
     io.out(
       `evaluated ${opts.load}: ${opts.dataset} ${opts.model} [${spec.sizes.join("-")}], test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${split.test.X.shape[0]} images, params ${hash.slice(0, 16)}`,
     );
@@ -247,6 +253,7 @@ export async function main(
       exportModelOnnx(spec, result.params, { scaling: split.scaling }),
     );
   }
+  if (opts.trace) writeTrace(opts.trace, spec, result.params, split.train, batchSize, tag);
   const samplesPerSecond = result.stepSeconds > 0 ? result.samples / result.stepSeconds : 0;
   io.out(
     `${stopSignal ? `stopped by ${stopSignal}` : "done"}: ${result.steps} steps, ${samplesPerSecond.toFixed(0)} samples/s, ` +
@@ -279,6 +286,21 @@ export async function main(
     );
   }
   return stopSignal ? 130 : 0;
+}
+
+/** Writes --trace's page: one step on the first rows of the training split (at most 16). */
+function writeTrace(
+  path: string,
+  spec: ModelSpec,
+  params: Tensor[],
+  data: Dataset,
+  batchSize: number,
+  tag: string,
+): void {
+  writeFileAtomic(
+    path,
+    traceModelStep(spec, params, data, Math.min(batchSize, 16), `adjoint: ${tag}`),
+  );
 }
 
 /** Reads a --load file and checks it fits the model. */
@@ -320,6 +342,7 @@ export function checkOutputPaths(opts: TrainOptions): string | undefined {
     ["--save", opts.save],
     ["--plot", opts.plot],
     ["--export-onnx", opts.exportOnnx],
+    ["--trace", opts.trace],
     ["--checkpoint", opts.checkpoint],
   ];
   for (const [option, path] of outputs) {

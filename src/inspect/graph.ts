@@ -74,7 +74,7 @@ export function toDot(outputs: readonly Node[], options: InspectOptions = {}): s
 }
 
 /** ` {axis=1, keepdims=false}`: a node's attrs (large constants abbreviated), or "". */
-function formatAttrs(node: Node): string {
+export function formatAttrs(node: Node): string {
   // A variable's declared shape and dtype are its type, printed already.
   if (isPlaceholder(node)) return "";
   const parts = Object.entries(node.attrs)

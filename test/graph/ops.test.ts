@@ -61,6 +61,9 @@ const NON_BUILDERS = new Set([
   "exportOnnx",
   "onnxExportableOps",
   "exportModelOnnx",
+  // Seeing the computation: runs gradients() and the Evaluator (test/inspect/trace.test.ts).
+  "traceHtml",
+  "tracedGradients",
 ]);
 
 const isClass = (f: unknown) =>
