@@ -20,7 +20,7 @@ export interface OnnxExportOptions {
   inputs: readonly Node[];
   /** Variables baked into the model as weights, with their values. */
   initializers?: ReadonlyMap<Node, Tensor>;
-  /** The default opset's version (default 17; 13 to 21). */
+  /** The default opset's version (default 17; 13 to 26). */
   opset?: number;
   /** The graph's name (default "adjoint"). */
   name?: string;
@@ -28,8 +28,11 @@ export interface OnnxExportOptions {
   outputNames?: readonly string[];
 }
 
-/** The opsets {@link exportOnnx} writes: ReduceSum takes axes as an input from 13 on. */
-export const ONNX_OPSETS = { min: 13, max: 21, default: 17 } as const;
+/**
+ * The opsets {@link exportOnnx} writes: ReduceSum takes axes as an input from 13 on; 26 is the
+ * newest onnxruntime-node 1.30 accepts (tested).
+ */
+export const ONNX_OPSETS = { min: 13, max: 26, default: 17 } as const;
 
 const ELEM: Record<DType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
@@ -472,8 +475,9 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
     return valueInfo(name, type, (d) => `${name}_dim${d}`);
   });
   const model = onnx.ModelProto.create({
-    // The IR version each opset came with (ONNX 1.13: IR 8 up to opset 18; 1.15: 9, 20; 1.16: 10).
-    irVersion: opset <= 18 ? 8 : opset <= 20 ? 9 : 10,
+    // The IR version each opset came with (ONNX 1.13: IR 8 to opset 18; 1.15: 9, 20; 1.17: 10,
+    // 22; 1.18: 11, 23-24; then 12).
+    irVersion: opset <= 18 ? 8 : opset <= 20 ? 9 : opset <= 22 ? 10 : opset <= 24 ? 11 : 12,
     producerName: "adjoint",
     producerVersion: "0.1.0",
     opsetImport: [{ domain: "", version: opset }],
