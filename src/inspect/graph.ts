@@ -87,8 +87,12 @@ export function formatAttrs(node: Node): string {
   return parts.length > 0 ? ` {${parts.join(", ")}}` : "";
 }
 
-/** `[2,3] min -1 mean 0.25 max 2 NaN 1`: a value's shape, range and non-finite counts. */
-function summarize(value: Tensor): string {
+/** A value's range over its finite elements (null when none) and its NaN and Inf counts. */
+export function valueStats(value: Tensor): {
+  range: { min: number; mean: number; max: number } | null;
+  nan: number;
+  inf: number;
+} {
   let min = Infinity;
   let max = -Infinity;
   let total = 0;
@@ -105,8 +109,14 @@ function summarize(value: Tensor): string {
       finite++;
     }
   }
+  return { range: finite > 0 ? { min, mean: total / finite, max } : null, nan, inf };
+}
+
+/** `[2,3] min -1 mean 0.25 max 2 NaN 1`: a value's shape, range and non-finite counts. */
+function summarize(value: Tensor): string {
+  const { range: r, nan, inf } = valueStats(value);
   const num = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
-  const range = finite > 0 ? ` min ${num(min)} mean ${num(total / finite)} max ${num(max)}` : "";
+  const range = r ? ` min ${num(r.min)} mean ${num(r.mean)} max ${num(r.max)}` : "";
   const bad = `${nan > 0 ? ` NaN ${nan}` : ""}${inf > 0 ? ` Inf ${inf}` : ""}`;
   return `[${value.shape.join(",")}]${range}${bad}`;
 }

@@ -13,7 +13,7 @@ import { topoSort } from "../graph/topo.js";
 import { fmtType } from "../graph/types.js";
 import { Evaluator } from "../runtime/evaluator.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { formatAttrs } from "./graph.js";
+import { formatAttrs, valueStats } from "./graph.js";
 
 /** Options of {@link traceHtml}. */
 export interface TraceOptions {
@@ -45,29 +45,14 @@ interface ValueView {
 }
 
 function view(value: Tensor, maxValues: number): ValueView {
-  let min = Infinity;
-  let max = -Infinity;
-  let total = 0;
-  let finite = 0;
-  let nan = 0;
-  let inf = 0;
-  for (const v of value.data) {
-    if (Number.isNaN(v)) nan++;
-    else if (!Number.isFinite(v)) inf++;
-    else {
-      min = Math.min(min, v);
-      max = Math.max(max, v);
-      total += v;
-      finite++;
-    }
-  }
+  const { range, nan, inf } = valueStats(value);
   return {
     shape: [...value.shape],
     dtype: value.dtype,
     size: value.size,
-    min: finite > 0 ? num(min) : null,
-    mean: finite > 0 ? num(total / finite) : null,
-    max: finite > 0 ? num(max) : null,
+    min: range ? num(range.min) : null,
+    mean: range ? num(range.mean) : null,
+    max: range ? num(range.max) : null,
     nan,
     inf,
     values: Array.from(value.data.subarray(0, maxValues), num),
