@@ -9,6 +9,7 @@ import onnxProto from "onnx-proto";
 import { isPlaceholder, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
 import type { Dim, NodeType } from "../graph/types.js";
+import { littleEndianBytes } from "../tensor/bytes.js";
 import type { DType, Tensor } from "../tensor/tensor.js";
 
 const { onnx } = onnxProto;
@@ -301,22 +302,10 @@ function tensorProto(
   if (dtype === "int64") {
     const data = new BigInt64Array(values.length);
     for (let i = 0; i < values.length; i++) data[i] = BigInt(values[i]);
-    return { name, dims: [...dims], dataType: INT64, rawData: littleEndian(data) };
+    return { name, dims: [...dims], dataType: INT64, rawData: littleEndianBytes(data) };
   }
   const data = dtype === "float32" ? Float32Array.from(values) : Float64Array.from(values);
-  return { name, dims: [...dims], dataType: ELEM[dtype], rawData: littleEndian(data) };
-}
-
-/** The bytes of a typed array in little-endian order (ONNX raw_data), whatever the host's. */
-function littleEndian(data: Float32Array | Float64Array | BigInt64Array): Uint8Array {
-  const bytes = new Uint8Array(
-    data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
-  );
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] === 0) {
-    const width = data.BYTES_PER_ELEMENT;
-    for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
-  }
-  return bytes;
+  return { name, dims: [...dims], dataType: ELEM[dtype], rawData: littleEndianBytes(data) };
 }
 
 /** A ValueInfoProto: element type and shape, unknown dims symbolic (`dim_param`). */
@@ -368,8 +357,9 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
   const types = new Map<Node, NodeType>();
   const used = new Set<string>();
   const unique = (base: string): string => {
-    let name = base.replace(/[^A-Za-z0-9_.:/-]/g, "_") || "v";
-    for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
+    const clean = base.replace(/[^A-Za-z0-9_.:/-]/g, "_") || "v";
+    let name = clean;
+    for (let k = 1; used.has(name); k++) name = `${clean}_${k}`;
     used.add(name);
     return name;
   };

@@ -6,6 +6,7 @@
  * description and the sha-256 of the data; files from elsewhere (no such metadata) load too.
  */
 import { createHash } from "node:crypto";
+import { fromLittleEndian, littleEndianBytes } from "../tensor/bytes.js";
 import type { DType } from "../tensor/tensor.js";
 import type { ParamEntry, ParamsRecord } from "./serialize.js";
 
@@ -15,20 +16,6 @@ const NAMES: Record<DType, string> = { float32: "F32", float64: "F64" };
 
 /** The spec's bound on the header (100 MB): a larger length field is a corrupt or hostile file. */
 export const MAX_SAFETENSORS_HEADER = 100_000_000;
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/** The array's bytes in little-endian order. */
-function bytesOf(data: Float32Array | Float64Array): Uint8Array {
-  const bytes = new Uint8Array(
-    data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
-  );
-  if (!LITTLE_ENDIAN) {
-    const width = data.BYTES_PER_ELEMENT;
-    for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
-  }
-  return bytes;
-}
 
 /** One header entry as the integrity hash sees it. */
 interface Layout {
@@ -65,7 +52,7 @@ export function looksLikeSafetensors(file: Uint8Array): boolean {
  * tensors in the record's order, the header padded with spaces to 8 bytes, as Python's writes.
  */
 export function encodeSafetensors(record: ParamsRecord): Uint8Array[] {
-  const chunks = record.params.map((p) => bytesOf(p.data));
+  const chunks = record.params.map((p) => littleEndianBytes(p.data));
   const metadata: Record<string, string> = {
     format: record.format,
     version: String(record.version),
@@ -216,15 +203,8 @@ export function decodeSafetensors(file: Uint8Array, source: string): ParamsRecor
     }
   }
   const params: ParamEntry[] = entries.map((e) => {
-    // A copy into a fresh buffer (aligned for Float64Array; a Buffer's slice() would be a view).
-    const bytes = new Uint8Array(e.end - e.begin);
-    bytes.set(data.subarray(e.begin, e.end));
-    if (!LITTLE_ENDIAN) {
-      const width = e.type === "float32" ? 4 : 8;
-      for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
-    }
-    const array =
-      e.type === "float32" ? new Float32Array(bytes.buffer) : new Float64Array(bytes.buffer);
+    // A fresh, aligned copy (a Buffer's slice() would be a view into the file).
+    const array = fromLittleEndian(data.subarray(e.begin, e.end), e.type);
     return { name: e.name, shape: e.shape, dtype: e.type, data: array };
   });
   const parse = (key: string): Record<string, unknown> | undefined => {

@@ -13,8 +13,8 @@ import {
   writeSync,
   type Stats,
 } from "node:fs";
-import { endianness } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { fromLittleEndian, littleEndianBytes } from "../tensor/bytes.js";
 import type { DType } from "../tensor/tensor.js";
 import { decodeSafetensors, encodeSafetensors, looksLikeSafetensors } from "./safetensors.js";
 
@@ -73,7 +73,6 @@ const TRAILER_BYTES = 32;
 const MAX_HEADER_BYTES = 64 * 2 ** 20;
 const HEADER_KEYS = ["format", "version", "model", "extra", "tensors", "payloadBytes"];
 const TENSOR_KEYS = ["name", "shape", "dtype", "offset", "byteLength"];
-const LITTLE_ENDIAN = endianness() === "LE";
 
 /**
  * Writes `data` to `path` so that readers see either the old file or the whole new one: it goes
@@ -555,35 +554,4 @@ function align8(n: number): number {
 
 function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** The array's bytes in little-endian order (a view on little-endian hosts, a copy otherwise). */
-function littleEndianBytes(data: Float32Array | Float64Array): Uint8Array {
-  if (LITTLE_ENDIAN) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const out = new Uint8Array(data.byteLength);
-  const view = new DataView(out.buffer);
-  const bytesPer = data.BYTES_PER_ELEMENT;
-  for (let i = 0; i < data.length; i++) {
-    if (bytesPer === 4) view.setFloat32(i * 4, data[i], true);
-    else view.setFloat64(i * 8, data[i], true);
-  }
-  return out;
-}
-
-/** A fresh, aligned typed array from little-endian bytes. */
-function fromLittleEndian(bytes: Uint8Array, dtype: DType): Float32Array | Float64Array {
-  const bytesPer = dtype === "float32" ? 4 : 8;
-  const out =
-    dtype === "float32"
-      ? new Float32Array(bytes.length / bytesPer)
-      : new Float64Array(bytes.length / bytesPer);
-  if (LITTLE_ENDIAN) {
-    new Uint8Array(out.buffer).set(bytes);
-    return out;
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  for (let i = 0; i < out.length; i++) {
-    out[i] = bytesPer === 4 ? view.getFloat32(i * 4, true) : view.getFloat64(i * 8, true);
-  }
-  return out;
 }
