@@ -20,7 +20,7 @@ import type { OptimizerConfig } from "../train/optimizers.js";
 import { renderCurvesSvg } from "../train/plot.js";
 import { exportModelOnnx } from "../train/export.js";
 import { traceModelStep } from "../train/trace.js";
-import type { Dataset } from "../train/data.js";
+import type { Split } from "../train/data.js";
 import {
   loadParams,
   paramsHash,
@@ -126,31 +126,23 @@ export async function main(
     );
   }
 
+  const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
+  // The fields every --json summary starts with.
+  const described = { dataset: opts.dataset, model: opts.model, sizes: spec.sizes };
   let initialParams: Tensor[] | undefined;
   if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);
   if (epochs === 0 && initialParams) {
     // Evaluate a saved model without training: the test split of the same seed.
     const testAccuracy = accuracy(spec, initialParams, split.test);
     const hash = paramsHash(initialParams);
-    if (opts.exportOnnx) {
-      writeFileAtomic(
-        opts.exportOnnx,
-        exportModelOnnx(spec, initialParams, { scaling: split.scaling }),
-      );
-    }
-    if (opts.trace) {
-      const title = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
-      writeTrace(opts.trace, spec, initialParams, split.train, batchSize, title);
-    }
+    writeModelFiles(opts, spec, initialParams, split, batchSize, tag);
     io.out(
       `evaluated ${opts.load}: ${opts.dataset} ${opts.model} [${spec.sizes.join("-")}], test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${split.test.X.shape[0]} images, params ${hash.slice(0, 16)}`,
     );
     if (opts.json) {
       io.out(
         JSON.stringify({
-          dataset: opts.dataset,
-          model: opts.model,
-          sizes: spec.sizes,
+          ...described,
           epochs: 0,
           steps: 0,
           testAccuracy,
@@ -162,7 +154,6 @@ export async function main(
   }
 
   const engine = await choose(threads, spec, batchSize, opts.stepTimeoutMs, shardCount);
-  const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
   io.out(
     `adjoint: ${tag}, ${optimizer.kind} lr ${optimizer.lr}, batch ${batchSize} (${shardCount} micro-shard${shardCount === 1 ? "" : "s"}), ` +
       `${epochs} epochs, seed ${opts.seed}${augment ? `, shifts up to ${maxShift} px` : ""}, ${backend().name} kernels, threads ${engine.threads}: ${engine.reason}`,
@@ -247,13 +238,7 @@ export async function main(
     });
   }
   if (opts.plot) writeFileAtomic(opts.plot, renderCurvesSvg(result.history, `adjoint: ${tag}`));
-  if (opts.exportOnnx) {
-    writeFileAtomic(
-      opts.exportOnnx,
-      exportModelOnnx(spec, result.params, { scaling: split.scaling }),
-    );
-  }
-  if (opts.trace) writeTrace(opts.trace, spec, result.params, split.train, batchSize, tag);
+  writeModelFiles(opts, spec, result.params, split, batchSize, tag);
   const samplesPerSecond = result.stepSeconds > 0 ? result.samples / result.stepSeconds : 0;
   io.out(
     `${stopSignal ? `stopped by ${stopSignal}` : "done"}: ${result.steps} steps, ${samplesPerSecond.toFixed(0)} samples/s, ` +
@@ -262,9 +247,7 @@ export async function main(
   if (opts.json) {
     io.out(
       JSON.stringify({
-        dataset: opts.dataset,
-        model: opts.model,
-        sizes: spec.sizes,
+        ...described,
         threads: result.threads,
         epochs: result.epochsCompleted,
         steps: result.steps,
@@ -288,19 +271,31 @@ export async function main(
   return stopSignal ? 130 : 0;
 }
 
-/** Writes --trace's page: one step on the first rows of the training split (at most 16). */
-function writeTrace(
-  path: string,
+/**
+ * The files a run writes from its final (or loaded) parameters: --export-onnx's model, with the
+ * data's standardization folded in, and --trace's page of one step on the first training rows.
+ */
+function writeModelFiles(
+  opts: TrainOptions,
   spec: ModelSpec,
   params: Tensor[],
-  data: Dataset,
+  split: Split,
   batchSize: number,
   tag: string,
 ): void {
-  writeFileAtomic(
-    path,
-    traceModelStep(spec, params, data, Math.min(batchSize, 16), `adjoint: ${tag}`),
-  );
+  if (opts.exportOnnx) {
+    writeFileAtomic(opts.exportOnnx, exportModelOnnx(spec, params, { scaling: split.scaling }));
+  }
+  if (opts.trace) {
+    const page = traceModelStep(
+      spec,
+      params,
+      split.train,
+      Math.min(batchSize, 16),
+      `adjoint: ${tag}`,
+    );
+    writeFileAtomic(opts.trace, page);
+  }
 }
 
 /** Reads a --load file and checks it fits the model. */
