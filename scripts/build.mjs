@@ -26,14 +26,14 @@ const newestSource = Math.max(
   ...readdirSync(join(root, "asm")).map((f) => statSync(join(root, "asm", f)).mtimeMs),
 );
 const targets = [
-  ["shared", "build/kernels-shared.wasm"],
-  ["relaxed", "build/kernels-relaxed.wasm"],
+  ["asm/asconfig.json", "shared", "build/kernels-shared.wasm"],
+  ["asm/asconfig.json", "relaxed", "build/kernels-relaxed.wasm"],
+  ["asm/train.asconfig.json", "train", "build/train.wasm"],
 ];
-for (const [target, output] of targets) {
+for (const [config, target, output] of targets) {
   const path = join(root, output);
   if (existsSync(path) && statSync(path).mtimeMs >= newestSource) continue;
-  const args = ["asm/kernels.ts", "--config", "asm/asconfig.json", "--target", target];
-  run("assemblyscript/bin/asc.js", args);
+  run("assemblyscript/bin/asc.js", ["--config", config, "--target", target]);
 }
 // Folder mtimes count too: a deleted or renamed file changes its folder's.
 function newest(path) {

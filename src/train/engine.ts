@@ -39,6 +39,7 @@ export class InProcessEngine implements StepEngine {
 
   /** Runs every micro-shard in order, then reduces and updates all parameters. */
   async step(): Promise<void> {
+    this.runner.beginStep();
     for (let s = 0; s < this.shared.shardCount; s++) this.runner.runShard(s);
     this.runner.reduceAndUpdate(0, this.shared.paramCount);
   }

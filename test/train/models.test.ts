@@ -209,6 +209,7 @@ describe("the training plan through ShardRunner", () => {
     shared.control[CONTROL.batchSize] = batch.length;
     shared.control[CONTROL.step] = 1;
     const runner = new ShardRunner(train, shared, optimizer);
+    runner.beginStep();
     for (let s = 0; s < shardCount; s++) runner.runShard(s);
     const summed = new Float64Array(shared.paramCount);
     for (let s = 0; s < shardCount; s++)

@@ -29,17 +29,22 @@ import { checkOptions, typeName } from "../options.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
 // used here are declared locally and the global is read through globalThis.
-interface WasmMemory {
+/** A WebAssembly.Memory, as far as adjoint uses one. */
+export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(pages: number): number;
 }
-interface WasmApi {
+/** The WebAssembly namespace, as far as adjoint uses it. */
+export interface WasmApi {
   validate(bytes: Uint8Array): boolean;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { readonly exports: object };
   Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
 }
 const webAssembly = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** This engine's WebAssembly namespace, or undefined where it has none. */
+export const wasmApi = (): WasmApi | undefined => webAssembly;
 
 /** The exports of the kernels module (see asm/kernels.ts); booleans are passed as 0/1. */
 interface KernelExports {

@@ -40,6 +40,7 @@ export function runPhase(
   fault?: FaultInjection,
 ): void {
   if (phase === PHASE.shards) {
+    if (worker < shared.shardCount) runner.beginStep();
     for (let s = worker; s < shared.shardCount; s += threads) {
       if (fault && fault.shard === s && fault.step === shared.control[CONTROL.step])
         injectFault(fault);

@@ -10,6 +10,8 @@ import { sizeOf } from "../../tensor/shape.js";
 import { allocateArray, Tensor, type DType, type TypedArray } from "../../tensor/tensor.js";
 import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph, type Plan } from "../../runtime/plan.js";
+import type { WasmMemory } from "../../tensor/kernels/wasm.js";
+import { allocateInMemory, updateKernels, type UpdateRunner } from "./update-wasm.js";
 
 /**
  * The training graph as data: placeholders [...data, ...params] (`dataCount` per-example inputs,
@@ -61,6 +63,11 @@ export interface SharedState {
   paramCount: number;
   /** Random image shifts applied to column 0 while a shard gathers its rows (augmentation). */
   augment?: ShiftAugment;
+  /**
+   * The shared WebAssembly memory that params, state and grads are views of, where the engine has
+   * one: every thread then reduces and updates there in WASM (update-wasm.ts), else in JS.
+   */
+  memory?: WasmMemory;
 }
 
 /** Shift each training image by up to `maxShift` pixels, chosen from (seed, step, row) alone. */
@@ -88,23 +95,33 @@ export function shiftFor(augment: ShiftAugment, step: number, row: number): [num
   return [(h % span) - augment.maxShift, (Math.floor(h / span) % span) - augment.maxShift];
 }
 
-/** Writes `image` shifted by (dx, dy) into `out` (zeros where the shift uncovers pixels). */
+/**
+ * Writes the image at `data[from..]` shifted by (dx, dy) into `out[to..]`, zeros where the shift
+ * uncovers pixels: per output row, the uncovered ends zeroed and the covered span copied.
+ */
 export function shiftImage(
-  image: ArrayLike<number>,
+  data: TypedArray,
+  from: number,
   out: TypedArray,
-  offset: number,
-  width: number,
-  height: number,
+  to: number,
+  size: { width: number; height: number },
   dx: number,
   dy: number,
 ): void {
+  const { width, height } = size;
+  const x0 = Math.max(0, dx);
+  const x1 = Math.min(width, width + dx);
   for (let y = 0; y < height; y++) {
+    const o = to + y * width;
     const sy = y - dy;
-    for (let x = 0; x < width; x++) {
-      const sx = x - dx;
-      const inside = sy >= 0 && sy < height && sx >= 0 && sx < width;
-      out[offset + y * width + x] = inside ? image[sy * width + sx] : 0;
+    if (sy < 0 || sy >= height || x0 >= x1) {
+      out.fill(0, o, o + width);
+      continue;
     }
+    const s = from + sy * width - dx;
+    for (let x = 0; x < x0; x++) out[o + x] = 0;
+    for (let x = x0; x < x1; x++) out[o + x] = data[s + x];
+    for (let x = x1; x < width; x++) out[o + x] = 0;
   }
 }
 
@@ -122,6 +139,8 @@ export function allocateShared(options: {
   shardCount: number;
   maxBatch: number;
   augment?: ShiftAugment;
+  /** Place params, state and grads in a shared WebAssembly memory where possible (default true). */
+  wasmUpdate?: boolean;
 }): SharedState {
   const { dtype, shardCount } = options;
   const paramCount = options.paramShapes.reduce((n, s) => n + sizeOf(s), 0);
@@ -130,10 +149,11 @@ export function allocateShared(options: {
     out.set(src);
     return out;
   };
-  const pair = (): [TypedArray, TypedArray] => [
-    allocateArray(paramCount, dtype, true),
-    allocateArray(paramCount, dtype, true),
-  ];
+  const states = stateCount(options.optimizer.kind);
+  const sizes = [...new Array<number>(2 + 2 * states).fill(paramCount), shardCount * paramCount];
+  const placed = options.wasmUpdate === false ? undefined : allocateInMemory(dtype, sizes);
+  const arrays = placed?.arrays ?? sizes.map((n) => allocateArray(n, dtype, true));
+  const pair = (k: number): [TypedArray, TypedArray] => [arrays[2 * k], arrays[2 * k + 1]];
   return {
     dtype,
     columns: options.columns.map((c) => ({
@@ -141,15 +161,16 @@ export function allocateShared(options: {
       rowShape: [...c.rowShape],
       rowSize: sizeOf(c.rowShape),
     })),
-    params: pair(),
-    state: Array.from({ length: stateCount(options.optimizer.kind) }, pair),
-    grads: allocateArray(shardCount * paramCount, dtype, true),
+    params: pair(0),
+    state: Array.from({ length: states }, (_, k) => pair(k + 1)),
+    grads: arrays[2 + 2 * states],
     losses: new Float64Array(new SharedArrayBuffer(8 * shardCount)),
     batch: new Int32Array(new SharedArrayBuffer(4 * Math.max(options.maxBatch, 1))),
     control: new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS)),
     shardCount,
     paramCount,
     augment: options.augment,
+    memory: placed?.memory,
   };
 }
 
@@ -165,6 +186,9 @@ export function shardBounds(batchSize: number, shardCount: number, s: number): [
 export function sliceBounds(length: number, count: number, k: number): [number, number] {
   return shardBounds(length, count, k);
 }
+
+/** Elements reduced and updated per block (64 KiB of float32 scratch: stays in cache). */
+const REDUCE_BLOCK = 16384;
 
 /** Runs micro-shards and the reduce-and-update phase over a SharedState; one per thread. */
 export class ShardRunner {
@@ -183,6 +207,14 @@ export class ShardRunner {
   private readonly objective: "mean" | "sum";
   /** The feed map, refilled every shard. */
   private readonly feeds = new Map<Node, Tensor>();
+  /**
+   * This thread's copy of the current parameters, made by {@link beginStep} and read by every
+   * shard of the step: allocated by allocateArray, so on the wasm backend it lies in the kernels'
+   * memory and no shard copies the weights in again.
+   */
+  private readonly staged: Tensor[];
+  /** This thread's WASM reduce-and-update over the shared memory, where there is one. */
+  private readonly update: UpdateRunner | undefined;
 
   /** Rebuilds the training graph from its plan. */
   constructor(
@@ -208,6 +240,10 @@ export class ShardRunner {
       this.offsets.push(offset);
       offset += sizeOf(shape);
     }
+    this.update = shared.memory ? updateKernels(shared.memory) : undefined;
+    this.staged = train.paramShapes.map(
+      (shape) => new Tensor(allocateArray(sizeOf(shape), shared.dtype), shape),
+    );
     this.paramViews = shared.params.map((buffer) =>
       train.paramShapes.map(
         (shape, i) =>
@@ -216,7 +252,16 @@ export class ShardRunner {
     );
   }
 
-  /** Forward and backward pass of micro-shard `s`: its gradient and summed loss into slot `s`. */
+  /** Copies the current parameters for this step's shards; call before the first shard of a step. */
+  beginStep(): void {
+    const current = this.paramViews[Atomics.load(this.shared.control, CONTROL.current)];
+    for (let i = 0; i < current.length; i++) this.staged[i].data.set(current[i].data);
+  }
+
+  /**
+   * Forward and backward pass of micro-shard `s` at the parameters {@link beginStep} staged: its
+   * gradient and summed loss into slot `s`.
+   */
   runShard(s: number): void {
     const { shared } = this;
     const { paramCount } = shared;
@@ -233,22 +278,24 @@ export class ShardRunner {
     const augment = shared.augment;
     const step = shared.control[CONTROL.step];
     const feeds = this.feeds;
-    shared.columns.forEach((column, c) => {
+    for (let c = 0; c < shared.columns.length; c++) {
       const into = gathered[c].data;
-      const { data, rowSize } = column;
+      const { data, rowSize } = shared.columns[c];
       for (let r = 0; r < rows; r++) {
         const row = shared.batch[lo + r];
-        const source = data.subarray(row * rowSize, (row + 1) * rowSize);
         if (augment && c === 0) {
           const [dx, dy] = shiftFor(augment, step, row);
-          shiftImage(source, into, r * rowSize, augment.width, augment.height, dx, dy);
+          shiftImage(data, row * rowSize, into, r * rowSize, augment, dx, dy);
         } else {
-          into.set(source, r * rowSize);
+          // An element loop: a subarray per row costs more than the copy for short rows.
+          const from = row * rowSize;
+          const to = r * rowSize;
+          for (let k = 0; k < rowSize; k++) into[to + k] = data[from + k];
         }
       }
       feeds.set(this.placeholders[c], gathered[c]);
-    });
-    const params = this.paramViews[Atomics.load(shared.control, CONTROL.current)];
+    }
+    const params = this.staged;
     const first = this.dataCount;
     for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[first + i], params[i]);
     const outputs = this.evaluator.run(feeds);
@@ -296,20 +343,39 @@ export class ShardRunner {
     const batchSize = shared.control[CONTROL.batchSize];
     const cur = Atomics.load(shared.control, CONTROL.current);
     const next = 1 - cur;
-    const length = end - start;
-    if (this.reduced.length < length) this.reduced = allocateArray(length, shared.dtype);
-    const reduced = this.reduced.subarray(0, length);
     const scale = this.objective === "sum" ? 1 : 1 / batchSize;
-    sumSlots(grads, shardCount, paramCount, start, end, scale, reduced);
-    const view = (a: TypedArray) => a.subarray(start, end);
-    applyUpdate(
-      this.optimizer,
-      shared.control[CONTROL.step],
-      view(shared.params[cur]),
-      reduced,
-      shared.state.map((pair) => view(pair[cur])),
-      view(shared.params[next]),
-      shared.state.map((pair) => view(pair[next])),
-    );
+    const t = shared.control[CONTROL.step];
+    if (this.update) {
+      const arrays = {
+        slots: grads,
+        count: shardCount,
+        stride: paramCount,
+        params: shared.params[cur],
+        next: shared.params[next],
+        state: shared.state.map((pair) => pair[cur]),
+        nextState: shared.state.map((pair) => pair[next]),
+      };
+      this.update.run(arrays, start, end, scale, this.optimizer, t);
+      return;
+    }
+    if (this.reduced.length < REDUCE_BLOCK)
+      this.reduced = allocateArray(REDUCE_BLOCK, shared.dtype);
+    // Block by block, so the reduced gradient stays in cache between the sum and the update;
+    // every element's arithmetic is the same for any blocking or slicing.
+    for (let lo = start; lo < end; lo += REDUCE_BLOCK) {
+      const hi = Math.min(end, lo + REDUCE_BLOCK);
+      const reduced = this.reduced.subarray(0, hi - lo);
+      sumSlots(grads, shardCount, paramCount, lo, hi, scale, reduced);
+      const view = (a: TypedArray) => a.subarray(lo, hi);
+      applyUpdate(
+        this.optimizer,
+        t,
+        view(shared.params[cur]),
+        reduced,
+        shared.state.map((pair) => view(pair[cur])),
+        view(shared.params[next]),
+        shared.state.map((pair) => view(pair[next])),
+      );
+    }
   }
 }

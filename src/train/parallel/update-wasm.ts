@@ -1,0 +1,171 @@
+/**
+ * The trainer's reduce-and-update in WASM (build/train.wasm, from asm/train.ts): where the engine
+ * has shared WebAssembly memory, the parameters, optimizer state and gradient slots live in one
+ * shared `WebAssembly.Memory` that every thread maps (the shared state carries it to workers), and
+ * each thread runs the index-order slot sum fused with the optimizer update over its slice there,
+ * bitwise the same as the JS reference (slots.ts, optimizer-kernels.ts) that runs elsewhere.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { packageRoot } from "../../tensor/package.js";
+import { wasmApi, wasmSimdSupported, type WasmMemory } from "../../tensor/kernels/wasm.js";
+import type { DType, TypedArray } from "../../tensor/tensor.js";
+import { learningRateAt, type OptimizerConfig } from "./optimizer-kernels.js";
+
+type ReduceUpdate = (
+  kind: number,
+  slots: number,
+  count: number,
+  stride: number,
+  start: number,
+  end: number,
+  scale: number,
+  params: number,
+  next: number,
+  s0: number,
+  s0next: number,
+  s1: number,
+  s1next: number,
+  ...constants: number[]
+) => void;
+
+interface TrainExports {
+  heapBase(): number;
+  reduceUpdateF32: ReduceUpdate;
+  reduceUpdateF64: ReduceUpdate;
+}
+
+/** Bytes the module keeps for itself at the start of the memory (its heap base must fit). */
+const RESERVED_BYTES = 65536;
+const PAGE_BYTES = 65536;
+/** wasm32's limit: 65536 pages of 64 KiB. */
+const MAX_PAGES = 65536;
+
+let compiled: object | null | undefined;
+
+/** The compiled build/train.wasm, or null where the engine or the build lacks it. */
+function trainModule(): object | null {
+  if (compiled !== undefined) return compiled;
+  const api = wasmApi();
+  const path = join(packageRoot(), "build", "train.wasm");
+  compiled =
+    api && wasmSimdSupported() && existsSync(path) ? new api.Module(readFileSync(path)) : null;
+  return compiled;
+}
+
+/**
+ * A shared memory with room for `sizes` arrays of `dtype` (each 64-byte aligned) and those arrays
+ * carved out of it, or undefined where the engine or build lacks what the kernels need or the
+ * arrays do not fit in 4 GiB (callers then use SharedArrayBuffers and the JS update).
+ */
+export function allocateInMemory(
+  dtype: DType,
+  sizes: readonly number[],
+): { memory: WasmMemory; arrays: TypedArray[] } | undefined {
+  const api = wasmApi();
+  if (!api || trainModule() === null) return undefined;
+  const elem = dtype === "float32" ? 4 : 8;
+  const offsets: number[] = [];
+  let top = RESERVED_BYTES;
+  for (const n of sizes) {
+    offsets.push(top);
+    top += Math.ceil((n * elem) / 64) * 64;
+  }
+  const pages = Math.ceil(top / PAGE_BYTES);
+  if (pages > MAX_PAGES) return undefined;
+  let memory: WasmMemory;
+  try {
+    memory = new api.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch {
+    return undefined; // the engine could not reserve it: the SharedArrayBuffer path still works
+  }
+  const buffer = memory.buffer;
+  const arrays = sizes.map((n, i) =>
+    dtype === "float32"
+      ? new Float32Array(buffer, offsets[i], n)
+      : new Float64Array(buffer, offsets[i], n),
+  );
+  return { memory, arrays };
+}
+
+/** Optimizer rule numbers of asm/train.ts. */
+const RULES = { sgd: 0, momentum: 1, adam: 2 } as const;
+
+/** The arrays one reduce-and-update reads and writes, all views of the kernels' memory. */
+export interface UpdateArrays {
+  slots: TypedArray;
+  count: number;
+  stride: number;
+  params: TypedArray;
+  next: TypedArray;
+  state: readonly TypedArray[];
+  nextState: readonly TypedArray[];
+}
+
+/**
+ * The fused slot sum and update over `memory`, instantiated for this thread: `run(arrays, start,
+ * end, scale, config, t)` does for elements [start, end) what sumSlots then applyUpdate do.
+ */
+export function updateKernels(memory: WasmMemory): UpdateRunner {
+  const api = wasmApi();
+  const module = trainModule();
+  if (!api || module === null) throw new Error("build/train.wasm cannot run in this engine");
+  const exports = new api.Instance(module, { env: { memory } }).exports as TrainExports;
+  if (exports.heapBase() > RESERVED_BYTES) {
+    throw new Error(`build/train.wasm needs ${exports.heapBase()} bytes of its own memory`);
+  }
+  return new UpdateRunner(exports);
+}
+
+/** One thread's instance of the update kernels. */
+export class UpdateRunner {
+  /** Wraps an instance's exports. */
+  constructor(private readonly exports: TrainExports) {}
+
+  /** Sums the slots over [start, end) in slot order, scales, and applies update number `t`. */
+  run(
+    a: UpdateArrays,
+    start: number,
+    end: number,
+    scale: number,
+    config: OptimizerConfig,
+    t: number,
+  ): void {
+    const lr = learningRateAt(config, t);
+    const wd = config.weightDecay ?? 0;
+    const at = (x: TypedArray | undefined) => (x === undefined ? 0 : x.byteOffset);
+    const kernel =
+      a.params instanceof Float32Array
+        ? this.exports.reduceUpdateF32
+        : this.exports.reduceUpdateF64;
+    let constants: number[];
+    if (config.kind === "adam") {
+      // The JS update's constants, computed the same way (optimizer-kernels.ts).
+      const b1 = config.beta1 ?? 0.9;
+      const b2 = config.beta2 ?? 0.999;
+      const c1 = 1 - Math.pow(b1, t);
+      const c2 = 1 - Math.pow(b2, t);
+      const eps = config.eps ?? 1e-8;
+      constants = [lr, wd, b1, b2, eps, 1 - b1, 1 - b2, lr / c1, 1 / c2, 1 - lr * wd];
+    } else {
+      const mu = config.momentum ?? 0.9;
+      constants = [lr, wd, mu, config.nesterov ? 1 : 0, 0, 0, 0, 0, 0, 0];
+    }
+    kernel(
+      RULES[config.kind],
+      a.slots.byteOffset,
+      a.count,
+      a.stride,
+      start,
+      end,
+      scale,
+      a.params.byteOffset,
+      a.next.byteOffset,
+      at(a.state[0]),
+      at(a.nextState[0]),
+      at(a.state[1]),
+      at(a.nextState[1]),
+      ...constants,
+    );
+  }
+}
