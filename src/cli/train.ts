@@ -261,6 +261,8 @@ export async function main(
         seed: opts.seed,
         seconds: result.stepSeconds,
         samplesPerSecond,
+        coldSamplesPerSecond: result.coldSamplesPerSecond,
+        warmSamplesPerSecond: result.warmSamplesPerSecond,
         trainLoss: result.trainLoss,
         testAccuracy: result.testAccuracy,
         paramsHash: hash,

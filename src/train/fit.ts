@@ -89,6 +89,11 @@ export interface FitResult {
   threads: number;
   microShards: number;
   stopped: boolean;
+  /** Samples per second over every step (the step engine's time; data and evaluation excluded). */
+  samplesPerSecond: number;
+  /** The same over the first 20 steps (start-up and JIT warm-up) and over the second half. */
+  coldSamplesPerSecond: number;
+  warmSamplesPerSecond: number;
 }
 
 const FIT_OPTIONS: (keyof FitOptions)[] = [
@@ -196,6 +201,9 @@ export async function fit(options: FitOptions): Promise<FitResult> {
     threads: outcome.threads,
     microShards: shardCount,
     stopped: outcome.stopped,
+    samplesPerSecond: outcome.stepSeconds > 0 ? outcome.samples / outcome.stepSeconds : 0,
+    coldSamplesPerSecond: outcome.coldSamplesPerSecond,
+    warmSamplesPerSecond: outcome.warmSamplesPerSecond,
   };
 }
 

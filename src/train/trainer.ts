@@ -237,9 +237,28 @@ export interface TrainingOutcome {
   /** Seconds spent in optimizer steps (data loading and evaluation excluded). */
   stepSeconds: number;
   samples: number;
+  /** Samples per second over this run's first {@link COLD_STEPS} steps (start-up and JIT warm-up). */
+  coldSamplesPerSecond: number;
+  /** Samples per second over this run's second half of steps (the steady state). */
+  warmSamplesPerSecond: number;
   trainLoss: number;
   threads: number;
   stopped: boolean;
+}
+
+/** Steps the cold figure covers. */
+export const COLD_STEPS = 20;
+
+/** Samples per second over steps [from, to) of a run's per-step (rows, seconds) records. */
+function rate(
+  rows: readonly number[],
+  seconds: readonly number[],
+  from: number,
+  to: number,
+): number {
+  let [n, t] = [0, 0];
+  for (let i = from; i < to; i++) [n, t] = [n + rows[i], t + seconds[i]];
+  return t > 0 ? n / t : 0;
 }
 
 /**
@@ -282,6 +301,8 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
   let steps = 0;
   let stepSeconds = 0;
   let samples = 0;
+  const stepRows: number[] = [];
+  const stepTimes: number[] = [];
   let stopped = false;
   let trainLoss = NaN;
   try {
@@ -320,6 +341,8 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
         const elapsed = (performance.now() - t0) / 1000;
         stepSeconds += elapsed;
         samples += rows.length;
+        stepRows.push(rows.length);
+        stepTimes.push(elapsed);
         steps++;
         lossSum += stepLoss;
         epochSamples += rows.length;
@@ -378,6 +401,8 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
     epochsCompleted: position.epoch,
     stepSeconds,
     samples,
+    coldSamplesPerSecond: rate(stepRows, stepTimes, 0, Math.min(COLD_STEPS, steps)),
+    warmSamplesPerSecond: rate(stepRows, stepTimes, Math.floor(steps / 2), steps),
     trainLoss: Number.isNaN(trainLoss) ? (last?.trainLoss ?? NaN) : trainLoss,
     threads: engine.threads,
     stopped,
