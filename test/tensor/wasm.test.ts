@@ -8,7 +8,14 @@ import {
   loadWasmBackend,
   wasmSimdSupported,
 } from "../../src/tensor/kernels/wasm.js";
-import { tensor, type DType, type Tensor } from "../../src/tensor/tensor.js";
+import { setBackend } from "../../src/tensor/active.js";
+import {
+  allocateArray,
+  releaseArray,
+  tensor,
+  type DType,
+  type Tensor,
+} from "../../src/tensor/tensor.js";
 
 const wasm = createWasmBackend();
 
@@ -145,6 +152,32 @@ describe("wasm backend", () => {
         const other = createWasmBackend().matmul(a, b, transA, transB);
         expect(Buffer.from(other.data.buffer).equals(Buffer.from(first.data.buffer))).toBe(true);
       }
+    }
+  });
+
+  it("matmul writes every element of an output taken unzeroed from the pool", () => {
+    const previous = setBackend(wasm);
+    try {
+      for (const dtype of ["float32", "float64"] as const) {
+        // Tile-aligned (written in place) and ragged (copied out of scratch) shapes, and k = 0.
+        for (const [m, k, n] of [
+          [32, 40, 16],
+          [7, 13, 10],
+          [5, 0, 3],
+        ]) {
+          for (let i = 0; i < 3; i++) {
+            const dirty = allocateArray(m * n, dtype);
+            dirty.fill(NaN);
+            expect(releaseArray(dirty)).toBe(true);
+          }
+          const [a, b] = operands([m, k, n], false, false, dtype, m + k);
+          const c = wasm.matmul(a, b, false, false);
+          const { value } = reference(a, b, false, false, m, n);
+          for (let i = 0; i < m * n; i++) expect(c.data[i]).toBeCloseTo(value[i], 4);
+        }
+      }
+    } finally {
+      setBackend(previous);
     }
   });
 

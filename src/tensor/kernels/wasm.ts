@@ -485,8 +485,9 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     const n = transB ? b.shape[0] : b.shape[1];
     if (kk !== k2) throw new Error(`inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
     const dtype = resultDType(a.dtype, b.dtype);
-    const out = allocate([m, n], dtype);
-    if (m === 0 || n === 0) return out;
+    if (m === 0 || n === 0) return allocate([m, n], dtype);
+    // Not zero-filled: the kernel (or the copy out of scratch) writes every element.
+    const out = allocate([m, n], dtype, false, false);
     const f32 = dtype === "float32";
     const elem = f32 ? 4 : 8;
     const mPad = f32 ? k.paddedRowsF32(m) : k.paddedRowsF64(m);
