@@ -1,9 +1,12 @@
 /**
  * Thread scaling of the data-parallel trainer (`npm run bench:scaling`): samples/s of the MLP
- * 784-256-10 and logistic regression at batch 128 and 512, fp32, for the in-process engine and
- * worker pools of 1..cores+1 threads, plus the per-step synchronisation cost of both protocols.
- * Options: --threads 1,2,4 (counts to run), --steps N (optimizer steps per iteration),
- * --time MS (tinybench time per task), --models mlp,logreg, --batches 128,512, --json FILE.
+ * 784-256-10 and logistic regression at batch 128 and 512, fp32, through the command users type
+ * (`npm run train-parallel -- ... --threads N --json` in a fresh process, median of --repeat
+ * runs: all steps, cold = first 20, warm = second half) for 1..cores+1 threads, then the
+ * per-step synchronisation cost of both step protocols (engines driven directly, tinybench).
+ * Options: --threads 1,2,4, --command-steps N (steps per command run, default 200), --repeat N,
+ * --steps N and --time MS (the synchronisation bench), --models mlp,logreg, --batches 128,512,
+ * --backend, --json FILE.
  */
 import { writeFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
@@ -20,12 +23,15 @@ import { poolEngine, type StepProtocol } from "../src/train/parallel/pool.js";
 import { Rng } from "../src/train/random.js";
 import { prepareTraining, runStep } from "../src/train/trainer.js";
 import { shardCountFor } from "../src/train/config.js";
+import { commandLine, measureCommand } from "./command.js";
 import type { SharedState } from "../src/train/parallel/shard.js";
 
 const { values } = parseArgs({
   options: {
     threads: { type: "string" },
     steps: { type: "string", default: "20" },
+    "command-steps": { type: "string", default: "200" },
+    repeat: { type: "string", default: "3" },
     time: { type: "string", default: "1500" },
     models: { type: "string", default: "mlp,logreg" },
     batches: { type: "string", default: "128,512" },
@@ -39,6 +45,8 @@ const threadCounts = values.threads
   ? values.threads.split(",").map(Number)
   : [...Array.from({ length: cores }, (_, i) => i + 1), cores + 1];
 const stepsPerIteration = Number(values.steps);
+const commandSteps = Number(values["command-steps"]);
+const repeat = Number(values.repeat);
 const protocol = values.protocol as StepProtocol;
 useBackend(values.backend as BackendName);
 const optimizer: OptimizerConfig = { kind: "sgd", lr: 0.01 };
@@ -106,46 +114,47 @@ for (const modelName of values.models.split(",")) {
   for (const batchSize of values.batches.split(",").map(Number)) {
     const shardCount = shardCountFor(spec, batchSize);
     const label = `${modelName} [${spec.sizes.join("-")}] batch ${batchSize} (${shardCount} micro-shards)`;
-    const inProcess = await makeRunner(spec, data, batchSize, shardCount, inProcessEngine);
-    const baseSeconds = await measure(`${label} in-process`, inProcess);
-    await inProcess.engine.close();
-    const perStep = (seconds: number) => seconds / stepsPerIteration;
-    const samples = (seconds: number) => (batchSize * stepsPerIteration) / seconds;
+    const args = (threads: number) => [
+      "--dataset",
+      "mnist",
+      "--model",
+      modelName,
+      ...(modelName === "mlp" ? ["--hidden", "256"] : []),
+      "--batch-size",
+      String(batchSize),
+      "--optimizer",
+      "sgd",
+      "--lr",
+      "0.01",
+      "--augment",
+      "0",
+      "--steps",
+      String(commandSteps),
+      "--threads",
+      String(threads),
+      "--backend",
+      values.backend,
+    ];
     lines.push(
       "",
       `## ${label}`,
       "",
-      "| engine | samples/s | step ms | vs 1 thread | vs in-process | efficiency |",
-      "|---|---:|---:|---:|---:|---:|",
-    );
-    lines.push(
-      `| in-process | ${samples(baseSeconds).toFixed(0)} | ${(perStep(baseSeconds) * 1e3).toFixed(2)} | | 1.00 | |`,
+      `\`${commandLine(args(1))}\` and the same with other --threads; median of ${repeat} runs.`,
+      "",
+      "| threads | samples/s (all steps) | cold (first 20) | warm (second half) | warm vs 1 thread | efficiency | paramsHash |",
+      "|---:|---:|---:|---:|---:|---:|---|",
     );
     let oneThread = NaN;
+    let firstHash = "";
     for (const threads of threadCounts) {
-      const runner = await makeRunner(
-        spec,
-        data,
-        batchSize,
-        shardCount,
-        poolEngine({ threads, protocol }),
-      );
-      const seconds = await measure(`${label} ${threads} threads`, runner);
-      await runner.engine.close();
-      if (threads === 1) oneThread = seconds;
-      const speedup = oneThread / seconds;
+      const r = await measureCommand(args(threads), repeat);
+      if (threads === 1) [oneThread, firstHash] = [r.warmSamplesPerSecond, r.paramsHash];
+      const speedup = r.warmSamplesPerSecond / oneThread;
+      const same = r.paramsHash === firstHash ? "same as 1 thread" : "DIFFERS";
       lines.push(
-        `| ${threads} thread${threads > 1 ? "s" : ""} | ${samples(seconds).toFixed(0)} | ${(perStep(seconds) * 1e3).toFixed(2)} | ${speedup.toFixed(2)} | ${(baseSeconds / seconds).toFixed(2)} | ${((speedup / threads) * 100).toFixed(0)}% |`,
+        `| ${threads} | ${r.samplesPerSecond.toFixed(0)} | ${r.coldSamplesPerSecond.toFixed(0)} | ${r.warmSamplesPerSecond.toFixed(0)} | ${speedup.toFixed(2)} | ${((speedup / threads) * 100).toFixed(0)}% | ${same} |`,
       );
-      rows.push({
-        model: modelName,
-        batchSize,
-        threads,
-        samplesPerSecond: samples(seconds),
-        stepMs: perStep(seconds) * 1e3,
-        speedupVs1: speedup,
-        speedupVsInProcess: baseSeconds / seconds,
-      });
+      rows.push({ model: modelName, ...r, runs: undefined, speedupVs1: speedup });
       console.error(lines[lines.length - 1]);
     }
   }
