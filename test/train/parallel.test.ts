@@ -5,12 +5,23 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONTROL, type ShiftAugment } from "../../src/train/parallel/shard.js";
-import type { FaultInjection } from "../../src/train/parallel/protocol.js";
+import {
+  allocateLanes,
+  BARRIER,
+  PHASE,
+  startGeneration,
+  type FaultInjection,
+} from "../../src/train/parallel/protocol.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
 import { packageRoot } from "../../src/tensor/package.js";
 import { inProcessEngine, type EngineFactory } from "../../src/train/engine.js";
 import { initParams, modelSpec, type ModelSpec } from "../../src/train/models.js";
-import { poolEngine, workerScript, type StepProtocol } from "../../src/train/parallel/pool.js";
+import {
+  poolEngine,
+  workerScript,
+  type PoolEngine,
+  type StepProtocol,
+} from "../../src/train/parallel/pool.js";
 import { Rng } from "../../src/train/random.js";
 import { loadParams, paramsHash } from "../../src/train/serialize.js";
 import { prepareTraining, runStep, train } from "../../src/train/trainer.js";
@@ -252,5 +263,58 @@ describe("the CLI with workers", () => {
     ]);
     expect(resumed.code).toBe(0);
     expect(JSON.parse(resumed.stdout.trim().split("\n").pop()!).paramsHash).toBe(expected);
+  });
+});
+
+describe("the barrier's roster", () => {
+  it("takes only ready workers into a generation, numbered in worker order after the main thread", () => {
+    const control = new Int32Array(new SharedArrayBuffer(4 * 16));
+    const lanes = allocateLanes(3);
+    Atomics.store(lanes, 1, 1);
+    Atomics.store(lanes, 3, 1); // worker 2 still starting
+    const before = Atomics.load(control, BARRIER.generation);
+    expect(startGeneration(control, lanes, PHASE.shards)).toBe(2);
+    expect(Atomics.load(control, BARRIER.generation)).toBe(before + 1);
+    // The roster is stamped with the generation it belongs to, so a worker can check it.
+    expect(Atomics.load(control, BARRIER.roster)).toBe(before + 1);
+    expect([...lanes.subarray(4 + 1)]).toEqual([1, 0, 2]);
+    expect(Atomics.load(control, BARRIER.participants)).toBe(3);
+    expect(Atomics.load(control, BARRIER.phase)).toBe(PHASE.shards);
+    Atomics.store(lanes, 2, 1);
+    expect(startGeneration(control, lanes, PHASE.update)).toBe(3);
+    expect([...lanes.subarray(4 + 1)]).toEqual([1, 2, 3]);
+  });
+
+  it("a pool's steps before and after its workers are up give the in-process bits", async () => {
+    const spec = modelSpec("mlp", 64, [16], 10);
+    const run = async (factory: EngineFactory, waitFirst: boolean) => {
+      const initial = initParams(spec, new Rng(0), "float32");
+      const { trainPlan, shared } = prepareTraining(
+        spec,
+        split.train,
+        "float32",
+        optimizer,
+        4,
+        32,
+        initial,
+      );
+      const engine = await factory(shared, trainPlan, optimizer);
+      if (waitFirst) await (engine as PoolEngine).ready();
+      for (let t = 1; t <= 6; t++) {
+        await runStep(
+          engine,
+          shared,
+          Int32Array.from({ length: 32 }, (_, i) => (i * 5 + t) % 1437),
+          t,
+        );
+      }
+      await engine.close();
+      return Buffer.from(
+        Float32Array.from(shared.params[shared.control[CONTROL.current]]).buffer,
+      ).toString("hex");
+    };
+    const reference = await run(inProcessEngine, false);
+    expect(await run(poolEngine({ threads: 3 }), false)).toBe(reference);
+    expect(await run(poolEngine({ threads: 3 }), true)).toBe(reference);
   });
 });

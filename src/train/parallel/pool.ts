@@ -6,9 +6,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Piscina } from "piscina";
 import {
+  allocateLanes,
   BARRIER,
   PHASE,
   runPhase,
+  startGeneration,
   SPIN_ITERATIONS,
   type FaultInjection,
   type WorkerTask,
@@ -31,7 +33,10 @@ export interface PoolOptions {
   backend?: BackendName;
   /** A step that takes longer fails with a timeout error (default 120 s). */
   stepTimeoutMs?: number;
-  /** Injects a fault in a worker (tests of the failure paths). */
+  /**
+   * Injects a fault in a worker (tests of the failure paths); the engine then waits for every
+   * worker before its first step, so the faulty shard runs where the fault is.
+   */
   fault?: FaultInjection;
 }
 
@@ -67,6 +72,10 @@ export class PoolEngine implements StepEngine {
   private readonly runner: ShardRunner;
   private readonly workers: number;
   private readonly control: Int32Array;
+  /** Ready flags and roster positions of the workers (protocol.ts). */
+  private readonly lanes: Int32Array;
+  /** Workers the current phase waits for (the roster, without the main thread). */
+  private waitingFor = 0;
   private readonly timeoutMs: number;
   private loops: Promise<number>[] = [];
   private failure: Promise<never> | undefined;
@@ -88,6 +97,7 @@ export class PoolEngine implements StepEngine {
     this.protocol = options.protocol ?? "barrier";
     this.timeoutMs = options.stepTimeoutMs ?? 120_000;
     this.control = shared.control;
+    this.lanes = allocateLanes(this.workers);
     this.runner = new ShardRunner(train, shared, optimizer);
     if (this.workers === 0) return;
     this.pool = new Piscina<WorkerTask, number>({
@@ -108,7 +118,13 @@ export class PoolEngine implements StepEngine {
       Atomics.store(this.control, BARRIER.abort, 0);
       const generation = Atomics.load(this.control, BARRIER.generation);
       this.loops = Array.from({ length: this.workers }, (_, k) =>
-        this.pool!.run({ kind: "loop", worker: k + 1, threads: this.threads, generation }),
+        this.pool!.run({
+          kind: "loop",
+          worker: k + 1,
+          threads: this.threads,
+          generation,
+          lanes: this.lanes,
+        }),
       );
       // A loop task settles only on exit or failure: turn an early settle into a step failure.
       this.failure = Promise.race(
@@ -120,6 +136,17 @@ export class PoolEngine implements StepEngine {
         ),
       );
       this.failure.catch(() => {}); // observed in step(); never an unhandled rejection
+    }
+  }
+
+  /** Resolves once every worker has started its loop (the barrier protocol; at once otherwise). */
+  async ready(): Promise<void> {
+    if (this.protocol !== "barrier") return;
+    for (let k = 1; k <= this.workers; k++) {
+      while (Atomics.load(this.lanes, k) !== 1) {
+        const wait = Atomics.waitAsync(this.lanes, k, 0, 50);
+        if (wait.async) await Promise.race([wait.value, this.failure]);
+      }
     }
   }
 
@@ -142,6 +169,7 @@ export class PoolEngine implements StepEngine {
   /** Starts the phase on the workers, runs thread 0's part here, then waits for the workers. */
   private async runPhase(phase: number): Promise<void> {
     let tasks: Promise<unknown> | undefined;
+    let threads = this.threads;
     if (this.pool && this.protocol === "tasks") {
       tasks = Promise.all(
         Array.from({ length: this.workers }, (_, k) =>
@@ -150,11 +178,12 @@ export class PoolEngine implements StepEngine {
       );
       tasks.catch(() => {}); // awaited below, after this thread's own part
     } else if (this.pool) {
-      Atomics.store(this.control, BARRIER.done, 0);
-      this.startGeneration(phase);
+      // Only the workers already running take part; the main thread does the others' shards.
+      this.waitingFor = startGeneration(this.control, this.lanes, phase);
+      threads = this.waitingFor + 1;
     }
     try {
-      runPhase(this.runner, this.shared, phase, 0, this.threads);
+      runPhase(this.runner, this.shared, phase, 0, threads);
     } catch (error) {
       Atomics.store(this.control, BARRIER.abort, 1);
       throw new Error(`main thread: ${error instanceof Error ? error.message : String(error)}`, {
@@ -169,11 +198,11 @@ export class PoolEngine implements StepEngine {
   private async waitDone(): Promise<void> {
     const control = this.control;
     for (let spin = 0; spin < SPIN_ITERATIONS; spin++) {
-      if (Atomics.load(control, BARRIER.done) >= this.workers) break;
+      if (Atomics.load(control, BARRIER.done) >= this.waitingFor) break;
     }
     for (;;) {
       const done = Atomics.load(control, BARRIER.done);
-      if (done >= this.workers) break;
+      if (done >= this.waitingFor) break;
       const result = Atomics.waitAsync(control, BARRIER.done, done);
       if (result.async) await result.value;
     }
@@ -199,15 +228,8 @@ export class PoolEngine implements StepEngine {
     if (this.closed) return;
     this.closed = true;
     Atomics.store(this.control, BARRIER.abort, 1);
-    this.startGeneration(PHASE.exit);
+    startGeneration(this.control, this.lanes, PHASE.exit);
     await this.pool?.destroy();
-  }
-
-  /** Publishes `phase` and wakes the barrier loops: workers run it once they see the generation. */
-  private startGeneration(phase: number): void {
-    Atomics.store(this.control, BARRIER.phase, phase);
-    Atomics.add(this.control, BARRIER.generation, 1);
-    Atomics.notify(this.control, BARRIER.generation);
   }
 
   /** Ends the barrier loops and terminates the workers. */
@@ -215,7 +237,7 @@ export class PoolEngine implements StepEngine {
     if (this.closed) return;
     if (this.protocol === "barrier" && !this.broken) {
       this.closed = true;
-      this.startGeneration(PHASE.exit);
+      startGeneration(this.control, this.lanes, PHASE.exit);
       await Promise.allSettled(this.loops);
       await this.pool?.destroy();
       return;
@@ -226,5 +248,9 @@ export class PoolEngine implements StepEngine {
 
 /** An engine factory for a pool of `options.threads` workers. */
 export function poolEngine(options: PoolOptions): EngineFactory {
-  return async (shared, train, optimizer) => new PoolEngine(shared, train, optimizer, options);
+  return async (shared, train, optimizer) => {
+    const engine = new PoolEngine(shared, train, optimizer, options);
+    if (options.fault) await engine.ready();
+    return engine;
+  };
 }

@@ -10,7 +10,39 @@ export const BARRIER = {
   done: CONTROL.protocol + 1, // workers that finished the phase
   abort: CONTROL.protocol + 2, // set by a failing worker or by the main thread
   phase: CONTROL.protocol + 3, // which phase the generation starts
+  roster: CONTROL.protocol + 4, // the generation whose roster is written (stamped before rewriting)
+  participants: CONTROL.protocol + 5, // threads in the generation's roster, the main thread included
 } as const;
+
+/**
+ * The pool's lanes, one SharedArrayBuffer: [0, workers] ready flags (worker k sets lanes[k] when
+ * its loop starts), then [workers + 1, 2 workers + 1] each worker's position in the current
+ * generation's roster (0: not taking part). The main thread (position 0) takes only ready workers
+ * into a generation, so a step never waits for a worker still starting: it runs their shards.
+ */
+export function allocateLanes(workers: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4 * 2 * (workers + 1)));
+}
+
+/**
+ * Publishes the roster and `phase` of the next generation, then starts it: the ready workers,
+ * numbered 1..n in worker order. Returns n (the workers the main thread then waits for).
+ */
+export function startGeneration(control: Int32Array, lanes: Int32Array, phase: number): number {
+  const workers = lanes.length / 2 - 1;
+  // Stamped first: a worker that reads this stamp mid-rewrite skips the generation it woke for.
+  Atomics.store(control, BARRIER.roster, Atomics.load(control, BARRIER.generation) + 1);
+  let n = 0;
+  for (let k = 1; k <= workers; k++) {
+    Atomics.store(lanes, workers + 1 + k, Atomics.load(lanes, k) === 1 ? ++n : 0);
+  }
+  Atomics.store(control, BARRIER.participants, n + 1);
+  Atomics.store(control, BARRIER.done, 0);
+  Atomics.store(control, BARRIER.phase, phase);
+  Atomics.add(control, BARRIER.generation, 1);
+  Atomics.notify(control, BARRIER.generation);
+  return n;
+}
 
 /** Polls of the control block before a thread sleeps (about 20 µs). */
 export const SPIN_ITERATIONS = 1000;
@@ -21,7 +53,7 @@ export const PHASE = { shards: 1, update: 2, exit: 3 } as const;
 /** A task for a worker: one phase (piscina-task protocol) or the barrier loop. */
 export type WorkerTask =
   | { kind: "phase"; phase: number; worker: number; threads: number }
-  | { kind: "loop"; worker: number; threads: number; generation: number };
+  | { kind: "loop"; worker: number; threads: number; generation: number; lanes: Int32Array };
 
 /** A fault to inject in a worker (tests of the failure paths only). */
 export interface FaultInjection {
@@ -60,18 +92,22 @@ function injectFault(fault: FaultInjection): void {
 }
 
 /**
- * The barrier loop a worker runs for the life of the pool: wait for a new generation, run the
- * phase, count itself done. Returns on the exit phase; throws (after flagging abort) on failure.
+ * The barrier loop a worker runs for the life of the pool: flag itself ready, then wait for a new
+ * generation and, when the roster names it, run its part of the phase and count itself done.
+ * Returns on the exit phase; throws (after flagging abort) on failure.
  */
 export function barrierLoop(
   runner: ShardRunner,
   shared: SharedState,
   worker: number,
-  threads: number,
+  lanes: Int32Array,
   generation: number,
   fault?: FaultInjection,
 ): void {
   const control = shared.control;
+  const workers = lanes.length / 2 - 1;
+  Atomics.store(lanes, worker, 1);
+  Atomics.notify(lanes, worker);
   // Start from the generation the pool had when it queued this loop, not the current one: the
   // first phase may have been started before this worker came up.
   let seen = generation;
@@ -82,10 +118,17 @@ export function barrierLoop(
     }
     Atomics.wait(control, BARRIER.generation, seen);
     seen = Atomics.load(control, BARRIER.generation);
+    const stamp = Atomics.load(control, BARRIER.roster);
     const phase = Atomics.load(control, BARRIER.phase);
     if (phase === PHASE.exit || Atomics.load(control, BARRIER.abort) !== 0) return;
+    const position = Atomics.load(lanes, workers + 1 + worker);
+    const threads = Atomics.load(control, BARRIER.participants);
+    // Not in this generation's roster (it started before this worker was ready), or the roster
+    // changed while it was read (the main thread already prepares the next one): wait.
+    if (position === 0 || stamp !== seen || Atomics.load(control, BARRIER.roster) !== seen)
+      continue;
     try {
-      runPhase(runner, shared, phase, worker, threads, fault);
+      runPhase(runner, shared, phase, position, threads, fault);
     } catch (error) {
       // Flag the failure before counting ourselves done, so the main thread never mistakes it
       // for success; the error itself reaches it through the rejected task.
