@@ -175,6 +175,8 @@ class Simplifier {
     let shape: Node = node;
     if (facts.shape === "broadcast") {
       if (of(0).shape === of(1).shape) shape = of(0).shape;
+      else if (broadcastsInto(inputs[1].shape, inputs[0].shape)) shape = of(0).shape;
+      else if (broadcastsInto(inputs[0].shape, inputs[1].shape)) shape = of(1).shape;
     } else if (facts.shape !== undefined && facts.shape < inputs.length) {
       shape = of(facts.shape).shape;
     }
@@ -197,7 +199,7 @@ class Simplifier {
 
   /** True when `x op other` provably has x's shape and dtype (other broadcasts to nothing new). */
   private absorbs(x: Node, other: Node): boolean {
-    if (!this.sameShape(x, other)) return false;
+    if (!this.sameShape(x, other) && !broadcastsInto(other.shape, x.shape)) return false;
     if (isSubset(this.facts.get(other)!.dtype, this.facts.get(x)!.dtype)) return true;
     // Known dtypes: other's must not widen x's.
     return x.dtype !== null && (other.dtype === x.dtype || other.dtype === "float32");
@@ -230,6 +232,17 @@ class Simplifier {
     }
     return undefined;
   }
+}
+
+/**
+ * True when a value of shape `small` broadcast against one of `big` provably gives `big`'s shape:
+ * `small` fully known and of no higher rank, each of its dims 1 or equal to `big`'s known dim
+ * there (a bias (k,) against (null, k); a 0-d tensor against anything of known rank).
+ */
+function broadcastsInto(small: Node["shape"], big: Node["shape"]): boolean {
+  if (small == null || big == null || small.length > big.length) return false;
+  const offset = big.length - small.length;
+  return small.every((d, i) => d === 1 || (d !== null && big[offset + i] === d));
 }
 
 function isOne(attrs: Attrs): boolean {

@@ -188,15 +188,10 @@ export function release(t: Tensor): boolean {
 
 /**
  * A zero-filled typed array of `dtype`: on a SharedArrayBuffer when `shared`, else a released
- * array of this length from the pool when there is one, else a fresh one. `zeroed` false (for a
+ * array of this length from the pool when there is one, else a fresh one. `zero` false (for a
  * kernel that writes every element) skips zeroing a pooled array, which may then hold old values.
  */
-export function allocateArray(
-  size: number,
-  dtype: DType,
-  shared = false,
-  zeroed = true,
-): TypedArray {
+export function allocateArray(size: number, dtype: DType, shared = false, zero = true): TypedArray {
   if (!Number.isSafeInteger(size) || size < 0 || size > MAX_TENSOR_SIZE) {
     throw new RangeError(
       `allocateArray: size ${size} is not an element count from 0 to ${MAX_TENSOR_SIZE}`,
@@ -208,7 +203,7 @@ export function allocateArray(
       tensorStats.arraysReused++;
       const data = list.pop()!;
       inPool.delete(data);
-      if (zeroed && (arrayAllocator === undefined || !arrayAllocator.zero(data))) data.fill(0);
+      if (zero && (arrayAllocator === undefined || !arrayAllocator.zero(data))) data.fill(0);
       return data;
     }
   }
@@ -252,16 +247,16 @@ export function setArrayAllocator(
   return previous;
 }
 
-/** A zero-filled tensor of `shape` and `dtype` (`zeroed` false: see {@link allocateArray}). */
+/** A zero-filled tensor of `shape` and `dtype` (`zero` false: see {@link allocateArray}). */
 export function allocate(
   shape: readonly number[],
   dtype: DType = "float64",
   shared = false,
-  zeroed = true,
+  zero = true,
 ): Tensor {
   validateShape(shape);
   validateDType(dtype, "tensor");
-  return new Tensor(allocateArray(sizeOf(shape), dtype, shared, zeroed), shape);
+  return new Tensor(allocateArray(sizeOf(shape), dtype, shared, zero), shape);
 }
 
 /** A tensor of `shape` filled with `value`. */

@@ -1,6 +1,6 @@
 /** Models built from the graph API: logistic regression and ReLU MLPs, plus their training plan. */
 import { variable, type Node } from "../graph/node.js";
-import { add, broadcastTo, matmul, relu, softmaxCrossEntropy } from "../graph/ops/index.js";
+import { add, matmul, relu, softmaxCrossEntropy } from "../graph/ops/index.js";
 import { gradients } from "../autodiff/gradients.js";
 import { countNodes, simplify, type NodeCounts } from "../autodiff/simplify.js";
 import { lowerGraph } from "../runtime/plan.js";
@@ -74,7 +74,7 @@ export function forward(spec: ModelSpec, X: Node, params: readonly Node[]): Node
   const layers = spec.sizes.length - 1;
   for (let l = 0; l < layers; l++) {
     const z = matmul(h, params[2 * l]);
-    const logits = add(z, broadcastTo(params[2 * l + 1], z, { axis: 0 }));
+    const logits = add(z, params[2 * l + 1]); // the bias (k,) broadcasts over the rows
     h = l < layers - 1 ? relu(logits) : logits;
   }
   return h;
@@ -87,10 +87,11 @@ export function forward(spec: ModelSpec, X: Node, params: readonly Node[]): Node
 export function buildTrainPlan(
   spec: ModelSpec,
 ): TrainPlan & { stats: { before: NodeCounts; after: NodeCounts } } {
-  const X = variable("X");
-  const Y = variable("Y");
+  // Shapes declared (the batch unknown), so that simplify() can prove the identities it removes.
+  const X = variable("X", { shape: [null, spec.sizes[0]] });
+  const Y = variable("Y", { shape: [null, spec.sizes[spec.sizes.length - 1]] });
   const specs = paramSpecs(spec);
-  const params = specs.map((p) => variable(p.name));
+  const params = specs.map((p) => variable(p.name, { shape: p.shape }));
   const logits = forward(spec, X, params);
   // Summed cross-entropy: shards add up exactly, and the reduction divides by the batch size.
   const lossSum = softmaxCrossEntropy(logits, Y);

@@ -124,9 +124,10 @@ describe.each(backendCases.map((b) => [b.name, b] as const))(
       const random = mulberry32(3);
       for (const spec of [modelSpec("logreg", 6, [], 3), modelSpec("mlp", 6, [5, 4], 3)]) {
         for (const dtype of ["float32", "float64"] as const) {
-          const X = variable("X");
-          const Y = variable("Y");
-          const params = paramSpecs(spec).map((p) => variable(p.name));
+          // Shapes declared as buildTrainPlan declares them (the batch unknown).
+          const X = variable("X", { shape: [null, 6] });
+          const Y = variable("Y", { shape: [null, 3] });
+          const params = paramSpecs(spec).map((p) => variable(p.name, { shape: p.shape }));
           const lossSum = neg(sum(mul(Y, logSoftmax(forward(spec, X, params)))));
           const outputs = [lossSum, ...gradients(lossSum, params)];
           const feeds = new Map<Node, Tensor>([
@@ -282,6 +283,37 @@ describe("identities, only where exact", () => {
     expectSameValues([mul(x, onesLike(w))], feeds, "broadcast ones");
     feeds.set(w, tensor(4));
     expectSameValues([mul(x, onesLike(add(x, broadcastTo(w, x))))], feeds, "float64 ones");
+  });
+
+  it("declared shapes prove what broadcasting leaves alone, unknown batch dims included", () => {
+    const z = variable("z", { shape: [null, 3], dtype: "float32" });
+    const b = variable("b", { shape: [3], dtype: "float32" });
+    const u = variable("u", { shape: [null, null], dtype: "float32" });
+    const scalar = sum(z); // 0-d: its ones broadcast into anything of known rank
+    const [byOnes, kept, summed, keptSum] = simplify([
+      mul(onesLike(scalar), z),
+      // (null, 1) ones could widen z when z has one row: kept.
+      mul(onesLike(variable("o", { shape: [null, 1], dtype: "float32" })), z),
+      // add(z, b) has z's shape, so sumLike(exp(z + b), z) is exp(z + b) itself.
+      sumLike(exp(add(z, b)), z),
+      // But a (3,) bias against (null, null) widens a (n, 1) value: no proof, kept.
+      sumLike(exp(add(u, b)), u),
+    ]);
+    expect(byOnes).toBe(z);
+    expect(kept.op.name).toBe("mul");
+    expect(summed.op.name).toBe("exp");
+    expect(keptSum.op.name).toBe("sumLike");
+    const feeds = new Map<Node, Tensor>([
+      [z, tensor(new Float32Array([1, -0, NaN, 2, 3, -4]), { shape: [2, 3] })],
+      [b, tensor(new Float32Array([0.5, -1, 2]), { shape: [3] })],
+    ]);
+    feeds.set(u, tensor(new Float32Array([1, 2]), { shape: [2, 1] }));
+    const graphs = [
+      mul(onesLike(scalar), z),
+      sumLike(exp(add(z, b)), z),
+      sumLike(exp(add(u, b)), u),
+    ];
+    expectSameValues(graphs, feeds, "declared");
   });
 
   it("x + zerosLike(x) becomes addByConst(x, 0): -0 still turns into +0", () => {
