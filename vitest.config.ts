@@ -24,6 +24,7 @@ const ONCE = [
   "test/train/parallel.test.ts",
   "test/train/parallel/slots.test.ts",
   "test/train/parallel/update-wasm.test.ts",
+  "test/train/parallel/compiled.test.ts",
   "test/train/plot.test.ts",
   "test/train/random.test.ts",
   "test/train/serialize.test.ts",

@@ -47,7 +47,7 @@ const webAssembly = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
 export const wasmApi = (): WasmApi | undefined => webAssembly;
 
 /** The exports of the kernels module (see asm/kernels.ts); booleans are passed as 0/1. */
-interface KernelExports {
+export interface KernelExports {
   heapBase(): number;
   paddedRowsF32(m: number): number;
   paddedColsF32(n: number): number;
@@ -393,8 +393,11 @@ export interface WasmBackendOptions {
 /** The wasm backend, with the arena its arrays live in when it has one. */
 export interface WasmBackend extends Backend {
   readonly arena: WasmArena | undefined;
-  /** The kernels module it runs. */
+  /** The kernels module it runs, and its exports (for a caller that plans its own buffers). */
   readonly build: WasmBuild;
+  readonly kernels: KernelExports;
+  /** Element-wise calls below this size run the js kernels ({@link WasmBackendOptions}). */
+  readonly minElements: number;
 }
 
 /**
@@ -651,6 +654,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     reduce,
     arena,
     build,
+    kernels: k,
+    minElements,
   };
   setArrayAllocator(arenaAllocator);
   return created;

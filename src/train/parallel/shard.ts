@@ -10,7 +10,9 @@ import { sizeOf } from "../../tensor/shape.js";
 import { allocateArray, Tensor, type DType, type TypedArray } from "../../tensor/tensor.js";
 import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph, type Plan } from "../../runtime/plan.js";
-import type { WasmMemory } from "../../tensor/kernels/wasm.js";
+import type { WasmBackend, WasmMemory } from "../../tensor/kernels/wasm.js";
+import { backend } from "../../tensor/active.js";
+import { CompiledShard } from "./compiled.js";
 import { allocateInMemory, updateKernels, type UpdateRunner } from "./update-wasm.js";
 
 /**
@@ -29,6 +31,8 @@ export interface TrainPlan {
   shardLoss?: "sum" | "mean";
   /** What a step minimises: the batch's mean (slot sums divided by its rows; default) or sum. */
   objective?: "mean" | "sum";
+  /** Run shards as compiled programs on the wasm backend (default true; false: the Evaluator). */
+  compiled?: boolean;
 }
 
 /** One per-example input in shared memory: n rows of `rowShape`, row-major. */
@@ -201,6 +205,10 @@ export class ShardRunner {
   private readonly paramViews: Tensor[][];
   /** Gathered rows per column by shard size (one or two sizes per batch), reused across steps. */
   private readonly gathers = new Map<number, Tensor[]>();
+  /** The compiled program per shard size, over that size's gathered rows (null: not compiled). */
+  private readonly programs = new Map<number, CompiledShard | null>();
+  private readonly compiled: boolean;
+  private readonly outputNodes: Node[];
   /** Scale of the plan's outputs into slot sums: the shard's rows for a mean loss, else 1. */
   private readonly meanLoss: boolean;
   private readonly dataCount: number;
@@ -233,6 +241,8 @@ export class ShardRunner {
       );
     }
     this.evaluator = new Evaluator(graph.outputs);
+    this.outputNodes = graph.outputs;
+    this.compiled = train.compiled ?? true;
     this.reduced = allocateArray(0, shared.dtype);
     this.offsets = [];
     let offset = 0;
@@ -298,7 +308,8 @@ export class ShardRunner {
     const params = this.staged;
     const first = this.dataCount;
     for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[first + i], params[i]);
-    const outputs = this.evaluator.run(feeds);
+    const program = this.programFor(rows);
+    const outputs = program ? program.run() : this.evaluator.run(feeds);
     if (outputs[0].size !== 1) {
       throw new Error(`the loss must be one number per shard, got shape [${outputs[0].shape}]`);
     }
@@ -312,7 +323,26 @@ export class ShardRunner {
       else for (let k = 0; k < grad.length; k++) slot[offset + k] = grad[k] * scale;
     }
     // Copied out: the outputs' buffers go back to this thread's pool for the next shard.
-    this.evaluator.recycle(outputs);
+    if (!program) this.evaluator.recycle(outputs);
+  }
+
+  /** The shard sizes this runner runs as compiled programs (for tests and benches). */
+  compiledSizes(): number[] {
+    return [...this.programs].filter(([, p]) => p !== null).map(([rows]) => rows);
+  }
+
+  /** The compiled program for shards of `rows` rows, where the backend runs one (see compiled.ts). */
+  private programFor(rows: number): CompiledShard | undefined {
+    let program = this.programs.get(rows);
+    if (program === undefined) {
+      const wasm = backend() as Partial<WasmBackend>;
+      program =
+        this.compiled && wasm.kernels !== undefined
+          ? (CompiledShard.compile(this.outputNodes, this.feeds, wasm as WasmBackend) ?? null)
+          : null;
+      this.programs.set(rows, program);
+    }
+    return program ?? undefined;
   }
 
   /**
@@ -324,7 +354,10 @@ export class ShardRunner {
     if (gather === undefined) {
       const { columns, dtype } = this.shared;
       // Micro-shards of one batch have at most two sizes; a short last batch adds one or two.
-      if (this.gathers.size >= 4) this.gathers.clear();
+      if (this.gathers.size >= 4) {
+        this.gathers.clear();
+        this.programs.clear(); // they read the cleared buffers
+      }
       gather = columns.map(
         (c) => new Tensor(allocateArray(rows * c.rowSize, dtype), [rows, ...c.rowShape]),
       );

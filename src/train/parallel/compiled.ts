@@ -1,0 +1,312 @@
+/**
+ * A training plan compiled for one shard size on the wasm backend: every node's output gets a
+ * buffer in the kernels' memory, planned once, and a step is a fixed list of calls: the WASM
+ * kernels called with those addresses (matmul, the bias add, relu and its mask, products, the
+ * bias gradient's column sums), the loss and its gradient in one fused pass, no-op reshapes and
+ * sums as aliases, and any other op through its own compute, copied into its buffer. No
+ * Evaluator, no Tensor or array allocated per step. Every call is the one the wasm backend makes
+ * for that node (the same kernel, or arithmetic that is bitwise the same), so a compiled step
+ * gives the interpreted step's bits; the tests check that.
+ */
+import type { Node } from "../../graph/node.js";
+import { isPlaceholder } from "../../graph/node.js";
+import { topoSort } from "../../graph/topo.js";
+import { computeNode } from "../../runtime/evaluator.js";
+import { sameShape } from "../../tensor/shape.js";
+import {
+  allocateArray,
+  releaseArray,
+  Tensor,
+  type DType,
+  type TypedArray,
+} from "../../tensor/tensor.js";
+import type { KernelExports, WasmBackend } from "../../tensor/kernels/wasm.js";
+
+/** One shard's compiled program: `run()` returns the plan's outputs (valid until the next run). */
+export class CompiledShard {
+  private constructor(
+    private readonly steps: (() => void)[],
+    private readonly outputs: Tensor[],
+    // NOTE: held so that they live as long as the program: the arena frees the block of an
+    // array that is garbage collected, and the steps keep only addresses and views.
+    readonly buffers: readonly TypedArray[],
+  ) {}
+
+  /**
+   * Compiles `outputs` over `feeds` (placeholder -> tensor; the tensors it is later run on, bound
+   * by identity: refill their data between runs) on `wasm`; undefined when a feed or an output
+   * is not in its memory (the caller then runs the Evaluator).
+   */
+  static compile(
+    outputs: readonly Node[],
+    feeds: ReadonlyMap<Node, Tensor>,
+    wasm: WasmBackend,
+  ): CompiledShard | undefined {
+    const arena = wasm.arena;
+    if (arena === undefined) return undefined;
+    held.length = 0;
+    const order = topoSort(outputs);
+    // One interpreted pass gives every node's shape and dtype at this shard size.
+    const probe = new Map<Node, Tensor>();
+    for (const node of order) {
+      const fed = feeds.get(node);
+      if (fed !== undefined) probe.set(node, fed);
+      else if (isPlaceholder(node)) return undefined;
+      else
+        probe.set(
+          node,
+          computeNode(
+            node,
+            node.inputs.map((i) => probe.get(i)!),
+          ),
+        );
+    }
+    const values = new Map<Node, Tensor>();
+    const steps: (() => void)[] = [];
+    const k = wasm.kernels;
+    const at = (data: TypedArray) => arena.addressOf(data);
+    const consumers = new Map<Node, Node[]>();
+    for (const node of order) {
+      for (const input of node.inputs)
+        consumers.set(input, [...(consumers.get(input) ?? []), node]);
+    }
+    const done = new Set<Node>(); // filled by a fused step of an earlier node
+    for (const node of order) {
+      const fed = feeds.get(node);
+      if (fed !== undefined) {
+        if (at(fed.data) < 0) return undefined;
+        values.set(node, fed);
+        continue;
+      }
+      if (done.has(node)) continue;
+      const like = probe.get(node)!;
+      const inputs = node.inputs.map((i) => values.get(i)!);
+      const name = node.op.name;
+      // sumLike / reshapeLike to an equal shape return their input: an alias.
+      if (
+        (name === "sumLike" || name === "reshapeLike") &&
+        sameShape(inputs[0].shape, like.shape)
+      ) {
+        values.set(node, inputs[0]);
+        continue;
+      }
+      const fast =
+        name === "matmul"
+          ? matmulStep(k, node, inputs, like, at)
+          : name === "softmaxCrossEntropy"
+            ? crossEntropyStep(node, inputs, like, consumers, values, done, probe)
+            : elementwiseStep(k, wasm.minElements, node, inputs, like, at);
+      if (fast !== undefined) {
+        steps.push(fast.run);
+        values.set(node, fast.out);
+        continue;
+      }
+      // Any other node: its own compute, copied into a buffer of its own.
+      const out = new Tensor(hold(like.size, like.dtype), like.shape);
+      steps.push(() => {
+        const result = computeNode(node, inputs);
+        out.data.set(result.data);
+        if (!inputs.some((i) => i.data === result.data)) releaseArray(result.data);
+      });
+      values.set(node, out);
+    }
+    // The probe's own arrays back to the pool (never a feed's, nor one twice).
+    const kept = new Set([...feeds.values()].map((t) => t.data));
+    for (const t of probe.values()) {
+      if (kept.has(t.data)) continue;
+      kept.add(t.data);
+      releaseArray(t.data);
+    }
+    return new CompiledShard(
+      steps,
+      outputs.map((o) => values.get(o)!),
+      held.splice(0),
+    );
+  }
+
+  /** Runs every step in order; the outputs' buffers are overwritten by the next run. */
+  run(): Tensor[] {
+    const steps = this.steps;
+    for (let i = 0; i < steps.length; i++) steps[i]();
+    return this.outputs;
+  }
+}
+
+/** A compiled node: the call that fills `out`. */
+interface Step {
+  run: () => void;
+  out: Tensor;
+}
+
+/** Every buffer the program being compiled allocated (compile is synchronous: one at a time). */
+const held: TypedArray[] = [];
+
+/** A buffer for the program: allocated in the kernels' memory and held by it. */
+function hold(size: number, dtype: DType): TypedArray {
+  const data = allocateArray(size, dtype);
+  held.push(data);
+  return data;
+}
+
+/** A planned output of `like`'s shape and dtype in the kernels' memory (`pad` more elements). */
+function planned(like: Tensor, pad = 0): { data: TypedArray; out: Tensor } {
+  const data = hold(like.size + pad, like.dtype);
+  return { data, out: new Tensor(data.subarray(0, like.size), like.shape) };
+}
+
+/** matmul as the wasm backend runs it: the kernel into C's padded tile grid, then compacted. */
+function matmulStep(
+  k: KernelExports,
+  node: Node,
+  [a, b]: Tensor[],
+  like: Tensor,
+  at: (data: TypedArray) => number,
+): Step | undefined {
+  if (a.rank !== 2 || b.rank !== 2 || a.dtype !== b.dtype || like.size === 0) return undefined;
+  const transA = node.attrs.transA === true;
+  const transB = node.attrs.transB === true;
+  const [m, n] = like.shape;
+  const kk = transA ? a.shape[0] : a.shape[1];
+  const f32 = like.dtype === "float32";
+  const elem = f32 ? 4 : 8;
+  const mPad = f32 ? k.paddedRowsF32(m) : k.paddedRowsF64(m);
+  const nPad = f32 ? k.paddedColsF32(n) : k.paddedColsF64(n);
+  const { data, out } = planned(like, mPad * nPad - m * n);
+  const pack = hold(
+    Math.ceil((f32 ? k.packBytesF32(n, kk) : k.packBytesF64(n, kk)) / elem),
+    like.dtype,
+  );
+  const [pa, pb, pc, pp] = [at(a.data), at(b.data), at(data), at(pack)];
+  if (pa < 0 || pb < 0 || pc < 0 || pp < 0) return undefined;
+  const kernel = f32 ? k.matmulF32 : k.matmulF64;
+  const [ta, tb] = [transA ? 1 : 0, transB ? 1 : 0];
+  const compact = mPad !== m || nPad !== n;
+  return {
+    out,
+    run: () => {
+      kernel(pa, pb, pp, pc, m, n, kk, ta, tb);
+      if (compact) k.compactRows(pc, m, n * elem, nPad * elem);
+    },
+  };
+}
+
+/**
+ * The bias add (x + row), relu and its step mask, a same-shape product, and the bias gradient
+ * (sumLike of (n, k) to (k,)) as the wasm backend runs them: the same kernels; below its
+ * element threshold it runs the js loops, which give the same bits for add, mul, relu and step
+ * (one IEEE operation per element) but not for a column sum, which then stays interpreted.
+ */
+function elementwiseStep(
+  k: KernelExports,
+  minElements: number,
+  node: Node,
+  inputs: Tensor[],
+  like: Tensor,
+  at: (data: TypedArray) => number,
+): Step | undefined {
+  const [x, y] = inputs;
+  const name = node.op.name;
+  const f32 = like.dtype === "float32";
+  if (inputs.some((t) => t.dtype !== like.dtype || at(t.data) < 0)) return undefined;
+  const { data, out } = planned(like);
+  const [px, py, po] = [at(x.data), y ? at(y.data) : 0, at(out.data)];
+  if (po < 0) return undefined;
+  const size = like.size;
+  if ((name === "add" || name === "mul") && sameShape(x.shape, like.shape)) {
+    const op = name === "add" ? 0 : 2;
+    if (sameShape(y.shape, like.shape)) {
+      const kernel = f32 ? k.binaryF32 : k.binaryF64;
+      return { out, run: () => kernel(op, px, py, po, size) };
+    }
+    const cols = like.rank > 0 ? like.shape[like.rank - 1] : 0;
+    if (y.rank === 1 && y.size === cols && cols > 0) {
+      const kernel = f32 ? k.rowBinaryF32 : k.rowBinaryF64;
+      return { out, run: () => kernel(op, px, py, po, size / cols, cols) };
+    }
+  }
+  if ((name === "relu" || name === "step") && inputs.length === 1) {
+    const op = name === "relu" ? 0 : 1;
+    const kernel = f32 ? k.unaryF32 : k.unaryF64;
+    return { out, run: () => kernel(op, px, po, size) };
+  }
+  const axis = node.attrs.axis;
+  const plain = axis === undefined || axis === 0;
+  if (name === "sumLike" && plain && x.rank === 2 && like.rank === 1 && like.size === x.shape[1]) {
+    if (x.size < minElements || x.shape[0] < 2 || like.size < 2) return release(data);
+    const kernel = f32 ? k.columnSumF32 : k.columnSumF64;
+    const [rows, cols] = x.shape;
+    return { out, run: () => kernel(px, po, rows, cols) };
+  }
+  return release(data);
+}
+
+/** Gives an unused planned buffer back; no step. */
+function release(data: TypedArray): undefined {
+  held.splice(held.indexOf(data), 1);
+  releaseArray(data);
+  return undefined;
+}
+
+/**
+ * softmaxCrossEntropy(z, t) over z's last axis, and its gradient node on the same inputs when
+ * the plan has one, in one pass: each row's max, sum of exponentials and log-sum-exp once, then
+ * the loss and the gradient with the js kernels' arithmetic in their order (bitwise the same).
+ */
+function crossEntropyStep(
+  node: Node,
+  [z, t]: Tensor[],
+  like: Tensor,
+  consumers: Map<Node, Node[]>,
+  values: Map<Node, Tensor>,
+  done: Set<Node>,
+  probe: Map<Node, Tensor>,
+): Step | undefined {
+  const axis = node.attrs.axis ?? -1;
+  if (z.rank !== 2 || (axis !== -1 && axis !== 1) || !sameShape(z.shape, t.shape)) return undefined;
+  if (z.dtype !== t.dtype) return undefined;
+  const grad = (consumers.get(node.inputs[0]) ?? []).find(
+    (c) =>
+      c.op.name === "softmaxCrossEntropyGrad" &&
+      c.inputs[0] === node.inputs[0] &&
+      c.inputs[1] === node.inputs[1] &&
+      (c.attrs.axis ?? -1) === axis,
+  );
+  const loss = planned(like).out;
+  const g = grad ? planned(probe.get(grad)!).out : undefined;
+  if (grad && g) {
+    values.set(grad, g);
+    done.add(grad);
+  }
+  const [rows, n] = z.shape;
+  const x = z.data;
+  const y = t.data;
+  const o = g?.data;
+  return {
+    out: loss,
+    run: () => {
+      let total = 0;
+      for (let r = 0; r < rows; r++) {
+        const base = r * n;
+        const end = base + n;
+        let m = -Infinity;
+        for (let p = base; p < end; p++) {
+          const v = x[p];
+          if (v > m || v !== v) m = v;
+        }
+        let s = 0;
+        let rowSum = 0;
+        for (let p = base; p < end; p++) {
+          s += Math.exp(x[p] - m);
+          rowSum += y[p];
+        }
+        const lse = m + Math.log(s);
+        let row = 0;
+        for (let p = base; p < end; p++) row += y[p] * (x[p] - lse);
+        total -= row;
+        if (o !== undefined)
+          for (let p = base; p < end; p++) o[p] = Math.exp(x[p] - lse) * rowSum - y[p];
+      }
+      loss.data[0] = total;
+    },
+  };
+}

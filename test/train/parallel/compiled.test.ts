@@ -1,0 +1,197 @@
+/**
+ * Compiled shards (src/train/parallel/compiled.ts) give the Evaluator's bits: the same loss,
+ * gradient slots and update for the built-in models at any shard size and both dtypes, on the
+ * wasm backend as shipped and with every kernel in WASM (no js fallbacks below a size).
+ */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { afterAll, describe, expect, it } from "vitest";
+import { setBackend } from "../../../src/tensor/active.js";
+import { jsBackend } from "../../../src/tensor/kernels/js.js";
+import { createWasmBackend } from "../../../src/tensor/kernels/wasm.js";
+import { useBackend } from "../../../src/tensor/backends.js";
+import { CompiledShard } from "../../../src/train/parallel/compiled.js";
+import { CONTROL, ShardRunner } from "../../../src/train/parallel/shard.js";
+import {
+  buildTrainPlan,
+  initParams,
+  modelSpec,
+  type ModelSpec,
+} from "../../../src/train/models.js";
+import { Rng } from "../../../src/train/random.js";
+import { prepareTraining } from "../../../src/train/trainer.js";
+import { rebuildGraph } from "../../../src/runtime/plan.js";
+import { Evaluator } from "../../../src/runtime/evaluator.js";
+import { allocate, clearPool, Tensor, type DType } from "../../../src/tensor/tensor.js";
+import type { Node } from "../../../src/graph/node.js";
+import type { OptimizerConfig } from "../../../src/train/parallel/optimizer-kernels.js";
+
+afterAll(() => void setBackend(jsBackend));
+
+const hex = (
+  a: ArrayLike<number> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number },
+) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("hex");
+
+/** A dataset of `n` rows of `features` with one-hot-able labels, deterministic. */
+function dataset(n: number, features: number, classes: number, dtype: DType) {
+  const rng = new Rng(7);
+  const X = allocate([n, features], dtype);
+  for (let i = 0; i < X.size; i++) X.data[i] = rng.normal() * 2;
+  const y = Int32Array.from({ length: n }, () => Math.floor(rng.uniform(0, classes)));
+  return { X, y, classes };
+}
+
+/** Slots, losses and updated parameters after `steps` steps of one batch split into shards. */
+function runSteps(spec: ModelSpec, dtype: DType, batch: number, shards: number, compiled: boolean) {
+  const optimizer: OptimizerConfig = { kind: "momentum", lr: 0.05 };
+  const data = dataset(64, spec.sizes[0], spec.sizes[spec.sizes.length - 1], dtype);
+  const initial = initParams(spec, new Rng(1), dtype);
+  const { trainPlan, shared } = prepareTraining(
+    spec,
+    data,
+    dtype,
+    optimizer,
+    shards,
+    batch,
+    initial,
+  );
+  const runner = new ShardRunner({ ...trainPlan, compiled }, shared, optimizer);
+  for (let t = 1; t <= 3; t++) {
+    shared.batch.set(Int32Array.from({ length: batch }, (_, i) => (i * 13 + t * 5) % 64));
+    shared.control[CONTROL.batchSize] = batch;
+    shared.control[CONTROL.step] = t;
+    runner.beginStep();
+    for (let s = 0; s < shards; s++) runner.runShard(s);
+    runner.reduceAndUpdate(0, shared.paramCount);
+    shared.control[CONTROL.current] = 1 - shared.control[CONTROL.current];
+  }
+  // The path under test really ran: every shard size compiled, or none.
+  const sizes = new Set(Array.from({ length: shards }, (_, s) => Math.floor((batch + s) / shards)));
+  expect(runner.compiledSizes().length).toBe(compiled ? sizes.size : 0);
+  return [
+    hex(shared.grads),
+    hex(shared.losses),
+    hex(shared.params[shared.control[CONTROL.current]]),
+  ];
+}
+
+const models: [string, ModelSpec][] = [
+  ["logreg 64-10", modelSpec("logreg", 64, [], 10)],
+  ["mlp 40-33-16-10", modelSpec("mlp", 40, [33, 16], 10)],
+  ["mlp 20-8-3 (narrow)", modelSpec("mlp", 20, [8], 3)],
+];
+
+describe.each([
+  [
+    "wasm",
+    () =>
+      useBackend("wasm", (e) => {
+        throw e;
+      }),
+  ],
+  ["wasm (every kernel)", () => createWasmBackend({ minElements: 0 })],
+])("%s: compiled shards = the Evaluator, bit for bit", (_, make) => {
+  it.each(models)("%s, float32 and float64, shard sizes 1 to 50", (_, spec) => {
+    setBackend(make());
+    clearPool(); // pooled arrays may lie in another backend's memory
+    for (const dtype of ["float32", "float64"] as const) {
+      for (const [batch, shards] of [
+        [1, 1],
+        [5, 2],
+        [7, 1],
+        [50, 3],
+        [33, 4],
+        [64, 2],
+      ]) {
+        const interpreted = runSteps(spec, dtype, batch, shards, false);
+        const compiled = runSteps(spec, dtype, batch, shards, true);
+        expect(compiled, `${dtype} batch ${batch} in ${shards} shards`).toEqual(interpreted);
+      }
+    }
+  });
+});
+
+describe("CompiledShard", () => {
+  it("compiles the plans on wasm and returns what the Evaluator returns", () => {
+    setBackend(
+      useBackend("wasm", (e) => {
+        throw e;
+      }),
+    );
+    const spec = modelSpec("mlp", 12, [9], 4);
+    const { plan } = buildTrainPlan(spec);
+    const { placeholders, outputs } = rebuildGraph(plan);
+    const rng = new Rng(3);
+    const feeds = new Map<Node, Tensor>();
+    const shapes = [[6, 12], [6, 4], [12, 9], [9], [9, 4], [4]];
+    placeholders.forEach((p, i) => {
+      const t = allocate(shapes[i], "float32");
+      for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? (k % 4 === 1 ? 1 : 0) : rng.normal();
+      feeds.set(p, t);
+    });
+    const program = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never);
+    expect(program).toBeDefined();
+    const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+    expect(program!.run().map((t) => hex(t.data))).toEqual(want);
+    // Runs again on refilled feeds: the buffers are bound once, the values read every run.
+    const X = feeds.get(placeholders[0])!;
+    for (let k = 0; k < X.size; k++) X.data[k] = rng.normal();
+    const again = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+    expect(program!.run().map((t) => hex(t.data))).toEqual(again);
+    expect(again).not.toEqual(want);
+  });
+
+  it("keeps its buffers alive: garbage collection never hands them to another program", async () => {
+    setBackend(
+      useBackend("wasm", (e) => {
+        throw e;
+      }),
+    );
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const spec = modelSpec("mlp", 30, [40], 5);
+    const { placeholders, outputs } = rebuildGraph(buildTrainPlan(spec).plan);
+    const shapes = [[16, 30], [16, 5], [30, 40], [40], [40, 5], [5]];
+    const rng = new Rng(9);
+    const feedsOf = () =>
+      new Map<Node, Tensor>(
+        placeholders.map((p, i) => {
+          const t = allocate(shapes[i], "float32");
+          for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? Number(k % 5 === 2) : rng.normal();
+          return [p, t];
+        }),
+      );
+    const wasm = useBackend("wasm") as never;
+    const program = CompiledShard.compile(outputs, feedsOf(), wasm)!;
+    const first = program.run().map((t) => hex(t.data));
+    expect(CompiledShard.compile(outputs, feedsOf(), wasm)).toBeDefined(); // another shard size
+    // A collected array's block goes back to the arena (a FinalizationRegistry): collect, then
+    // compile a program over other values, whose buffers come from the freed blocks if any.
+    for (let round = 0; round < 3; round++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const third = CompiledShard.compile(outputs, feedsOf(), wasm)!;
+    const outs = program.run();
+    third.run();
+    expect(outs.map((t) => hex(t.data))).toEqual(first);
+  });
+
+  it("is not compiled where a feed lies outside the kernels' memory (the Evaluator then runs)", () => {
+    setBackend(
+      useBackend("wasm", (e) => {
+        throw e;
+      }),
+    );
+    const { plan } = buildTrainPlan(modelSpec("logreg", 3, [], 2));
+    const { placeholders, outputs } = rebuildGraph(plan);
+    const shapes = [[2, 3], [2, 2], [3, 2], [2]];
+    const feeds = new Map<Node, Tensor>(
+      placeholders.map((p, i) => [
+        p,
+        new Tensor(new Float32Array(shapes[i].reduce((a, b) => a * b, 1)), shapes[i]),
+      ]),
+    );
+    expect(CompiledShard.compile(outputs, feeds, useBackend("wasm") as never)).toBeUndefined();
+  });
+});
