@@ -10,6 +10,7 @@
  */
 import { Bench } from "tinybench";
 import { loadTf, tfStep } from "./peers.js";
+import { CompiledShard } from "../src/train/parallel/compiled.js";
 import { setBackend } from "../src/tensor/active.js";
 import { type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
@@ -327,12 +328,64 @@ for (const dtype of ["float32", "float64"] as const) {
   results.push([w, rows]);
 }
 
-console.log("\n### Where a step's time goes (kernels timed by a wrapper backend)");
+/**
+ * The wasm step runs a compiled program (src/train/parallel/compiled.ts), which calls the kernels
+ * by address, past any wrapper backend: its calls are timed by the program itself, on one shard
+ * of the workload's batch; the rest of the measured step is the shard's row gather, the copy of
+ * its gradients into the slot, the WASM reduce-and-update and the engine.
+ */
+function compiledProfile(w: Workload, b: WasmBackend, stepSeconds: number, runs: number): void {
+  setBackend(b);
+  clearPool();
+  const { plan } = buildTrainPlan(w.spec);
+  const { placeholders, outputs } = rebuildGraph(plan);
+  const rng = new Rng(0);
+  const [features, classes] = [w.spec.sizes[0], w.spec.sizes[w.spec.sizes.length - 1]];
+  const X = allocate([w.batch, features], w.dtype);
+  X.data.set(w.data.X.data.subarray(0, w.batch * features));
+  const Y = allocate([w.batch, classes], w.dtype);
+  for (let r = 0; r < w.batch; r++) Y.data[r * classes + w.data.y[r]] = 1;
+  const params = initParams(w.spec, rng, w.dtype).map((t) => {
+    const inArena = allocate(t.shape, w.dtype);
+    inArena.data.set(t.data);
+    return inArena;
+  });
+  const feeds = new Map<Node, Tensor>(placeholders.map((p, i) => [p, [X, Y, ...params][i]]));
+  const program = CompiledShard.compile(outputs, feeds, b);
+  if (program === undefined) throw new Error(`${w.label}: the plan did not compile`);
+  for (let i = 0; i < 50; i++) program.run();
+  const seconds: Record<string, number> = {};
+  for (let i = 0; i < runs; i++) program.runTimed(seconds);
+  const micros = (x: number) => (x * 1e6).toFixed(1);
+  const share = (x: number) => `${((100 * x) / stepSeconds).toFixed(0)}%`;
+  console.log(`\n#### ${w.label} on ${b.name}, compiled: ${micros(stepSeconds)} µs/step\n`);
+  console.log("| part | µs/step | share |");
+  console.log("|---|---:|---:|");
+  let total = 0;
+  for (const [label, s] of Object.entries(seconds).sort((a, c) => c[1] - a[1])) {
+    total += s / runs;
+    console.log(`| ${label} | ${micros(s / runs)} | ${share(s / runs)} |`);
+  }
+  const rest = stepSeconds - total;
+  console.log(
+    `| rows gathered, gradients into the slot, reduce + update, engine | ${micros(rest)} | ${share(rest)} |`,
+  );
+  console.log(`\n${program.labels.length} calls per step: ${program.labels.join(", ")}.`);
+  setBackend(jsBackend);
+}
+
+console.log(
+  "\n### Where a step's time goes (js: kernels timed by a wrapper backend; wasm: the compiled program's calls)",
+);
 for (const [w, rows] of results) {
   for (const b of [jsBackend, wasm]) {
     const m = rows.find((r) => r.name === `adjoint ${b.name}`)!;
-    const p = await profile(w, b, w.label === "mlp" && b === jsBackend ? 5 : 300);
     const unprofiled = (m.secondsPerStep * 1e6).toFixed(1);
+    if (b === wasm) {
+      compiledProfile(w, wasm, m.secondsPerStep, w.label === "mlp" ? 200 : 2000);
+      continue;
+    }
+    const p = await profile(w, b, w.label === "mlp" && b === jsBackend ? 5 : 300);
     profileTable(`${w.label} on ${b.name} (${unprofiled} µs/step unprofiled)`, p);
   }
 }

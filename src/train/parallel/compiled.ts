@@ -26,6 +26,8 @@ import type { KernelExports, WasmBackend } from "../../tensor/kernels/wasm.js";
 export class CompiledShard {
   private constructor(
     private readonly steps: (() => void)[],
+    /** What each step runs: its op, "+grad" when fused, "(interpreted)" through its compute. */
+    readonly labels: readonly string[],
     private readonly outputs: Tensor[],
     // NOTE: held so that they live as long as the program: the arena frees the block of an
     // array that is garbage collected, and the steps keep only addresses and views.
@@ -63,6 +65,7 @@ export class CompiledShard {
     }
     const values = new Map<Node, Tensor>();
     const steps: (() => void)[] = [];
+    const labels: string[] = [];
     const k = wasm.kernels;
     const at = (data: TypedArray) => arena.addressOf(data);
     const consumers = new Map<Node, Node[]>();
@@ -71,6 +74,7 @@ export class CompiledShard {
         consumers.set(input, [...(consumers.get(input) ?? []), node]);
     }
     const done = new Set<Node>(); // filled by a fused step of an earlier node
+    let fused = 0;
     for (const node of order) {
       const fed = feeds.get(node);
       if (fed !== undefined) {
@@ -98,11 +102,14 @@ export class CompiledShard {
             : elementwiseStep(k, wasm.minElements, node, inputs, like, at);
       if (fast !== undefined) {
         steps.push(fast.run);
+        labels.push(done.size > fused ? `${name}+grad` : name);
+        fused = done.size;
         values.set(node, fast.out);
         continue;
       }
       // Any other node: its own compute, copied into a buffer of its own.
       const out = new Tensor(hold(like.size, like.dtype), like.shape);
+      labels.push(`${name} (interpreted)`);
       steps.push(() => {
         const result = computeNode(node, inputs);
         out.data.set(result.data);
@@ -119,9 +126,21 @@ export class CompiledShard {
     }
     return new CompiledShard(
       steps,
+      labels,
       outputs.map((o) => values.get(o)!),
       held.splice(0),
     );
+  }
+
+  /** {@link run}, adding each step's seconds to `seconds[label]` (bench:profile). */
+  runTimed(seconds: Record<string, number>): Tensor[] {
+    for (let i = 0; i < this.steps.length; i++) {
+      const t0 = performance.now();
+      this.steps[i]();
+      const label = this.labels[i];
+      seconds[label] = (seconds[label] ?? 0) + (performance.now() - t0) / 1000;
+    }
+    return this.outputs;
   }
 
   /** Runs every step in order; the outputs' buffers are overwritten by the next run. */
