@@ -133,8 +133,9 @@ function reduceUpdate<T>(
   }
 }
 
-/** {@link reduceUpdate} over float32 arrays. */
-export function reduceUpdateF32(
+/** {@link reduceUpdate} over arrays of f32 (`width` 4) or f64 (`width` 8). */
+export function reduceUpdateOf(
+  width: i32,
   kind: i32,
   slots: usize,
   count: i32,
@@ -159,82 +160,8 @@ export function reduceUpdateF32(
   c8: f64,
   c9: f64,
 ): void {
-  reduceUpdate<f32>(
-    kind,
-    slots,
-    count,
-    stride,
-    start,
-    end,
-    scale,
-    params,
-    next,
-    s0,
-    s0next,
-    s1,
-    s1next,
-    c0,
-    c1,
-    c2,
-    c3,
-    c4,
-    c5,
-    c6,
-    c7,
-    c8,
-    c9,
-  );
-}
-
-/** {@link reduceUpdate} over float64 arrays. */
-export function reduceUpdateF64(
-  kind: i32,
-  slots: usize,
-  count: i32,
-  stride: i32,
-  start: i32,
-  end: i32,
-  scale: f64,
-  params: usize,
-  next: usize,
-  s0: usize,
-  s0next: usize,
-  s1: usize,
-  s1next: usize,
-  c0: f64,
-  c1: f64,
-  c2: f64,
-  c3: f64,
-  c4: f64,
-  c5: f64,
-  c6: f64,
-  c7: f64,
-  c8: f64,
-  c9: f64,
-): void {
-  reduceUpdate<f64>(
-    kind,
-    slots,
-    count,
-    stride,
-    start,
-    end,
-    scale,
-    params,
-    next,
-    s0,
-    s0next,
-    s1,
-    s1next,
-    c0,
-    c1,
-    c2,
-    c3,
-    c4,
-    c5,
-    c6,
-    c7,
-    c8,
-    c9,
-  );
+  // prettier-ignore
+  if (width == 4) reduceUpdate<f32>(kind, slots, count, stride, start, end, scale, params, next, s0, s0next, s1, s1next, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9);
+  // prettier-ignore
+  else reduceUpdate<f64>(kind, slots, count, stride, start, end, scale, params, next, s0, s0next, s1, s1next, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9);
 }

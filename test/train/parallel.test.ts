@@ -102,23 +102,19 @@ it("with shift augmentation too: in-process = 2 and 3 workers", async () => {
   }
 });
 
-/** A pool engine over fresh shared state for one step, with a fault injected at step 2. */
-async function faultyPool(fault: FaultInjection, protocol: StepProtocol, stepTimeoutMs = 30_000) {
+/** Fresh shared state of a small MLP, batches of 32 in 4 micro-shards, and an engine over it. */
+async function smallRun(factory: EngineFactory) {
   const spec = modelSpec("mlp", 64, [16], 10);
   const initial = initParams(spec, new Rng(0), "float32");
-  const { trainPlan, shared } = prepareTraining(
-    spec,
-    split.train,
-    "float32",
-    optimizer,
-    4,
-    32,
-    initial,
-  );
-  const engine = await poolEngine({ threads: 2, protocol, fault, stepTimeoutMs })(
-    shared,
-    trainPlan,
-    optimizer,
+  const prepared = prepareTraining(spec, split.train, "float32", optimizer, 4, 32, initial);
+  const engine = await factory(prepared.shared, prepared.trainPlan, optimizer);
+  return { shared: prepared.shared, engine };
+}
+
+/** A pool engine over fresh shared state for one step, with a fault injected at step 2. */
+async function faultyPool(fault: FaultInjection, protocol: StepProtocol, stepTimeoutMs = 30_000) {
+  const { shared, engine } = await smallRun(
+    poolEngine({ threads: 2, protocol, fault, stepTimeoutMs }),
   );
   const step = (t: number) =>
     runStep(
@@ -286,19 +282,8 @@ describe("the barrier's roster", () => {
   });
 
   it("a pool's steps before and after its workers are up give the in-process bits", async () => {
-    const spec = modelSpec("mlp", 64, [16], 10);
     const run = async (factory: EngineFactory, waitFirst: boolean) => {
-      const initial = initParams(spec, new Rng(0), "float32");
-      const { trainPlan, shared } = prepareTraining(
-        spec,
-        split.train,
-        "float32",
-        optimizer,
-        4,
-        32,
-        initial,
-      );
-      const engine = await factory(shared, trainPlan, optimizer);
+      const { shared, engine } = await smallRun(factory);
       if (waitFirst) await (engine as PoolEngine).ready();
       for (let t = 1; t <= 6; t++) {
         await runStep(

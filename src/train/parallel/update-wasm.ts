@@ -13,6 +13,7 @@ import type { DType, TypedArray } from "../../tensor/tensor.js";
 import { learningRateAt, type OptimizerConfig } from "./optimizer-kernels.js";
 
 type ReduceUpdate = (
+  width: number,
   kind: number,
   slots: number,
   count: number,
@@ -31,8 +32,7 @@ type ReduceUpdate = (
 
 interface TrainExports {
   heapBase(): number;
-  reduceUpdateF32: ReduceUpdate;
-  reduceUpdateF64: ReduceUpdate;
+  reduceUpdateOf: ReduceUpdate;
 }
 
 /** Bytes the module keeps for itself at the start of the memory (its heap base must fit). */
@@ -134,10 +134,6 @@ export class UpdateRunner {
     const lr = learningRateAt(config, t);
     const wd = config.weightDecay ?? 0;
     const at = (x: TypedArray | undefined) => (x === undefined ? 0 : x.byteOffset);
-    const kernel =
-      a.params instanceof Float32Array
-        ? this.exports.reduceUpdateF32
-        : this.exports.reduceUpdateF64;
     let constants: number[];
     if (config.kind === "adam") {
       // The JS update's constants, computed the same way (optimizer-kernels.ts).
@@ -151,7 +147,8 @@ export class UpdateRunner {
       const mu = config.momentum ?? 0.9;
       constants = [lr, wd, mu, config.nesterov ? 1 : 0, 0, 0, 0, 0, 0, 0];
     }
-    kernel(
+    this.exports.reduceUpdateOf(
+      a.params.BYTES_PER_ELEMENT,
       RULES[config.kind],
       a.slots.byteOffset,
       a.count,
