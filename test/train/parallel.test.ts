@@ -4,11 +4,17 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONTROL, type ShiftAugment } from "../../src/train/parallel/shard.js";
+import {
+  CONTROL,
+  type ShardRunner,
+  type SharedState,
+  type ShiftAugment,
+} from "../../src/train/parallel/shard.js";
 import {
   allocateLanes,
   BARRIER,
   PHASE,
+  runPhase,
   startGeneration,
   type FaultInjection,
 } from "../../src/train/parallel/protocol.js";
@@ -279,6 +285,30 @@ describe("the barrier's roster", () => {
     Atomics.store(lanes, 2, 1);
     expect(startGeneration(control, lanes, PHASE.update)).toBe(3);
     expect([...lanes.subarray(4 + 1)]).toEqual([1, 2, 3]);
+  });
+
+  it("threads take micro-shards from the generation's counter; a fault pins them to threads", () => {
+    const control = new Int32Array(new SharedArrayBuffer(4 * 16));
+    const shared = { shardCount: 5, control } as unknown as SharedState;
+    const ran: number[] = [];
+    let staged = 0;
+    const runner = {
+      beginStep: () => staged++,
+      runShard: (s: number) => ran.push(s),
+    } as unknown as ShardRunner;
+    startGeneration(control, allocateLanes(1), PHASE.shards);
+    Atomics.store(control, BARRIER.claim, 2); // another thread took shards 0 and 1
+    runPhase(runner, shared, PHASE.shards, 0, 2, undefined, control);
+    expect(ran).toEqual([2, 3, 4]);
+    expect(staged).toBe(1);
+    runPhase(runner, shared, PHASE.shards, 0, 2, undefined, control); // all taken: nothing
+    expect([ran.length, staged]).toEqual([3, 1]);
+    // A new generation resets the counter; without claims, thread 1 of 2 runs shards 1 and 3.
+    startGeneration(control, allocateLanes(1), PHASE.shards);
+    expect(Atomics.load(control, BARRIER.claim)).toBe(0);
+    ran.length = 0;
+    runPhase(runner, shared, PHASE.shards, 1, 2);
+    expect(ran).toEqual([1, 3]);
   });
 
   it("a pool's steps before and after its workers are up give the in-process bits", async () => {

@@ -77,6 +77,7 @@ export class PoolEngine implements StepEngine {
   /** Workers the current phase waits for (the roster, without the main thread). */
   private waitingFor = 0;
   private readonly timeoutMs: number;
+  private readonly fault: FaultInjection | undefined;
   private loops: Promise<number>[] = [];
   private failure: Promise<never> | undefined;
   private broken: Error | undefined;
@@ -96,6 +97,7 @@ export class PoolEngine implements StepEngine {
     this.workers = options.threads - 1;
     this.protocol = options.protocol ?? "barrier";
     this.timeoutMs = options.stepTimeoutMs ?? 120_000;
+    this.fault = options.fault;
     this.control = shared.control;
     this.lanes = allocateLanes(this.workers);
     this.runner = new ShardRunner(train, shared, optimizer);
@@ -182,8 +184,11 @@ export class PoolEngine implements StepEngine {
       this.waitingFor = startGeneration(this.control, this.lanes, phase);
       threads = this.waitingFor + 1;
     }
+    // Shards are claimed under the barrier, pinned to threads when a fault is injected (tests).
+    const claims =
+      this.pool && this.protocol === "barrier" && !this.fault ? this.control : undefined;
     try {
-      runPhase(this.runner, this.shared, phase, 0, threads);
+      runPhase(this.runner, this.shared, phase, 0, threads, undefined, claims);
     } catch (error) {
       Atomics.store(this.control, BARRIER.abort, 1);
       throw new Error(`main thread: ${error instanceof Error ? error.message : String(error)}`, {

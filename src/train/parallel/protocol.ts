@@ -12,6 +12,7 @@ export const BARRIER = {
   phase: CONTROL.protocol + 3, // which phase the generation starts
   roster: CONTROL.protocol + 4, // the generation whose roster is written (stamped before rewriting)
   participants: CONTROL.protocol + 5, // threads in the generation's roster, the main thread included
+  claim: CONTROL.protocol + 6, // the next micro-shard to take (reset by each generation)
 } as const;
 
 /**
@@ -38,6 +39,7 @@ export function startGeneration(control: Int32Array, lanes: Int32Array, phase: n
   }
   Atomics.store(control, BARRIER.participants, n + 1);
   Atomics.store(control, BARRIER.done, 0);
+  Atomics.store(control, BARRIER.claim, 0);
   Atomics.store(control, BARRIER.phase, phase);
   Atomics.add(control, BARRIER.generation, 1);
   Atomics.notify(control, BARRIER.generation);
@@ -66,7 +68,13 @@ export interface FaultInjection {
   kind: "throw" | "exit" | "hang";
 }
 
-/** Runs this worker's part of a phase: micro-shards worker, worker+threads, ...; or its slice. */
+/**
+ * Runs this thread's part of a phase: in the shard phase, with `claims` (the barrier's control
+ * words), every micro-shard it takes from the generation's counter, so a thread slowed down (by
+ * its JIT warming up, by a busy core) takes fewer; without, shards worker, worker+threads, ...
+ * (the tasks protocol, and fault injection, which pins shards to threads). Which thread computes a
+ * shard never changes its slot. In the update phase, its slice of the parameters.
+ */
 export function runPhase(
   runner: ShardRunner,
   shared: SharedState,
@@ -74,13 +82,17 @@ export function runPhase(
   worker: number,
   threads: number,
   fault?: FaultInjection,
+  claims?: Int32Array,
 ): void {
   if (phase === PHASE.shards) {
-    if (worker < shared.shardCount) runner.beginStep();
-    for (let s = worker; s < shared.shardCount; s += threads) {
+    const count = shared.shardCount;
+    let s = claims ? Atomics.add(claims, BARRIER.claim, 1) : worker;
+    if (s < count) runner.beginStep();
+    while (s < count) {
       if (fault && fault.shard === s && fault.step === shared.control[CONTROL.step])
         injectFault(fault);
       runner.runShard(s);
+      s = claims ? Atomics.add(claims, BARRIER.claim, 1) : s + threads;
     }
   } else if (phase === PHASE.update) {
     const [start, end] = sliceBounds(shared.paramCount, threads, worker);
@@ -132,7 +144,7 @@ export function barrierLoop(
     if (position === 0 || stamp !== seen || Atomics.load(control, BARRIER.roster) !== seen)
       continue;
     try {
-      runPhase(runner, shared, phase, position, threads, fault);
+      runPhase(runner, shared, phase, position, threads, fault, fault ? undefined : control);
     } catch (error) {
       // Flag the failure before counting ourselves done, so the main thread never mistakes it
       // for success; the error itself reaches it through the rejected task.
