@@ -106,6 +106,22 @@ export function packBytesF32(n: i32, k: i32): i32 {
   return min(k, KC) * ((n & ~(NR32 - 1)) + tailWidthF32(n) + MC) * 4;
 }
 
+/** Bytes for all of op(B) packed once (every K-block, {@link prepackBF32}) and the A scratch. */
+export function prepackBytesF32(n: i32, k: i32): i32 {
+  return (k * ((n & ~(NR32 - 1)) + tailWidthF32(n)) + min(k, KC) * MC) * 4;
+}
+
+/**
+ * Packs all of op(B) (k x n) at `pack`, K-block after K-block, for matmulF32 with `prepacked`:
+ * a B that several products share (the weights, across a step's micro-shards) is packed once.
+ */
+export function prepackBF32(b: usize, pack: usize, n: i32, k: i32, transB: bool): void {
+  const width = (n & ~(NR32 - 1)) + tailWidthF32(n);
+  for (let p0 = 0; p0 < k; p0 += KC) {
+    packB32(b, pack + <usize>(p0 * width * 4), n, k, p0, min(KC, k - p0), transB);
+  }
+}
+
 /** Bytes of packing scratch the f64 matmul needs for n columns. */
 export function packBytesF64(n: i32, k: i32): i32 {
   return min(k, KC) * (paddedColsF64(n) + MC) * 8;
@@ -426,6 +442,7 @@ export function matmulF32(
   k: i32,
   transA: bool,
   transB: bool,
+  prepacked: bool,
 ): void {
   const mPad = paddedRowsF32(m);
   const nPad = paddedColsF32(n);
@@ -435,24 +452,27 @@ export function matmulF32(
     return;
   }
   const full = n & ~(NR32 - 1);
-  const packA = pack + <usize>(min(k, KC) * (full + tailWidthF32(n)) * 4);
+  const width = full + tailWidthF32(n);
+  // prepacked: `pack` holds all of op(B) (prepackBF32), the A scratch after it.
+  const packA = pack + <usize>((prepacked ? k : min(k, KC)) * width * 4);
   for (let p0 = 0; p0 < k; p0 += KC) {
     const kc = min(KC, k - p0);
     const accumulate = p0 > 0;
-    packB32(b, pack, n, k, p0, kc, transB);
+    const packB = prepacked ? pack + <usize>(p0 * width * 4) : pack;
+    if (!prepacked) packB32(b, pack, n, k, p0, kc, transB);
     for (let i0 = 0; i0 < mPad; i0 += MC) {
       const rows = min(MC, mPad - i0);
       packA32(a, packA, m, k, i0, rows, p0, kc, transA);
       const cRow = c + <usize>i0 * ldc;
       for (let j0 = 0; j0 < full; j0 += NR32) {
-        const bp = pack + <usize>(j0 * kc * 4);
+        const bp = packB + <usize>(j0 * kc * 4);
         const cCol = cRow + <usize>(j0 * 4);
         for (let t = 0; t < rows; t += MR32) {
           const ap = packA + <usize>(t * kc * 4);
           kernel32(ap, bp, cCol + <usize>t * ldc, ldc, kc, accumulate);
         }
       }
-      if (full < n) tailColumnsF32(pack, packA, cRow, ldc, n, rows, kc, accumulate);
+      if (full < n) tailColumnsF32(packB, packA, cRow, ldc, n, rows, kc, accumulate);
     }
   }
 }

@@ -46,6 +46,20 @@ const webAssembly = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
 /** This engine's WebAssembly namespace, or undefined where it has none. */
 export const wasmApi = (): WasmApi | undefined => webAssembly;
 
+/** op(A) @ op(B) into C (asm/kernels.ts); transA, transB and f32's `prepacked` as 0/1. */
+type Matmul = (
+  a: number,
+  b: number,
+  pack: number,
+  c: number,
+  m: number,
+  n: number,
+  k: number,
+  transA: number,
+  transB: number,
+  prepacked?: number,
+) => void;
+
 /** The exports of the kernels module (see asm/kernels.ts); booleans are passed as 0/1. */
 export interface KernelExports {
   heapBase(): number;
@@ -55,28 +69,10 @@ export interface KernelExports {
   paddedColsF64(n: number): number;
   packBytesF32(n: number, k: number): number;
   packBytesF64(n: number, k: number): number;
-  matmulF32(
-    a: number,
-    b: number,
-    pack: number,
-    c: number,
-    m: number,
-    n: number,
-    k: number,
-    transA: number,
-    transB: number,
-  ): void;
-  matmulF64(
-    a: number,
-    b: number,
-    pack: number,
-    c: number,
-    m: number,
-    n: number,
-    k: number,
-    transA: number,
-    transB: number,
-  ): void;
+  matmulF32: Matmul;
+  prepackBytesF32(n: number, k: number): number;
+  prepackBF32(b: number, pack: number, n: number, k: number, transB: number): void;
+  matmulF64: Matmul;
   compactRows(c: number, m: number, rowBytes: number, ldc: number): void;
   zeroBytes(ptr: number, bytes: number): void;
   binaryF32(op: number, x: number, y: number, out: number, n: number): void;
@@ -520,8 +516,9 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     }
     const direct = cAddress >= 0;
     if (!direct) cAddress = base + cRel;
-    const run = f32 ? k.matmulF32 : k.matmulF64;
-    run(aAddress, bAddress, base + packRel, cAddress, m, n, kk, transA ? 1 : 0, transB ? 1 : 0);
+    const [ta, tb] = [transA ? 1 : 0, transB ? 1 : 0];
+    if (f32) k.matmulF32(aAddress, bAddress, base + packRel, cAddress, m, n, kk, ta, tb, 0);
+    else k.matmulF64(aAddress, bAddress, base + packRel, cAddress, m, n, kk, ta, tb);
     wasmStats.calls++;
     if (!direct) {
       k.compactRows(cAddress, m, n * elem, nPad * elem);

@@ -32,7 +32,13 @@ export class CompiledShard {
     // NOTE: held so that they live as long as the program: the arena frees the block of an
     // array that is garbage collected, and the steps keep only addresses and views.
     readonly buffers: readonly TypedArray[],
+    private readonly clock: { step: number },
   ) {}
+
+  /** Says that the constants (the parameters) changed: weights packed once per step repack. */
+  newStep(): void {
+    this.clock.step++;
+  }
 
   /**
    * Compiles `outputs` over `feeds` (placeholder -> tensor; the tensors it is later run on, bound
@@ -43,10 +49,12 @@ export class CompiledShard {
     outputs: readonly Node[],
     feeds: ReadonlyMap<Node, Tensor>,
     wasm: WasmBackend,
+    constants: ReadonlySet<Node> = new Set(),
   ): CompiledShard | undefined {
     const arena = wasm.arena;
     if (arena === undefined) return undefined;
     held.length = 0;
+    const clock = { step: 0 };
     const order = topoSort(outputs);
     // One interpreted pass gives every node's shape and dtype at this shard size.
     const probe = new Map<Node, Tensor>();
@@ -96,7 +104,7 @@ export class CompiledShard {
       }
       const fast =
         name === "matmul"
-          ? matmulStep(k, node, inputs, like, at)
+          ? matmulStep(k, node, inputs, like, at, constants.has(node.inputs[1]) ? clock : undefined)
           : name === "softmaxCrossEntropy"
             ? crossEntropyStep(node, inputs, like, consumers, values, done, probe)
             : elementwiseStep(k, wasm.minElements, node, inputs, like, at);
@@ -129,6 +137,7 @@ export class CompiledShard {
       labels,
       outputs.map((o) => values.get(o)!),
       held.splice(0),
+      clock,
     );
   }
 
@@ -180,6 +189,7 @@ function matmulStep(
   [a, b]: Tensor[],
   like: Tensor,
   at: (data: TypedArray) => number,
+  clock?: { step: number },
 ): Step | undefined {
   if (a.rank !== 2 || b.rank !== 2 || a.dtype !== b.dtype || like.size === 0) return undefined;
   const transA = node.attrs.transA === true;
@@ -191,19 +201,28 @@ function matmulStep(
   const mPad = f32 ? k.paddedRowsF32(m) : k.paddedRowsF64(m);
   const nPad = f32 ? k.paddedColsF32(n) : k.paddedColsF64(n);
   const { data, out } = planned(like, mPad * nPad - m * n);
-  const pack = hold(
-    Math.ceil((f32 ? k.packBytesF32(n, kk) : k.packBytesF64(n, kk)) / elem),
-    like.dtype,
-  );
+  // A B constant within a step (the weights, f32) is packed once per step, not once per shard.
+  const once = clock !== undefined && f32;
+  const bytes = once
+    ? k.prepackBytesF32(n, kk)
+    : f32
+      ? k.packBytesF32(n, kk)
+      : k.packBytesF64(n, kk);
+  const pack = hold(Math.ceil(bytes / elem), like.dtype);
   const [pa, pb, pc, pp] = [at(a.data), at(b.data), at(data), at(pack)];
   if (pa < 0 || pb < 0 || pc < 0 || pp < 0) return undefined;
   const kernel = f32 ? k.matmulF32 : k.matmulF64;
   const [ta, tb] = [transA ? 1 : 0, transB ? 1 : 0];
   const compact = mPad !== m || nPad !== n;
+  let packedAt = -1;
   return {
     out,
     run: () => {
-      kernel(pa, pb, pp, pc, m, n, kk, ta, tb);
+      if (once && packedAt !== clock.step) {
+        k.prepackBF32(pb, pp, n, kk, tb);
+        packedAt = clock.step;
+      }
+      kernel(pa, pb, pp, pc, m, n, kk, ta, tb, once ? 1 : 0);
       if (compact) k.compactRows(pc, m, n * elem, nPad * elem);
     },
   };

@@ -276,6 +276,7 @@ export class ShardRunner {
   beginStep(): void {
     const current = this.paramViews[Atomics.load(this.shared.control, CONTROL.current)];
     for (let i = 0; i < current.length; i++) this.staged[i].data.set(current[i].data);
+    for (const program of this.programs.values()) program?.newStep();
   }
 
   /**
@@ -345,7 +346,12 @@ export class ShardRunner {
       const wasm = backend() as Partial<WasmBackend>;
       program =
         this.compiled && wasm.kernels !== undefined
-          ? (CompiledShard.compile(this.outputNodes, this.feeds, wasm as WasmBackend) ?? null)
+          ? (CompiledShard.compile(
+              this.outputNodes,
+              this.feeds,
+              wasm as WasmBackend,
+              new Set(this.placeholders.slice(this.dataCount)),
+            ) ?? null)
           : null;
       this.programs.set(rows, program);
     }
