@@ -198,15 +198,15 @@ export interface PeerFigure {
 }
 
 /**
- * Runs ../shared/peers/`script` with python3 and returns the JSON lines it printed; a missing
- * python3, script or package becomes a figure with an error (PyTorch is not installable where
- * PyPI is unreachable).
+ * Runs ../shared/peers/`script` with `$PEERS_PYTHON` (default python3; e.g. the venv the peers'
+ * README sets up: `PEERS_PYTHON=/tmp/peers-venv/bin/python npm run bench:train`) and returns the
+ * JSON lines it printed; a missing python, script or package becomes a figure with an error.
  */
 export function pythonPeers(script: string, args: string[], peer: string): PeerFigure[] {
   const path = join(packageRoot(), "..", "shared", "peers", script);
   if (!existsSync(path)) return [{ peer, error: `${path} not found` }];
   try {
-    const out = execFileSync("python3", [path, ...args], {
+    const out = execFileSync(process.env.PEERS_PYTHON ?? "python3", [path, ...args], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "pipe"],
     });
