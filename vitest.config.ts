@@ -29,6 +29,7 @@ const ONCE = [
   "test/train/random.test.ts",
   "test/train/serialize.test.ts",
   "test/train/safetensors.test.ts",
+  "test/train/safetensors-python.test.ts",
   "test/inspect/trace.test.ts",
   "test/cli/**/*.test.ts",
   "test/package/**/*.test.ts",
