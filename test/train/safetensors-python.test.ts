@@ -77,10 +77,6 @@ describe("the file adjoint writes", () => {
     }
   };
 
-  it("loads in Python: numpy, torch and safe_open read its tensors and metadata (fixture)", () => {
-    expectReadBack(JSON.parse(readFileSync(join(fixtures, "adjoint.read-by-python.json"), "utf8")));
-  });
-
   const python = process.env.PEERS_PYTHON ?? "python3";
   const hasSafetensors = (() => {
     try {
@@ -90,14 +86,20 @@ describe("the file adjoint writes", () => {
       return false;
     }
   })();
-  if (!hasSafetensors) {
-    console.log(
-      `safetensors-python: no ${python} with safetensors here; the live check is skipped`,
-    );
-  }
-  it.skipIf(!hasSafetensors)("loads in Python now, as Python read the fixture (live)", () => {
+
+  it("loads in Python: numpy, torch and safe_open read its tensors and metadata", () => {
+    // What Python's library read from the committed file when the fixtures were generated.
+    expectReadBack(JSON.parse(readFileSync(join(fixtures, "adjoint.read-by-python.json"), "utf8")));
+    // And now, from a freshly written file, where this machine has a python with safetensors.
+    if (!hasSafetensors) {
+      console.log(
+        `safetensors-python: no ${python} with safetensors here; checked the fixture only`,
+      );
+      return;
+    }
     const script = join(packageRoot(), "scripts", "safetensors-fixtures.py");
-    const out = execFileSync(python, [script, "--check", written], { encoding: "utf8" });
-    expectReadBack(JSON.parse(out));
+    expectReadBack(
+      JSON.parse(execFileSync(python, [script, "--check", written], { encoding: "utf8" })),
+    );
   });
 });
