@@ -10,6 +10,7 @@ import {
 } from "../../src/tensor/kernels/wasm.js";
 import { setBackend } from "../../src/tensor/active.js";
 import {
+  allocate,
   allocateArray,
   releaseArray,
   tensor,
@@ -152,6 +153,37 @@ describe("wasm backend", () => {
         const other = createWasmBackend().matmul(a, b, transA, transB);
         expect(Buffer.from(other.data.buffer).equals(Buffer.from(first.data.buffer))).toBe(true);
       }
+    }
+  });
+
+  it("crossEntropyOf gives the js cross-entropy kernels' bits (extreme logits, NaN, -Infinity)", () => {
+    const previous = setBackend(wasm);
+    try {
+      for (const dtype of ["float32", "float64"] as const) {
+        const [rows, n] = [7, 5];
+        const logits = allocate([rows, n], dtype);
+        const targets = allocate([rows, n], dtype);
+        const values = uniformValues(rows * n, 3);
+        for (let i = 0; i < rows * n; i++) logits.data[i] = values[i] * 20 - 10;
+        logits.data.set([1e4, -1e4, 3, 0, -0], 0); // max-subtracted: finite
+        logits.data.set([NaN, 1, 2, 3, 4], n); // NaN wins the max
+        logits.data.set([-Infinity, 1, 2, 3, 4], 2 * n);
+        for (let r = 0; r < rows; r++) targets.data[r * n + (r % n)] = r === 3 ? 0.5 : 1;
+        const loss = allocate([], dtype);
+        const grad = allocate([rows, n], dtype);
+        const at = (t: Tensor) => wasm.arena!.addressOf(t.data);
+        const width = logits.data.BYTES_PER_ELEMENT;
+        wasm.kernels.crossEntropyOf(width, at(logits), at(targets), at(loss), at(grad), rows, n);
+        const bytes = (t: Tensor) =>
+          Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+        const wantLoss = jsBackend.softmaxCrossEntropy(logits, targets, 1);
+        const wantGrad = jsBackend.softmaxCrossEntropyGrad(logits, targets, 1);
+        expect(bytes(loss).equals(bytes(wantLoss)), `${dtype} loss`).toBe(true);
+        expect(bytes(grad).equals(bytes(wantGrad)), `${dtype} gradient`).toBe(true);
+        expect(Number.isNaN(grad.data[n])).toBe(true);
+      }
+    } finally {
+      setBackend(previous);
     }
   });
 

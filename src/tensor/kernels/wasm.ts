@@ -83,6 +83,8 @@ export interface KernelExports {
   rowBinaryF64(op: number, x: number, y: number, out: number, rows: number, cols: number): void;
   columnSumF32(x: number, out: number, rows: number, cols: number): void;
   columnSumF64(x: number, out: number, rows: number, cols: number): void;
+  /** (width, x, targets, loss, grad or 0, rows, n): softmax cross-entropy, the js kernels' bits. */
+  crossEntropyOf(...args: [number, number, number, number, number, number, number]): void;
 }
 
 /** The binary kernels in WASM by op code (asm/kernels.ts); null: the js kernel runs. */
@@ -426,7 +428,9 @@ function instantiateShared(
   });
   if (!(memory.buffer instanceof SharedArrayBuffer)) throw new Error("memory is not shared");
   const module = new api.Module(readFileSync(path));
-  const kernels = new api.Instance(module, { env: { memory } }).exports as KernelExports;
+  // The cross-entropy kernel calls the host's Math.exp and Math.log: the js kernels' bits.
+  const imports = { env: { memory }, kernels: { exp: Math.exp, log: Math.log } };
+  const kernels = new api.Instance(module, imports).exports as KernelExports;
   const maximumBytes = (options.maximumPages ?? 65536) * PAGE_BYTES;
   return {
     kernels,

@@ -106,7 +106,7 @@ export class CompiledShard {
         name === "matmul"
           ? matmulStep(k, node, inputs, like, at, constants.has(node.inputs[1]) ? clock : undefined)
           : name === "softmaxCrossEntropy"
-            ? crossEntropyStep(node, inputs, like, consumers, values, done, probe)
+            ? crossEntropyStep(k, at, node, inputs, like, consumers, values, done, probe)
             : elementwiseStep(k, wasm.minElements, node, inputs, like, at);
       if (fast !== undefined) {
         steps.push(fast.run);
@@ -287,10 +287,13 @@ function release(data: TypedArray): undefined {
 
 /**
  * softmaxCrossEntropy(z, t) over z's last axis, and its gradient node on the same inputs when
- * the plan has one, in one pass: each row's max, sum of exponentials and log-sum-exp once, then
- * the loss and the gradient with the js kernels' arithmetic in their order (bitwise the same).
+ * the plan has one, in one WASM pass (asm/kernels.ts crossEntropyOf): each row's max, sum of
+ * exponentials and log-sum-exp once, then the loss and the gradient with the js kernels'
+ * arithmetic in their order, calling the same Math.exp and Math.log (bitwise the same).
  */
 function crossEntropyStep(
+  k: KernelExports,
+  at: (data: TypedArray) => number,
   node: Node,
   [z, t]: Tensor[],
   like: Tensor,
@@ -301,7 +304,7 @@ function crossEntropyStep(
 ): Step | undefined {
   const axis = node.attrs.axis ?? -1;
   if (z.rank !== 2 || (axis !== -1 && axis !== 1) || !sameShape(z.shape, t.shape)) return undefined;
-  if (z.dtype !== t.dtype) return undefined;
+  if (z.dtype !== t.dtype || at(z.data) < 0 || at(t.data) < 0) return undefined;
   const grad = (consumers.get(node.inputs[0]) ?? []).find(
     (c) =>
       c.op.name === "softmaxCrossEntropyGrad" &&
@@ -316,35 +319,7 @@ function crossEntropyStep(
     done.add(grad);
   }
   const [rows, n] = z.shape;
-  const x = z.data;
-  const y = t.data;
-  const o = g?.data;
-  return {
-    out: loss,
-    run: () => {
-      let total = 0;
-      for (let r = 0; r < rows; r++) {
-        const base = r * n;
-        const end = base + n;
-        let m = -Infinity;
-        for (let p = base; p < end; p++) {
-          const v = x[p];
-          if (v > m || v !== v) m = v;
-        }
-        let s = 0;
-        let rowSum = 0;
-        for (let p = base; p < end; p++) {
-          s += Math.exp(x[p] - m);
-          rowSum += y[p];
-        }
-        const lse = m + Math.log(s);
-        let row = 0;
-        for (let p = base; p < end; p++) row += y[p] * (x[p] - lse);
-        total -= row;
-        if (o !== undefined)
-          for (let p = base; p < end; p++) o[p] = Math.exp(x[p] - lse) * rowSum - y[p];
-      }
-      loss.data[0] = total;
-    },
-  };
+  const width = z.data.BYTES_PER_ELEMENT;
+  const [px, pt, pl, pg] = [at(z.data), at(t.data), at(loss.data), g ? at(g.data) : 0];
+  return { out: loss, run: () => k.crossEntropyOf(width, px, pt, pl, pg, rows, n) };
 }
