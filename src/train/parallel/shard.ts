@@ -130,13 +130,12 @@ export function shiftImage(
 }
 
 /**
- * Copies `n` elements from `data[from..]` to `out[to..]`: an element loop below 256 (a subarray
- * view per row costs more than the copy), a bulk set above. Its own small function, so that V8
- * optimizes it early and for each dtype apart.
+ * Copies `n` elements from `data[from..]` to `out[to..]` with one native copy: an element loop was
+ * as fast once optimized but runs interpreted through a run's first steps (the exercise's first
+ * 20 steps: about 95k -> 160k samples/s with the bulk copy).
  */
 function copyRow(data: TypedArray, from: number, out: TypedArray, to: number, n: number): void {
-  if (n >= 256) out.set(data.subarray(from, from + n), to);
-  else for (let k = 0; k < n; k++) out[to + k] = data[from + k];
+  out.set(data.subarray(from, from + n), to);
 }
 
 /** Control word indices. */
