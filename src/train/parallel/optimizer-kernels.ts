@@ -38,6 +38,50 @@ export function stateCount(kind: OptimizerKind): number {
   return kind === "sgd" ? 0 : kind === "momentum" ? 1 : 2;
 }
 
+/** The constants of update number `t` every implementation of the rules reads (JS below, WASM). */
+export interface UpdateConstants {
+  lr: number;
+  /** Weight decay. */
+  wd: number;
+  /** Momentum's coefficient, and 1 for Nesterov momentum, else 0. */
+  mu: number;
+  nesterov: number;
+  /** Adam: beta1, beta2, eps, 1 - beta1, 1 - beta2, lr / (1 - beta1^t), 1 / (1 - beta2^t), 1 - lr wd. */
+  b1: number;
+  b2: number;
+  eps: number;
+  a1: number;
+  a2: number;
+  stepSize: number;
+  invC2: number;
+  decay: number;
+}
+
+/** The constants of update number `t` (1-based) under `config`, computed once per update. */
+export function updateConstants(config: OptimizerConfig, t: number): UpdateConstants {
+  const lr = learningRateAt(config, t);
+  const wd = config.weightDecay ?? 0;
+  const b1 = config.beta1 ?? 0.9;
+  const b2 = config.beta2 ?? 0.999;
+  // Adam's lr * m^ / (sqrt(v^) + eps) with m^ = m/c1, v^ = v/c2, its constants out of the loop.
+  const c1 = 1 - Math.pow(b1, t);
+  const c2 = 1 - Math.pow(b2, t);
+  return {
+    lr,
+    wd,
+    mu: config.momentum ?? 0.9,
+    nesterov: config.nesterov ? 1 : 0,
+    b1,
+    b2,
+    eps: config.eps ?? 1e-8,
+    a1: 1 - b1,
+    a2: 1 - b2,
+    stepSize: lr / c1,
+    invC2: 1 / c2,
+    decay: 1 - lr * wd,
+  };
+}
+
 /**
  * Applies update number `t` (1-based) to elements [start, end) of `params`, reading `grads` and
  * reading/writing `state`; results go to `outParams`/`outState` (which may alias the inputs).
@@ -53,15 +97,13 @@ export function applyUpdate(
   start = 0,
   end = params.length,
 ): void {
-  const lr = learningRateAt(config, t);
-  const wd = config.weightDecay ?? 0;
+  const { lr, wd, mu, b1, b2, eps, a1, a2, stepSize, invC2, decay } = updateConstants(config, t);
   if (config.kind === "sgd") {
     for (let i = start; i < end; i++) {
       const g = grads[i] + wd * params[i];
       outParams[i] = params[i] - lr * g;
     }
   } else if (config.kind === "momentum") {
-    const mu = config.momentum ?? 0.9;
     const [buf] = state;
     const [outBuf] = outState;
     for (let i = start; i < end; i++) {
@@ -71,19 +113,8 @@ export function applyUpdate(
       outParams[i] = params[i] - lr * (config.nesterov ? g + mu * b : b);
     }
   } else {
-    const b1 = config.beta1 ?? 0.9;
-    const b2 = config.beta2 ?? 0.999;
-    const eps = config.eps ?? 1e-8;
-    const c1 = 1 - Math.pow(b1, t);
-    const c2 = 1 - Math.pow(b2, t);
     const [m, v] = state;
     const [outM, outV] = outState;
-    // Constants hoisted out of the loop: lr * m^ / (sqrt(v^) + eps) with m^ = m/c1, v^ = v/c2.
-    const a1 = 1 - b1;
-    const a2 = 1 - b2;
-    const stepSize = lr / c1;
-    const invC2 = 1 / c2;
-    const decay = 1 - lr * wd;
     for (let i = start; i < end; i++) {
       const g = grads[i];
       const mi = b1 * m[i] + a1 * g;

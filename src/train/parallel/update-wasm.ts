@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { packageRoot } from "../../tensor/package.js";
 import { wasmApi, wasmSimdSupported, type WasmMemory } from "../../tensor/kernels/wasm.js";
 import type { DType, TypedArray } from "../../tensor/tensor.js";
-import { learningRateAt, type OptimizerConfig } from "./optimizer-kernels.js";
+import { updateConstants, type OptimizerConfig } from "./optimizer-kernels.js";
 
 type ReduceUpdate = (
   width: number,
@@ -131,22 +131,13 @@ export class UpdateRunner {
     config: OptimizerConfig,
     t: number,
   ): void {
-    const lr = learningRateAt(config, t);
-    const wd = config.weightDecay ?? 0;
+    const c = updateConstants(config, t);
+    // The rule's constants in asm/train.ts's order: c0 lr, c1 weight decay, then per rule.
+    const rule =
+      config.kind === "adam"
+        ? [c.b1, c.b2, c.eps, c.a1, c.a2, c.stepSize, c.invC2, c.decay]
+        : [c.mu, c.nesterov, 0, 0, 0, 0, 0, 0];
     const at = (x: TypedArray | undefined) => (x === undefined ? 0 : x.byteOffset);
-    let constants: number[];
-    if (config.kind === "adam") {
-      // The JS update's constants, computed the same way (optimizer-kernels.ts).
-      const b1 = config.beta1 ?? 0.9;
-      const b2 = config.beta2 ?? 0.999;
-      const c1 = 1 - Math.pow(b1, t);
-      const c2 = 1 - Math.pow(b2, t);
-      const eps = config.eps ?? 1e-8;
-      constants = [lr, wd, b1, b2, eps, 1 - b1, 1 - b2, lr / c1, 1 / c2, 1 - lr * wd];
-    } else {
-      const mu = config.momentum ?? 0.9;
-      constants = [lr, wd, mu, config.nesterov ? 1 : 0, 0, 0, 0, 0, 0, 0];
-    }
     this.exports.reduceUpdateOf(
       a.params.BYTES_PER_ELEMENT,
       RULES[config.kind],
@@ -162,7 +153,9 @@ export class UpdateRunner {
       at(a.nextState[0]),
       at(a.state[1]),
       at(a.nextState[1]),
-      ...constants,
+      c.lr,
+      c.wd,
+      ...rule,
     );
   }
 }
