@@ -76,13 +76,7 @@ export class CompiledShard {
     const labels: string[] = [];
     const k = wasm.kernels;
     const at = (data: TypedArray) => arena.addressOf(data);
-    const consumers = new Map<Node, Node[]>();
-    for (const node of order) {
-      for (const input of node.inputs)
-        consumers.set(input, [...(consumers.get(input) ?? []), node]);
-    }
     const done = new Set<Node>(); // filled by a fused step of an earlier node
-    let fused = 0;
     for (const node of order) {
       const fed = feeds.get(node);
       if (fed !== undefined) {
@@ -106,12 +100,11 @@ export class CompiledShard {
         name === "matmul"
           ? matmulStep(k, node, inputs, like, at, constants.has(node.inputs[1]) ? clock : undefined)
           : name === "softmaxCrossEntropy"
-            ? crossEntropyStep(k, at, node, inputs, like, consumers, values, done, probe)
+            ? crossEntropyStep(k, at, node, inputs, like, order, values, done, probe)
             : elementwiseStep(k, wasm.minElements, node, inputs, like, at);
       if (fast !== undefined) {
         steps.push(fast.run);
-        labels.push(done.size > fused ? `${name}+grad` : name);
-        fused = done.size;
+        labels.push(fast.label ?? name);
         values.set(node, fast.out);
         continue;
       }
@@ -160,10 +153,11 @@ export class CompiledShard {
   }
 }
 
-/** A compiled node: the call that fills `out`. */
+/** A compiled node: the call that fills `out`, and its label where it is not the op's name. */
 interface Step {
   run: () => void;
   out: Tensor;
+  label?: string;
 }
 
 /** Every buffer the program being compiled allocated (compile is synchronous: one at a time). */
@@ -242,46 +236,52 @@ function elementwiseStep(
   like: Tensor,
   at: (data: TypedArray) => number,
 ): Step | undefined {
-  const [x, y] = inputs;
+  if (inputs.some((t) => t.dtype !== like.dtype || at(t.data) < 0)) return undefined;
+  const call = elementwiseCall(k, minElements, node, inputs, like, at);
+  if (call === undefined) return undefined;
+  const { out } = planned(like);
+  const po = at(out.data);
+  return po < 0 ? undefined : { out, run: call(po) };
+}
+
+/** The kernel call of {@link elementwiseStep} given its output's address, or undefined. */
+function elementwiseCall(
+  k: KernelExports,
+  minElements: number,
+  node: Node,
+  [x, y]: Tensor[],
+  like: Tensor,
+  at: (data: TypedArray) => number,
+): ((po: number) => () => void) | undefined {
   const name = node.op.name;
   const f32 = like.dtype === "float32";
-  if (inputs.some((t) => t.dtype !== like.dtype || at(t.data) < 0)) return undefined;
-  const { data, out } = planned(like);
-  const [px, py, po] = [at(x.data), y ? at(y.data) : 0, at(out.data)];
-  if (po < 0) return undefined;
+  const [px, py] = [at(x.data), y ? at(y.data) : 0];
   const size = like.size;
   if ((name === "add" || name === "mul") && sameShape(x.shape, like.shape)) {
     const op = name === "add" ? 0 : 2;
     if (sameShape(y.shape, like.shape)) {
       const kernel = f32 ? k.binaryF32 : k.binaryF64;
-      return { out, run: () => kernel(op, px, py, po, size) };
+      return (po) => () => kernel(op, px, py, po, size);
     }
     const cols = like.rank > 0 ? like.shape[like.rank - 1] : 0;
     if (y.rank === 1 && y.size === cols && cols > 0) {
       const kernel = f32 ? k.rowBinaryF32 : k.rowBinaryF64;
-      return { out, run: () => kernel(op, px, py, po, size / cols, cols) };
+      return (po) => () => kernel(op, px, py, po, size / cols, cols);
     }
   }
-  if ((name === "relu" || name === "step") && inputs.length === 1) {
+  if ((name === "relu" || name === "step") && y === undefined) {
     const op = name === "relu" ? 0 : 1;
     const kernel = f32 ? k.unaryF32 : k.unaryF64;
-    return { out, run: () => kernel(op, px, po, size) };
+    return (po) => () => kernel(op, px, po, size);
   }
   const axis = node.attrs.axis;
   const plain = axis === undefined || axis === 0;
   if (name === "sumLike" && plain && x.rank === 2 && like.rank === 1 && like.size === x.shape[1]) {
-    if (x.size < minElements || x.shape[0] < 2 || like.size < 2) return release(data);
+    if (x.size < minElements || x.shape[0] < 2 || like.size < 2) return undefined;
     const kernel = f32 ? k.columnSumF32 : k.columnSumF64;
     const [rows, cols] = x.shape;
-    return { out, run: () => kernel(px, po, rows, cols) };
+    return (po) => () => kernel(px, po, rows, cols);
   }
-  return release(data);
-}
-
-/** Gives an unused planned buffer back; no step. */
-function release(data: TypedArray): undefined {
-  held.splice(held.indexOf(data), 1);
-  releaseArray(data);
   return undefined;
 }
 
@@ -297,7 +297,7 @@ function crossEntropyStep(
   node: Node,
   [z, t]: Tensor[],
   like: Tensor,
-  consumers: Map<Node, Node[]>,
+  order: readonly Node[],
   values: Map<Node, Tensor>,
   done: Set<Node>,
   probe: Map<Node, Tensor>,
@@ -305,8 +305,10 @@ function crossEntropyStep(
   const axis = node.attrs.axis ?? -1;
   if (z.rank !== 2 || (axis !== -1 && axis !== 1) || !sameShape(z.shape, t.shape)) return undefined;
   if (z.dtype !== t.dtype || at(z.data) < 0 || at(t.data) < 0) return undefined;
-  const grad = (consumers.get(node.inputs[0]) ?? []).find(
+  // Its gradient node, where the plan has one not yet compiled on its own.
+  const grad = order.find(
     (c) =>
+      !values.has(c) &&
       c.op.name === "softmaxCrossEntropyGrad" &&
       c.inputs[0] === node.inputs[0] &&
       c.inputs[1] === node.inputs[1] &&
@@ -321,5 +323,6 @@ function crossEntropyStep(
   const [rows, n] = z.shape;
   const width = z.data.BYTES_PER_ELEMENT;
   const [px, pt, pl, pg] = [at(z.data), at(t.data), at(loss.data), g ? at(g.data) : 0];
-  return { out: loss, run: () => k.crossEntropyOf(width, px, pt, pl, pg, rows, n) };
+  const run = () => k.crossEntropyOf(width, px, pt, pl, pg, rows, n);
+  return { out: loss, run, label: grad ? `${node.op.name}+grad` : undefined };
 }
