@@ -520,9 +520,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     }
     const direct = cAddress >= 0;
     if (!direct) cAddress = base + cRel;
-    const [ta, tb] = [transA ? 1 : 0, transB ? 1 : 0];
-    if (f32) k.matmulF32(aAddress, bAddress, base + packRel, cAddress, m, n, kk, ta, tb, 0);
-    else k.matmulF64(aAddress, bAddress, base + packRel, cAddress, m, n, kk, ta, tb);
+    const run = f32 ? k.matmulF32 : k.matmulF64;
+    run(aAddress, bAddress, base + packRel, cAddress, m, n, kk, transA ? 1 : 0, transB ? 1 : 0, 0);
     wasmStats.calls++;
     if (!direct) {
       k.compactRows(cAddress, m, n * elem, nPad * elem);
