@@ -239,7 +239,7 @@ export async function main(
   }
   if (opts.plot) writeFileAtomic(opts.plot, renderCurvesSvg(result.history, `adjoint: ${tag}`));
   writeModelFiles(opts, spec, result.params, split, batchSize, tag);
-  const samplesPerSecond = result.stepSeconds > 0 ? result.samples / result.stepSeconds : 0;
+  const { samplesPerSecond } = result;
   io.out(
     `${stopSignal ? `stopped by ${stopSignal}` : "done"}: ${result.steps} steps, ${samplesPerSecond.toFixed(0)} samples/s, ` +
       `train loss ${result.trainLoss.toFixed(4)}, test accuracy ${(result.testAccuracy * 100).toFixed(2)}%, params ${hash.slice(0, 16)}`,

@@ -201,7 +201,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
     threads: outcome.threads,
     microShards: shardCount,
     stopped: outcome.stopped,
-    samplesPerSecond: outcome.stepSeconds > 0 ? outcome.samples / outcome.stepSeconds : 0,
+    samplesPerSecond: outcome.samplesPerSecond,
     coldSamplesPerSecond: outcome.coldSamplesPerSecond,
     warmSamplesPerSecond: outcome.warmSamplesPerSecond,
   };

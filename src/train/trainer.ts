@@ -237,6 +237,8 @@ export interface TrainingOutcome {
   /** Seconds spent in optimizer steps (data loading and evaluation excluded). */
   stepSeconds: number;
   samples: number;
+  /** Samples per second over every step (the step engine's time). */
+  samplesPerSecond: number;
   /** Samples per second over this run's first {@link COLD_STEPS} steps (start-up and JIT warm-up). */
   coldSamplesPerSecond: number;
   /** Samples per second over this run's second half of steps (the steady state). */
@@ -401,6 +403,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
     epochsCompleted: position.epoch,
     stepSeconds,
     samples,
+    samplesPerSecond: rate(stepRows, stepTimes, 0, steps),
     coldSamplesPerSecond: rate(stepRows, stepTimes, 0, Math.min(COLD_STEPS, steps)),
     warmSamplesPerSecond: rate(stepRows, stepTimes, Math.floor(steps / 2), steps),
     trainLoss: Number.isNaN(trainLoss) ? (last?.trainLoss ?? NaN) : trainLoss,
