@@ -1,7 +1,7 @@
 /** Op: one kind of operation, and the registry that lets workers rebuild graphs by op name. */
 import type { Tensor } from "../tensor/tensor.js";
 import type { Node } from "./node.js";
-import type { NodeType } from "./types.js";
+import { broadcastDims, promoteTypes, type NodeType } from "./types.js";
 
 /** Static parameters of a node: plain, structured-cloneable data. */
 export type Attrs = Record<string, unknown>;
@@ -41,7 +41,8 @@ export type NodeOf<A> = Node & { readonly attrs: A };
 /** An op's declaration with its attrs typed `A` (the rules read them without casts). */
 export interface OpSpec<A extends object> {
   readonly name: string;
-  type(inputTypes: readonly NodeType[], attrs: A): NodeType;
+  /** The type rule; optional where `sameAs` names both the shape and the dtype. */
+  type?(inputTypes: readonly NodeType[], attrs: A): NodeType;
   compute(node: NodeOf<A>, inputValues: Tensor[]): Tensor;
   gradient(node: NodeOf<A>, outputGrad: Node): (Node | null)[];
   jvp?(node: NodeOf<A>, inputTangents: readonly (Node | null)[]): Node | null;
@@ -56,10 +57,26 @@ const registry = new Map<string, Op>();
  */
 export function defineOp<A extends object = Attrs>(spec: OpSpec<A>): Op {
   if (registry.has(spec.name)) throw new Error(`op "${spec.name}" is already defined`);
+  const facts = spec.sameAs;
+  if (!spec.type && (facts?.shape === undefined || facts.dtype === undefined)) {
+    throw new Error(`op "${spec.name}" needs a type rule or sameAs facts for shape and dtype`);
+  }
   // NOTE: the one cast between an op's typed attrs and the registry's plain records.
-  const op = spec as unknown as Op;
+  const op = { type: (inputs: readonly NodeType[]) => typeOf(facts!, inputs), ...spec } as Op;
   registry.set(op.name, op);
   return op;
+}
+
+/** The type the `sameAs` facts give: an input's shape or the broadcast, its dtype or the promotion. */
+function typeOf(facts: NonNullable<Op["sameAs"]>, inputs: readonly NodeType[]): NodeType {
+  const { shape, dtype } = facts;
+  return {
+    shape:
+      shape === "broadcast"
+        ? broadcastDims(inputs[0].shape, inputs[1].shape)
+        : inputs[shape!].shape,
+    dtype: dtype === "promote" ? promoteTypes(...inputs.map((t) => t.dtype)) : inputs[dtype!].dtype,
+  };
 }
 
 /** The registered op called `name`; throws when there is none. */

@@ -260,13 +260,6 @@ const RULES: Record<string, Rule> = {
     const rank = rankOf(c, 0);
     return e.node("Transpose", [c.inputs[0]], { perm: axes.map((a) => (a < 0 ? a + rank : a)) });
   },
-  transposeInverse: (e, c) => {
-    const rank = rankOf(c, 0);
-    const perm = (c.attrs.axes as number[]).map((a) => (a < 0 ? a + rank : a));
-    const inverse = new Array<number>(rank);
-    perm.forEach((p, i) => (inverse[p] = i));
-    return e.node("Transpose", [c.inputs[0]], { perm: inverse });
-  },
   constant: (e, c) =>
     e.constant(c.attrs.values as number[], c.attrs.shape as number[], c.attrs.dtype as DType),
   softmaxCrossEntropy: (e, c) => {

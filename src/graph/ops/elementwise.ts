@@ -1,9 +1,10 @@
 /** Element-wise ops: arithmetic with NumPy broadcasting, constants, and unary functions. */
 import { backend } from "../../tensor/active.js";
+import type { BinaryKind, ScalarKind, UnaryKind } from "../../tensor/backend.js";
 import { full } from "../../tensor/tensor.js";
 import { describe, label, makeNode, type Node } from "../node.js";
-import { defineOp, type Op } from "../op.js";
-import { broadcastDims, promoteTypes, type NodeType } from "../types.js";
+import { defineOp, type NodeOf, type Op, type OpSpec } from "../op.js";
+import { broadcastDims, promoteTypes } from "../types.js";
 import { broadcastTo, sumLike } from "./shape.js";
 
 /** The attrs of the ops with a scalar constant. */
@@ -15,16 +16,6 @@ interface ConstantAttrs {
 const SAME = { shape: 0, dtype: 0 } as const;
 const BROADCAST = { shape: "broadcast", dtype: "promote" } as const;
 
-/** The type of an element-wise op on two broadcast inputs. */
-function broadcastType([a, b]: readonly NodeType[]): NodeType {
-  return { shape: broadcastDims(a.shape, b.shape), dtype: promoteTypes(a.dtype, b.dtype) };
-}
-
-/** The type of an op whose value has its first input's shape and dtype. */
-function sameType([x]: readonly NodeType[]): NodeType {
-  return x;
-}
-
 function checkConstant(builder: string, c: unknown): number {
   if (typeof c !== "number") {
     throw new TypeError(`${builder}: the constant must be a number, got ${describe(c)}`);
@@ -32,39 +23,67 @@ function checkConstant(builder: string, c: unknown): number {
   return c;
 }
 
+/** Multiplies a tangent or an output gradient by an element-wise op's derivative at its input. */
+type Scale<A> = (node: NodeOf<A>, t: Node) => Node;
+
+// NOTE: an element-wise op of one input has a diagonal Jacobian, so J^T = J: one linear map
+// `scale(node, t)`, t times f'(x), is both its gradient rule (t = the output gradient) and its
+// forward rule (t = the input's tangent), as PyTorch derives such forward rules from the backward
+// formula (`auto_element_wise`). null: piecewise constant, no gradient.
+
+/** A unary op run by the unary kernel of its name; its rules from `scale`. */
+function unaryOp(name: UnaryKind, scale: Scale<object> | null): Op {
+  return defineOp({
+    name,
+    sameAs: SAME,
+    compute: (_node, [x]) => backend().unary(name, x),
+    gradient: (node, g) => [scale && scale(node, g)],
+    jvp: (node, [t]) => scale && scale(node, t!),
+  });
+}
+
+/** x (kind) c for the constant in attrs, run by the scalar kernel; its rules from `scale`. */
+function scalarOp(name: string, kind: ScalarKind, scale: Scale<ConstantAttrs>): Op {
+  return defineOp<ConstantAttrs>({
+    name,
+    sameAs: SAME,
+    compute: (node, [x]) => backend().scalar(kind, x, node.attrs.constant),
+    gradient: (node, g) => [scale(node, g)],
+    jvp: (node, [t]) => scale(node, t!),
+  });
+}
+
+/** An op of two broadcast inputs run by the binary kernel of its name. */
+function binaryOp(name: BinaryKind, rules: Pick<OpSpec<object>, "gradient" | "jvp">): Op {
+  return defineOp({
+    name,
+    sameAs: BROADCAST,
+    compute: (_node, [a, b]) => backend().binary(name, a, b),
+    ...rules,
+  });
+}
+
 /** a + b, broadcasting. */
-export const addOp: Op = defineOp({
-  name: "add",
-  type: broadcastType,
-  sameAs: BROADCAST,
+export const addOp = binaryOp("add", {
   jvp: (node, [ta, tb]) => (ta && tb ? add(ta, tb) : broadcastTo(ta ?? tb!, node)),
-  compute: (_node, [a, b]) => backend().binary("add", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(g, node.inputs[1])],
 });
 
 /** a - b, broadcasting. */
-export const subOp: Op = defineOp({
-  name: "sub",
-  type: broadcastType,
-  sameAs: BROADCAST,
+export const subOp = binaryOp("sub", {
   jvp: (node, [ta, tb]) =>
     ta && tb ? sub(ta, tb) : ta ? broadcastTo(ta, node) : broadcastTo(neg(tb!), node),
-  compute: (_node, [a, b]) => backend().binary("sub", a, b),
   gradient: (node, g) => [sumLike(g, node.inputs[0]), sumLike(neg(g), node.inputs[1])],
 });
 
 /** a * b, broadcasting. */
-export const mulOp: Op = defineOp({
-  name: "mul",
-  type: broadcastType,
-  sameAs: BROADCAST,
+export const mulOp = binaryOp("mul", {
   jvp: (node, [ta, tb]) => {
     const [a, b] = node.inputs;
     const da = ta && mul(ta, b);
     const db = tb && mul(a, tb);
     return da && db ? add(da, db) : broadcastTo((da ?? db)!, node);
   },
-  compute: (_node, [a, b]) => backend().binary("mul", a, b),
   gradient: (node, g) => {
     const [a, b] = node.inputs;
     return [sumLike(mul(g, b), a), sumLike(mul(g, a), b)];
@@ -72,17 +91,13 @@ export const mulOp: Op = defineOp({
 });
 
 /** a / b, broadcasting. */
-export const divOp: Op = defineOp({
-  name: "div",
-  type: broadcastType,
-  sameAs: BROADCAST,
+export const divOp = binaryOp("div", {
   // d(a/b) = (da - (a/b) db) / b
   jvp: (node, [ta, tb]) => {
     const b = node.inputs[1];
     const numerator = ta && tb ? sub(ta, mul(node, tb)) : ta ? ta : neg(mul(node, tb!));
     return broadcastTo(div(numerator, b), node);
   },
-  compute: (_node, [a, b]) => backend().binary("div", a, b),
   // d(a/b)/db = -a/b^2 = -(a/b)/b: reuse the node itself.
   gradient: (node, g) => {
     const [a, b] = node.inputs;
@@ -91,49 +106,21 @@ export const divOp: Op = defineOp({
 });
 
 /** -x. */
-export const negOp: Op = defineOp({
-  name: "neg",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (_node, [t]) => neg(t!),
-  compute: (_node, [x]) => backend().unary("neg", x),
-  gradient: (_node, g) => [neg(g)],
-});
-
+export const negOp = unaryOp("neg", (_node, t) => neg(t));
 /** x + c for a constant c. */
-export const addByConstOp: Op = defineOp<ConstantAttrs>({
-  name: "addByConst",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (_node, [t]) => t,
-  compute: (node, [x]) => backend().scalar("add", x, node.attrs.constant),
-  gradient: (_node, g) => [g],
-});
-
+export const addByConstOp = scalarOp("addByConst", "add", (_node, t) => t);
 /** x * c for a constant c. */
-export const mulByConstOp: Op = defineOp<ConstantAttrs>({
-  name: "mulByConst",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => mulByConst(t!, node.attrs.constant),
-  compute: (node, [x]) => backend().scalar("mul", x, node.attrs.constant),
-  gradient: (node, g) => [mulByConst(g, node.attrs.constant)],
-});
-
+export const mulByConstOp = scalarOp("mulByConst", "mul", (node, t) =>
+  mulByConst(t, node.attrs.constant),
+);
 /** x / c for a constant c. */
-export const divByConstOp: Op = defineOp<ConstantAttrs>({
-  name: "divByConst",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => divByConst(t!, node.attrs.constant),
-  compute: (node, [x]) => backend().scalar("div", x, node.attrs.constant),
-  gradient: (node, g) => [divByConst(g, node.attrs.constant)],
-});
+export const divByConstOp = scalarOp("divByConst", "div", (node, t) =>
+  divByConst(t, node.attrs.constant),
+);
 
-/** x ** c for a constant c. */
-export const powOp: Op = defineOp<ConstantAttrs>({
+/** x ** c for a constant c: t * c x^(c-1). */
+export const powOp = defineOp<ConstantAttrs>({
   name: "pow",
-  type: sameType,
   sameAs: SAME,
   compute: (node, [x]) => backend().scalar("pow", x, node.attrs.constant),
   gradient: (node, g) => {
@@ -144,88 +131,26 @@ export const powOp: Op = defineOp<ConstantAttrs>({
   },
 });
 
-/** e^x. */
-export const expOp: Op = defineOp({
-  name: "exp",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => mul(t!, node),
-  compute: (_node, [x]) => backend().unary("exp", x),
-  gradient: (node, g) => [mul(g, node)], // d/dx e^x = e^x: reuse the node itself
-});
-
+/** e^x; its derivative is the node itself. */
+export const expOp = unaryOp("exp", (node, t) => mul(t, node));
 /** Natural logarithm. */
-export const logOp: Op = defineOp({
-  name: "log",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => div(t!, node.inputs[0]),
-  compute: (_node, [x]) => backend().unary("log", x),
-  gradient: (node, g) => [div(g, node.inputs[0])],
-});
-
-/** Square root. */
-export const sqrtOp: Op = defineOp({
-  name: "sqrt",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => div(mulByConst(t!, 0.5), node),
-  compute: (_node, [x]) => backend().unary("sqrt", x),
-  gradient: (node, g) => [div(mulByConst(g, 0.5), node)],
-});
-
+export const logOp = unaryOp("log", (node, t) => div(t, node.inputs[0]));
+/** Square root: t / (2 sqrt(x)). */
+export const sqrtOp = unaryOp("sqrt", (node, t) => div(mulByConst(t, 0.5), node));
 /** max(x, 0). */
-export const reluOp: Op = defineOp({
-  name: "relu",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => mul(t!, step(node.inputs[0])),
-  compute: (_node, [x]) => backend().unary("relu", x),
-  gradient: (node, g) => [mul(g, step(node.inputs[0]))],
-});
-
+export const reluOp = unaryOp("relu", (node, t) => mul(t, step(node.inputs[0])));
 /** 1 where x > 0, else 0: relu's derivative; piecewise constant, so its own gradient is zero. */
-export const stepOp: Op = defineOp({
-  name: "step",
-  type: sameType,
-  sameAs: SAME,
-  compute: (_node, [x]) => backend().unary("step", x),
-  gradient: () => [null],
-});
-
-/** 1 / (1 + e^-x), computed without overflow. */
-export const sigmoidOp: Op = defineOp({
-  name: "sigmoid",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => mul(t!, mul(node, addByConst(neg(node), 1))),
-  compute: (_node, [x]) => backend().unary("sigmoid", x),
-  // s' = s (1 - s)
-  gradient: (node, g) => [mul(g, mul(node, addByConst(neg(node), 1)))],
-});
-
-/** Hyperbolic tangent. */
-export const tanhOp: Op = defineOp({
-  name: "tanh",
-  type: sameType,
-  sameAs: SAME,
-  jvp: (node, [t]) => mul(t!, addByConst(neg(mul(node, node)), 1)),
-  compute: (_node, [x]) => backend().unary("tanh", x),
-  // tanh' = 1 - tanh^2
-  gradient: (node, g) => [mul(g, addByConst(neg(mul(node, node)), 1))],
-});
-
-/** |x|; its gradient is sign(x) g, 0 at 0 (as PyTorch and JAX). */
-export const absOp: Op = defineOp({
-  name: "abs",
-  type: sameType,
-  sameAs: SAME,
-  compute: (_node, [x]) => backend().unary("abs", x),
-  // sign(x) = step(x) - step(-x): two nodes of an existing op, 0 at x = 0.
-  gradient: (node, g) => {
-    const x = node.inputs[0];
-    return [mul(g, sub(step(x), step(neg(x))))];
-  },
+export const stepOp = unaryOp("step", null);
+/** 1 / (1 + e^-x), computed without overflow; s' = s (1 - s). */
+export const sigmoidOp = unaryOp("sigmoid", (node, t) =>
+  mul(t, mul(node, addByConst(neg(node), 1))),
+);
+/** Hyperbolic tangent; tanh' = 1 - tanh^2. */
+export const tanhOp = unaryOp("tanh", (node, t) => mul(t, addByConst(neg(mul(node, node)), 1)));
+/** |x|; its derivative sign(x) = step(x) - step(-x), 0 at 0 (as PyTorch and JAX). */
+export const absOp = unaryOp("abs", (node, t) => {
+  const x = node.inputs[0];
+  return mul(t, sub(step(x), step(neg(x))));
 });
 
 // NOTE: at ties minimum and maximum send half of g to each input (PyTorch and JAX do the same),
@@ -237,11 +162,7 @@ function maxWeight(a: Node, b: Node): Node {
 }
 
 /** Element-wise minimum of a and b, broadcasting. */
-export const minimumOp: Op = defineOp({
-  name: "minimum",
-  type: broadcastType,
-  sameAs: BROADCAST,
-  compute: (_node, [a, b]) => backend().binary("minimum", a, b),
+export const minimumOp = binaryOp("minimum", {
   gradient: (node, g) => {
     const [a, b] = node.inputs;
     return [sumLike(mul(g, maxWeight(b, a)), a), sumLike(mul(g, maxWeight(a, b)), b)];
@@ -249,11 +170,7 @@ export const minimumOp: Op = defineOp({
 });
 
 /** Element-wise maximum of a and b, broadcasting. */
-export const maximumOp: Op = defineOp({
-  name: "maximum",
-  type: broadcastType,
-  sameAs: BROADCAST,
-  compute: (_node, [a, b]) => backend().binary("maximum", a, b),
+export const maximumOp = binaryOp("maximum", {
   gradient: (node, g) => {
     const [a, b] = node.inputs;
     return [sumLike(mul(g, maxWeight(a, b)), a), sumLike(mul(g, maxWeight(b, a)), b)];
@@ -261,13 +178,7 @@ export const maximumOp: Op = defineOp({
 });
 
 /** 1 where a > b, else 0 (a and b's promoted dtype), broadcasting; piecewise constant. */
-export const greaterOp: Op = defineOp({
-  name: "greater",
-  type: broadcastType,
-  sameAs: BROADCAST,
-  compute: (_node, [a, b]) => backend().binary("greater", a, b),
-  gradient: () => [null, null],
-});
+export const greaterOp = binaryOp("greater", { gradient: () => [null, null] });
 
 /** cond != 0 ? a : b, the three broadcast together; cond gets no gradient. */
 export const whereOp: Op = defineOp({
@@ -287,7 +198,6 @@ export const whereOp: Op = defineOp({
 /** Zeros with x's shape and dtype. */
 export const zerosLikeOp: Op = defineOp({
   name: "zerosLike",
-  type: sameType,
   sameAs: SAME,
   compute: (_node, [x]) => full(x.shape, 0, x.dtype),
   gradient: () => [null],
@@ -296,7 +206,6 @@ export const zerosLikeOp: Op = defineOp({
 /** Ones with x's shape and dtype. */
 export const onesLikeOp: Op = defineOp({
   name: "onesLike",
-  type: sameType,
   sameAs: SAME,
   compute: (_node, [x]) => full(x.shape, 1, x.dtype),
   gradient: () => [null],

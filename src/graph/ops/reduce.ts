@@ -79,7 +79,6 @@ export const logsumexpOp: Op = reduceOp("logsumexp", (node, g) => {
 export const unreduceOp: Op = defineOp<ReduceAttrs>({
   name: "unreduce",
   sameAs: { shape: 1, dtype: 0 },
-  type: ([g, x]) => ({ shape: x.shape, dtype: g.dtype }),
   compute: (node, [g, x]) => {
     const axes = axesOf(node, x);
     const keepdims = node.attrs.keepdims;
@@ -104,7 +103,6 @@ export const unreduceOp: Op = defineOp<ReduceAttrs>({
 export const maxMaskOp: Op = defineOp<ReduceAttrs>({
   name: "maxMask",
   sameAs: { shape: 0, dtype: 0 },
-  type: ([x]) => x,
   compute: (node, [x]) => backend().maxMask(x, axesOf(node, x)),
   gradient: () => [null], // piecewise constant
 });

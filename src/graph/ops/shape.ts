@@ -12,31 +12,35 @@ export interface BroadcastOptions {
   axis?: number;
 }
 
-/** x's shape with the dimensions it lacks to reach `rank` inserted as ones at `axis`. */
-function expandedShape(x: readonly number[], rank: number, axis: number | undefined): number[] {
+/** x's shape (known or declared) with the dims it lacks to reach `rank` inserted as ones at `axis`. */
+function expandedShape<D extends Dim>(x: readonly D[], rank: number, axis?: number): (D | 1)[] {
   if (x.length >= rank) return [...x];
   const at = axis === undefined ? 0 : axis < 0 ? axis + x.length + 1 : axis;
   if (!Number.isInteger(at) || at < 0 || at > x.length) {
-    throw new RangeError(`axis ${axis} is out of range for inserting into ${fmt(x)}`);
+    throw new RangeError(`axis ${axis} is out of range for inserting into ${fmtType(x)}`);
   }
   return insertOnes(x, rank - x.length, at);
 }
 
-function broadcastValue(x: Tensor, target: readonly number[], axis: number | undefined): Tensor {
-  if (x.rank > target.length) {
-    throw new Error(`cannot broadcast ${fmt(x.shape)} to lower rank ${fmt(target)}`);
+/**
+ * x's shape expanded to target's rank at `axis`, checked to broadcast to `target` (at build time
+ * with declared shapes, whose unknown dims pass; at run time with the values' shapes).
+ */
+function broadcastShape<D extends Dim>(x: readonly D[], target: readonly Dim[], axis?: number) {
+  if (x.length > target.length) {
+    throw new Error(`cannot broadcast ${fmtType(x)} to lower rank ${fmtType(target)}`);
   }
-  const expanded = expandedShape(x.shape, target.length, axis);
-  for (let i = 0; i < target.length; i++) {
-    if (expanded[i] !== target[i] && expanded[i] !== 1) {
-      const via = sameShape(expanded, x.shape) ? "" : ` (as ${fmt(expanded)}, axis ${axis ?? 0})`;
-      throw new Error(`cannot broadcast ${fmt(x.shape)}${via} to ${fmt(target)}`);
+  const expanded = expandedShape(x, target.length, axis);
+  expanded.forEach((d, i) => {
+    if (d !== null && d !== 1 && target[i] !== null && d !== target[i]) {
+      const via =
+        expanded.length === x.length ? "" : ` (as ${fmtType(expanded)}, axis ${axis ?? 0})`;
+      throw new Error(`cannot broadcast ${fmtType(x)}${via} to ${fmtType(target)}`);
     }
-  }
-  return backend().broadcastTo(x.reshapeView(expanded), target);
+  });
+  return expanded;
 }
 
-/** broadcastTo(x, target, {axis}): target given as attrs.shape or as a second input's value. */
 /** broadcastTo's attrs: the insertion axis, and the target shape when it is not an input. */
 interface BroadcastAttrs {
   axis?: number;
@@ -49,23 +53,13 @@ export const broadcastToOp: Op = defineOp<BroadcastAttrs>({
   sameAs: { shape: 1, dtype: 0 },
   type: ([x, target], attrs) => {
     const shape = target ? target.shape : attrs.shape!;
-    if (x.shape !== null && shape !== null) {
-      if (x.shape.length > shape.length) {
-        throw new Error(`cannot broadcast ${fmtType(x.shape)} to lower rank ${fmtType(shape)}`);
-      }
-      const axis = attrs.axis;
-      const expanded = expandedDims(x.shape, shape.length, axis);
-      expanded.forEach((d, i) => {
-        if (d !== null && d !== 1 && shape[i] !== null && d !== shape[i]) {
-          throw new Error(`cannot broadcast ${fmtType(x.shape)} to ${fmtType(shape)}`);
-        }
-      });
-    }
+    if (x.shape !== null && shape !== null) broadcastShape(x.shape, shape, attrs.axis);
     return { shape, dtype: x.dtype };
   },
   compute: (node, [x, target]) => {
     const shape = target ? target.shape : node.attrs.shape!;
-    return broadcastValue(x, shape, node.attrs.axis);
+    const expanded = broadcastShape(x.shape, shape, node.attrs.axis) as number[];
+    return backend().broadcastTo(x.reshapeView(expanded), shape);
   },
   gradient: (node, g) => {
     const [x, target] = node.inputs;
@@ -78,7 +72,6 @@ export const broadcastToOp: Op = defineOp<BroadcastAttrs>({
 export const sumLikeOp: Op = defineOp<BroadcastOptions>({
   name: "sumLike",
   sameAs: { shape: 1, dtype: 0 },
-  type: ([g, ref]) => ({ shape: ref.shape, dtype: g.dtype }),
   compute: (node, [g, ref]) => {
     if (sameShape(g.shape, ref.shape)) return g;
     if (g.rank < ref.rank) {
@@ -97,7 +90,6 @@ export const sumLikeOp: Op = defineOp<BroadcastOptions>({
 export const reshapeLikeOp: Op = defineOp({
   name: "reshapeLike",
   sameAs: { shape: 1, dtype: 0 },
-  type: ([g, ref]) => ({ shape: ref.shape, dtype: g.dtype }),
   compute: (_node, [g, ref]) => {
     if (g.size !== ref.size) throw new Error(`cannot reshape ${fmt(g.shape)} to ${fmt(ref.shape)}`);
     return g.reshapeView(ref.shape);
@@ -165,7 +157,7 @@ function permutation(axes: readonly number[] | undefined, rank: number): number[
 export const transposeOp: Op = defineOp<{ axes?: number[] }>({
   name: "transpose",
   sameAs: { dtype: 0 },
-  type: ([x], attrs) => permutedType(x, attrs.axes, false),
+  type: ([x], attrs) => permutedType(x, attrs.axes),
   compute: (node, [x]) => {
     const perm = permutation(node.attrs.axes, x.rank);
     return backend().transpose(x, perm);
@@ -173,52 +165,20 @@ export const transposeOp: Op = defineOp<{ axes?: number[] }>({
   gradient: (node, g) => {
     const axes = node.attrs.axes;
     if (axes === undefined) return [transpose(g)];
-    // The inverse permutation, written with negative-safe axes resolved at run time.
-    return [transposeInverse(g, axes)];
+    // The inverse permutation (axes name every dimension, so their count is the rank).
+    const inverse = new Array<number>(axes.length);
+    permutation(axes, axes.length).forEach((p, i) => (inverse[p] = i));
+    return [transpose(g, inverse)];
   },
 });
 
-/** transpose by the inverse of `axes`: the adjoint of transpose(x, axes). */
-export const transposeInverseOp: Op = defineOp<{ axes: number[] }>({
-  name: "transposeInverse",
-  sameAs: { dtype: 0 },
-  type: ([x], attrs) => permutedType(x, attrs.axes, true),
-  compute: (node, [x]) => {
-    const perm = permutation(node.attrs.axes, x.rank);
-    const inverse = new Array<number>(perm.length);
-    perm.forEach((p, i) => (inverse[p] = i));
-    return backend().transpose(x, inverse);
-  },
-  gradient: (node, g) => [transpose(g, node.attrs.axes)],
-});
-
-/** x's type with its axes permuted by `axes` (or their inverse); unknown dims stay unknown. */
-function permutedType(
-  x: NodeType,
-  axes: readonly number[] | undefined,
-  inverse: boolean,
-): NodeType {
+/** x's type with its axes permuted by `axes`; unknown dims stay unknown. */
+function permutedType(x: NodeType, axes: readonly number[] | undefined): NodeType {
   if (x.shape === null) {
     return { shape: axes === undefined ? null : axes.map(() => null), dtype: x.dtype };
   }
   const shape = x.shape;
-  const perm = permutation(axes, shape.length);
-  const out = new Array<Dim>(perm.length);
-  perm.forEach((p, i) => {
-    if (inverse) out[p] = shape[i];
-    else out[i] = shape[p];
-  });
-  return { shape: out, dtype: x.dtype };
-}
-
-/** expandedShape for declared shapes (unknown dims kept). */
-function expandedDims(x: readonly Dim[], rank: number, axis: number | undefined): Dim[] {
-  if (x.length >= rank) return [...x];
-  const at = axis === undefined ? 0 : axis < 0 ? axis + x.length + 1 : axis;
-  if (!Number.isInteger(at) || at < 0 || at > x.length) {
-    throw new RangeError(`axis ${axis} is out of range for inserting into ${fmtType(x)}`);
-  }
-  return [...x.slice(0, at), ...new Array<Dim>(rank - x.length).fill(1), ...x.slice(at)];
+  return { shape: permutation(axes, shape.length).map((p) => shape[p]), dtype: x.dtype };
 }
 
 function checkIntegers(
@@ -311,10 +271,6 @@ export function transpose(x: Node, axes?: readonly number[]): Node {
   }
   const attrs = axes === undefined ? {} : { axes: [...axes] };
   return makeNode(transposeOp, [x], attrs, `transpose(${label(x)})`);
-}
-
-function transposeInverse(x: Node, axes: readonly number[]): Node {
-  return makeNode(transposeInverseOp, [x], { axes: [...axes] }, `transposeInverse(${label(x)})`);
 }
 
 /** A constant tensor as a leaf of the graph (its values in attrs, so plans carry them). */

@@ -282,30 +282,17 @@ function scalar(kind: ScalarKind, x: Tensor, c: number): Tensor {
 /** Side of the square tiles transpose2d walks: two 32x32 f64 tiles (16 KiB) fit in L1. */
 const TRANSPOSE_TILE = 32;
 
-/** Writes the transpose of the (rows x cols) row-major matrix at a[aOff] to into[intoOff]. */
-function transposeTiles(
-  a: TypedArray,
-  aOff: number,
-  rows: number,
-  cols: number,
-  into: TypedArray,
-  intoOff: number,
-): void {
+/** Writes the transpose of the (rows x cols) row-major matrix `a` into `into`, tile by tile. */
+function transpose2d(a: TypedArray, rows: number, cols: number, into: TypedArray): TypedArray {
   for (let i0 = 0; i0 < rows; i0 += TRANSPOSE_TILE) {
     const iEnd = Math.min(i0 + TRANSPOSE_TILE, rows);
     for (let j0 = 0; j0 < cols; j0 += TRANSPOSE_TILE) {
       const jEnd = Math.min(j0 + TRANSPOSE_TILE, cols);
       for (let i = i0; i < iEnd; i++) {
-        const src = aOff + i * cols;
-        for (let j = j0; j < jEnd; j++) into[intoOff + j * rows + i] = a[src + j];
+        for (let j = j0; j < jEnd; j++) into[j * rows + i] = a[i * cols + j];
       }
     }
   }
-}
-
-/** Copies the transpose of a (rows x cols) row-major matrix into `into`, tile by tile. */
-function transpose2d(a: TypedArray, rows: number, cols: number, into: TypedArray): TypedArray {
-  transposeTiles(a, 0, rows, cols, into, 0);
   return into;
 }
 
@@ -402,47 +389,11 @@ function sumInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
     }
     return;
   }
-  // Column sums (the bias gradient) and middle axes: four columns at a time in registers, walking
-  // down the reduced rows (four independent rounding chains instead of a load-add-store per
-  // element); each column still adds its rows top to bottom.
-  const f32 = x.dtype === "float32";
-  for (let b = 0; b < outer; b++) {
+  // Column sums (the bias gradient) and middle axes: each output adds its rows top to bottom,
+  // accumulated in o itself (a Float32Array store rounds to f32 as Math.fround does).
+  for (let b = 0, p = 0; b < outer; b++) {
     const ob = b * inner;
-    const base = b * red * inner;
-    let j = 0;
-    for (; j + 4 <= inner; j += 4) {
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      const end = base + j + red * inner;
-      if (f32) {
-        for (let p = base + j; p < end; p += inner) {
-          s0 = Math.fround(s0 + d[p]);
-          s1 = Math.fround(s1 + d[p + 1]);
-          s2 = Math.fround(s2 + d[p + 2]);
-          s3 = Math.fround(s3 + d[p + 3]);
-        }
-      } else {
-        for (let p = base + j; p < end; p += inner) {
-          s0 += d[p];
-          s1 += d[p + 1];
-          s2 += d[p + 2];
-          s3 += d[p + 3];
-        }
-      }
-      o[ob + j] = s0;
-      o[ob + j + 1] = s1;
-      o[ob + j + 2] = s2;
-      o[ob + j + 3] = s3;
-    }
-    for (; j < inner; j++) {
-      let s = 0;
-      const end = base + j + red * inner;
-      if (f32) for (let p = base + j; p < end; p += inner) s = Math.fround(s + d[p]);
-      else for (let p = base + j; p < end; p += inner) s += d[p];
-      o[ob + j] = s;
-    }
+    for (let r = 0; r < red; r++) for (let j = 0; j < inner; j++, p++) o[ob + j] += d[p];
   }
 }
 
@@ -569,46 +520,6 @@ function replicate(o: TypedArray, start: number, block: number, times: number): 
   }
 }
 
-/**
- * Writes x broadcast over merged dims `level..` at o[oOff]: copied dims loop, broadcast dims
- * produce their first block and replicate it; the last dim is one contiguous copy or fill.
- */
-function broadcastRuns(
-  d: TypedArray,
-  o: TypedArray,
-  sizes: readonly number[],
-  copied: readonly boolean[],
-  xStrides: readonly number[],
-  oStrides: readonly number[],
-  level: number,
-  xOff: number,
-  oOff: number,
-): void {
-  const n = sizes[level];
-  if (level === sizes.length - 1) {
-    if (copied[level]) for (let j = 0; j < n; j++) o[oOff + j] = d[xOff + j];
-    else o.fill(d[xOff], oOff, oOff + n);
-  } else if (copied[level]) {
-    for (let j = 0; j < n; j++) {
-      const xAt = xOff + j * xStrides[level];
-      broadcastRuns(
-        d,
-        o,
-        sizes,
-        copied,
-        xStrides,
-        oStrides,
-        level + 1,
-        xAt,
-        oOff + j * oStrides[level],
-      );
-    }
-  } else {
-    broadcastRuns(d, o, sizes, copied, xStrides, oStrides, level + 1, xOff, oOff);
-    replicate(o, oOff, oStrides[level], n);
-  }
-}
-
 function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   const full = broadcastShapes(x.shape, shape);
   if (!full || !sameShape(full, shape) || x.rank > shape.length) {
@@ -645,16 +556,19 @@ function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
     replicate(o, 0, k, sizes[0]);
     return out;
   }
-  const runs = sizes.length;
-  const xStrides = new Array<number>(runs);
-  const oStrides = new Array<number>(runs);
-  for (let i = runs - 1, sx = 1, so = 1; i >= 0; i--) {
+  // General: an odometer over the leading merged dims, the last one a contiguous copy or fill.
+  const last = sizes.length - 1;
+  const xStrides = new Array<number>(last);
+  for (let i = last, sx = 1; i >= 0; i--) {
     xStrides[i] = copied[i] ? sx : 0;
-    oStrides[i] = so;
     if (copied[i]) sx *= sizes[i];
-    so *= sizes[i];
   }
-  broadcastRuns(d, o, sizes, copied, xStrides, oStrides, 0, 0, 0);
+  const at = stridedOffsets(sizes.slice(0, last), xStrides);
+  const n = sizes[last];
+  for (let t = 0, p = 0; t < at.length; t++, p += n) {
+    if (copied[last]) for (let j = 0; j < n; j++) o[p + j] = d[at[t] + j];
+    else o.fill(d[at[t]], p, p + n);
+  }
   return out;
 }
 
@@ -707,14 +621,7 @@ function transpose(x: Tensor, perm: readonly number[]): Tensor {
   order.forEach((outDim, xDim) => (mergedPerm[outDim] = xDim));
   const xSizes = order.map((i) => sizes[i]);
   if (rank === 2) {
-    transposeTiles(d, 0, xSizes[0], xSizes[1], o, 0);
-    return out;
-  }
-  if (rank === 3 && mergedPerm[0] === 0) {
-    // A batch of matrix transposes, (b, r, c) -> (b, c, r).
-    const [batch, rows, cols] = xSizes;
-    for (let b = 0; b < batch; b++)
-      transposeTiles(d, b * rows * cols, rows, cols, o, b * rows * cols);
+    transpose2d(d, xSizes[0], xSizes[1], o);
     return out;
   }
   // General: an odometer over the output's leading dims, a strided copy along its last one.
@@ -750,32 +657,43 @@ function checkCrossEntropy(logits: Tensor, targets: Tensor, axis: number): void 
 // each row in increasing index: max, then sum(exp(x - max)) so logits of ±1e4 stay finite. The
 // loss is accumulated in float64 (a JS number) and rounded to the output dtype once.
 
-/** -sum(targets * logSoftmax(logits)) over all elements, softmax along `axis`; a 0-d tensor. */
-function softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Tensor {
-  checkCrossEntropy(logits, targets, axis);
-  const out = allocate([], resultDType(logits.dtype, targets.dtype));
+/** Calls `row(first, end, stride, lse)` for each row along `axis` (first, first + stride, ...). */
+function eachRow(
+  logits: Tensor,
+  axis: number,
+  row: (first: number, end: number, stride: number, lse: number) => void,
+): void {
   const [outer, n, inner] = aroundAxis(logits.shape, axis);
-  if (n === 0 && outer * inner > 0) throw new Error("softmaxCrossEntropy of an empty axis");
   const x = logits.data;
-  const t = targets.data;
-  const end = n * inner;
-  let total = 0;
   for (let b = 0; b < outer; b++) {
     for (let j = 0; j < inner; j++) {
-      const base = b * end + j;
+      const first = b * n * inner + j;
+      const end = first + n * inner;
       let m = -Infinity;
-      for (let p = base; p < base + end; p += inner) {
+      for (let p = first; p < end; p += inner) {
         const v = x[p];
         if (v > m || v !== v) m = v;
       }
       let s = 0;
-      for (let p = base; p < base + end; p += inner) s += Math.exp(x[p] - m);
-      const lse = m + Math.log(s);
-      let row = 0;
-      for (let p = base; p < base + end; p += inner) row += t[p] * (x[p] - lse);
-      total -= row;
+      for (let p = first; p < end; p += inner) s += Math.exp(x[p] - m);
+      row(first, end, inner, m + Math.log(s));
     }
   }
+}
+
+/** -sum(targets * logSoftmax(logits)) over all elements, softmax along `axis`; a 0-d tensor. */
+function softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Tensor {
+  checkCrossEntropy(logits, targets, axis);
+  const [outer, n, inner] = aroundAxis(logits.shape, axis);
+  if (n === 0 && outer * inner > 0) throw new Error("softmaxCrossEntropy of an empty axis");
+  const [x, t] = [logits.data, targets.data];
+  let total = 0;
+  eachRow(logits, axis, (first, end, stride, lse) => {
+    let row = 0;
+    for (let p = first; p < end; p += stride) row += t[p] * (x[p] - lse);
+    total -= row;
+  });
+  const out = allocate([], resultDType(logits.dtype, targets.dtype));
   out.data[0] = total;
   return out;
 }
@@ -784,29 +702,12 @@ function softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Ten
 function softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number): Tensor {
   checkCrossEntropy(logits, targets, axis);
   const out = allocate(logits.shape, resultDType(logits.dtype, targets.dtype));
-  const [outer, n, inner] = aroundAxis(logits.shape, axis);
-  const x = logits.data;
-  const t = targets.data;
-  const o = out.data;
-  const end = n * inner;
-  for (let b = 0; b < outer; b++) {
-    for (let j = 0; j < inner; j++) {
-      const base = b * end + j;
-      let m = -Infinity;
-      for (let p = base; p < base + end; p += inner) {
-        const v = x[p];
-        if (v > m || v !== v) m = v;
-      }
-      let s = 0;
-      let rowSum = 0;
-      for (let p = base; p < base + end; p += inner) {
-        s += Math.exp(x[p] - m);
-        rowSum += t[p];
-      }
-      const lse = m + Math.log(s);
-      for (let p = base; p < base + end; p += inner) o[p] = Math.exp(x[p] - lse) * rowSum - t[p];
-    }
-  }
+  const [x, t, o] = [logits.data, targets.data, out.data];
+  eachRow(logits, axis, (first, end, stride, lse) => {
+    let rowSum = 0;
+    for (let p = first; p < end; p += stride) rowSum += t[p];
+    for (let p = first; p < end; p += stride) o[p] = Math.exp(x[p] - lse) * rowSum - t[p];
+  });
   return out;
 }
 
