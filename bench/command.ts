@@ -6,7 +6,7 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { packageRoot } from "../src/tensor/package.js";
+import { packageRoot } from "../src/package.js";
 
 /** The fields of the CLI's --json summary the benches read. */
 export interface CommandSummary {

@@ -7,7 +7,7 @@ import { Bench } from "tinybench";
 import { setBackend } from "../src/tensor/active.js";
 import { type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
-import { createWasmBackend } from "../src/tensor/kernels/wasm.js";
+import { createWasmBackend } from "../src/backends/wasm.js";
 import { sizeOf } from "../src/tensor/shape.js";
 import { release, tensor, type Tensor } from "../src/tensor/tensor.js";
 

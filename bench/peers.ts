@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { packageRoot } from "../src/tensor/package.js";
+import { packageRoot } from "../src/package.js";
 
 /** One fixed training batch for an MLP peer: layer sizes, rows, labels, SGD learning rate. */
 export interface PeerBatch {

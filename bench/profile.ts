@@ -14,7 +14,7 @@ import { CompiledShard } from "../src/train/parallel/compiled.js";
 import { setBackend } from "../src/tensor/active.js";
 import { type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
-import { createWasmBackend, wasmStats, type WasmBackend } from "../src/tensor/kernels/wasm.js";
+import { createWasmBackend, wasmStats, type WasmBackend } from "../src/backends/wasm.js";
 import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import {
   allocate,

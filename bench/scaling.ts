@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { Bench } from "tinybench";
 import { backend } from "../src/tensor/active.js";
 import { Tensor } from "../src/tensor/tensor.js";
-import { useBackend, type BackendName } from "../src/tensor/backends.js";
+import { useBackend, type BackendName } from "../src/backends/select.js";
 import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import { loadMnist, type Dataset } from "../src/train/data.js";
 import { inProcessEngine, type EngineFactory, type StepEngine } from "../src/train/engine.js";

@@ -57,9 +57,9 @@ export type { InspectOptions } from "./inspect/graph.js";
 export type { CustomOpSpec } from "./autodiff/custom.js";
 export type { CheckOptions, CheckEntry } from "./autodiff/check.js";
 export { simplify, countNodes } from "./autodiff/simplify.js";
-import { useBackend } from "./tensor/backends.js";
+import { useBackend } from "./backends/select.js";
 export { useBackend };
-export type { BackendName } from "./tensor/backends.js";
+export type { BackendName } from "./backends/select.js";
 export { lowerGraph, rebuildGraph } from "./runtime/plan.js";
 export type { Plan, PlanNode } from "./runtime/plan.js";
 // Training

@@ -2,7 +2,7 @@
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { expect, it } from "vitest";
-import { packageRoot } from "../src/tensor/package.js";
+import { packageRoot } from "../src/package.js";
 
 it("two-layer-tanh.mjs: the error falls below 0.02 on every core, the same bits on 1 thread", () => {
   const out = execFileSync(

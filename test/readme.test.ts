@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import ts from "typescript";
 import { expect, it } from "vitest";
-import { packageRoot } from "../src/tensor/package.js";
+import { packageRoot } from "../src/package.js";
 
 const root = packageRoot();
 const readme = readFileSync(join(root, "README.md"), "utf8");

@@ -3,7 +3,7 @@
  * once per backend. Tests that compare backends pick theirs explicitly and restore it.
  */
 import { beforeAll } from "vitest";
-import { useBackend, type BackendName } from "../src/tensor/backends.js";
+import { useBackend, type BackendName } from "../src/backends/select.js";
 
 const name = (process.env.ADJOINT_BACKEND ?? "js") as BackendName;
 if (!["js", "wasm", "wasm-plain"].includes(name)) {

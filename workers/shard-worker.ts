@@ -8,7 +8,7 @@ import {
   type WorkerTask,
 } from "../src/train/parallel/protocol.js";
 import { ShardRunner, type SharedState, type TrainPlan } from "../src/train/parallel/shard.js";
-import { useBackend, type BackendName } from "../src/tensor/backends.js";
+import { useBackend, type BackendName } from "../src/backends/select.js";
 
 /** What the pool hands every worker once, at start-up. */
 interface WorkerData {

@@ -9,10 +9,26 @@ import { topoSort } from "../graph/topo.js";
  * Example: `const [dx] = gradients(x.mul(x), [x])` evaluates to 2x.
  */
 export function gradients(output: Node, nodes: readonly Node[]): Node[] {
-  checkOutput("gradients(output, nodes)", output);
-  checkNodeList("gradients(output, nodes)", "nodes", nodes, "gradients(y, [x])");
+  return sweep("gradients(output, nodes)", output, nodes, "gradients(y, [x])");
+}
+
+/** The checked, recorded reverse sweep behind gradients(), vjp() and tracedGradients(). */
+function sweep(
+  call: string,
+  output: Node,
+  nodes: readonly Node[],
+  example: string,
+  cotangent?: Node,
+  trace?: SweepStep[],
+): Node[] {
+  if (!(output instanceof Node)) {
+    throw new TypeError(
+      `${call}: output must be a Node, got ${typeof output === "number" ? `the number ${String(output)}` : describe(output)}`,
+    );
+  }
+  checkNodeList(call, cotangent ? "inputs" : "nodes", nodes, example);
   const first = peekNextId();
-  const result = reverseSweep(output, nodes, onesLike(output));
+  const result = reverseSweep(output, nodes, cotangent ?? onesLike(output), trace);
   markGradientNodes(first);
   return result;
 }
@@ -38,25 +54,11 @@ export function isGradientNode(node: Node): boolean {
  * Example: `const [ux] = vjp(matmul(x, w), [x], u)` evaluates to u w^T.
  */
 export function vjp(output: Node, inputs: readonly Node[], cotangent: Node): Node[] {
-  checkOutput("vjp(output, inputs, cotangent)", output);
-  checkNodeList("vjp(output, inputs, cotangent)", "inputs", inputs, "vjp(y, [x], u)");
+  const call = "vjp(output, inputs, cotangent)";
   if (!(cotangent instanceof Node)) {
-    throw new TypeError(
-      `vjp(output, inputs, cotangent): cotangent must be a Node, got ${describe(cotangent)}`,
-    );
+    throw new TypeError(`${call}: cotangent must be a Node, got ${describe(cotangent)}`);
   }
-  const first = peekNextId();
-  const result = reverseSweep(output, inputs, cotangent);
-  markGradientNodes(first);
-  return result;
-}
-
-function checkOutput(call: string, output: unknown): asserts output is Node {
-  if (!(output instanceof Node)) {
-    throw new TypeError(
-      `${call}: output must be a Node, got ${typeof output === "number" ? `the number ${String(output)}` : describe(output)}`,
-    );
-  }
+  return sweep(call, output, inputs, "vjp(y, [x], u)", cotangent);
 }
 
 /** A partial adjoint: what `consumer`'s rule sent to its input `index` (null: the seed). */
@@ -82,12 +84,9 @@ export function tracedGradients(
   output: Node,
   nodes: readonly Node[],
 ): { gradients: Node[]; steps: SweepStep[] } {
-  checkOutput("tracedGradients(output, nodes)", output);
-  checkNodeList("tracedGradients(output, nodes)", "nodes", nodes, "tracedGradients(y, [x])");
-  const first = peekNextId();
   const steps: SweepStep[] = [];
-  const result = reverseSweep(output, nodes, onesLike(output), steps);
-  markGradientNodes(first);
+  const call = "tracedGradients(output, nodes)";
+  const result = sweep(call, output, nodes, "tracedGradients(y, [x])", undefined, steps);
   return { gradients: result, steps };
 }
 

@@ -1,5 +1,5 @@
 /** Command-line options of `npm run train-parallel -- [options]`: parsing, validation, usage. */
-import type { BackendName } from "../tensor/backends.js";
+import type { BackendName } from "../backends/select.js";
 import type { DType } from "../tensor/tensor.js";
 
 import type { DatasetName, ModelKind } from "../train/config.js";

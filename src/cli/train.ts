@@ -14,7 +14,7 @@ import {
   type EngineChooser,
 } from "../train/config.js";
 import { backend } from "../tensor/active.js";
-import { useBackend } from "../tensor/backends.js";
+import { useBackend } from "../backends/select.js";
 import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
 import type { OptimizerConfig } from "../train/optimizers.js";
 import { renderCurvesSvg } from "../train/plot.js";

@@ -9,7 +9,7 @@ import onnxProto from "onnx-proto";
 import { isPlaceholder, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
 import type { Dim, NodeType } from "../graph/types.js";
-import { littleEndianBytes } from "../tensor/bytes.js";
+import { littleEndianBytes } from "../interop/bytes.js";
 import type { DType, Tensor } from "../tensor/tensor.js";
 
 const { onnx } = onnxProto;

@@ -300,17 +300,10 @@ export function tensor(
   }
   if (opts.dtype !== undefined) validateDType(opts.dtype, "tensor");
   if (values instanceof Float32Array || values instanceof Float64Array) {
+    // A view checks the data length against the shape; the copy converts and places it.
     const shape = opts.shape ?? [values.length];
-    const dtype = opts.dtype ?? (values instanceof Float32Array ? "float32" : "float64");
     validateShape(shape);
-    if (values.length !== sizeOf(shape)) {
-      throw new Error(
-        `tensor: data length ${values.length} does not match shape ${fmt(shape)} (size ${sizeOf(shape)})`,
-      );
-    }
-    const out = allocate(shape, dtype, opts.shared ?? false);
-    out.data.set(values);
-    return out;
+    return new Tensor(values, shape).clone(opts);
   }
   if (ArrayBuffer.isView(values)) {
     throw new TypeError(

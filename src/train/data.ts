@@ -1,5 +1,5 @@
 /** Data sets (8x8 digits, MNIST), seeded splits, standardisation and row selection. */
-import { packageRoot } from "../tensor/package.js";
+import { packageRoot } from "../package.js";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";

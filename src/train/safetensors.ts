@@ -6,7 +6,7 @@
  * description and the sha-256 of the data; files from elsewhere (no such metadata) load too.
  */
 import { createHash } from "node:crypto";
-import { fromLittleEndian, littleEndianBytes } from "../tensor/bytes.js";
+import { fromLittleEndian, littleEndianBytes } from "../interop/bytes.js";
 import type { DType } from "../tensor/tensor.js";
 import type { ParamEntry, ParamsRecord } from "./serialize.js";
 

@@ -14,7 +14,7 @@ import {
   type Stats,
 } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { fromLittleEndian, littleEndianBytes } from "../tensor/bytes.js";
+import { fromLittleEndian, littleEndianBytes } from "../interop/bytes.js";
 import type { DType } from "../tensor/tensor.js";
 import { decodeSafetensors, encodeSafetensors, looksLikeSafetensors } from "./safetensors.js";
 

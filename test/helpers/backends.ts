@@ -1,7 +1,7 @@
 /** The backends the op suite runs on: the reference, wasm as shipped, and wasm with every kernel. */
 import { jsBackend, type Backend } from "../../src/index.js";
-import { useBackend } from "../../src/tensor/backends.js";
-import { createWasmBackend } from "../../src/tensor/kernels/wasm.js";
+import { useBackend } from "../../src/backends/select.js";
+import { createWasmBackend } from "../../src/backends/wasm.js";
 
 /** A named way to get a backend (created lazily, inside beforeAll). */
 export interface BackendCase {

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, it } from "vitest";
-import { packageRoot } from "../../src/tensor/package.js";
+import { packageRoot } from "../../src/package.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "adjoint-package-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

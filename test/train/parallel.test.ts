@@ -19,7 +19,7 @@ import {
   type FaultInjection,
 } from "../../src/train/parallel/protocol.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
-import { packageRoot } from "../../src/tensor/package.js";
+import { packageRoot } from "../../src/package.js";
 import { inProcessEngine, type EngineFactory } from "../../src/train/engine.js";
 import { initParams, modelSpec, type ModelSpec } from "../../src/train/models.js";
 import {
@@ -31,7 +31,7 @@ import {
 import { Rng } from "../../src/train/random.js";
 import { loadParams, paramsHash } from "../../src/train/serialize.js";
 import { prepareTraining, runStep, train } from "../../src/train/trainer.js";
-import { useBackend } from "../../src/tensor/backends.js";
+import { useBackend } from "../../src/backends/select.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
 import { setBackend } from "../../src/tensor/active.js";
 import type { OptimizerConfig } from "../../src/train/parallel/optimizer-kernels.js";

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadParams, saveParams, type ParamsRecord } from "../../src/train/serialize.js";
-import { packageRoot } from "../../src/tensor/package.js";
+import { packageRoot } from "../../src/package.js";
 
 const fixtures = join(packageRoot(), "test", "fixtures", "safetensors");
 const tmp = mkdtempSync(join(tmpdir(), "adjoint-safetensors-python-"));

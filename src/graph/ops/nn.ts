@@ -63,12 +63,12 @@ export const softmaxCrossEntropyOp: Op = defineOp<Required<SoftmaxOptions>>({
     backend().softmaxCrossEntropy(logits, targets, classAxis(node, logits)),
   gradient: (node, g) => {
     const [logits, targets] = node.inputs;
-    const options = { axis: node.attrs.axis };
+    const axis = node.attrs.axis;
     // sumLike (a view here: g is 0-d) names each gradient's shape for simplify(), which then drops
     // the sumLike/zerosLike adjoints of the layers below.
     return [
-      sumLike(mul(g, softmaxCrossEntropyGrad(logits, targets, options)), logits),
-      sumLike(neg(mul(g, logSoftmax(logits, options))), targets),
+      sumLike(mul(g, softmaxCrossEntropyGrad(logits, targets, axis)), logits),
+      sumLike(neg(mul(g, logSoftmax(logits, { axis }))), targets),
     ];
   },
 });
@@ -124,16 +124,7 @@ export function softmaxCrossEntropy(logits: Node, targets: Node, options?: Softm
 }
 
 /** softmax(logits) * sum(targets, axis, keepdims) - targets (internal: the fused loss's gradient). */
-export function softmaxCrossEntropyGrad(
-  logits: Node,
-  targets: Node,
-  options?: SoftmaxOptions,
-): Node {
-  const axis = softmaxAxis("softmaxCrossEntropyGrad", options, "logits, targets");
-  return makeNode(
-    softmaxCrossEntropyGradOp,
-    [logits, targets],
-    { axis },
-    `softmaxCrossEntropyGrad(${label(logits)},${label(targets)})`,
-  );
+function softmaxCrossEntropyGrad(logits: Node, targets: Node, axis: number): Node {
+  const name = `softmaxCrossEntropyGrad(${label(logits)},${label(targets)})`;
+  return makeNode(softmaxCrossEntropyGradOp, [logits, targets], { axis }, name);
 }

@@ -20,7 +20,7 @@ import {
   type DType,
   type TypedArray,
 } from "../../tensor/tensor.js";
-import type { KernelExports, WasmBackend } from "../../tensor/kernels/wasm.js";
+import type { KernelExports, WasmBackend } from "../../backends/wasm.js";
 
 /** One shard's compiled program: `run()` returns the plan's outputs (valid until the next run). */
 export class CompiledShard {

@@ -17,9 +17,9 @@ import {
 } from "./protocol.js";
 import { CONTROL, ShardRunner, type SharedState, type TrainPlan } from "./shard.js";
 import { backend } from "../../tensor/active.js";
-import type { BackendName } from "../../tensor/backends.js";
+import type { BackendName } from "../../backends/select.js";
 import type { OptimizerConfig } from "./optimizer-kernels.js";
-import { packageRoot } from "../../tensor/package.js";
+import { packageRoot } from "../../package.js";
 import type { EngineFactory, StepEngine } from "../engine.js";
 
 /** How the main thread starts phases: an Atomics barrier, or one piscina task per worker. */

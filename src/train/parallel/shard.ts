@@ -10,7 +10,7 @@ import { sizeOf } from "../../tensor/shape.js";
 import { allocateArray, Tensor, type DType, type TypedArray } from "../../tensor/tensor.js";
 import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph, type Plan } from "../../runtime/plan.js";
-import type { WasmBackend, WasmMemory } from "../../tensor/kernels/wasm.js";
+import type { WasmBackend, WasmMemory } from "../../backends/wasm.js";
 import { backend } from "../../tensor/active.js";
 import { CompiledShard } from "./compiled.js";
 import { allocateInMemory, updateKernels, type UpdateRunner } from "./update-wasm.js";

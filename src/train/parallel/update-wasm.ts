@@ -7,8 +7,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { packageRoot } from "../../tensor/package.js";
-import { wasmApi, wasmSimdSupported, type WasmMemory } from "../../tensor/kernels/wasm.js";
+import { packageRoot } from "../../package.js";
+import { wasmApi, wasmSimdSupported, type WasmMemory } from "../../backends/wasm.js";
 import type { DType, TypedArray } from "../../tensor/tensor.js";
 import { updateConstants, type OptimizerConfig } from "./optimizer-kernels.js";
 

@@ -8,8 +8,8 @@ import { runInNewContext } from "node:vm";
 import { afterAll, describe, expect, it } from "vitest";
 import { setBackend } from "../../../src/tensor/active.js";
 import { jsBackend } from "../../../src/tensor/kernels/js.js";
-import { createWasmBackend } from "../../../src/tensor/kernels/wasm.js";
-import { useBackend } from "../../../src/tensor/backends.js";
+import { createWasmBackend } from "../../../src/backends/wasm.js";
+import { useBackend } from "../../../src/backends/select.js";
 import { CompiledShard } from "../../../src/train/parallel/compiled.js";
 import { CONTROL, ShardRunner } from "../../../src/train/parallel/shard.js";
 import {

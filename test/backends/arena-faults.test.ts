@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
 import type { Node, Tensor } from "../../src/index.js";
 import { allocateArray, clearPool } from "../../src/tensor/tensor.js";
-import { createWasmBackend } from "../../src/tensor/kernels/wasm.js";
+import { createWasmBackend } from "../../src/backends/wasm.js";
 import { evaluateOn, uniformValues } from "../helpers/evaluate.js";
 
 // A small arena (64 pages, 4 MiB), so "larger than the arena" is cheap to ask for.

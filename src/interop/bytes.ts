@@ -1,6 +1,6 @@
 /** Typed arrays to and from little-endian bytes: the byte order of every file format adjoint writes. */
 import { endianness } from "node:os";
-import type { DType } from "./tensor.js";
+import type { DType } from "../tensor/tensor.js";
 
 const LITTLE_ENDIAN = endianness() === "LE";
 

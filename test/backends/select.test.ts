@@ -2,7 +2,7 @@
 import { evaluateOn } from "../helpers/evaluate.js";
 import { afterAll, describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
-import { createWasmBackend } from "../../src/tensor/kernels/wasm.js";
+import { createWasmBackend } from "../../src/backends/wasm.js";
 import { assertClose } from "../helpers/gradcheck.js";
 import { opCases } from "../helpers/op-cases.js";
 

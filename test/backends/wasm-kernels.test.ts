@@ -6,7 +6,7 @@ import { Worker } from "node:worker_threads";
 import { afterAll, describe, expect, it } from "vitest";
 import { setBackend } from "../../src/tensor/active.js";
 import { type BinaryKind } from "../../src/tensor/backend.js";
-import { useBackend } from "../../src/tensor/backends.js";
+import { useBackend } from "../../src/backends/select.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
 import {
   createWasmBackend,
@@ -14,7 +14,7 @@ import {
   wasmSharedKernelsPath,
   wasmStats,
   type WasmBackend,
-} from "../../src/tensor/kernels/wasm.js";
+} from "../../src/backends/wasm.js";
 import { tensor, type DType, type Tensor } from "../../src/tensor/tensor.js";
 
 const relaxed = createWasmBackend({ minElements: 0 });

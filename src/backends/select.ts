@@ -1,9 +1,9 @@
 /** Backends by name, so the CLI and every worker thread can select the same one. */
-import { setBackend } from "./active.js";
-import { type Backend } from "./backend.js";
-import { jsBackend } from "./kernels/js.js";
-import { loadWasmBackend } from "./kernels/wasm.js";
-import { clearPool } from "./tensor.js";
+import { setBackend } from "../tensor/active.js";
+import { type Backend } from "../tensor/backend.js";
+import { jsBackend } from "../tensor/kernels/js.js";
+import { loadWasmBackend } from "./wasm.js";
+import { clearPool } from "../tensor/tensor.js";
 
 /**
  * The backends adjoint ships: "wasm" runs the relaxed-SIMD kernels where the engine accepts them

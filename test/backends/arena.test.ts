@@ -18,7 +18,7 @@ import {
   sizeClass,
   wasmStats,
   type WasmBackend,
-} from "../../src/tensor/kernels/wasm.js";
+} from "../../src/backends/wasm.js";
 import { loadDigits } from "../../src/train/data.js";
 import { inProcessEngine } from "../../src/train/engine.js";
 import { initParams, modelSpec } from "../../src/train/models.js";

@@ -12,9 +12,14 @@ import { packageRoot } from "../package.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
-import { backend } from "../active.js";
-import { type Backend, type BinaryKind, type ReduceKind, type UnaryKind } from "../backend.js";
-import { fmt, reducedShape, sameShape } from "../shape.js";
+import { backend } from "../tensor/active.js";
+import {
+  type Backend,
+  type BinaryKind,
+  type ReduceKind,
+  type UnaryKind,
+} from "../tensor/backend.js";
+import { fmt, reducedShape, sameShape } from "../tensor/shape.js";
 import {
   allocate,
   resultDType,
@@ -23,9 +28,9 @@ import {
   type DType,
   type Tensor,
   type TypedArray,
-} from "../tensor.js";
-import { jsBackend } from "./js.js";
-import { checkOptions, typeName } from "../options.js";
+} from "../tensor/tensor.js";
+import { jsBackend } from "../tensor/kernels/js.js";
+import { checkOptions, typeName } from "../tensor/options.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
 // used here are declared locally and the global is read through globalThis.
@@ -309,14 +314,10 @@ export class WasmArena {
     if (address < 0) {
       throw new RangeError(`wasm backend: cannot grow the linear memory to ${bytes} scratch bytes`);
     }
-    if (this.scratchBytes > 0) this.releaseScratch();
+    if (this.scratchBytes > 0) this.freeBlock(this.scratchAddress, this.scratchBytes, false);
     this.scratchAddress = address;
     this.scratchBytes = size;
     return address;
-  }
-
-  private releaseScratch(): void {
-    this.freeBlock(this.scratchAddress, this.scratchBytes, false);
   }
 
   /** A block of exactly `bytes` (a size class), zero-filled; -1 when the memory cannot grow. */
@@ -472,7 +473,6 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   const build: WasmBuild =
     requested === "auto" ? (wasmRelaxedSimdSupported() ? "relaxed" : "simd") : requested;
   const { kernels: k, arena: h } = instantiateShared(webAssembly, options.arena ?? {}, build);
-  const arena = h;
 
   /** `t`'s address when the kernel can read it in place as `dtype`, else -1. */
   const inPlace = (data: TypedArray, dtype: DType): number =>
@@ -538,7 +538,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   /**
    * Sets slots to the byte addresses of x, y (when given) and out, all `dtype`: arrays in the
    * linear memory in place, the others copied into scratch (out only reserved). Returns whether
-   * out is written in place; if not, {@link copyOut} brings the result back.
+   * out is written in place.
    */
   function place(dtype: DType, x: TypedArray, y: TypedArray | undefined, out: TypedArray): boolean {
     const elem = dtype === "float32" ? 4 : 8;
@@ -566,23 +566,34 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     return false;
   }
 
-  /** Copies a result the kernel wrote to scratch at slots[2] into `out`. */
-  function copyOut(dtype: DType, out: TypedArray): void {
-    const start = slots[2] / (dtype === "float32" ? 4 : 8);
-    out.set(h.view(dtype).subarray(start, start + out.length));
-    wasmStats.elementsCopiedOut += out.length;
+  /**
+   * Runs `kernel(x, y, out addresses)` with x, y (optional) and `out`'s data placed in the
+   * memory, brings a result written to scratch back into `out`, and returns it.
+   */
+  function launch(
+    dtype: DType,
+    x: TypedArray,
+    y: TypedArray | undefined,
+    out: Tensor,
+    kernel: (x: number, y: number, out: number) => void,
+  ): Tensor {
+    const direct = place(dtype, x, y, out.data);
+    kernel(slots[0], slots[1], slots[2]);
+    wasmStats.calls++;
+    if (!direct) {
+      const start = slots[2] / (dtype === "float32" ? 4 : 8);
+      out.data.set(h.view(dtype).subarray(start, start + out.size));
+      wasmStats.elementsCopiedOut += out.size;
+    }
+    return out;
   }
 
   /** out = a (op) b where b is one row broadcast down a's last dim ((n,k) op (k,)). */
   function rowBinary(op: number, a: Tensor, b: Tensor): Tensor {
-    const out = allocate(a.shape, a.dtype);
-    const cols = b.size;
-    const direct = place(a.dtype, a.data, b.data, out.data);
     const run = a.dtype === "float32" ? k.rowBinaryF32 : k.rowBinaryF64;
-    run(op, slots[0], slots[1], slots[2], a.size / cols, cols);
-    wasmStats.calls++;
-    if (!direct) copyOut(a.dtype, out.data);
-    return out;
+    return launch(a.dtype, a.data, b.data, allocate(a.shape, a.dtype), (x, y, o) =>
+      run(op, x, y, o, a.size / b.size, b.size),
+    );
   }
 
   function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
@@ -595,36 +606,29 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
       }
       return jsBackend.binary(kind, a, b);
     }
-    const dtype = resultDType(a.dtype, b.dtype);
-    const out = allocate(a.shape, dtype);
     // An operand of the other dtype is converted by the copy into scratch.
-    const direct = place(dtype, a.data, b.data, out.data);
-    (dtype === "float32" ? k.binaryF32 : k.binaryF64)(op, slots[0], slots[1], slots[2], a.size);
-    wasmStats.calls++;
-    if (!direct) copyOut(dtype, out.data);
-    return out;
+    const dtype = resultDType(a.dtype, b.dtype);
+    const run = dtype === "float32" ? k.binaryF32 : k.binaryF64;
+    return launch(dtype, a.data, b.data, allocate(a.shape, dtype), (x, y, o) =>
+      run(op, x, y, o, a.size),
+    );
   }
 
   function unary(kind: UnaryKind, x: Tensor): Tensor {
     const op = unaryOps[kind];
     if (op === null || x.size < minElements) return jsBackend.unary(kind, x);
-    const out = allocate(x.shape, x.dtype);
-    const direct = place(x.dtype, x.data, undefined, out.data);
-    (x.dtype === "float32" ? k.unaryF32 : k.unaryF64)(op, slots[0], slots[2], x.size);
-    wasmStats.calls++;
-    if (!direct) copyOut(x.dtype, out.data);
-    return out;
+    const run = x.dtype === "float32" ? k.unaryF32 : k.unaryF64;
+    return launch(x.dtype, x.data, undefined, allocate(x.shape, x.dtype), (xa, _, o) =>
+      run(op, xa, o, x.size),
+    );
   }
 
   /** `x` summed over its leading `rows` (a rows x x.size/rows matrix) into a new `shape`. */
   function columnSum(x: Tensor, rows: number, shape: readonly number[]): Tensor {
-    const out = allocate(shape, x.dtype);
-    const direct = place(x.dtype, x.data, undefined, out.data);
     const run = x.dtype === "float32" ? k.columnSumF32 : k.columnSumF64;
-    run(slots[0], slots[2], rows, x.size / rows);
-    wasmStats.calls++;
-    if (!direct) copyOut(x.dtype, out.data);
-    return out;
+    return launch(x.dtype, x.data, undefined, allocate(shape, x.dtype), (xa, _, o) =>
+      run(xa, o, rows, x.size / rows),
+    );
   }
 
   function sumTo(x: Tensor, shape: readonly number[]): Tensor {
@@ -652,7 +656,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     unary,
     sumTo,
     reduce,
-    arena,
+    arena: h,
     build,
     kernels: k,
     minElements,

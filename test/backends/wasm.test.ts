@@ -3,11 +3,7 @@ import { uniformValues } from "../helpers/evaluate.js";
 import { describe, expect, it } from "vitest";
 import type { BinaryKind } from "../../src/tensor/backend.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
-import {
-  createWasmBackend,
-  loadWasmBackend,
-  wasmSimdSupported,
-} from "../../src/tensor/kernels/wasm.js";
+import { createWasmBackend, loadWasmBackend, wasmSimdSupported } from "../../src/backends/wasm.js";
 import { setBackend } from "../../src/tensor/active.js";
 import {
   allocate,
