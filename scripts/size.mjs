@@ -31,21 +31,30 @@ for (const [folder, n] of [...counts].sort()) {
 if (!check) console.log(`| total | ${total} |`);
 
 // `--check`: fail when the core (src/tensor, src/graph, src/autodiff, src/runtime, their
-// subfolders) exceeds the budget the README states ("Core line budget: N"); npm test runs it.
+// subfolders) or the backends (src/backends) exceed the budgets the README states ("Core line
+// budget: N", "Backends line budget: N"); npm test runs it.
 if (check) {
-  const core = [...counts]
-    .filter(([folder]) => /^src\/(tensor|graph|autodiff|runtime)(\/|$)/.test(folder))
-    .reduce((sum, [, n]) => sum + n, 0);
   const readme = readFileSync(join(root, "README.md"), "utf8");
-  const match = /Core line budget: ([\d,]+)/.exec(readme);
-  if (!match) {
-    console.error('size: README.md states no "Core line budget: N"');
-    process.exit(1);
+  const budgets = [
+    ["core", "Core line budget", /^src\/(tensor|graph|autodiff|runtime)(\/|$)/],
+    ["backends", "Backends line budget", /^src\/backends(\/|$)/],
+  ];
+  const lines = [];
+  for (const [name, phrase, folders] of budgets) {
+    const n = [...counts]
+      .filter(([folder]) => folders.test(folder))
+      .reduce((sum, [, count]) => sum + count, 0);
+    const match = new RegExp(`${phrase}: ([\\d,]+)`).exec(readme);
+    if (!match) {
+      console.error(`size: README.md states no "${phrase}: N"`);
+      process.exit(1);
+    }
+    const budget = Number(match[1].replace(/,/g, ""));
+    if (n > budget) {
+      console.error(`size: the ${name} has ${n} code lines, over its budget of ${budget}`);
+      process.exit(1);
+    }
+    lines.push(`${name}: ${n} code lines, budget ${budget}`);
   }
-  const budget = Number(match[1].replace(/,/g, ""));
-  if (core > budget) {
-    console.error(`size: the core has ${core} code lines, over its budget of ${budget}`);
-    process.exit(1);
-  }
-  console.log(`core: ${core} code lines, budget ${budget}`);
+  console.log(lines.join("; "));
 }

@@ -1,5 +1,6 @@
 /** Forward mode: tangents pushed through the graph in topological order, as ordinary nodes. */
-import { checkNodeList, describe, Node } from "../graph/node.js";
+import { checkNodeList, Node } from "../graph/node.js";
+import { typeName } from "../tensor/options.js";
 import { add, mul, zerosLike } from "../graph/ops/elementwise.js";
 import { sum } from "../graph/ops/reduce.js";
 import { topoSort } from "../graph/topo.js";
@@ -72,7 +73,7 @@ export function transposedJvp(node: Node, inputTangents: readonly (Node | null)[
 export function hvp(output: Node, inputs: readonly Node[], vectors: readonly Node[]): Node[] {
   if (!(output instanceof Node)) {
     throw new TypeError(
-      `hvp(output, inputs, vectors): output must be a Node, got ${describe(output)}`,
+      `hvp(output, inputs, vectors): output must be a Node, got ${typeName(output)}`,
     );
   }
   return jvp(gradients(output, inputs), inputs, vectors);

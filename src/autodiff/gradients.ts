@@ -1,5 +1,6 @@
 /** Reverse-mode differentiation that builds the backward graph out of ordinary nodes. */
-import { checkNodeList, describe, Node, peekNextId } from "../graph/node.js";
+import { checkNodeList, Node, peekNextId } from "../graph/node.js";
+import { typeName } from "../tensor/options.js";
 import { add, onesLike, zerosLike } from "../graph/ops/elementwise.js";
 import { topoSort } from "../graph/topo.js";
 
@@ -23,7 +24,7 @@ function sweep(
 ): Node[] {
   if (!(output instanceof Node)) {
     throw new TypeError(
-      `${call}: output must be a Node, got ${typeof output === "number" ? `the number ${String(output)}` : describe(output)}`,
+      `${call}: output must be a Node, got ${typeof output === "number" ? `the number ${String(output)}` : typeName(output)}`,
     );
   }
   checkNodeList(call, cotangent ? "inputs" : "nodes", nodes, example);
@@ -56,7 +57,7 @@ export function isGradientNode(node: Node): boolean {
 export function vjp(output: Node, inputs: readonly Node[], cotangent: Node): Node[] {
   const call = "vjp(output, inputs, cotangent)";
   if (!(cotangent instanceof Node)) {
-    throw new TypeError(`${call}: cotangent must be a Node, got ${describe(cotangent)}`);
+    throw new TypeError(`${call}: cotangent must be a Node, got ${typeName(cotangent)}`);
   }
   return sweep(call, output, inputs, "vjp(y, [x], u)", cotangent);
 }

@@ -11,7 +11,7 @@ import {
   type NodeType,
 } from "./types.js";
 import type { DType } from "../tensor/tensor.js";
-import { checkArity, checkOptions } from "../tensor/options.js";
+import { checkArity, checkOptions, typeName } from "../tensor/options.js";
 export { checkArity, checkOptions } from "../tensor/options.js";
 
 let nextId = 0;
@@ -104,14 +104,7 @@ export class Node {
 
 function checkNode(value: unknown, method: string): Node {
   if (value instanceof Node) return value;
-  throw new TypeError(`Node.${method}: expected a Node or a number, got ${describe(value)}`);
-}
-
-/** A short description of a value's type for error messages. */
-export function describe(value: unknown): string {
-  if (Array.isArray(value)) return "an array";
-  if (value === null) return "null";
-  return typeof value === "object" ? (value.constructor?.name ?? "an object") : typeof value;
+  throw new TypeError(`Node.${method}: expected a Node or a number, got ${typeName(value)}`);
 }
 
 /**
@@ -127,13 +120,13 @@ export function checkNodeList(
   if (!Array.isArray(value)) {
     const hint = value instanceof Node ? ` (wrap a single node in an array: ${example})` : "";
     throw new TypeError(
-      `${call}: ${argument} must be an array of Nodes, got ${value instanceof Node ? `the Node ${value.name}` : describe(value)}${hint}`,
+      `${call}: ${argument} must be an array of Nodes, got ${value instanceof Node ? `the Node ${value.name}` : typeName(value)}${hint}`,
     );
   }
   value.forEach((item, i) => {
     if (!(item instanceof Node)) {
       throw new TypeError(
-        `${call}: ${argument}[${i}] must be a Node, got ${typeof item === "number" ? `the number ${item}` : describe(item)} (build nodes with variable() and the ops)`,
+        `${call}: ${argument}[${i}] must be a Node, got ${typeof item === "number" ? `the number ${item}` : typeName(item)} (build nodes with variable() and the ops)`,
       );
     }
   });
@@ -150,7 +143,7 @@ export function label(node: Node): string {
 export function makeNode(op: Op, inputs: Node[], attrs: Attrs, name: string): Node {
   for (const [i, input] of inputs.entries()) {
     if (!(input instanceof Node)) {
-      throw new TypeError(`${op.name}: input ${i} must be a Node, got ${describe(input)}`);
+      throw new TypeError(`${op.name}: input ${i} must be a Node, got ${typeName(input)}`);
     }
   }
   return new Node(inputs, op, attrs, name);
@@ -185,7 +178,7 @@ export interface VariableOptions {
  */
 export function variable(name: string, options?: VariableOptions): Node {
   if (typeof name !== "string")
-    throw new TypeError(`variable: name must be a string, got ${describe(name)}`);
+    throw new TypeError(`variable: name must be a string, got ${typeName(name)}`);
   const example = 'variable("X", { shape: [null, 784], dtype: "float32" })';
   checkArity("variable(name, options)", arguments.length, 2, example);
   const { shape, dtype } = checkOptions(

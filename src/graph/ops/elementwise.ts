@@ -2,7 +2,8 @@
 import { backend } from "../../tensor/active.js";
 import type { BinaryKind, ScalarKind, UnaryKind } from "../../tensor/backend.js";
 import { full } from "../../tensor/tensor.js";
-import { describe, label, makeNode, type Node } from "../node.js";
+import { label, makeNode, type Node } from "../node.js";
+import { typeName } from "../../tensor/options.js";
 import { defineOp, type NodeOf, type Op, type OpSpec } from "../op.js";
 import { broadcastDims, promoteTypes } from "../types.js";
 import { broadcastTo, sumLike } from "./shape.js";
@@ -18,7 +19,7 @@ const BROADCAST = { shape: "broadcast", dtype: "promote" } as const;
 
 function checkConstant(builder: string, c: unknown): number {
   if (typeof c !== "number") {
-    throw new TypeError(`${builder}: the constant must be a number, got ${describe(c)}`);
+    throw new TypeError(`${builder}: the constant must be a number, got ${typeName(c)}`);
   }
   return c;
 }

@@ -2,7 +2,8 @@
 import { backend } from "../../tensor/active.js";
 import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/shape.js";
 import { tensor, type DType, type Tensor } from "../../tensor/tensor.js";
-import { checkArity, checkOptions, describe, label, makeNode, Node } from "../node.js";
+import { checkArity, checkOptions, label, makeNode, Node } from "../node.js";
+import { typeName } from "../../tensor/options.js";
 import { defineOp, type Op } from "../op.js";
 import { fmtType, knownSize, type Dim, type NodeType } from "../types.js";
 
@@ -192,7 +193,7 @@ function checkIntegers(
     values.every((v) => Number.isInteger(v) && (v >= 0 || (allowMinusOne && v === -1)));
   if (!ok)
     throw new TypeError(
-      `${builder}: ${what} must be an array of integers, got ${describe(values)} ${JSON.stringify(values)}`,
+      `${builder}: ${what} must be an array of integers, got ${typeName(values)} ${JSON.stringify(values)}`,
     );
 }
 

@@ -426,18 +426,6 @@ function maxInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
 /** o (holding the maxima) = max + log(sum(exp(x - max))) over `axes`; an all -inf row stays -inf. */
 function logsumexpInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
   const d = x.data;
-  const blocks = reductionBlocks(x.shape, axes);
-  if (blocks && blocks[2] === 1) {
-    const [outer, red] = blocks;
-    for (let b = 0, p = 0; b < outer; b++, p += red) {
-      const m = o[b];
-      if (m === -Infinity) continue;
-      let s = 0;
-      for (let q = p; q < p + red; q++) s += Math.exp(d[q] - m);
-      o[b] = m + Math.log(s);
-    }
-    return;
-  }
   // Scratch from the buffer pool (zero-filled, like a fresh array), returned to it at the end.
   const sums = allocateArray(o.length, "float64");
   const index = reductionIndex(x.shape, axes);
@@ -489,20 +477,6 @@ function maxMask(x: Tensor, axes: readonly number[]): Tensor {
 /** o (zero-filled, x's size) = 1/count at the elements of x equal to their maximum m. */
 function maxMaskInto(x: Tensor, axes: readonly number[], m: TypedArray, o: TypedArray): void {
   const d = x.data;
-  const blocks = reductionBlocks(x.shape, axes);
-  if (blocks && blocks[2] === 1) {
-    // Row maxima: count the ties of each row, then write 1/count at them.
-    const [outer, red] = blocks;
-    for (let b = 0, p = 0; b < outer; b++, p += red) {
-      const mb = m[b];
-      let count = 0;
-      for (let q = p; q < p + red; q++) if (d[q] === mb) count++;
-      if (count === 0) continue;
-      const share = 1 / count;
-      for (let q = p; q < p + red; q++) if (d[q] === mb) o[q] = share;
-    }
-    return;
-  }
   const counts = allocateArray(m.length, "float64");
   const index = reductionIndex(x.shape, axes);
   for (let i = 0; i < d.length; i++) if (d[i] === m[index[i]]) counts[index[i]]++;
