@@ -150,15 +150,12 @@ export function makeNode(op: Op, inputs: Node[], attrs: Attrs, name: string): No
 }
 
 /** The placeholder op: its value comes from the feed map, never from compute. */
-export const placeholderOp: Op = defineOp({
+export const placeholderOp: Op = defineOp<VariableOptions>({
   name: "placeholder",
-  type: (_inputs, attrs) =>
-    attrs.shape === undefined && attrs.dtype === undefined
+  type: (_inputs, { shape, dtype }) =>
+    shape === undefined && dtype === undefined
       ? UNKNOWN
-      : {
-          shape: (attrs.shape as readonly Dim[] | undefined) ?? null,
-          dtype: (attrs.dtype as DType | undefined) ?? null,
-        },
+      : { shape: shape ?? null, dtype: dtype ?? null },
   compute: (node) => {
     throw new Error(`variable "${node.name}" has no value: feed it`);
   },
