@@ -7,6 +7,9 @@ import { lowerGraph, rebuildGraph } from "../../src/runtime/plan.js";
 import { topoSort } from "../../src/graph/topo.js";
 import { mulberry32, randomTensor } from "../helpers/gradcheck.js";
 import { opCases } from "../helpers/op-cases.js";
+import { defineOp } from "../../src/graph/op.js";
+
+const BROADCAST = { shape: "broadcast", dtype: "promote" } as const;
 
 /** Every node of y and of the gradients of sum(u * y), evaluated: [node, value] pairs. */
 function typedAndComputed(
@@ -190,5 +193,47 @@ describe("a gradient rule's null builds nothing", () => {
     );
     expect(dxValue.toArray()).toEqual([4, 4, 4]);
     expect(dtValue.toArray()).toEqual(adj.zeros([4, 3]).toArray());
+  });
+});
+
+describe("type rules derived from an op's sameAs facts", () => {
+  const spec = (name: string) => ({
+    name,
+    compute: (_node: Node, [a, b]: Tensor[]) => adj.backend().binary("add", a, b),
+    gradient: () => [null, null],
+  });
+
+  it("gives the broadcast shape and the promoted dtype where no rule is written", () => {
+    const op = defineOp({ ...spec("derivedBroadcastAdd"), sameAs: BROADCAST });
+    const a = adj.variable("a", { shape: [null, 3], dtype: "float32" });
+    const b = adj.variable("b", { shape: [3], dtype: "float64" });
+    const y = new adj.Node([a, b], op, {}, "y");
+    expect(y.shape).toEqual([null, 3]);
+    expect(y.dtype).toBe("float64");
+    // Incompatible known dims throw when the node is built, naming the op.
+    const c = adj.variable("c", { shape: [4] });
+    expect(() => new adj.Node([a, c], op, {}, "bad")).toThrow(
+      "derivedBroadcastAdd(a, c): shapes [null,3] and [4] do not broadcast",
+    );
+  });
+
+  it("takes an input's shape and dtype by index", () => {
+    const op = defineOp({ ...spec("derivedSecondInput"), sameAs: { shape: 1, dtype: 0 } });
+    const a = adj.variable("a", { dtype: "float32" });
+    const b = adj.variable("b", { shape: [2, 5], dtype: "float64" });
+    const y = new adj.Node([a, b], op, {}, "y");
+    expect(y.shape).toEqual([2, 5]);
+    expect(y.dtype).toBe("float32");
+  });
+
+  it("refuses an op with neither a type rule nor facts for both shape and dtype", () => {
+    expect(() => defineOp({ ...spec("noTypeRule") })).toThrow(
+      'op "noTypeRule" needs a type rule or sameAs facts for shape and dtype',
+    );
+    expect(() => defineOp({ ...spec("halfFacts"), sameAs: { shape: 0 } })).toThrow(
+      'op "halfFacts" needs a type rule',
+    );
+    // Refused before registering: the name stays free.
+    expect(() => adj.opByName("noTypeRule")).toThrow('unknown op "noTypeRule"');
   });
 });
