@@ -221,25 +221,15 @@ function seeded(seed: number): () => number {
   };
 }
 
-function randomLike(t: Tensor, random: () => number): Tensor {
-  return tensor(
-    Float64Array.from({ length: t.size }, () => random() * 2 - 1),
-    { shape: [...t.shape], dtype: t.dtype },
-  );
+/** A float64 copy of x's values mapped element by element, with x's shape and dtype. */
+function mapped(x: Tensor, f: (value: number, i: number) => number): Tensor {
+  return tensor(Float64Array.from(x.data, f), { shape: [...x.shape], dtype: x.dtype });
 }
 
-function along(x: Tensor, v: Tensor, s: number): Tensor {
-  return tensor(
-    Float64Array.from(x.data, (value, i) => value + s * v.data[i]),
-    { shape: [...x.shape], dtype: x.dtype },
-  );
-}
-
-function bumped(x: Tensor, k: number, s: number): Tensor {
-  const data = Float64Array.from(x.data);
-  data[k] += s;
-  return tensor(data, { shape: [...x.shape], dtype: x.dtype });
-}
+const randomLike = (t: Tensor, random: () => number) => mapped(t, () => random() * 2 - 1);
+const along = (x: Tensor, v: Tensor, s: number) => mapped(x, (value, i) => value + s * v.data[i]);
+const bumped = (x: Tensor, k: number, s: number) =>
+  mapped(x, (value, i) => (i === k ? value + s : value));
 
 /** Up to `count` distinct element indices of `size`, the same for a seed. */
 function sample(size: number, count: number, random: () => number): number[] {
