@@ -32,26 +32,33 @@ type Scale<A> = (node: NodeOf<A>, t: Node) => Node;
 // forward rule (t = the input's tangent), as PyTorch derives such forward rules from the backward
 // formula (`auto_element_wise`). null: piecewise constant, no gradient.
 
-/** A unary op run by the unary kernel of its name; its rules from `scale`. */
-function unaryOp(name: UnaryKind, scale: Scale<object> | null): Op {
-  return defineOp({
+/** An op of one input with x's shape and dtype, computed by `compute`; its rules from `scale`. */
+function diagonalOp<A extends object>(
+  name: string,
+  compute: OpSpec<A>["compute"],
+  scale: Scale<A> | null,
+): Op {
+  return defineOp<A>({
     name,
     sameAs: SAME,
-    compute: (_node, [x]) => backend().unary(name, x),
+    compute,
     gradient: (node, g) => [scale && scale(node, g)],
     jvp: (node, [t]) => scale && scale(node, t!),
   });
 }
 
-/** x (kind) c for the constant in attrs, run by the scalar kernel; its rules from `scale`. */
+/** A unary op run by the unary kernel of its name. */
+function unaryOp(name: UnaryKind, scale: Scale<object> | null): Op {
+  return diagonalOp(name, (_node, [x]) => backend().unary(name, x), scale);
+}
+
+/** x (kind) c for the constant in attrs, run by the scalar kernel. */
 function scalarOp(name: string, kind: ScalarKind, scale: Scale<ConstantAttrs>): Op {
-  return defineOp<ConstantAttrs>({
+  return diagonalOp<ConstantAttrs>(
     name,
-    sameAs: SAME,
-    compute: (node, [x]) => backend().scalar(kind, x, node.attrs.constant),
-    gradient: (node, g) => [scale(node, g)],
-    jvp: (node, [t]) => scale(node, t!),
-  });
+    (node, [x]) => backend().scalar(kind, x, node.attrs.constant),
+    scale,
+  );
 }
 
 /** An op of two broadcast inputs run by the binary kernel of its name. */
