@@ -532,12 +532,12 @@ function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   }
   // General: an odometer over the leading merged dims, the last one a contiguous copy or fill.
   const last = sizes.length - 1;
-  const xStrides = new Array<number>(last);
+  const xStrides = new Array<number>(sizes.length);
   for (let i = last, sx = 1; i >= 0; i--) {
     xStrides[i] = copied[i] ? sx : 0;
     if (copied[i]) sx *= sizes[i];
   }
-  const at = stridedOffsets(sizes.slice(0, last), xStrides);
+  const at = stridedOffsets(sizes.slice(0, last), xStrides.slice(0, last));
   const n = sizes[last];
   for (let t = 0, p = 0; t < at.length; t++, p += n) {
     if (copied[last]) for (let j = 0; j < n; j++) o[p + j] = d[at[t] + j];
