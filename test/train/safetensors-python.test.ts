@@ -10,27 +10,16 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadParams, saveParams, type ParamsRecord } from "../../src/train/serialize.js";
+import { loadParams, saveParams } from "../../src/train/serialize.js";
+import { fixtureRecord } from "../helpers/safetensors-fixture.js";
 import { packageRoot } from "../../src/package.js";
 
 const fixtures = join(packageRoot(), "test", "fixtures", "safetensors");
 const tmp = mkdtempSync(join(tmpdir(), "adjoint-safetensors-python-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-// The formulas of scripts/safetensors-fixtures.py, computed here again (exactly representable).
-const W1 = Float32Array.from({ length: 12 }, (_, i) => i * 0.25 - 1.5);
-const b1 = Float32Array.from([0.5, -0.25, 0.125, 1 / 1024]);
-const W2 = Float64Array.from({ length: 8 }, (_, i) => ((i % 4) - Math.floor(i / 4)) / 3);
-const record: ParamsRecord = {
-  format: "adjoint-params",
-  version: 2,
-  model: { kind: "mlp", sizes: [3, 4, 2] },
-  params: [
-    { name: "W1", shape: [3, 4], dtype: "float32", data: W1 },
-    { name: "b1", shape: [4], dtype: "float32", data: b1 },
-    { name: "W2", shape: [4, 2], dtype: "float64", data: W2 },
-  ],
-};
+// The formulas of scripts/safetensors-fixtures.py, in adjoint.
+const record = fixtureRecord();
 
 describe.each(["torch", "numpy"])("a file written by safetensors.%s.save_file", (writer) => {
   it("loads with its names, dtypes, shapes and values", () => {
