@@ -1,6 +1,7 @@
 /** Custom ops for users: defineOp() with optional type and forward rules, apply() to use one. */
 import { checkNodeList, label, Node, variable } from "../graph/node.js";
-import { defineOp as registerOp, type Attrs, type Op } from "../graph/op.js";
+import { makeOp, registerOp, type Attrs, type Op } from "../graph/op.js";
+import { checkOptions, typeName } from "../tensor/options.js";
 import { UNKNOWN, type NodeType } from "../graph/types.js";
 import { mul } from "../graph/ops/elementwise.js";
 import { sum } from "../graph/ops/reduce.js";
@@ -11,7 +12,8 @@ import { checkGradients } from "./check.js";
 export interface CustomOpSpec {
   name: string;
   compute: Op["compute"];
-  gradient: Op["gradient"];
+  /** One gradient node per input (null where an input gets none), as Op.gradient. */
+  gradient: NonNullable<Op["pullback"]>;
   /** The forward rule; without one, jvp() derives it from the gradient rule. */
   jvp?: Op["jvp"];
   /** The type rule; without one, nothing is known of the output's type before it runs. */
@@ -26,9 +28,31 @@ export interface CustomOpSpec {
  * x, x), gradient: (node, g) => [mul(g, mulByConst(node.inputs[0], 2))] }, { check: [[x0]] })`.
  */
 export function defineOp(spec: CustomOpSpec, options: { check?: Tensor[][] } = {}): Op {
+  const call = "defineOp(spec, options)";
+  const example = 'defineOp({ name: "square", compute, gradient }, { check: [[x0]] })';
+  checkOptions(call, spec, ["name", "compute", "gradient", "jvp", "type"], example);
+  const { check } = checkOptions(call, options, ["check"], example);
+  if (typeof spec.name !== "string" || spec.name === "") {
+    throw new TypeError(
+      `${call}: spec.name must be a non-empty string, got ${typeName(spec.name)}`,
+    );
+  }
+  for (const key of ["compute", "gradient", "jvp", "type"] as const) {
+    const required = key === "compute" || key === "gradient";
+    if ((required || spec[key] !== undefined) && typeof spec[key] !== "function") {
+      throw new TypeError(
+        `${call}: op "${spec.name}": ${key} must be a function${required ? "" : " when given"}, got ${typeName(spec[key])}`,
+      );
+    }
+  }
+  if (check !== undefined && !Array.isArray(check)) {
+    throw new TypeError(
+      `${call}: options.check must be an array of examples, got ${typeName(check)}`,
+    );
+  }
   // Checked before it is registered: a refused op leaves its name free.
-  const op: Op = { ...spec, type: spec.type ?? (() => UNKNOWN) };
-  for (const example of options.check ?? []) {
+  const op = makeOp({ ...spec, type: spec.type ?? (() => UNKNOWN) });
+  for (const example of check ?? []) {
     const inputs = example.map((_, i) => variable(`x${i}`));
     const y = apply(op, inputs);
     // sum(u * y) with u = ones: a number whatever the output's shape; checkGradients then

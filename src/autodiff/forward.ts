@@ -1,10 +1,10 @@
 /** Forward mode: tangents pushed through the graph in topological order, as ordinary nodes. */
-import { checkNodeList, Node } from "../graph/node.js";
+import { checkNodeList, label, Node } from "../graph/node.js";
 import { typeName } from "../tensor/options.js";
 import { add, mul, zerosLike } from "../graph/ops/elementwise.js";
 import { sum } from "../graph/ops/reduce.js";
 import { topoSort } from "../graph/topo.js";
-import { gradients, vjp } from "./gradients.js";
+import { checkLike, gradients, pullbackOf, vjp } from "./gradients.js";
 import { constant, reshape } from "../graph/ops/shape.js";
 import { fmtType, knownSize, promoteTypes } from "../graph/types.js";
 import { allocate } from "../tensor/tensor.js";
@@ -40,10 +40,31 @@ export function jvp(
       tangentOf.set(node, null);
       continue;
     }
-    const rule = node.op.jvp;
-    tangentOf.set(node, rule ? rule(node, inputTangents) : transposedJvp(node, inputTangents));
+    tangentOf.set(node, tangentOfNode(node, inputTangents));
   }
   return outputs.map((output) => tangentOf.get(output) ?? zerosLike(output));
+}
+
+/** The forward rule's tangent of `node`, checked; its errors name the node. */
+function tangentOfNode(node: Node, inputTangents: readonly (Node | null)[]): Node | null {
+  const rule = node.op.jvp;
+  if (!rule) return transposedJvp(node, inputTangents);
+  const where = `while pushing tangents through ${node.op.name}(${node.inputs.map(label).join(", ")})`;
+  let tangent: unknown;
+  try {
+    tangent = rule(node, inputTangents);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`${where}: ${message}`, { cause: error });
+  }
+  if (tangent === null) return null;
+  if (!(tangent instanceof Node)) {
+    throw new TypeError(
+      `${where}: the forward rule must return a Node or null, got ${typeName(tangent)}`,
+    );
+  }
+  checkLike(where, "tangent (of the output)", tangent, node);
+  return tangent;
 }
 
 /**
@@ -54,7 +75,7 @@ export function jvp(
  */
 export function transposedJvp(node: Node, inputTangents: readonly (Node | null)[]): Node | null {
   const u = zerosLike(node);
-  const grads = node.op.gradient(node, u);
+  const grads = pullbackOf(node, u);
   let pairing: Node | null = null;
   grads.forEach((grad, i) => {
     const tangent = inputTangents[i];

@@ -1,5 +1,6 @@
 /** Reverse-mode differentiation that builds the backward graph out of ordinary nodes. */
-import { checkNodeList, Node, peekNextId } from "../graph/node.js";
+import { checkNodeList, label, Node, peekNextId } from "../graph/node.js";
+import { fmtType } from "../graph/types.js";
 import { typeName } from "../tensor/options.js";
 import { add, onesLike, zerosLike } from "../graph/ops/elementwise.js";
 import { topoSort } from "../graph/topo.js";
@@ -119,12 +120,7 @@ function reverseSweep(
     trace?.push({ node, adjoint: outputGrad, parts });
     grads.delete(node);
     if (!node.inputs.some((input) => onPath.has(input))) continue;
-    const inputGrads = node.op.gradient(node, outputGrad);
-    if (inputGrads.length !== node.inputs.length) {
-      throw new Error(
-        `gradient of ${node.op.name}(${node.name}) returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`,
-      );
-    }
+    const inputGrads = pullbackOf(node, outputGrad);
     node.inputs.forEach((input, k) => {
       const inputGrad = inputGrads[k];
       // null: this input gets no gradient from this node, and nothing is built for it.
@@ -136,4 +132,45 @@ function reverseSweep(
     });
   }
   return nodes.map((node) => total.get(node) ?? zerosLike(node));
+}
+
+/** What `node`'s op's rule returns, checked; its errors are wrapped in the name of the node. */
+export function pullbackOf(node: Node, outputGrad: Node): (Node | null)[] {
+  const where = `while differentiating ${node.op.name}(${node.inputs.map(label).join(", ")})`;
+  let inputGrads: unknown;
+  try {
+    const op = node.op;
+    inputGrads = op.pullback ? op.pullback(node, outputGrad) : op.gradient(node, outputGrad);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new Error(`${where}: ${message}`, { cause: error });
+  }
+  if (!Array.isArray(inputGrads) || inputGrads.length !== node.inputs.length) {
+    const got = Array.isArray(inputGrads) ? `${inputGrads.length} gradients` : typeName(inputGrads);
+    throw new Error(
+      `${where}: the gradient rule returned ${got} for ${node.inputs.length} inputs (one Node, or null, per input)`,
+    );
+  }
+  inputGrads.forEach((grad: unknown, k) => {
+    if (grad === null) return;
+    if (!(grad instanceof Node)) {
+      throw new TypeError(
+        `${where}: the gradient rule's result ${k} must be a Node or null, got ${typeName(grad)}`,
+      );
+    }
+    checkLike(where, `gradient for input ${k} (${label(node.inputs[k])})`, grad, node.inputs[k]);
+  });
+  return inputGrads as (Node | null)[];
+}
+
+/** Throws when `made`'s known shape differs from `like`'s (a rule's result must have its input's). */
+export function checkLike(where: string, what: string, made: Node, like: Node): void {
+  const a = made.shape;
+  const b = like.shape;
+  if (a === null || b === null) return;
+  const differs =
+    a.length !== b.length || a.some((d, i) => d !== null && b[i] !== null && d !== b[i]);
+  if (differs) {
+    throw new Error(`${where}: the ${what} has shape ${fmtType(a)}, expected ${fmtType(b)}`);
+  }
 }

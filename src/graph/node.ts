@@ -200,13 +200,15 @@ export function variable(name: string, options?: VariableOptions): Node {
 /** Throws naming the variable when a fed value does not fit its declared type. */
 export function checkFeed(node: Node, value: { shape: readonly number[]; dtype: DType }): void {
   const { shape, dtype } = node.type;
+  // A fed intermediate replaces its computation: it must be what the computation would give.
+  const known = isPlaceholder(node) ? "declared" : `known from ${node.op.name}'s type rule`;
   if (!shapeFits(value.shape, shape)) {
     throw new Error(
-      `${node.name}: fed shape [${value.shape.join(",")}], declared ${fmtType(shape)}`,
+      `${node.name}: fed shape [${value.shape.join(",")}], ${known} ${fmtType(shape)}`,
     );
   }
   if (dtype !== null && dtype !== value.dtype) {
-    throw new Error(`${node.name}: fed dtype ${value.dtype}, declared ${dtype}`);
+    throw new Error(`${node.name}: fed dtype ${value.dtype}, ${known} ${dtype}`);
   }
 }
 

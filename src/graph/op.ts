@@ -17,10 +17,16 @@ export interface Op {
   /** The node's value from its inputs' values; inputs are never modified. */
   compute(node: Node, inputValues: Tensor[]): Tensor;
   /**
-   * One gradient node per input, in input order, given the gradient of the output; null for an
-   * input that gets no gradient (a shape reference, a constant): nothing is built for it.
+   * The course's contract: one gradient node per input, in input order, given the gradient of
+   * the output; `zerosLike(input)` for an input that gets no gradient (a shape reference, a
+   * condition, a constant). Example: `const [dx, dTarget] = y.op.gradient(y, yGrad)`.
    */
-  gradient(node: Node, outputGrad: Node): (Node | null)[];
+  gradient(node: Node, outputGrad: Node): Node[];
+  /**
+   * The rule as declared, what the reverse sweep calls when present (else `gradient`): null for
+   * an input that gets no gradient, so that nothing is built for it.
+   */
+  pullback?(node: Node, outputGrad: Node): (Node | null)[];
   /**
    * The forward rule: the output's tangent given one tangent per input (null where the input has
    * none), or null when there is none. Optional: jvp() derives it from the gradient rule.
@@ -51,18 +57,43 @@ export interface OpSpec<A extends object> {
 
 const registry = new Map<string, Op>();
 
+// NOTE: zerosLike is an op like any other (graph/ops/elementwise.ts), which imports this module:
+// it installs its builder here when it is defined, so op.ts needs no import of an op family.
+let zeroGradient: ((input: Node) => Node) | undefined;
+
+/** Installs the builder of the zero gradient that {@link Op.gradient} gives for a null. */
+export function setZeroGradient(build: (input: Node) => Node): void {
+  zeroGradient = build;
+}
+
 /**
  * Registers an op under its unique name (so plans can be rebuilt in workers) and returns it. Its
  * builder is the one place that makes nodes of it, with attrs of type `A`.
  */
 export function defineOp<A extends object = Attrs>(spec: OpSpec<A>): Op {
-  if (registry.has(spec.name)) throw new Error(`op "${spec.name}" is already defined`);
+  return registerOp(makeOp(spec));
+}
+
+/** The Op a declaration describes, not registered (a custom op is checked before it is). */
+export function makeOp<A extends object = Attrs>(spec: OpSpec<A>): Op {
   const facts = spec.sameAs;
   if (!spec.type && (facts?.shape === undefined || facts.dtype === undefined)) {
     throw new Error(`op "${spec.name}" needs a type rule or sameAs facts for shape and dtype`);
   }
   // NOTE: the one cast between an op's typed attrs and the registry's plain records.
-  const op = { type: (inputs: readonly NodeType[]) => typeOf(facts!, inputs), ...spec } as Op;
+  const pullback = spec.gradient as NonNullable<Op["pullback"]>;
+  return {
+    type: (inputs: readonly NodeType[]) => typeOf(facts!, inputs),
+    ...spec,
+    pullback,
+    gradient: (node: Node, outputGrad: Node) =>
+      pullback(node, outputGrad).map((grad, i) => grad ?? zeroGradient!(node.inputs[i])),
+  } as Op;
+}
+
+/** Registers `op` under its unique name, so that plans can be rebuilt in workers; returns it. */
+export function registerOp(op: Op): Op {
+  if (registry.has(op.name)) throw new Error(`op "${op.name}" is already defined`);
   registry.set(op.name, op);
   return op;
 }

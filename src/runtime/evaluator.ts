@@ -1,6 +1,8 @@
 /** Evaluator: runs a graph in topological order from a feed map. */
 import { checkFeed, checkNodeList, isPlaceholder, label, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
+import { fmtType } from "../graph/types.js";
+import { typeName } from "../tensor/options.js";
 import { poolingEnabled, releaseArray, Tensor, type TypedArray } from "../tensor/tensor.js";
 
 // NOTE: run() is the per-step hot path of training (tens of nodes, thousands of steps): all the
@@ -44,6 +46,8 @@ export class Evaluator {
   private readonly ownedData: (TypedArray | undefined)[];
   /** Data of outputs this evaluator computed and has not had back through recycle(). */
   private readonly ownedOutputs = new WeakSet<TypedArray>();
+  /** True inside run(): its slots are in use, so a nested run() is refused. */
+  private running = false;
 
   /** Plans the run of `evalNodes`. Example: `new Evaluator([y]).run(new Map([[x, tensor(2)]]))`. */
   constructor(evalNodes: readonly Node[]) {
@@ -96,6 +100,12 @@ export class Evaluator {
    * given back with {@link recycle}.
    */
   run(feeds: ReadonlyMap<Node, Tensor> | Readonly<Record<string, Tensor>>): Tensor[] {
+    if (this.running) {
+      throw new Error(
+        "Evaluator.run: this evaluator is already running (called again from an op's compute?); use another Evaluator there",
+      );
+    }
+    this.running = true;
     try {
       this.placeFeeds(feeds instanceof Map ? feeds : this.feedsByName(feeds));
       return this.compute();
@@ -104,6 +114,8 @@ export class Evaluator {
       this.values.fill(undefined);
       this.ownedData.fill(undefined);
       throw error;
+    } finally {
+      this.running = false;
     }
   }
 
@@ -157,6 +169,7 @@ export class Evaluator {
       const slot = this.slotOf.get(node);
       if (slot === undefined || value === undefined) continue;
       if (!(value instanceof Tensor)) notTensor ??= node;
+      else if (!isPlaceholder(node)) checkFeed(node, value);
       values[slot] = value;
     }
     const missing: Node[] = [];
@@ -240,12 +253,36 @@ export class Evaluator {
  * `matmul(X, W): inner dimensions differ: [2,3] @ [4,5]` (the op's message gives the shapes).
  */
 export function computeNode(node: Node, inputs: Tensor[]): Tensor {
+  let value: unknown;
   try {
-    return node.op.compute(node, inputs);
+    value = node.op.compute(node, inputs);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new Error(`${node.op.name}(${node.inputs.map(label).join(", ")}): ${message}`, {
       cause: error,
     });
   }
+  // The type rule promised this node's known shape and dtype: a compute that breaks the promise
+  // (a custom op's, typically) is named here, not three nodes later.
+  if (!(value instanceof Tensor) || !fitsType(value, node)) {
+    const got =
+      value instanceof Tensor ? `${value.dtype} [${value.shape.join(",")}]` : typeName(value);
+    throw new Error(
+      `${node.op.name}(${node.inputs.map(label).join(", ")}): compute returned ${got}, its type rule says ${node.dtype ?? "any dtype"} ${fmtType(node.shape)}`,
+    );
+  }
+  return value;
+}
+
+/** Whether `value` has `node`'s known dtype and fits its known shape. */
+function fitsType(value: Tensor, node: Node): boolean {
+  const { shape, dtype } = node.type;
+  if (dtype !== null && dtype !== value.dtype) return false;
+  if (shape === null) return true;
+  const actual = value.shape;
+  if (actual.length !== shape.length) return false;
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] !== null && shape[i] !== actual[i]) return false;
+  }
+  return true;
 }

@@ -4,7 +4,7 @@ import type { BinaryKind, ScalarKind, UnaryKind } from "../../tensor/backend.js"
 import { full } from "../../tensor/tensor.js";
 import { label, makeNode, type Node } from "../node.js";
 import { typeName } from "../../tensor/options.js";
-import { defineOp, type NodeOf, type Op, type OpSpec } from "../op.js";
+import { defineOp, setZeroGradient, type NodeOf, type Op, type OpSpec } from "../op.js";
 import { broadcastDims, promoteTypes } from "../types.js";
 import { broadcastTo, sumLike } from "./shape.js";
 
@@ -277,5 +277,6 @@ export const tanh = (x: Node): Node => makeNode(tanhOp, [x], {}, `tanh(${label(x
 /** Zeros shaped like x's value. */
 export const zerosLike = (x: Node): Node =>
   makeNode(zerosLikeOp, [x], {}, `zerosLike(${label(x)})`);
+setZeroGradient(zerosLike);
 /** Ones shaped like x's value. */
 export const onesLike = (x: Node): Node => makeNode(onesLikeOp, [x], {}, `onesLike(${label(x)})`);
