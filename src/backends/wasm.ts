@@ -405,6 +405,7 @@ export interface WasmBackend extends Backend {
  */
 const arenaAllocator: ArrayAllocator = {
   allocate: (size, dtype) => (backend() as Partial<WasmBackend>).arena?.allocate(size, dtype),
+  placing: () => (backend() as Partial<WasmBackend>).arena !== undefined,
   zero: (data) => (backend() as Partial<WasmBackend>).arena?.zero(data) ?? false,
 };
 

@@ -3,7 +3,14 @@ import { checkFeed, checkNodeList, isPlaceholder, label, type Node } from "../gr
 import { topoSort } from "../graph/topo.js";
 import { fmtType } from "../graph/types.js";
 import { typeName } from "../tensor/options.js";
-import { poolingEnabled, releaseArray, Tensor, type TypedArray } from "../tensor/tensor.js";
+import {
+  inBackendMemory,
+  placeInBackend,
+  poolingEnabled,
+  releaseArray,
+  Tensor,
+  type TypedArray,
+} from "../tensor/tensor.js";
 
 // NOTE: run() is the per-step hot path of training (tens of nodes, thousands of steps): all the
 // bookkeeping is planned once here, into flat arrays, so a run does one Map lookup per feed (not
@@ -17,6 +24,14 @@ import { poolingEnabled, releaseArray, Tensor, type TypedArray } from "../tensor
 // the slots still alive on it. When the last one dies, a computed root's data goes back to the
 // buffer pool; a fed root's never does (feeds belong to the caller and may be views of shared memory), nor an output's
 // (handed to the caller, who may give it back with recycle()).
+//
+// NOTE: outputs and the wasm arena. An array in the arena goes back to it only when released to
+// the pool or when a FinalizationRegistry callback runs, and those never run inside a synchronous
+// loop: a user's `for (...) ev.run(feeds)` grew the arena by its outputs every run (70 -> 482 MB in
+// 500 runs, out of memory near 4,000). So run() copies each output that lives in a backend's
+// memory into a plain array (the garbage collector frees those under pressure, loop or not) and
+// gives the arena block back to the pool at once; training shards, which give their outputs back
+// themselves, call runInPlace() and skip the copy.
 
 /** Computes the values of a fixed list of nodes; build once, run many times. */
 export class Evaluator {
@@ -100,6 +115,23 @@ export class Evaluator {
    * given back with {@link recycle}.
    */
   run(feeds: ReadonlyMap<Node, Tensor> | Readonly<Record<string, Tensor>>): Tensor[] {
+    return this.runChecked(feeds, true);
+  }
+
+  /**
+   * run() without copying outputs out of the backend's memory: they stay there until given back
+   * with {@link recycle} (or collected). For a loop that recycles every result, as a training
+   * shard does. Example: `const out = ev.runInPlace(feeds); use(out); ev.recycle(out)`.
+   */
+  runInPlace(feeds: ReadonlyMap<Node, Tensor> | Readonly<Record<string, Tensor>>): Tensor[] {
+    return this.runChecked(feeds, false);
+  }
+
+  /** run() and runInPlace(): one run at a time, every slot empty again afterwards. */
+  private runChecked(
+    feeds: ReadonlyMap<Node, Tensor> | Readonly<Record<string, Tensor>>,
+    copyOut: boolean,
+  ): Tensor[] {
     if (this.running) {
       throw new Error(
         "Evaluator.run: this evaluator is already running (called again from an op's compute?); use another Evaluator there",
@@ -108,7 +140,7 @@ export class Evaluator {
     this.running = true;
     try {
       this.placeFeeds(feeds instanceof Map ? feeds : this.feedsByName(feeds));
-      return this.compute();
+      return placeInBackend(() => this.compute(copyOut));
     } catch (error) {
       // Values of a failed run are left to the garbage collector, not pooled.
       this.values.fill(undefined);
@@ -189,7 +221,7 @@ export class Evaluator {
   }
 
   /** The topological sweep over slots already holding the feeds. */
-  private compute(): Tensor[] {
+  private compute(copyOut: boolean): Tensor[] {
     const { values, topoOrder, inputStart, inputSlots, releaseStart, releaseSlots } = this;
     const { rootOf, aliveOn, ownedData } = this;
     // With the pool off nothing is released, so the ownership bookkeeping is skipped.
@@ -234,14 +266,29 @@ export class Evaluator {
     }
     const { outputSlots } = this;
     const out = new Array<Tensor>(outputSlots.length);
+    /** Arena arrays copied out this run (outputs may alias one another): original -> copy. */
+    let copies: Map<TypedArray, TypedArray> | undefined;
     for (let i = 0; i < out.length; i++) {
       const slot = outputSlots[i];
-      out[i] = values[slot]!;
-      const data = ownedData[rootOf[slot]];
-      if (data !== undefined) {
+      let value = values[slot]!;
+      const root = rootOf[slot];
+      const data = ownedData[root];
+      if (data !== undefined && copyOut && inBackendMemory(data)) {
+        copies ??= new Map();
+        copies.set(data, data.slice());
+        ownedData[root] = undefined;
+        releaseArray(data);
+      } else if (data !== undefined) {
         this.ownedOutputs.add(data);
-        ownedData[rootOf[slot]] = undefined;
+        ownedData[root] = undefined;
       }
+      const copy = copies?.get(value.data);
+      if (copy !== undefined) {
+        // The same output listed twice comes back as one tensor, as without the copy.
+        const earlier = out.findIndex((_, k) => k < i && values[outputSlots[k]] === value);
+        value = earlier >= 0 ? out[earlier] : new Tensor(copy, value.shape);
+      }
+      out[i] = value;
     }
     for (let i = 0; i < out.length; i++) values[outputSlots[i]] = undefined;
     return out;

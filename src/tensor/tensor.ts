@@ -139,6 +139,9 @@ function validateDType(dtype: unknown, where: string): asserts dtype is DType {
 // arrays made elsewhere never are.
 const freeFloat32 = new Map<number, Float32Array[]>();
 const freeFloat64 = new Map<number, Float64Array[]>();
+/** The free lists of arrays in a backend's memory: handed out only inside placeInBackend(). */
+const backendFloat32 = new Map<number, Float32Array[]>();
+const backendFloat64 = new Map<number, Float64Array[]>();
 const poolable = new WeakSet<TypedArray>();
 /** Arrays now in a free list: a release checks it in O(1) (a list scan was quadratic in a chain). */
 const inPool = new WeakSet<TypedArray>();
@@ -159,7 +162,7 @@ export function poolingEnabled(): boolean {
 
 /** Drops every array held by the pool (they become garbage), e.g. after a large one-off graph. */
 export function clearPool(): void {
-  for (const lists of [freeFloat32, freeFloat64]) {
+  for (const lists of [freeFloat32, freeFloat64, backendFloat32, backendFloat64]) {
     for (const list of lists.values()) for (const data of list) inPool.delete(data);
     lists.clear();
   }
@@ -173,7 +176,14 @@ export function clearPool(): void {
  */
 export function releaseArray(data: TypedArray): boolean {
   if (!pooling || !poolable.has(data) || inPool.has(data)) return false;
-  const lists: Map<number, TypedArray[]> = data instanceof Float32Array ? freeFloat32 : freeFloat64;
+  const f32 = data instanceof Float32Array;
+  const lists: Map<number, TypedArray[]> = inBackend.has(data)
+    ? f32
+      ? backendFloat32
+      : backendFloat64
+    : f32
+      ? freeFloat32
+      : freeFloat64;
   const list = lists.get(data.length);
   if (list === undefined) lists.set(data.length, [data]);
   else list.push(data);
@@ -198,7 +208,18 @@ export function allocateArray(size: number, dtype: DType, shared = false, zero =
     );
   }
   if (pooling && !shared) {
-    const list = dtype === "float32" ? freeFloat32.get(size) : freeFloat64.get(size);
+    // Outside placeInBackend() only plain arrays are handed out (see the NOTE on placement).
+    // Inside it, an arena's arrays only while the arena places arrays (a plain array there would
+    // cost the kernels a copy), else plain ones.
+    const arena = placing > 0 && arrayAllocator !== undefined && arrayAllocator.placing();
+    const lists: Map<number, TypedArray[]> = arena
+      ? dtype === "float32"
+        ? backendFloat32
+        : backendFloat64
+      : dtype === "float32"
+        ? freeFloat32
+        : freeFloat64;
+    const list = lists.get(size);
     if (list !== undefined && list.length > 0) {
       tensorStats.arraysReused++;
       const data = list.pop()!;
@@ -214,11 +235,43 @@ export function allocateArray(size: number, dtype: DType, shared = false, zero =
       ? new Float32Array(new SharedArrayBuffer(size * 4))
       : new Float64Array(new SharedArrayBuffer(size * 8));
   }
-  const data =
-    (pooling ? arrayAllocator?.allocate(size, dtype) : undefined) ??
-    (dtype === "float32" ? new Float32Array(size) : new Float64Array(size));
+  const hooked = pooling && placing > 0 ? arrayAllocator?.allocate(size, dtype) : undefined;
+  if (hooked !== undefined) inBackend.add(hooked);
+  const data = hooked ?? (dtype === "float32" ? new Float32Array(size) : new Float64Array(size));
   poolable.add(data);
   return data;
+}
+
+// NOTE: placement. Arrays go to the backend's memory only inside placeInBackend(): while the
+// Evaluator computes (its intermediates go back to the pool at their last use, its outputs are
+// copied out) and where a training shard plans buffers it holds and reuses. A tensor a user makes
+// (tensor(), zeros(), clone()) is a plain array that the garbage collector frees under memory
+// pressure; in the arena it would wait for a FinalizationRegistry callback, which a synchronous
+// loop never lets run, and the arena would grow by it every iteration.
+let placing = 0;
+
+/**
+ * Runs `fn` with fresh arrays placed in the active backend's memory (the wasm arena), for code
+ * that gives them back to the pool or holds them for reuse. Example: `placeInBackend(() => ev.runInPlace(f))`.
+ */
+export function placeInBackend<T>(fn: () => T): T {
+  placing++;
+  try {
+    return fn();
+  } finally {
+    placing--;
+  }
+}
+
+/** Arrays the {@link ArrayAllocator} placed in a backend's memory (the wasm arena). */
+const inBackend = new WeakSet<TypedArray>();
+
+/**
+ * Whether `data` lives in a backend's own memory (the wasm arena), where it is freed only when
+ * released to the pool or collected: what the Evaluator copies out before handing it to a caller.
+ */
+export function inBackendMemory(data: TypedArray): boolean {
+  return inBackend.has(data);
 }
 
 /**
@@ -229,6 +282,8 @@ export function allocateArray(size: number, dtype: DType, shared = false, zero =
 export interface ArrayAllocator {
   /** A zero-filled array of `size` elements, or undefined for a plain one. */
   allocate(size: number, dtype: DType): TypedArray | undefined;
+  /** Whether it places arrays now (the active backend has an arena). */
+  placing(): boolean;
   /** Zeroes `data` if it is one of its own (faster than `fill(0)` there) and says whether it did. */
   zero(data: TypedArray): boolean;
 }

@@ -9,6 +9,7 @@ import {
   allocate,
   allocateArray,
   clearPool,
+  placeInBackend,
   releaseArray,
   setPooling,
   tensorStats,
@@ -93,27 +94,31 @@ describe.each(["float64", "float32"] as const)("random graphs, arena on vs off, 
 
 describe("allocation in the arena", () => {
   it("places arrays in the linear memory only while the arena backend is active", () => {
-    adj.setBackend(withArena);
-    const inside = allocateArray(100, "float32");
-    expect(withArena.arena!.addressOf(inside)).toBeGreaterThan(0);
-    expect(inside.buffer).toBeInstanceOf(SharedArrayBuffer);
-    adj.setBackend(withoutArena);
-    expect(withArena.arena!.addressOf(allocateArray(100, "float32"))).toBe(-1);
-    adj.setBackend(adj.jsBackend);
-    const plain = allocateArray(100, "float32");
-    expect(plain.buffer).toBeInstanceOf(ArrayBuffer);
-    expect(withArena.arena!.addressOf(plain)).toBe(-1);
+    placeInBackend(() => {
+      adj.setBackend(withArena);
+      const inside = allocateArray(100, "float32");
+      expect(withArena.arena!.addressOf(inside)).toBeGreaterThan(0);
+      expect(inside.buffer).toBeInstanceOf(SharedArrayBuffer);
+      adj.setBackend(withoutArena);
+      expect(withArena.arena!.addressOf(allocateArray(100, "float32"))).toBe(-1);
+      adj.setBackend(adj.jsBackend);
+      const plain = allocateArray(100, "float32");
+      expect(plain.buffer).toBeInstanceOf(ArrayBuffer);
+      expect(withArena.arena!.addressOf(plain)).toBe(-1);
+    });
   });
 
   it("keeps zero-filled semantics, for fresh blocks and for pooled arrays", () => {
-    adj.setBackend(withArena);
-    const a = allocateArray(333, "float64");
-    expect(a.every((v) => v === 0)).toBe(true);
-    a.fill(7);
-    expect(releaseArray(a)).toBe(true);
-    const b = allocateArray(333, "float64");
-    expect(b).toBe(a);
-    expect(b.every((v) => v === 0)).toBe(true);
+    placeInBackend(() => {
+      adj.setBackend(withArena);
+      const a = allocateArray(333, "float64");
+      expect(a.every((v) => v === 0)).toBe(true);
+      a.fill(7);
+      expect(releaseArray(a)).toBe(true);
+      const b = allocateArray(333, "float64");
+      expect(b).toBe(a);
+      expect(b.every((v) => v === 0)).toBe(true);
+    });
   });
 
   it("is not used while pooling is off", () => {
@@ -137,49 +142,53 @@ describe("allocation in the arena", () => {
 
 describe("growth and exhaustion", () => {
   it("keeps earlier arrays valid (same bytes, same address) when the memory grows", () => {
-    const small = createWasmBackend({
-      minElements: 0,
-      arena: { initialPages: 1 },
-      build: "simd",
+    placeInBackend(() => {
+      const small = createWasmBackend({
+        minElements: 0,
+        arena: { initialPages: 1 },
+        build: "simd",
+      });
+      const arena = small.arena!;
+      adj.setBackend(small);
+      const first = allocate([16, 16], "float32");
+      first.data.forEach((_, i) => (first.data[i] = i));
+      const address = arena.addressOf(first.data);
+      const before = arena.byteLength;
+      const big = allocate([512, 512], "float32");
+      expect(arena.byteLength).toBeGreaterThan(before);
+      expect(arena.stats.grows).toBeGreaterThan(0);
+      expect(first.data.length).toBe(256);
+      expect(first.data[255]).toBe(255);
+      expect(arena.addressOf(first.data)).toBe(address);
+      expect(arena.addressOf(big.data)).toBeGreaterThan(address);
+      // Both operands, one from before the growth, are read in place.
+      const copied = wasmStats.elementsCopiedIn;
+      const product = small.matmul(first, first, false, true);
+      expect(wasmStats.elementsCopiedIn).toBe(copied);
+      expect(bits(product)).toEqual(bits(withoutArena.matmul(first, first, false, true)));
     });
-    const arena = small.arena!;
-    adj.setBackend(small);
-    const first = allocate([16, 16], "float32");
-    first.data.forEach((_, i) => (first.data[i] = i));
-    const address = arena.addressOf(first.data);
-    const before = arena.byteLength;
-    const big = allocate([512, 512], "float32");
-    expect(arena.byteLength).toBeGreaterThan(before);
-    expect(arena.stats.grows).toBeGreaterThan(0);
-    expect(first.data.length).toBe(256);
-    expect(first.data[255]).toBe(255);
-    expect(arena.addressOf(first.data)).toBe(address);
-    expect(arena.addressOf(big.data)).toBeGreaterThan(address);
-    // Both operands, one from before the growth, are read in place.
-    const copied = wasmStats.elementsCopiedIn;
-    const product = small.matmul(first, first, false, true);
-    expect(wasmStats.elementsCopiedIn).toBe(copied);
-    expect(bits(product)).toEqual(bits(withoutArena.matmul(first, first, false, true)));
   });
 
   it("falls back to plain arrays when the memory cannot grow, with the same results", () => {
-    const tiny = createWasmBackend({
-      minElements: 0,
-      arena: { initialPages: 2, maximumPages: 4 },
-      build: "simd",
+    placeInBackend(() => {
+      const tiny = createWasmBackend({
+        minElements: 0,
+        arena: { initialPages: 2, maximumPages: 4 },
+        build: "simd",
+      });
+      const arena = tiny.arena!;
+      adj.setBackend(tiny);
+      const held: Tensor[] = [];
+      for (let i = 0; i < 8; i++) held.push(allocate([128, 128], "float32")); // 64 KiB each
+      expect(arena.stats.fallbacks).toBeGreaterThan(0);
+      expect(arena.byteLength).toBe(4 * 65536);
+      const outside = held.filter((t) => arena.addressOf(t.data) < 0);
+      expect(outside.length).toBeGreaterThan(0);
+      const a = randomTensor(mulberry32(1), [64, 32]).clone({ dtype: "float32" });
+      const b = randomTensor(mulberry32(2), [32, 16]).clone({ dtype: "float32" });
+      const got = tiny.matmul(a, b, false, false);
+      expect(bits(got)).toEqual(bits(withoutArena.matmul(a, b, false, false)));
     });
-    const arena = tiny.arena!;
-    adj.setBackend(tiny);
-    const held: Tensor[] = [];
-    for (let i = 0; i < 8; i++) held.push(allocate([128, 128], "float32")); // 64 KiB each
-    expect(arena.stats.fallbacks).toBeGreaterThan(0);
-    expect(arena.byteLength).toBe(4 * 65536);
-    const outside = held.filter((t) => arena.addressOf(t.data) < 0);
-    expect(outside.length).toBeGreaterThan(0);
-    const a = randomTensor(mulberry32(1), [64, 32]).clone({ dtype: "float32" });
-    const b = randomTensor(mulberry32(2), [32, 16]).clone({ dtype: "float32" });
-    const got = tiny.matmul(a, b, false, false);
-    expect(bits(got)).toEqual(bits(withoutArena.matmul(a, b, false, false)));
   });
 });
 

@@ -5,6 +5,7 @@ import type { BinaryKind } from "../../src/tensor/backend.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
 import { createWasmBackend, loadWasmBackend, wasmSimdSupported } from "../../src/backends/wasm.js";
 import { setBackend } from "../../src/tensor/active.js";
+import { placeInBackend } from "../../src/tensor/tensor.js";
 import {
   allocate,
   allocateArray,
@@ -78,6 +79,10 @@ const transposes: readonly (readonly [boolean, boolean])[] = [
   [false, true],
   [true, true],
 ];
+
+/** A tensor in the kernels' memory (what the Evaluator and the shards allocate). */
+const placed = (shape: number[], dtype: "float32" | "float64") =>
+  placeInBackend(() => allocate(shape, dtype));
 
 describe("wasm backend", () => {
   it("is available here", () => {
@@ -157,16 +162,16 @@ describe("wasm backend", () => {
     try {
       for (const dtype of ["float32", "float64"] as const) {
         const [rows, n] = [7, 5];
-        const logits = allocate([rows, n], dtype);
-        const targets = allocate([rows, n], dtype);
+        const logits = placed([rows, n], dtype);
+        const targets = placed([rows, n], dtype);
         const values = uniformValues(rows * n, 3);
         for (let i = 0; i < rows * n; i++) logits.data[i] = values[i] * 20 - 10;
         logits.data.set([1e4, -1e4, 3, 0, -0], 0); // max-subtracted: finite
         logits.data.set([NaN, 1, 2, 3, 4], n); // NaN wins the max
         logits.data.set([-Infinity, 1, 2, 3, 4], 2 * n);
         for (let r = 0; r < rows; r++) targets.data[r * n + (r % n)] = r === 3 ? 0.5 : 1;
-        const loss = allocate([], dtype);
-        const grad = allocate([rows, n], dtype);
+        const loss = placed([], dtype);
+        const grad = placed([rows, n], dtype);
         const at = (t: Tensor) => wasm.arena!.addressOf(t.data);
         const width = logits.data.BYTES_PER_ELEMENT;
         wasm.kernels.crossEntropyOf(width, at(logits), at(targets), at(loss), at(grad), rows, n);

@@ -15,6 +15,7 @@ import { computeNode } from "../../runtime/evaluator.js";
 import { sameShape } from "../../tensor/shape.js";
 import {
   allocateArray,
+  placeInBackend,
   releaseArray,
   Tensor,
   type DType,
@@ -165,7 +166,7 @@ const held: TypedArray[] = [];
 
 /** A buffer for the program: allocated in the kernels' memory and held by it. */
 function hold(size: number, dtype: DType): TypedArray {
-  const data = allocateArray(size, dtype);
+  const data = placeInBackend(() => allocateArray(size, dtype));
   held.push(data);
   return data;
 }

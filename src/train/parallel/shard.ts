@@ -7,7 +7,13 @@ import type { Node } from "../../graph/node.js";
 import { applyUpdate, stateCount, type OptimizerConfig } from "./optimizer-kernels.js";
 import { sumSlots } from "./slots.js";
 import { sizeOf } from "../../tensor/shape.js";
-import { allocateArray, Tensor, type DType, type TypedArray } from "../../tensor/tensor.js";
+import {
+  allocateArray,
+  placeInBackend,
+  Tensor,
+  type DType,
+  type TypedArray,
+} from "../../tensor/tensor.js";
 import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph, type Plan } from "../../runtime/plan.js";
 import type { WasmBackend, WasmMemory } from "../../backends/wasm.js";
@@ -252,7 +258,11 @@ export class ShardRunner {
     }
     this.update = shared.memory ? updateKernels(shared.memory) : undefined;
     this.staged = train.paramShapes.map(
-      (shape) => new Tensor(allocateArray(sizeOf(shape), shared.dtype), shape),
+      (shape) =>
+        new Tensor(
+          placeInBackend(() => allocateArray(sizeOf(shape), shared.dtype)),
+          shape,
+        ),
     );
     this.paramViews = shared.params.map((buffer) =>
       train.paramShapes.map(
@@ -306,8 +316,10 @@ export class ShardRunner {
     const params = this.staged;
     const first = this.dataCount;
     for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[first + i], params[i]);
-    const program = this.programFor(rows);
-    const outputs = program ? program.run() : this.evaluator.run(feeds);
+    const program = placeInBackend(() => this.programFor(rows));
+    const outputs = program
+      ? placeInBackend(() => program.run())
+      : this.evaluator.runInPlace(feeds);
     if (outputs[0].size !== 1) {
       throw new Error(`the loss must be one number per shard, got shape [${outputs[0].shape}]`);
     }
@@ -362,7 +374,11 @@ export class ShardRunner {
         this.programs.clear(); // they read the cleared buffers
       }
       gather = columns.map(
-        (c) => new Tensor(allocateArray(rows * c.rowSize, dtype), [rows, ...c.rowShape]),
+        (c) =>
+          new Tensor(
+            placeInBackend(() => allocateArray(rows * c.rowSize, dtype)),
+            [rows, ...c.rowShape],
+          ),
       );
       this.gathers.set(rows, gather);
     }

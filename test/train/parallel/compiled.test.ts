@@ -22,7 +22,16 @@ import { Rng } from "../../../src/train/random.js";
 import { prepareTraining } from "../../../src/train/trainer.js";
 import { rebuildGraph } from "../../../src/runtime/plan.js";
 import { Evaluator } from "../../../src/runtime/evaluator.js";
-import { allocate, clearPool, Tensor, type DType } from "../../../src/tensor/tensor.js";
+import {
+  allocate,
+  clearPool,
+  placeInBackend,
+  Tensor,
+  type DType,
+} from "../../../src/tensor/tensor.js";
+
+/** A tensor in the kernels' memory, where a shard places its feeds. */
+const placed = (shape: number[], dtype: DType) => placeInBackend(() => allocate(shape, dtype));
 import type { Node } from "../../../src/graph/node.js";
 import type { OptimizerConfig } from "../../../src/train/parallel/optimizer-kernels.js";
 
@@ -125,7 +134,7 @@ describe("CompiledShard", () => {
     const feeds = new Map<Node, Tensor>();
     const shapes = [[6, 12], [6, 4], [12, 9], [9], [9, 4], [4]];
     placeholders.forEach((p, i) => {
-      const t = allocate(shapes[i], "float32");
+      const t = placed(shapes[i], "float32");
       for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? (k % 4 === 1 ? 1 : 0) : rng.normal();
       feeds.set(p, t);
     });
@@ -156,7 +165,7 @@ describe("CompiledShard", () => {
     const feedsOf = () =>
       new Map<Node, Tensor>(
         placeholders.map((p, i) => {
-          const t = allocate(shapes[i], "float32");
+          const t = placed(shapes[i], "float32");
           for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? Number(k % 5 === 2) : rng.normal();
           return [p, t];
         }),
