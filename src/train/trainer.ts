@@ -251,16 +251,58 @@ export interface TrainingOutcome {
 /** Steps the cold figure covers. */
 export const COLD_STEPS = 20;
 
-/** Samples per second over steps [from, to) of a run's per-step (rows, seconds) records. */
-function rate(
-  rows: readonly number[],
-  seconds: readonly number[],
-  from: number,
-  to: number,
-): number {
-  let [n, t] = [0, 0];
-  for (let i = from; i < to; i++) [n, t] = [n + rows[i], t + seconds[i]];
-  return t > 0 ? n / t : 0;
+/** Steps between the training loop's yields to the event loop. */
+const YIELD_STEPS = 256;
+
+// NOTE: bounded memory over any run length. The loop once kept every step's rows and seconds
+// (two arrays growing by a step each, ~250 B a step over 200,000 steps); it now keeps running
+// totals and a sample of cumulative totals at most SAMPLES long, thinned to every other point when
+// full, so the warm rate starts at the first sampled step at or after the run's middle.
+
+/** Step timings reduced to the cold, warm and overall rates in bounded memory. */
+export class StepRates {
+  private rows = 0;
+  private seconds = 0;
+  private steps = 0;
+  private coldRows = 0;
+  private coldSeconds = 0;
+  /** Cumulative (steps, rows, seconds) after every `stride`-th step. */
+  private readonly marks: [number, number, number][] = [[0, 0, 0]];
+  private stride = 1;
+
+  /** Records one step of `rows` samples that took `seconds`. */
+  add(rows: number, seconds: number): void {
+    this.rows += rows;
+    this.seconds += seconds;
+    this.steps++;
+    if (this.steps <= COLD_STEPS) [this.coldRows, this.coldSeconds] = [this.rows, this.seconds];
+    if (this.steps % this.stride !== 0) return;
+    this.marks.push([this.steps, this.rows, this.seconds]);
+    if (this.marks.length > StepRates.SAMPLES) {
+      let kept = 0;
+      for (let i = 0; i < this.marks.length; i += 2) this.marks[kept++] = this.marks[i];
+      this.marks.length = kept;
+      this.stride *= 2;
+    }
+  }
+
+  /** Samples per second over every step, the first COLD_STEPS, and the second half. */
+  rates(): { all: number; cold: number; warm: number } {
+    const per = (n: number, t: number) => (t > 0 ? n / t : 0);
+    const middle = this.marks.find(([steps]) => steps >= Math.floor(this.steps / 2)) ?? [0, 0, 0];
+    return {
+      all: per(this.rows, this.seconds),
+      cold: per(this.coldRows, this.coldSeconds),
+      warm: per(this.rows - middle[1], this.seconds - middle[2]),
+    };
+  }
+
+  /** How many cumulative samples it holds now (bounded by SAMPLES + 1). */
+  get sampleCount(): number {
+    return this.marks.length;
+  }
+
+  private static readonly SAMPLES = 1024;
 }
 
 /**
@@ -303,8 +345,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
   let steps = 0;
   let stepSeconds = 0;
   let samples = 0;
-  const stepRows: number[] = [];
-  const stepTimes: number[] = [];
+  const stepRates = new StepRates();
   let stopped = false;
   let trainLoss = NaN;
   try {
@@ -323,6 +364,10 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
           saveCheckpoint(position);
           break;
         }
+        // NOTE: a step awaits only promises already settled, so the loop would never reach the
+        // event loop, where FinalizationRegistry callbacks (the wasm arena's frees) and timers
+        // run: it yields to it every YIELD_STEPS steps.
+        if (steps % YIELD_STEPS === YIELD_STEPS - 1) await new Promise((r) => setImmediate(r));
         const rows = order.subarray(batch * batchSize, Math.min(n, (batch + 1) * batchSize));
         const t0 = performance.now();
         let stepLoss: number;
@@ -343,8 +388,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
         const elapsed = (performance.now() - t0) / 1000;
         stepSeconds += elapsed;
         samples += rows.length;
-        stepRows.push(rows.length);
-        stepTimes.push(elapsed);
+        stepRates.add(rows.length, elapsed);
         steps++;
         lossSum += stepLoss;
         epochSamples += rows.length;
@@ -376,12 +420,13 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
       }
       const record: RunEpoch = { epoch: epoch + 1, trainLoss };
       if (run.evaluateEpoch) record.testAccuracy = run.evaluateEpoch(epochParams);
+      position.history.push(record);
       position = {
         epoch: epoch + 1,
         batch: 0,
         t: position.t,
         rngState: afterShuffle,
-        history: [...position.history, record],
+        history: position.history, // appended in place: a copy per epoch made long runs quadratic
         epochLossSum: 0,
         epochSamples: 0,
       };
@@ -403,9 +448,9 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
     epochsCompleted: position.epoch,
     stepSeconds,
     samples,
-    samplesPerSecond: rate(stepRows, stepTimes, 0, steps),
-    coldSamplesPerSecond: rate(stepRows, stepTimes, 0, Math.min(COLD_STEPS, steps)),
-    warmSamplesPerSecond: rate(stepRows, stepTimes, Math.floor(steps / 2), steps),
+    samplesPerSecond: stepRates.rates().all,
+    coldSamplesPerSecond: stepRates.rates().cold,
+    warmSamplesPerSecond: stepRates.rates().warm,
     trainLoss: Number.isNaN(trainLoss) ? (last?.trainLoss ?? NaN) : trainLoss,
     threads: engine.threads,
     stopped,

@@ -2,7 +2,7 @@
 import { backend } from "../../tensor/active.js";
 import { type ReduceKind } from "../../tensor/backend.js";
 import { fmt, normalizeAxes, reducedShape, sameShape } from "../../tensor/shape.js";
-import type { Tensor } from "../../tensor/tensor.js";
+import { releaseArray, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Attrs, type NodeOf, type Op, type OpSpec } from "../op.js";
 import type { NodeType } from "../types.js";
@@ -90,7 +90,10 @@ export const unreduceOp: Op = defineOp<ReduceAttrs>({
     }
     const out = backend().broadcastTo(g.reshapeView(reducedShape(x.shape, axes, true)), x.shape);
     if (node.attrs.mean !== true) return out;
-    return backend().scalar("div", out, x.size / Math.max(g.size, 1));
+    const mean = backend().scalar("div", out, x.size / Math.max(g.size, 1));
+    // The broadcast was a temporary: back to the pool now, not when a GC callback runs.
+    if (out.data !== g.data) releaseArray(out.data);
+    return mean;
   },
   gradient: (node, g) => {
     const reduce = node.attrs.mean === true ? mean : sum;
