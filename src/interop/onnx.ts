@@ -265,10 +265,15 @@ const RULES: Record<string, Rule> = {
   softmaxCrossEntropy: (e, c) => {
     // -sum(targets * logSoftmax(logits)) over every element, softmax along the class axis.
     const [logits, targets] = castInputs(e, c);
-    const logp = e.node("LogSoftmax", [logits], { axis: c.attrs.axis as number });
-    return e.node("Neg", [
-      reduce(e, "ReduceSum", e.node("Mul", [targets, logp]), undefined, false),
-    ]);
+    const axis = c.attrs.axis as number;
+    const logp = e.node("LogSoftmax", [logits], { axis });
+    const product = e.node("Mul", [targets, logp]);
+    if (c.attrs.reduction !== "mean") {
+      return e.node("Neg", [reduce(e, "ReduceSum", product, undefined, false)]);
+    }
+    // The mean over the rows: the class axis summed, then every other axis averaged.
+    const perRow = reduce(e, "ReduceSum", product, [axis], false);
+    return e.node("Neg", [reduce(e, "ReduceMean", perRow, undefined, false)]);
   },
   softmaxCrossEntropyGrad: (e, c) => {
     // softmax(logits) * sum(targets, axis, keepdims) - targets
@@ -276,7 +281,16 @@ const RULES: Record<string, Rule> = {
     const axis = c.attrs.axis as number;
     const p = e.node("Softmax", [logits], { axis });
     const rowSum = reduce(e, "ReduceSum", targets, [axis], true);
-    return e.node("Sub", [e.node("Mul", [p, rowSum]), targets]);
+    const grad = e.node("Sub", [e.node("Mul", [p, rowSum]), targets]);
+    if (c.attrs.reduction !== "mean") return grad;
+    const rows = e.node(
+      "Cast",
+      [e.node("Size", [reduce(e, "ReduceSum", targets, [axis], false)])],
+      {
+        to: ELEM[c.dtype],
+      },
+    );
+    return e.node("Div", [grad, rows]);
   },
 };
 

@@ -5,6 +5,8 @@
 import { isPlaceholder, Node } from "../graph/node.js";
 import { opByName, type Attrs } from "../graph/op.js";
 import { topoSort } from "../graph/topo.js";
+import { constantOp } from "../graph/ops/shape.js";
+import type { Tensor } from "../tensor/tensor.js";
 
 /** One node of a plan: inputs are indices of earlier plan nodes. */
 export interface PlanNode {
@@ -23,26 +25,44 @@ export interface Plan {
   outputs: number[];
 }
 
-/** Lowers the graph that computes `outputs` from `placeholders` to a plan. */
-export function lowerGraph(outputs: readonly Node[], placeholders: readonly Node[]): Plan {
+/**
+ * Lowers the graph that computes `outputs` from `placeholders` to a plan; each variable in
+ * `fixed` becomes a constant node holding its tensor (what every thread then has as it is).
+ */
+export function lowerGraph(
+  outputs: readonly Node[],
+  placeholders: readonly Node[],
+  fixed: ReadonlyMap<Node, Tensor> = new Map(),
+): Plan {
   const order = topoSort([...outputs, ...placeholders]);
   const index = new Map<Node, number>();
   order.forEach((node, i) => index.set(node, i));
   const known = new Set(placeholders);
   for (const node of order) {
-    if (isPlaceholder(node) && !known.has(node)) {
+    if (isPlaceholder(node) && !known.has(node) && !fixed.has(node)) {
       throw new Error(
         `lowerGraph: variable "${node.name}" is needed but not listed as a placeholder`,
       );
     }
   }
   return {
-    nodes: order.map((node) => ({
-      op: node.op.name,
-      name: node.name,
-      attrs: node.attrs,
-      inputs: node.inputs.map((input) => index.get(input)!),
-    })),
+    nodes: order.map((node) => {
+      const value = fixed.get(node);
+      if (value !== undefined) {
+        const attrs = {
+          values: Array.from(value.data),
+          shape: [...value.shape],
+          dtype: value.dtype,
+        };
+        return { op: constantOp.name, name: node.name, attrs, inputs: [] };
+      }
+      return {
+        op: node.op.name,
+        name: node.name,
+        attrs: node.attrs,
+        inputs: node.inputs.map((input) => index.get(input)!),
+      };
+    }),
     placeholders: placeholders.map((p) => index.get(p)!),
     outputs: outputs.map((o) => index.get(o)!),
   };

@@ -94,7 +94,7 @@ export function buildTrainPlan(
   const params = specs.map((p) => variable(p.name, { shape: p.shape }));
   const logits = forward(spec, X, params);
   // Summed cross-entropy: shards add up exactly, and the reduction divides by the batch size.
-  const lossSum = softmaxCrossEntropy(logits, Y);
+  const lossSum = softmaxCrossEntropy(logits, Y, { reduction: "sum" });
   const outputs = [lossSum, ...gradients(lossSum, params)];
   const simplified = simplify(outputs);
   return {

@@ -2,8 +2,22 @@
 import { applyUpdate, stateCount, type OptimizerConfig } from "./parallel/optimizer-kernels.js";
 import { fmt, sameShape } from "../tensor/shape.js";
 import { allocate, type Tensor } from "../tensor/tensor.js";
+import { checkOptions, typeName } from "../tensor/options.js";
 
 export type { OptimizerConfig, OptimizerKind } from "./parallel/optimizer-kernels.js";
+
+/** The keys an optimizer config may have. */
+const OPTIMIZER_KEYS: (keyof OptimizerConfig)[] = [
+  "kind",
+  "lr",
+  "momentum",
+  "nesterov",
+  "beta1",
+  "beta2",
+  "eps",
+  "weightDecay",
+  "schedule",
+];
 
 /** Validates an optimizer config; throws a RangeError naming the bad field. */
 export function checkOptimizerConfig(config: OptimizerConfig): OptimizerConfig {
@@ -15,10 +29,41 @@ export function checkOptimizerConfig(config: OptimizerConfig): OptimizerConfig {
       );
     }
   };
+  const example = '{ kind: "adam", lr: 1e-3 }';
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    const given = typeof config === "string" ? `the string "${config}"` : typeName(config);
+    throw new TypeError(`optimizer must be an object such as ${example}, got ${given}`);
+  }
+  checkOptions("optimizer", config, OPTIMIZER_KEYS, example);
   if (!["sgd", "momentum", "adam"].includes(config.kind)) {
-    throw new RangeError(`unknown optimizer "${config.kind}" (expected sgd, momentum or adam)`);
+    throw new RangeError(
+      `unknown optimizer kind ${JSON.stringify(config.kind)} (expected "sgd", "momentum" or "adam"), as in ${example}`,
+    );
+  }
+  if (config.lr === undefined) {
+    throw new RangeError(`optimizer ${config.kind}: lr is required, as in ${example}`);
   }
   positive("lr", config.lr);
+  if (config.nesterov !== undefined && typeof config.nesterov !== "boolean") {
+    throw new TypeError(
+      `optimizer ${config.kind}: nesterov must be true or false, got ${typeName(config.nesterov)}`,
+    );
+  }
+  const schedule = config.schedule;
+  if (schedule !== undefined) {
+    const ok =
+      typeof schedule === "object" &&
+      schedule !== null &&
+      (schedule.kind === "constant" ||
+        (schedule.kind === "cosine" &&
+          Number.isSafeInteger(schedule.totalSteps) &&
+          schedule.totalSteps > 0));
+    if (!ok) {
+      throw new RangeError(
+        `optimizer ${config.kind}: schedule must be { kind: "constant" } or { kind: "cosine", totalSteps: N } with N a positive integer, got ${JSON.stringify(schedule)}`,
+      );
+    }
+  }
   positive("momentum", config.momentum, true);
   positive("weightDecay", config.weightDecay, true);
   positive("eps", config.eps);

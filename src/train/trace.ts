@@ -25,7 +25,10 @@ export function traceModelStep(
   const X = variable("X", { shape: [null, features], dtype });
   const Y = variable("Y", { shape: [null, spec.sizes[spec.sizes.length - 1]], dtype });
   const weights = paramSpecs(spec).map((p) => variable(p.name, { shape: p.shape, dtype }));
-  const loss = divByConst(softmaxCrossEntropy(forward(spec, X, weights), Y), rows);
+  const loss = divByConst(
+    softmaxCrossEntropy(forward(spec, X, weights), Y, { reduction: "sum" }),
+    rows,
+  );
   const x = new Tensor(data.X.data.slice(0, rows * features), [rows, features]).clone({ dtype });
   const y = oneHot(data.y.subarray(0, rows), data.classes, dtype);
   const feeds = new Map([[X, x], [Y, y], ...weights.map((w, i) => [w, params[i]] as const)]);

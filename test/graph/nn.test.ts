@@ -27,7 +27,7 @@ describe("softmaxCrossEntropy", () => {
   it("is finite and exact for logits of ±1e4, first and second derivatives included", () => {
     const z = variable("z");
     const y = variable("y");
-    const loss = softmaxCrossEntropy(z, y);
+    const loss = softmaxCrossEntropy(z, y, { reduction: "sum" });
     const [dz, dy] = gradients(loss, [z, y]);
     const [dzz] = gradients(sum(mul(dz, dz)), [z]);
     const logits = tensor([
@@ -71,9 +71,23 @@ describe("softmaxCrossEntropy", () => {
       ] as const) {
         const z = variable("z");
         const y = variable("y");
-        const fused = softmaxCrossEntropy(z, y, { axis });
+        const fused = softmaxCrossEntropy(z, y, { axis, reduction: "sum" });
         const plain = composite(z, y, axis);
+        // The mean (the default) is the sum over the row count: every element but the class axis.
+        const rows =
+          shape.reduce((a, b) => a * b, 1) / shape[axis < 0 ? shape.length + axis : axis];
+        const fusedMean = softmaxCrossEntropy(z, y, { axis });
+        const plainMean = plain.div(rows);
         const nodes = [fused, ...gradients(fused, [z, y]), plain, ...gradients(plain, [z, y])];
+        const means = [
+          fusedMean,
+          ...gradients(fusedMean, [z, y]),
+          plainMean,
+          ...gradients(plainMean, [z, y]),
+          // second order through the mean's rule (rowsOf and the Grad op's own gradient)
+          ...gradients(sum(mul(gradients(fusedMean, [z])[0], y)), [z, y]),
+          ...gradients(sum(mul(gradients(plainMean, [z])[0], y)), [z, y]),
+        ];
         const feeds: [Node, Tensor][] = [
           [z, randomTensor(random, [...shape], -3, 3).clone({ dtype })],
           [y, randomTensor(random, [...shape], 0, 1).clone({ dtype })],
@@ -85,6 +99,10 @@ describe("softmaxCrossEntropy", () => {
         assertClose(a.data, b.data, "loss", tol, tol);
         assertClose(daz.data, dbz.data, "d/dz", tol, tol);
         assertClose(day.data, dby.data, "d/dy", tol, tol);
+        const m = run(means, feeds);
+        for (let k = 0; k < 3; k++) assertClose(m[k].data, m[k + 3].data, `mean ${k}`, tol, tol);
+        for (let k = 6; k < 8; k++)
+          assertClose(m[k].data, m[k + 2].data, `mean 2nd ${k}`, tol, tol);
       }
     }
   });

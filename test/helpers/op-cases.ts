@@ -38,11 +38,12 @@ const add = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x + y);
 const sub = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x - y);
 const mul = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x * y);
 const div = (a: Ref, b: Ref) => ref.zip(a, b, (x, y) => x / y);
-/** -sum(y * logSoftmax(z, axis)) as a 0-d value. */
-const crossEntropy = (z: Ref, y: Ref, axis = -1): Ref => ({
-  shape: [],
-  data: [-mul(y, ref.logSoftmax(z, axis)).data.reduce((s, v) => s + v, 0)],
-});
+/** -sum(y * logSoftmax(z, axis)) as a 0-d value, divided by the row count for "mean". */
+const crossEntropy = (z: Ref, y: Ref, axis = -1, reduction = "mean"): Ref => {
+  const total = -mul(y, ref.logSoftmax(z, axis)).data.reduce((s, v) => s + v, 0);
+  const rows = z.data.length / z.shape[axis < 0 ? axis + z.shape.length : axis];
+  return { shape: [], data: [reduction === "mean" ? total / rows : total] };
+};
 const same = (a: Ref) => ({ shape: [...a.shape], data: [...a.data] });
 
 export const opCases: OpCase[] = [
@@ -427,6 +428,20 @@ export const opCases: OpCase[] = [
     build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y),
     inputs: [R(3, 4), P(3, 4)],
     expected: (Z, Y) => crossEntropy(Z, Y),
+  },
+  {
+    name: "softmaxCrossEntropy (3,4), reduction sum",
+    builder: "softmaxCrossEntropy",
+    build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y, { reduction: "sum" }),
+    inputs: [R(3, 4), P(3, 4)],
+    expected: (Z, Y) => crossEntropy(Z, Y, -1, "sum"),
+  },
+  {
+    name: "softmaxCrossEntropy rank 3 axis 1, reduction sum",
+    builder: "softmaxCrossEntropy",
+    build: (Z, Y) => adj.softmaxCrossEntropy(Z, Y, { axis: 1, reduction: "sum" }),
+    inputs: [R(2, 3, 2), P(2, 3, 2)],
+    expected: (Z, Y) => crossEntropy(Z, Y, 1, "sum"),
   },
   {
     name: "softmaxCrossEntropy (3,4), one-hot targets",

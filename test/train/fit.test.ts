@@ -142,7 +142,7 @@ describe("fit() refuses bad input before any step, naming what is wrong", () => 
     [
       "a variable in neither map",
       () => adj.fit({ loss: adj.add(loss, adj.sum(other)), params, data }),
-      'fit: the loss needs "other", in neither params nor data',
+      'fit: the loss needs "other", in none of params, data and buffers',
     ],
     [
       "a parameter the loss ignores",
@@ -179,7 +179,8 @@ describe("fit() refuses bad input before any step, naming what is wrong", () => 
             [y, data.get(y)!],
           ]),
         }),
-      /fit: params and data must share one dtype/,
+      // x is declared float32: the declaration is checked first, naming the variable.
+      "fit: x: fed dtype float64, declared float32",
     ],
     [
       "an unknown option",

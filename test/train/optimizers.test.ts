@@ -250,7 +250,7 @@ describe("optimizer configuration", () => {
   it("rejects an unknown kind", () => {
     rejects(
       { kind: "rmsprop" as OptimizerConfig["kind"], lr: 0.1 },
-      /unknown optimizer "rmsprop" \(expected sgd, momentum or adam\)/,
+      /unknown optimizer kind "rmsprop" \(expected "sgd", "momentum" or "adam"\)/,
     );
   });
 

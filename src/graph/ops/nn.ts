@@ -9,7 +9,7 @@ import type { Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type NodeOf, type Op } from "../op.js";
 import { fmtType, promoteTypes, type NodeType } from "../types.js";
-import { exp, mul, neg, sub } from "./elementwise.js";
+import { div, exp, mul, neg, onesLike, sub } from "./elementwise.js";
 import { logsumexp, sum } from "./reduce.js";
 import { sumLike } from "./shape.js";
 
@@ -44,6 +44,37 @@ function crossEntropyType([logits, targets]: readonly NodeType[]): NodeType {
   return { shape: a ?? b, dtype: promoteTypes(logits.dtype, targets.dtype) };
 }
 
+/** Options of {@link softmaxCrossEntropy}. */
+export interface CrossEntropyOptions extends SoftmaxOptions {
+  /**
+   * "mean" (default, as PyTorch's `cross_entropy` and TF.js's `losses.softmaxCrossEntropy`): the
+   * mean over the rows (every position but the class axis); "sum": their sum.
+   */
+  reduction?: "mean" | "sum";
+}
+
+/** The attrs of the cross-entropy ops. */
+type CrossEntropyAttrs = Required<CrossEntropyOptions>;
+
+/** The rows a cross-entropy averages over: every element of the logits but along the class axis. */
+function rowCount(node: NodeOf<CrossEntropyAttrs>, logits: Tensor): number {
+  return logits.size / Math.max(logits.shape[classAxis(node, logits)], 1);
+}
+
+/** `value` divided in place by the row count when the node takes the mean (fresh kernel output). */
+function reduced(node: NodeOf<CrossEntropyAttrs>, logits: Tensor, value: Tensor): Tensor {
+  if (node.attrs.reduction !== "mean") return value;
+  const rows = rowCount(node, logits);
+  const data = value.data;
+  for (let i = 0; i < data.length; i++) data[i] = data[i] / rows;
+  return value;
+}
+
+/** The row count as a 0-d node (rules need it where the batch size is known only at run time). */
+function rowsOf(logits: Node, axis: number): Node {
+  return sum(onesLike(sum(logits, { axis })));
+}
+
 /** The class axis of a cross-entropy node, non-negative for the logits' rank. */
 function classAxis(node: NodeOf<Required<SoftmaxOptions>>, logits: Tensor): number {
   if (logits.rank === 0) throw new RangeError("logits must have an axis, got []");
@@ -54,41 +85,55 @@ function classAxis(node: NodeOf<Required<SoftmaxOptions>>, logits: Tensor): numb
 // nodes forward, and a backward of one node (softmaxCrossEntropyGrad) instead of about ten; the
 // rules below are still written with ops, so higher orders work.
 
-/** -sum(targets * logSoftmax(logits)) over every element, softmax along attrs.axis; 0-d. */
-export const softmaxCrossEntropyOp: Op = defineOp<Required<SoftmaxOptions>>({
+/**
+ * -sum(targets * logSoftmax(logits)) over every element, softmax along attrs.axis, divided by the
+ * row count for reduction "mean"; 0-d.
+ */
+export const softmaxCrossEntropyOp: Op = defineOp<CrossEntropyAttrs>({
   name: "softmaxCrossEntropy",
   sameAs: { dtype: "promote" },
   type: (inputs) => ({ shape: [], dtype: crossEntropyType(inputs).dtype }),
   compute: (node, [logits, targets]) =>
-    backend().softmaxCrossEntropy(logits, targets, classAxis(node, logits)),
+    reduced(node, logits, backend().softmaxCrossEntropy(logits, targets, classAxis(node, logits))),
   gradient: (node, g) => {
     const [logits, targets] = node.inputs;
-    const axis = node.attrs.axis;
+    const { axis, reduction } = node.attrs;
     // sumLike (a view here: g is 0-d) names each gradient's shape for simplify(), which then drops
     // the sumLike/zerosLike adjoints of the layers below.
+    const targetsGrad = neg(mul(g, logSoftmax(logits, { axis })));
     return [
-      sumLike(mul(g, softmaxCrossEntropyGrad(logits, targets, axis)), logits),
-      sumLike(neg(mul(g, logSoftmax(logits, { axis }))), targets),
+      sumLike(mul(g, softmaxCrossEntropyGrad(logits, targets, axis, reduction)), logits),
+      sumLike(reduction === "mean" ? div(targetsGrad, rowsOf(logits, axis)) : targetsGrad, targets),
     ];
   },
 });
 
-/** softmax(logits) * sum(targets, axis, keepdims) - targets: d softmaxCrossEntropy / d logits. */
-export const softmaxCrossEntropyGradOp: Op = defineOp<Required<SoftmaxOptions>>({
+/**
+ * softmax(logits) * sum(targets, axis, keepdims) - targets (divided by the row count for "mean"):
+ * d softmaxCrossEntropy / d logits.
+ */
+export const softmaxCrossEntropyGradOp: Op = defineOp<CrossEntropyAttrs>({
   name: "softmaxCrossEntropyGrad",
   sameAs: { shape: 0, dtype: "promote" },
   type: crossEntropyType,
   compute: (node, [logits, targets]) =>
-    backend().softmaxCrossEntropyGrad(logits, targets, classAxis(node, logits)),
+    reduced(
+      node,
+      logits,
+      backend().softmaxCrossEntropyGrad(logits, targets, classAxis(node, logits)),
+    ),
   gradient: (node, g) => {
     // With p = softmax(x), s = sum(t), G = p*s - t: dG_i/dx_j = s*p_i*(δij - p_j) and
     // dG_i/dt_j = p_i - δij, so the pullbacks are s*p*(g - sum(p*g)) and sum(p*g) - g.
     const [logits, targets] = node.inputs;
-    const axis = node.attrs.axis;
+    const { axis, reduction } = node.attrs;
     const p = softmax(logits, { axis });
     const rowSum = sum(targets, { axis, keepdims: true });
     const pg = sum(mul(p, g), { axis, keepdims: true });
-    return [mul(rowSum, mul(p, sub(g, pg))), sub(pg, g)];
+    const grads = [mul(rowSum, mul(p, sub(g, pg))), sub(pg, g)];
+    if (reduction !== "mean") return grads;
+    const rows = rowsOf(logits, axis);
+    return grads.map((grad) => div(grad, rows));
   },
 });
 
@@ -103,28 +148,39 @@ function softmaxAxis(builder: string, options: SoftmaxOptions | undefined, args 
 }
 
 /**
- * The summed cross-entropy -sum(targets * logSoftmax(logits)) as a 0-d value, softmax along
- * `axis` (default -1), max-subtracted; targets need not be one-hot. Example:
- * `softmaxCrossEntropy(logits, oneHotLabels)`.
+ * The cross-entropy -sum(targets * logSoftmax(logits)) as a 0-d value, averaged over the rows
+ * (reduction "mean", the default, as PyTorch and TF.js) or summed ("sum"), softmax along `axis`
+ * (default -1), max-subtracted; targets need not be one-hot. Example:
+ * `softmaxCrossEntropy(logits, oneHotLabels)`; `{ reduction: "sum" }` for the sum.
  */
-export function softmaxCrossEntropy(logits: Node, targets: Node, options?: SoftmaxOptions): Node {
-  checkArity(
-    "softmaxCrossEntropy(logits, targets, options)",
-    arguments.length,
-    3,
-    "softmaxCrossEntropy(logits, targets, { axis: -1 })",
-  );
-  const axis = softmaxAxis("softmaxCrossEntropy", options, "logits, targets");
-  return makeNode(
-    softmaxCrossEntropyOp,
-    [logits, targets],
-    { axis },
-    `softmaxCrossEntropy(${label(logits)},${label(targets)})`,
-  );
+export function softmaxCrossEntropy(
+  logits: Node,
+  targets: Node,
+  options?: CrossEntropyOptions,
+): Node {
+  const call = "softmaxCrossEntropy(logits, targets, options)";
+  const example = 'softmaxCrossEntropy(logits, targets, { axis: -1, reduction: "mean" })';
+  checkArity(call, arguments.length, 3, example);
+  const checked = checkOptions(call, options, ["axis", "reduction"], example);
+  const reduction = checked.reduction ?? "mean";
+  const axisOnly = checked.axis === undefined ? undefined : { axis: checked.axis };
+  const axis = softmaxAxis("softmaxCrossEntropy", axisOnly, "logits, targets");
+  if (reduction !== "mean" && reduction !== "sum") {
+    throw new TypeError(
+      `softmaxCrossEntropy: reduction must be "mean" or "sum", got ${JSON.stringify(reduction)}`,
+    );
+  }
+  const name = `softmaxCrossEntropy(${label(logits)},${label(targets)}${reduction === "sum" ? ",sum" : ""})`;
+  return makeNode(softmaxCrossEntropyOp, [logits, targets], { axis, reduction }, name);
 }
 
 /** softmax(logits) * sum(targets, axis, keepdims) - targets (internal: the fused loss's gradient). */
-function softmaxCrossEntropyGrad(logits: Node, targets: Node, axis: number): Node {
+function softmaxCrossEntropyGrad(
+  logits: Node,
+  targets: Node,
+  axis: number,
+  reduction: "mean" | "sum",
+): Node {
   const name = `softmaxCrossEntropyGrad(${label(logits)},${label(targets)})`;
-  return makeNode(softmaxCrossEntropyGradOp, [logits, targets], { axis }, name);
+  return makeNode(softmaxCrossEntropyGradOp, [logits, targets], { axis, reduction }, name);
 }

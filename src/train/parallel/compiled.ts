@@ -87,6 +87,13 @@ export class CompiledShard {
       }
       if (done.has(node)) continue;
       const like = probe.get(node)!;
+      // A node of no inputs (a constant): its value never changes, so it is computed once, here.
+      if (node.inputs.length === 0) {
+        const { out } = planned(like);
+        out.data.set(like.data);
+        values.set(node, out);
+        continue;
+      }
       const inputs = node.inputs.map((i) => values.get(i)!);
       const name = node.op.name;
       // sumLike / reshapeLike to an equal shape return their input: an alias.
@@ -313,7 +320,8 @@ function crossEntropyStep(
       c.op.name === "softmaxCrossEntropyGrad" &&
       c.inputs[0] === node.inputs[0] &&
       c.inputs[1] === node.inputs[1] &&
-      (c.attrs.axis ?? -1) === axis,
+      (c.attrs.axis ?? -1) === axis &&
+      c.attrs.reduction === node.attrs.reduction,
   );
   const loss = planned(like).out;
   const g = grad ? planned(probe.get(grad)!).out : undefined;
@@ -324,6 +332,18 @@ function crossEntropyStep(
   const [rows, n] = z.shape;
   const width = z.data.BYTES_PER_ELEMENT;
   const [px, pt, pl, pg] = [at(z.data), at(t.data), at(loss.data), g ? at(g.data) : 0];
-  const run = () => k.crossEntropyOf(width, px, pt, pl, pg, rows, n);
+  const kernel = () => k.crossEntropyOf(width, px, pt, pl, pg, rows, n);
+  // reduction "mean": divided as the ops' compute divides (each element by the row count).
+  const mean = (data: TypedArray) => {
+    for (let i = 0; i < data.length; i++) data[i] = data[i] / rows;
+  };
+  const run =
+    node.attrs.reduction === "mean"
+      ? () => {
+          kernel();
+          mean(loss.data);
+          if (g) mean(g.data);
+        }
+      : kernel;
   return { out: loss, run, label: grad ? `${node.op.name}+grad` : undefined };
 }

@@ -150,6 +150,43 @@ describe("CompiledShard", () => {
     expect(again).not.toEqual(want);
   });
 
+  it("a mean cross-entropy and a constant compile to the Evaluator's bits (loss and gradients)", async () => {
+    setBackend(
+      useBackend("wasm", (e) => {
+        throw e;
+      }),
+    );
+    const adj = await import("../../../src/index.js");
+    const rng = new Rng(4);
+    for (const dtype of ["float32", "float64"] as const) {
+      const X = adj.variable("X", { shape: [null, 5], dtype });
+      const Y = adj.variable("Y", { shape: [null, 3], dtype });
+      const W = adj.variable("W", { shape: [5, 3], dtype });
+      const shift = adj.constant(adj.tensor([[0.5, -1, 2]], { dtype }));
+      const loss = adj.softmaxCrossEntropy(adj.matmul(X, W).add(shift), Y);
+      const outputs = [loss, ...adj.gradients(loss, [W])];
+      const feeds = new Map<Node, Tensor>(
+        [X, Y, W].map((p, i) => {
+          const t = placed(
+            [
+              [7, 5],
+              [7, 3],
+              [5, 3],
+            ][i],
+            dtype,
+          );
+          for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? Number(k % 3 === 1) : rng.normal();
+          return [p, t];
+        }),
+      );
+      const program = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never);
+      expect(program).toBeDefined();
+      expect(program!.labels.join(" ")).toContain("softmaxCrossEntropy+grad");
+      const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+      expect(program!.run().map((t) => hex(t.data))).toEqual(want);
+    }
+  });
+
   it("keeps its buffers alive: garbage collection never hands them to another program", async () => {
     setBackend(
       useBackend("wasm", (e) => {
