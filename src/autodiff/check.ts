@@ -2,12 +2,20 @@
  * checkGradients(): is my gradient right? Central differences along random directions for a
  * whole graph, and, when they disagree, the same check node by node to name the culprit op.
  */
-import { isPlaceholder, label, Node, variable } from "../graph/node.js";
+import {
+  checkNodeList,
+  checkOptions,
+  isPlaceholder,
+  label,
+  Node,
+  variable,
+} from "../graph/node.js";
+import { typeName } from "../tensor/options.js";
 import { mul } from "../graph/ops/elementwise.js";
 import { sum } from "../graph/ops/reduce.js";
 import { topoSort } from "../graph/topo.js";
-import { Evaluator } from "../runtime/evaluator.js";
-import { tensor, type Tensor } from "../tensor/tensor.js";
+import { Evaluator, feedMap } from "../runtime/evaluator.js";
+import { Tensor, tensor } from "../tensor/tensor.js";
 import { jvp } from "./forward.js";
 import { gradients } from "./gradients.js";
 
@@ -23,6 +31,49 @@ export interface CheckOptions {
   rtol?: number;
   /** Seeds the random directions (default 0). */
   seed?: number;
+}
+
+/** The options object of checkGradients, every key and value checked. */
+function checkCheckOptions(call: string, options: CheckOptions): CheckOptions {
+  const example = 'checkGradients(y, feeds, [x], { modes: ["rev"], order: 2 })';
+  const checked = checkOptions(
+    call,
+    options,
+    ["modes", "order", "eps", "atol", "rtol", "seed"],
+    example,
+  );
+  const { modes, order, eps, atol, rtol, seed } = checked;
+  const fail = (what: string): never => {
+    throw new RangeError(`${call}: ${what}, as in ${example}`);
+  };
+  if (modes !== undefined) {
+    if (
+      !Array.isArray(modes) ||
+      modes.length === 0 ||
+      modes.some((m) => m !== "fwd" && m !== "rev")
+    ) {
+      fail(`modes must be a non-empty array of "fwd" and "rev", got ${JSON.stringify(modes)}`);
+    }
+  }
+  if (order !== undefined && order !== 1 && order !== 2)
+    fail(`order must be 1 or 2, got ${JSON.stringify(order)}`);
+  if (eps !== undefined && !(typeof eps === "number" && Number.isFinite(eps) && eps > 0)) {
+    fail(`eps must be a positive finite number, got ${String(eps)}`);
+  }
+  for (const [name, value] of [
+    ["atol", atol],
+    ["rtol", rtol],
+  ] as const) {
+    if (
+      value !== undefined &&
+      !(typeof value === "number" && Number.isFinite(value) && value >= 0)
+    ) {
+      fail(`${name} must be a non-negative finite number, got ${String(value)}`);
+    }
+  }
+  if (seed !== undefined && !Number.isSafeInteger(seed))
+    fail(`seed must be an integer, got ${String(seed)}`);
+  return checked;
 }
 
 /** One line of the report: an input, a mode, and how far the derivative was from differences. */
@@ -58,11 +109,37 @@ export class GradientCheckError extends Error {
  */
 export function checkGradients(
   output: Node,
-  feeds: ReadonlyMap<Node, Tensor>,
+  feedValues: ReadonlyMap<Node, Tensor> | Readonly<Record<string, Tensor>>,
   wrt: readonly Node[],
   options: CheckOptions = {},
 ): CheckEntry[] {
-  const { modes = ["fwd", "rev"], order = 1, eps = 1e-6, atol = 1e-5, rtol = 1e-4 } = options;
+  const call = "checkGradients(output, feeds, wrt, options)";
+  if (!(output instanceof Node))
+    throw new TypeError(`${call}: output must be a Node, got ${typeName(output)}`);
+  checkNodeList(call, "wrt", wrt, "checkGradients(loss, feeds, [W, b])");
+  const feeds = feedMap("checkGradients", topoSort([output]).filter(isPlaceholder), feedValues);
+  const {
+    modes = ["fwd", "rev"],
+    order = 1,
+    eps = 1e-6,
+    atol = 1e-5,
+    rtol = 1e-4,
+  } = checkCheckOptions(call, options);
+  for (const x of wrt) {
+    const value = feeds.get(x);
+    if (value === undefined) {
+      throw new Error(
+        `checkGradients: wrt "${x.name}" has no value in feeds: derivatives are checked with respect to fed variables`,
+      );
+    }
+  }
+  for (const [node, value] of feeds) {
+    if (value instanceof Tensor && value.dtype !== "float64") {
+      throw new TypeError(
+        `checkGradients: the feed for "${node.name}" is ${value.dtype}: finite differences need float64 feeds (value.clone({ dtype: "float64" })), or a float32 round-off is taken for a wrong rule`,
+      );
+    }
+  }
   const random = seeded(options.seed ?? 0);
   const report: CheckEntry[] = [];
   /** Checks `y` at `feeds` input by input; returns y's value there. */

@@ -1,5 +1,5 @@
 /** Forward mode: tangents pushed through the graph in topological order, as ordinary nodes. */
-import { checkNodeList, label, Node } from "../graph/node.js";
+import { checkNodeList, checkOptions, label, Node } from "../graph/node.js";
 import { typeName } from "../tensor/options.js";
 import { add, mul, zerosLike } from "../graph/ops/elementwise.js";
 import { sum } from "../graph/ops/reduce.js";
@@ -108,6 +108,18 @@ export function hvp(output: Node, inputs: readonly Node[], vectors: readonly Nod
  * Example: `jacobian(tanh(matmul(W, x)), x, { mode: "fwd" })`.
  */
 export function jacobian(output: Node, input: Node, options: { mode?: "fwd" | "rev" } = {}): Node {
+  const example = 'jacobian(y, x, { mode: "fwd" })';
+  const { mode = "rev" } = checkOptions(
+    "jacobian(output, input, options)",
+    options,
+    ["mode"],
+    example,
+  );
+  if (mode !== "fwd" && mode !== "rev") {
+    throw new RangeError(
+      `jacobian: mode must be "fwd" or "rev", got ${JSON.stringify(mode)}, as in ${example}`,
+    );
+  }
   const m = knownSize(output.shape);
   const n = knownSize(input.shape);
   if (m === null || n === null || m === 0 || n === 0) {
@@ -126,7 +138,7 @@ export function jacobian(output: Node, input: Node, options: { mode?: "fwd" | "r
     return constant(t);
   };
   const terms: Node[] = [];
-  if ((options.mode ?? "rev") === "fwd") {
+  if (mode === "fwd") {
     for (let j = 0; j < n; j++) {
       const [column] = jvp([output], [input], [basis(j, input.shape as number[])]);
       terms.push(mul(reshape(column, [m, 1]), basis(j, [1, n])));

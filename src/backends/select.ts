@@ -18,6 +18,14 @@ export type BackendName = "js" | "wasm" | "wasm-plain";
  * of backend empties the buffer pool, whose arrays may lie in the previous backend's memory.
  */
 export function useBackend(name: BackendName, onFallback?: (error: Error) => void): Backend {
+  if (name !== "js" && name !== "wasm" && name !== "wasm-plain") {
+    throw new TypeError(
+      `useBackend: unknown backend ${typeof name === "string" ? `"${name}"` : String(name)} (expected "js", "wasm" or "wasm-plain")`,
+    );
+  }
+  if (onFallback !== undefined && typeof onFallback !== "function") {
+    throw new TypeError(`useBackend: onFallback must be a function, got ${typeof onFallback}`);
+  }
   const chosen =
     name === "wasm"
       ? loadWasmBackend(onFallback)

@@ -6,11 +6,12 @@
  * time (`Shape`), so an exported model runs for any batch size.
  */
 import onnxProto from "onnx-proto";
-import { isPlaceholder, type Node } from "../graph/node.js";
+import { checkFeed, checkOptions, isPlaceholder, type Node } from "../graph/node.js";
+import { typeName } from "../tensor/options.js";
 import { topoSort } from "../graph/topo.js";
 import type { Dim, NodeType } from "../graph/types.js";
 import { littleEndianBytes } from "../interop/bytes.js";
-import type { DType, Tensor } from "../tensor/tensor.js";
+import { Tensor, type DType } from "../tensor/tensor.js";
 
 const { onnx } = onnxProto;
 type AttributeValue = number | number[] | string | onnxProto.onnx.ITensorProto;
@@ -27,6 +28,20 @@ export interface OnnxExportOptions {
   name?: string;
   /** Names of the outputs (default the nodes' names where they are unique, else output0...). */
   outputNames?: readonly string[];
+}
+
+/** What an ONNX value name may be here: no renaming needed. */
+const ONNX_NAME = /^[A-Za-z_][A-Za-z0-9_.:/-]*$/;
+
+/** Each output's node name where it is a plain, unique, unused name, else `output_k`. */
+function defaultOutputNames(outputs: readonly Node[], used: ReadonlySet<string>): string[] {
+  const counts = new Map<string, number>();
+  for (const o of outputs) counts.set(o.name, (counts.get(o.name) ?? 0) + 1);
+  return outputs.map((o, k) =>
+    ONNX_NAME.test(o.name) && counts.get(o.name) === 1 && !used.has(o.name)
+      ? o.name
+      : `output_${k}`,
+  );
 }
 
 /**
@@ -350,6 +365,17 @@ function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttribu
  * Example: `exportOnnx([logits], { inputs: [X], initializers: new Map([[W, w]]) })`.
  */
 export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions): Uint8Array {
+  checkOptions(
+    "exportOnnx(outputs, options)",
+    options,
+    ["inputs", "initializers", "opset", "name", "outputNames"],
+    "exportOnnx([y], { inputs: [x], initializers: new Map([[W, w]]), opset: 17 })",
+  );
+  if (!Array.isArray(options.inputs)) {
+    throw new TypeError(
+      `exportOnnx: options.inputs must be an array of variables, got ${typeName(options.inputs)}`,
+    );
+  }
   const opset = options.opset ?? ONNX_OPSETS.default;
   if (!Number.isInteger(opset) || opset < ONNX_OPSETS.min || opset > ONNX_OPSETS.max) {
     throw new RangeError(
@@ -397,6 +423,18 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
     }
     if (names.has(node))
       throw new Error(`exportOnnx: "${node.name}" is both an input and an initializer`);
+    if (!(value instanceof Tensor)) {
+      throw new TypeError(
+        `exportOnnx: initializer "${node.name}" is not a Tensor, got ${typeName(value)}`,
+      );
+    }
+    // The variable's declaration holds for its weight: a float64 weight would turn a float32
+    // model's outputs float64, a weight of another shape fail in the runtime.
+    try {
+      checkFeed(node, value);
+    } catch (error) {
+      throw new Error(`exportOnnx: initializer ${(error as Error).message}`, { cause: error });
+    }
     const name = unique(node.name);
     names.set(node, name);
     types.set(node, { shape: [...value.shape], dtype: value.dtype });
@@ -460,13 +498,32 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
     names.set(node, name);
     types.set(node, type);
   }
-  const outputNames = options.outputNames ?? outputs.map((o) => o.name);
-  if (outputNames.length !== outputs.length) {
-    throw new Error(`exportOnnx: ${outputNames.length} outputNames for ${outputs.length} outputs`);
+  const outputNames = options.outputNames ?? defaultOutputNames(outputs, used);
+  if (!Array.isArray(outputNames) || outputNames.length !== outputs.length) {
+    throw new Error(
+      `exportOnnx: ${Array.isArray(outputNames) ? outputNames.length : typeName(outputNames)} outputNames for ${outputs.length} outputs`,
+    );
   }
+  outputNames.forEach((name, i) => {
+    if (typeof name !== "string" || !ONNX_NAME.test(name)) {
+      throw new Error(
+        `exportOnnx: outputNames[${i}] ${JSON.stringify(name)} is not a name (letters, digits, _ . : / -)`,
+      );
+    }
+    if (outputNames.indexOf(name) !== i) {
+      throw new Error(
+        `exportOnnx: output name "${name}" is given twice (outputNames ${i} and ${outputNames.indexOf(name)})`,
+      );
+    }
+    if (used.has(name)) {
+      throw new Error(
+        `exportOnnx: output name "${name}" is already the name of an input, initializer or node of the graph`,
+      );
+    }
+  });
   const graphOutputs = outputs.map((node, i) => {
     // Each output its own Identity, so an output may be an input or repeat another.
-    const name = unique(outputNames[i] || `output${i}`);
+    const name = unique(outputNames[i]);
     onnxNodes.push({ opType: "Identity", input: [names.get(node)!], output: [name], name });
     const type = types.get(node)!;
     return valueInfo(name, type, (d) => `${name}_dim${d}`);

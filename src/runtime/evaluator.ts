@@ -166,30 +166,7 @@ export class Evaluator {
 
   /** A name-keyed feed object as a Map over this graph's variables; unknown names throw. */
   private feedsByName(feeds: unknown): ReadonlyMap<Node, Tensor> {
-    if (typeof feeds !== "object" || feeds === null || Array.isArray(feeds)) {
-      throw new TypeError(
-        "Evaluator.run: feeds must be a Map from variables to tensors or an object keyed by variable name",
-      );
-    }
-    const byName = new Map<string, Node[]>();
-    for (const p of this.placeholders) byName.set(p.name, [...(byName.get(p.name) ?? []), p]);
-    const out = new Map<Node, Tensor>();
-    for (const [name, value] of Object.entries(feeds as Record<string, Tensor>)) {
-      const nodes = byName.get(name);
-      if (nodes === undefined) {
-        const known = [...byName.keys()].map((n) => `"${n}"`).join(", ");
-        throw new Error(
-          `Evaluator.run: no variable named "${name}" in this graph (it has ${known})`,
-        );
-      }
-      if (nodes.length > 1) {
-        throw new Error(
-          `Evaluator.run: ${nodes.length} variables are named "${name}": feed them with a Map`,
-        );
-      }
-      out.set(nodes[0], value);
-    }
-    return out;
+    return feedMap("Evaluator.run", this.placeholders, feeds);
   }
 
   /** Puts each feed the outputs need into its slot; rejects missing and non-Tensor feeds. */
@@ -293,6 +270,41 @@ export class Evaluator {
     for (let i = 0; i < out.length; i++) values[outputSlots[i]] = undefined;
     return out;
   }
+}
+
+/**
+ * Feeds as a Map, the one rule of every call that takes them (Evaluator.run, checkGradients,
+ * traceHtml): a Map from nodes to tensors, or a plain object keyed by the names of `placeholders`
+ * (an unknown or ambiguous name throws, naming the call). Example: `feedMap("run", [x], { x: t })`.
+ */
+export function feedMap(
+  call: string,
+  placeholders: readonly Node[],
+  feeds: unknown,
+): ReadonlyMap<Node, Tensor> {
+  if (feeds instanceof Map) return feeds as ReadonlyMap<Node, Tensor>;
+  if (typeof feeds !== "object" || feeds === null || Array.isArray(feeds)) {
+    throw new TypeError(
+      `${call}: feeds must be a Map from variables to tensors or an object keyed by variable name, got ${typeName(feeds)}`,
+    );
+  }
+  const byName = new Map<string, Node[]>();
+  for (const p of placeholders) byName.set(p.name, [...(byName.get(p.name) ?? []), p]);
+  const out = new Map<Node, Tensor>();
+  for (const [name, value] of Object.entries(feeds as Record<string, Tensor>)) {
+    const nodes = byName.get(name);
+    if (nodes === undefined) {
+      const known = [...byName.keys()].map((n) => `"${n}"`).join(", ");
+      throw new Error(`${call}: no variable named "${name}" in this graph (it has ${known})`);
+    }
+    if (nodes.length > 1) {
+      throw new Error(
+        `${call}: ${nodes.length} variables are named "${name}": feed them with a Map`,
+      );
+    }
+    out.set(nodes[0], value);
+  }
+  return out;
 }
 
 /**
