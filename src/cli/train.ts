@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /** `npm run train-parallel` and `adjoint-train`: train logistic regression or an MLP on digits or MNIST. */
-import { accessSync, constants as fsConstants, existsSync, realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
-import { dirname } from "node:path";
+import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { MAX_TENSOR_SIZE, Tensor, type DType } from "../tensor/tensor.js";
 import { stateCount } from "../train/parallel/optimizer-kernels.js";
@@ -23,12 +23,19 @@ import { traceModelStep } from "../train/trace.js";
 import type { Split } from "../train/data.js";
 import {
   loadParams,
+  outputPathProblem,
   paramsHash,
   PARAMS_VERSION,
   saveParams,
   writeFileAtomic,
 } from "../train/serialize.js";
-import { accuracy, train, type StepInfo, type TrainResult } from "../train/trainer.js";
+import {
+  accuracy,
+  CHECKPOINT_KIND,
+  train,
+  type StepInfo,
+  type TrainResult,
+} from "../train/trainer.js";
 import { parseTrainArgs, usage, UsageError, type TrainOptions } from "./args.js";
 
 /** Output sinks, so tests can capture what the CLI prints. */
@@ -303,6 +310,11 @@ function writeModelFiles(
 /** Reads a --load file and checks it fits the model. */
 function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
   const record = loadParams(path);
+  if ((record.extra as { kind?: unknown } | undefined)?.kind === CHECKPOINT_KIND) {
+    throw new Error(
+      `${path} is a training checkpoint, not a parameter file: continue its run with --checkpoint ${path} --resume (and the run's other flags), or --save the parameters of a finished run`,
+    );
+  }
   const specs = paramSpecs(spec);
   const sizes = (record.model as { sizes?: unknown }).sizes;
   // A file from elsewhere (safetensors from Python) describes no model: each tensor is checked.
@@ -325,6 +337,12 @@ function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
         `${path}: parameter "${name}" has shape [${entry.shape}], expected [${shape}]`,
       );
     }
+    const bad = entry.data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new Error(
+        `${path}: parameter "${name}" holds ${entry.data[bad]} at element ${bad}: a diverged or corrupt file; training from it would be NaN from the first step`,
+      );
+    }
     return new Tensor(entry.data, shape).clone({ dtype });
   });
 }
@@ -342,10 +360,18 @@ export function checkOutputPaths(opts: TrainOptions): string | undefined {
     ["--trace", opts.trace],
     ["--checkpoint", opts.checkpoint],
   ];
+  const seen = new Map<string, string>();
   for (const [option, path] of outputs) {
     if (path === undefined) continue;
     const problem = outputPathProblem(path);
     if (problem) return `${option} ${path}: ${problem}`;
+    // Two outputs on one file: the later write would replace the earlier (a checkpoint by
+    // the parameter file, say).
+    const key = resolve(path);
+    const other = seen.get(key);
+    if (other !== undefined)
+      return `${other} and ${option} name the same file ${path}: give each its own`;
+    seen.set(key, option);
   }
   if (opts.checkpoint !== undefined) {
     const exists = existsSync(opts.checkpoint);
@@ -355,21 +381,6 @@ export function checkOutputPaths(opts: TrainOptions): string | undefined {
     if (exists && !opts.resume && !opts.overwrite) {
       return `--checkpoint ${opts.checkpoint}: the file exists; continue it with --resume, or replace it with --overwrite`;
     }
-  }
-  return undefined;
-}
-
-function outputPathProblem(path: string): string | undefined {
-  if (existsSync(path) && statSync(path).isDirectory()) return "is a directory, not a file name";
-  const dir = dirname(path);
-  if (!existsSync(dir)) return `the directory ${dir} does not exist`;
-  if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
-  try {
-    accessSync(dir, fsConstants.W_OK);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === "EROFS" ? "the file system is read-only" : "permission denied";
-    return `cannot write in ${dir}: ${why} (${code})`;
   }
   return undefined;
 }

@@ -19,7 +19,7 @@ import { poolEngine } from "./parallel/pool.js";
 import { BUILTIN_OPS } from "../graph/ops/index.js";
 import { allocateShared, type SharedState, type TrainPlan } from "./parallel/shard.js";
 import { Rng } from "./random.js";
-import { paramsHash } from "./serialize.js";
+import { outputPathProblem, paramsHash } from "./serialize.js";
 import { runTraining } from "./trainer.js";
 import { defaultMicroShards } from "./config.js";
 
@@ -195,6 +195,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
             },
             resume: checked.resume,
             overwrite: checked.overwrite,
+            onNotice: (line) => process.emitWarning(line, "AdjointWarning"),
           },
     onStep:
       checked.onStep &&
@@ -269,6 +270,10 @@ function prepare(options: FitOptions): {
       `signal must be an AbortSignal (from new AbortController().signal), got ${typeName(options.signal)}`,
     );
   }
+  if (options.checkpoint !== undefined) {
+    const problem = outputPathProblem(options.checkpoint);
+    if (problem) fail(`checkpoint ${JSON.stringify(options.checkpoint)}: ${problem}`);
+  }
   if (options.resume === true && options.checkpoint === undefined) {
     fail("resume: true needs the checkpoint to resume from: pass checkpoint: path");
   }
@@ -301,6 +306,17 @@ function prepare(options: FitOptions): {
       checkFeed(node, value);
     } catch (error) {
       fail((error as Error).message);
+    }
+  }
+  // A NaN in the data or an Infinity in a parameter would end as "training diverged" after a
+  // step: named here, before any step.
+  for (const [node, value] of all) {
+    const bad = value.data.findIndex((v: number) => !Number.isFinite(v));
+    if (bad >= 0) {
+      const kind = params.has(node) ? "params" : data.has(node) ? "data" : "buffers";
+      fail(
+        `${kind} ${node.name} holds ${value.data[bad]} at element ${bad}: every value must be finite`,
+      );
     }
   }
   const dtypes = new Set(all.map(([, t]) => t.dtype));

@@ -1,11 +1,15 @@
 /** Parameter files (versioned JSON header + binary payload in one file) and atomic writes. */
 import { createHash, randomBytes } from "node:crypto";
 import {
+  accessSync,
   closeSync,
+  constants as fsConstants,
+  existsSync,
   fstatSync,
   fsyncSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
   renameSync,
   statSync,
@@ -86,6 +90,7 @@ export function writeFileAtomic(
   data: string | Uint8Array | Iterable<Uint8Array>,
 ): void {
   const dir = dirname(path);
+  refuseNonRegularTarget(path);
   const tempPath = join(
     dir,
     `${basename(path)}${TEMP_INFIX}${process.pid}-${randomBytes(6).toString("hex")}`,
@@ -189,14 +194,83 @@ export function removeStaleTempFiles(path: string): string[] {
 }
 
 /** Whether a process with this pid is running (signal 0 probes without signalling). */
-export function processAlive(pid: number): boolean {
+export function processAlive(pid: number, startTime?: string): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     // EPERM: it exists but belongs to another user.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  // On Linux, /proc tells a zombie (killed, not yet reaped: dead) and a reused pid (another
+  // start time than the lock's owner had) from the live owner.
+  const stat = processStat(pid);
+  if (stat === undefined) return true;
+  if (stat.state === "Z" || stat.state === "X") return false;
+  return startTime === undefined || stat.startTime === startTime;
+}
+
+/** The state letter and start time (clock ticks after boot) of `pid` from /proc; undefined elsewhere. */
+export function processStat(pid: number): { state: string; startTime: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return { state: fields[0], startTime: fields[19] };
+}
+
+/**
+ * Why `path` cannot be written as an output file (empty, a directory or another non-regular
+ * file, a missing or non-directory parent, a read-only or unwritable directory); undefined when
+ * it can. Checked before training, so nothing is lost after it. Example: `outputPathProblem("")`.
+ */
+export function outputPathProblem(path: string): string | undefined {
+  if (path === "") return "is empty: give a file name";
+  try {
+    refuseNonRegularTarget(path);
+  } catch (error) {
+    return (error as Error).message.replace(/^refusing to write .*?: it /, "");
+  }
+  const dir = dirname(path);
+  if (!existsSync(dir)) return `the directory ${dir} does not exist`;
+  if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
+  try {
+    accessSync(dir, fsConstants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === "EROFS" ? "the file system is read-only" : "permission denied";
+    return `cannot write in ${dir}: ${why} (${code})`;
+  }
+  return undefined;
+}
+
+/**
+ * Refuses to write over anything but a regular file: renaming a temp file over a device node
+ * (`--save /dev/full` as root), a directory or a FIFO would replace it.
+ */
+export function refuseNonRegularTarget(path: string): void {
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch {
+    return; // nothing there yet
+  }
+  if (stat.isFile()) return;
+  const kind = stat.isDirectory()
+    ? "a directory"
+    : stat.isCharacterDevice()
+      ? "a character device"
+      : stat.isBlockDevice()
+        ? "a block device"
+        : stat.isFIFO()
+          ? "a FIFO"
+          : stat.isSocket()
+            ? "a socket"
+            : "not a regular file";
+  throw new Error(`refusing to write ${path}: it is ${kind}, not a regular file`);
 }
 
 /**

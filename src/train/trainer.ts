@@ -20,6 +20,7 @@ import {
   loadParams,
   PARAMS_VERSION,
   processAlive,
+  processStat,
   removeStaleTempFiles,
   saveParams,
 } from "./serialize.js";
@@ -571,7 +572,8 @@ export function accuracy(
   return n > 0 ? correct / n : NaN;
 }
 
-const CHECKPOINT_KIND = "adjoint-checkpoint";
+/** The `extra.kind` of a checkpoint file (a parameter file has none). */
+export const CHECKPOINT_KIND = "adjoint-checkpoint";
 
 function writeCheckpoint(
   checkpoint: CheckpointSpec,
@@ -777,7 +779,9 @@ export function acquireLock(path: string, notice: (line: string) => void = () =>
     try {
       const fd = openSync(lockPath, "wx", 0o644);
       try {
-        writeSync(fd, `${process.pid}\n`);
+        // The owner's start time beside its pid: a reused pid is not mistaken for the owner.
+        const started = processStat(process.pid)?.startTime;
+        writeSync(fd, started === undefined ? `${process.pid}\n` : `${process.pid} ${started}\n`);
       } finally {
         closeSync(fd);
       }
@@ -793,8 +797,9 @@ export function acquireLock(path: string, notice: (line: string) => void = () =>
       } catch {
         // Removed in between: try again.
       }
-      const pid = /^\d+\n?$/.test(text) ? Number(text.trim()) : undefined;
-      if (pid !== undefined && pid !== process.pid && processAlive(pid)) {
+      const match = /^(\d+)(?: (\d+))?\n?$/.exec(text);
+      const pid = match ? Number(match[1]) : undefined;
+      if (pid !== undefined && pid !== process.pid && processAlive(pid, match?.[2])) {
         throw new Error(
           `checkpoint ${path} is in use by process ${pid} (lock file ${lockPath}); wait for that run to end or choose another --checkpoint`,
           { cause: error },
@@ -815,6 +820,13 @@ export function acquireLock(path: string, notice: (line: string) => void = () =>
   return () => {
     if (released) return;
     released = true;
-    rmSync(lockPath, { force: true });
+    try {
+      rmSync(lockPath, { force: true });
+    } catch (error) {
+      // NOTE: never thrown: a release runs in `finally` after a failure (a directory made
+      // read-only mid-run), and the error to report is that failure, not this one. The lock
+      // names this pid, so the next run takes it over once this process is gone.
+      notice(`could not remove the lock ${lockPath}: ${(error as Error).message}`);
+    }
   };
 }

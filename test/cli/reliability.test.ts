@@ -70,7 +70,7 @@ describe("output paths are checked before training (exit 2, one line, nothing tr
       "nodir/p.svg",
       /^error: --plot .*nodir\/p\.svg: the directory .*nodir does not exist$/,
     ],
-    ["--save", "adir", /^error: --save .*adir: is a directory, not a file name$/],
+    ["--save", "adir", /^error: --save .*adir: is a directory, not a regular file$/],
     ["--save", "afile/m.bin", /^error: --save .*afile\/m\.bin: .*afile is not a directory$/],
   ])("%s %s", async (option, relative, message) => {
     const dir = freshDir();

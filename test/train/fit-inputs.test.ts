@@ -187,6 +187,37 @@ describe("fit() options refused by name", () => {
       /the loss needs "mask", in none of params, data and buffers \(a fixed tensor that is not split into rows goes in buffers\)/,
     ],
     [
+      "NaN in the data",
+      {
+        data: new Map([
+          [
+            X,
+            adj.tensor(
+              Float32Array.from(Xs.data, (v, i) => (i === 7 ? NaN : v)),
+              { shape: [rows, 3] },
+            ),
+          ],
+          [Y, Ys],
+        ]),
+      },
+      "fit: data X holds NaN at element 7: every value must be finite",
+    ],
+    [
+      "Infinity in a parameter",
+      {
+        params: new Map([
+          [
+            W,
+            adj.tensor(
+              Float32Array.from(W0.data, (v, i) => (i === 2 ? Infinity : v)),
+              { shape: [3, 2] },
+            ),
+          ],
+        ]),
+      },
+      "fit: params W holds Infinity at element 2: every value must be finite",
+    ],
+    [
       "0 rows of data",
       {
         data: new Map([

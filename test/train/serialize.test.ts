@@ -350,7 +350,9 @@ describe("writeFileAtomic", () => {
     const path = join(dir, "target");
     mkdirSync(path);
     writeFileSync(join(path, "inside.txt"), "keep me");
-    expect(() => writeFileAtomic(path, "new content")).toThrow(/EISDIR|ENOTEMPTY|EEXIST|EPERM/);
+    expect(() => writeFileAtomic(path, "new content")).toThrow(
+      /it is a directory, not a regular file|EISDIR|ENOTEMPTY|EEXIST|EPERM/,
+    );
     expect(readFileSync(join(path, "inside.txt"), "utf8")).toBe("keep me");
     expect(tempFilesIn(dir)).toEqual([]);
   });
