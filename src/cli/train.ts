@@ -32,6 +32,7 @@ import {
 import {
   accuracy,
   CHECKPOINT_KIND,
+  EVAL_ACTIVATION_BYTES,
   train,
   type StepInfo,
   type TrainResult,
@@ -102,6 +103,10 @@ export async function main(
     opts.dtype,
     optimizer.kind,
     opts.microShards ?? 16,
+    batchSize,
+    typeof opts.threads === "number"
+      ? opts.threads
+      : Math.min(availableParallelism(), opts.microShards ?? 16),
   );
   if (memoryProblem) return refuse(memoryProblem);
   const split = loadSplit(opts.dataset, opts.dtype, opts.seed, defaults.standardize);
@@ -385,6 +390,9 @@ export function checkOutputPaths(opts: TrainOptions): string | undefined {
   return undefined;
 }
 
+/** The most bytes a wasm32 linear memory can hold. */
+const WASM_MEMORY_LIMIT = 2 ** 32;
+
 /**
  * Why a model is too large to train here (a weight matrix over one tensor's limit, or more
  * memory than the machine has for parameters, gradients and optimizer state); else undefined.
@@ -395,6 +403,8 @@ export function checkModelMemory(
   dtype: DType,
   optimizer: OptimizerConfig["kind"],
   shards: number,
+  batchSize = 64,
+  threads = Math.min(availableParallelism(), shards),
 ): string | undefined {
   const counts = paramSpecs(spec).map((p) => p.shape.reduce((a, b) => a * b, 1));
   const parameters = counts.reduce((a, b) => a + b, 0);
@@ -403,13 +413,22 @@ export function checkModelMemory(
   if (largest > MAX_TENSOR_SIZE) {
     return `${describeModel}: one weight matrix of ${largest.toLocaleString("en-US")} values exceeds the ${MAX_TENSOR_SIZE.toLocaleString("en-US")} one tensor can hold`;
   }
-  // Two parameter buffers, two per optimizer state, one gradient slot per micro-shard.
-  const copies = 2 + 2 * stateCount(optimizer) + shards;
-  const bytes = parameters * (dtype === "float32" ? 4 : 8) * copies;
+  const elem = dtype === "float32" ? 4 : 8;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  // Shared: two parameter buffers, two per optimizer state, one gradient slot per micro-shard.
+  const shared = parameters * elem * (2 + 2 * stateCount(optimizer) + shards);
+  // Each thread's WebAssembly memory: its staged parameters, their packed copy and a shard's
+  // gradient, and a shard's activations forward and backward (4 per unit). wasm32 caps it at 4 GiB.
+  const widths = spec.sizes.reduce((a, b) => a + b, 0);
+  const perThread = elem * (3 * parameters + 4 * Math.ceil(batchSize / shards) * widths);
+  if (perThread > WASM_MEMORY_LIMIT) {
+    return `${describeModel}: each training thread's WebAssembly memory would need about ${gib(perThread)} (${dtype} weights staged, packed and a gradient, and a micro-shard's activations), over the 4 GiB a wasm32 memory can hold`;
+  }
+  // The evaluation on the main thread: a weight copy and chunks of activations (EVAL_BYTES).
+  const total = shared + threads * perThread + elem * parameters + 2 * EVAL_ACTIVATION_BYTES;
   const available = totalmem();
-  if (bytes > available / 2) {
-    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
-    return `${describeModel}: training it needs about ${gib(bytes)} (${dtype} parameters, gradients and ${optimizer} state), more than half of this machine's ${gib(available)}`;
+  if (total > available / 2) {
+    return `${describeModel}: training it needs about ${gib(total)} (${dtype} parameters, gradients and ${optimizer} state ${gib(shared)}, ${threads} thread${threads === 1 ? "" : "s"} at ${gib(perThread)} each, evaluation), more than half of this machine's ${gib(available)}`;
   }
   return undefined;
 }

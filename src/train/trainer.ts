@@ -252,6 +252,9 @@ export interface TrainingOutcome {
 /** Steps the cold figure covers. */
 export const COLD_STEPS = 20;
 
+/** The bytes of one activation of an evaluation chunk (its rows are chosen to fit). */
+export const EVAL_ACTIVATION_BYTES = 64 * 2 ** 20;
+
 /** Steps between the training loop's yields to the event loop. */
 const YIELD_STEPS = 256;
 
@@ -555,8 +558,15 @@ export function accuracy(
   const paramNodes = paramSpecs(spec).map((p) => variable(p.name));
   const dtype = params[0].dtype;
   const images = data.X.dtype === dtype ? data.X : data.X.clone({ dtype });
+  // Rows per chunk so that a chunk's widest activation stays near EVAL_ACTIVATION_BYTES: a
+  // 1000-row chunk of a 200,000-unit layer would take 800 MB of WebAssembly memory at once.
+  const widest = Math.max(...spec.sizes);
+  const rowsPerChunk = Math.max(
+    1,
+    Math.floor(EVAL_ACTIVATION_BYTES / (widest * (dtype === "float32" ? 4 : 8))),
+  );
   const [logits] = evaluate([forward(spec, X, paramNodes)], new Map([[X, images]]), {
-    batchSize: chunk,
+    batchSize: Math.min(chunk, rowsPerChunk),
     feeds: new Map(paramNodes.map((p, i) => [p, params[i]])),
   });
   const [n, classes] = [data.X.shape[0], logits.shape[1]];

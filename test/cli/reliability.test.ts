@@ -16,7 +16,7 @@ import {
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { main, type CliIO } from "../../src/cli/train.js";
+import { checkModelMemory, main, type CliIO } from "../../src/cli/train.js";
 import { decodeParams, loadParams, PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
 import { inProcessEngine } from "../../src/train/engine.js";
@@ -243,7 +243,28 @@ describe("nonsense options", () => {
     const big = await run(["--dataset", "digits", "--hidden", "60000,60000"]);
     expect(big.code).toBe(2);
     expect(big.err[0]).toMatch(
-      /^error: --hidden gives a \[64-60000-60000-10\] model with 3,604,560,010 parameters: training it needs about [\d.]+ GiB \(float32 parameters, gradients and adam state\), more than half of this machine's [\d.]+ GiB$/,
+      /^error: --hidden gives a \[64-60000-60000-10\] model with 3,604,560,010 parameters: each training thread's WebAssembly memory would need about 40\.3 GiB .*over the 4 GiB a wasm32 memory can hold$/,
+    );
+  });
+
+  it("the memory check counts each thread's WebAssembly memory and the evaluation", () => {
+    const wide = modelSpec("mlp", 784, [200000], 10); // 158.8M parameters, 0.59 GiB in float32
+    // Per thread 3 weight copies (1.8 GiB) and a shard's activations: fits a wasm32 memory.
+    expect(checkModelMemory("--hidden", wide, "float32", "adam", 2, 64, 2)).toBeUndefined();
+    expect(
+      checkModelMemory(
+        "--hidden",
+        modelSpec("mlp", 784, [600000], 10),
+        "float32",
+        "adam",
+        2,
+        64,
+        1,
+      ),
+    ).toMatch(/each training thread's WebAssembly memory would need about 5\.6 GiB/);
+    // 64 threads of 1.8 GiB each: the total is over half of any machine this runs on.
+    expect(checkModelMemory("--hidden", wide, "float32", "adam", 64, 64, 64)).toMatch(
+      /training it needs about 1\d\d\.\d GiB \(float32 parameters, gradients and adam state [\d.]+ GiB, 64 threads at 1\.8 GiB each, evaluation\)/,
     );
   });
 
