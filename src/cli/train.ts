@@ -249,8 +249,14 @@ export async function main(
       })),
     });
   }
-  if (opts.plot) writeFileAtomic(opts.plot, renderCurvesSvg(result.history, `adjoint: ${tag}`));
+  if (opts.save) io.out(`wrote ${opts.save} (parameters)`);
+  if (opts.plot) {
+    writeFileAtomic(opts.plot, renderCurvesSvg(result.history, `adjoint: ${tag}`));
+    io.out(`wrote ${opts.plot} (learning curves)`);
+  }
   writeModelFiles(opts, spec, result.params, split, batchSize, tag);
+  if (opts.exportOnnx) io.out(`wrote ${opts.exportOnnx} (ONNX model)`);
+  if (opts.trace) io.out(`wrote ${opts.trace} (trace page)`);
   const { samplesPerSecond } = result;
   io.out(
     `${stopSignal ? `stopped by ${stopSignal}` : "done"}: ${result.steps} steps, ${samplesPerSecond.toFixed(0)} samples/s, ` +

@@ -163,7 +163,12 @@ describe("--load says what it got", () => {
     const dir = freshDir();
     const file = join(dir, "p.bin");
     const args = ["--dataset", "digits", "--model", "logreg", "--threads", "1", "--epochs", "1"];
-    expect((await run([...args, "--save", file])).code).toBe(0);
+    const plot = join(dir, "curves.svg");
+    const saved = await run([...args, "--save", file, "--plot", plot]);
+    expect(saved.code).toBe(0);
+    // Every file the CLI writes is said, with what it is.
+    expect(saved.out).toContain(`wrote ${file} (parameters)`);
+    expect(saved.out).toContain(`wrote ${plot} (learning curves)`);
     const { loadParams } = await import("../../src/train/serialize.js");
     const record = loadParams(file);
     record.params[0].data[3] = NaN;
