@@ -67,6 +67,15 @@ it("packs, installs with production dependencies only, imports, differentiates a
   // Least squares of t = x0 - 2 x2: the fitted weights approach [1, 0, -2].
   expect(out.w[0]).toBeCloseTo(1, 1);
   expect(out.w[2]).toBeCloseTo(-2, 1);
+  // CommonJS: require() of the ES module, which Node 20.19+ and 22.12+ do without a flag.
+  writeFileSync(
+    join(project, "main.cjs"),
+    'const { variable, gradients, Evaluator, tensor } = require("adjoint");\n' +
+      'const x = variable("x"); const [g] = gradients(x.mul(x), [x]);\n' +
+      "console.log(JSON.stringify(new Evaluator([g]).run({ x: tensor([1.5]) })[0].toArray()));\n",
+  );
+  const cjs = execFileSync(process.execPath, ["main.cjs"], { cwd: project, encoding: "utf8" });
+  expect(JSON.parse(cjs.trim().split("\n").at(-1)!)).toEqual([3]);
   const help = execFileSync("npx", ["--no-install", "adjoint-train", "--help"], {
     cwd: project,
     encoding: "utf8",
