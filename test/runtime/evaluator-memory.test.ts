@@ -17,6 +17,8 @@ import {
   tensor,
   variable,
   logisticRegression,
+  loadDigits,
+  loadMnist,
   softmaxLoss,
   type Node,
   type Tensor,
@@ -140,5 +142,12 @@ describe("a synchronous Evaluator loop keeps memory flat", () => {
     }
     expect(arenaStats()).toEqual(after);
     expect(Number.isFinite(Wv.data[0])).toBe(true);
+  });
+
+  it("data sets handed to users are plain arrays on either backend (onnxruntime-node refuses shared memory)", () => {
+    for (const t of [loadDigits().X, loadMnist(20, 10).X]) {
+      expect(t.data.buffer).toBeInstanceOf(ArrayBuffer);
+      expect(inBackendMemory(t.data)).toBe(false);
+    }
   });
 });
