@@ -110,7 +110,7 @@ function validateShape(shape: readonly number[], where = "tensor"): void {
   for (const d of shape) {
     if (!Number.isSafeInteger(d) || d < 0)
       throw new RangeError(
-        `${where}: invalid shape ${fmt(shape)}: dimensions must be non-negative integers`,
+        `${where}: invalid shape [${(shape as readonly unknown[]).map((d) => (typeof d === "number" ? String(d) : JSON.stringify(d))).join(",")}]: dimensions must be non-negative integers`,
       );
   }
   const size = sizeOf(shape);

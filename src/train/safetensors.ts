@@ -113,6 +113,9 @@ export function decodeSafetensors(file: Uint8Array, source: string): ParamsRecor
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     fail("the header is not a JSON object");
   }
+  // JSON.parse keeps the last of two equal keys: a tensor named twice would lose one silently.
+  const twice = repeatedTopLevelKey(file.subarray(8, dataStart));
+  if (twice !== undefined) fail(`the header names ${JSON.stringify(twice)} twice`);
   const dataBytes = file.length - dataStart;
   const entries: (Layout & { type: DType; shape: number[] })[] = [];
   let metadata: Record<string, string> = {};
@@ -234,4 +237,31 @@ export function decodeSafetensors(file: Uint8Array, source: string): ParamsRecor
     params,
     ...(extra !== undefined ? { extra } : {}),
   };
+}
+
+/** The first key a JSON object's text repeats at its top level, if any (the text is valid JSON). */
+function repeatedTopLevelKey(bytes: Uint8Array): string | undefined {
+  const text = new TextDecoder().decode(bytes);
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+    else if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (/\s/.test(text[k])) k++;
+        if (text[k] === ":") {
+          const key = JSON.parse(text.slice(i, j + 1)) as string;
+          if (seen.has(key)) return key;
+          seen.add(key);
+        }
+      }
+      i = j;
+    }
+  }
+  return undefined;
 }

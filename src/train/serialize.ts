@@ -379,6 +379,19 @@ export function decodeParams(file: Buffer, source: string): ParamsRecord {
     throw new Error(`loadParams(${source}): ${what}`);
   };
   if (looksLikeSafetensors(file)) return decodeSafetensors(file, source);
+  const head = file.subarray(0, 8).toString("latin1");
+  const adjoint = [PARAMS_MAGIC, PARAMS_MAGIC_V1].some((m) => m.startsWith(head));
+  if (!adjoint && file.length >= 8) {
+    // Not adjoint's magic: the other format read here is safetensors; say why it is not that either.
+    try {
+      return decodeSafetensors(file, source);
+    } catch (error) {
+      const why = (error as Error).message.replace(/^loadParams\(.*?\): safetensors: /, "");
+      fail(
+        `neither an adjoint parameter file (it does not start with "${PARAMS_MAGIC}") nor a safetensors file (${why})`,
+      );
+    }
+  }
   if (file.length < PREAMBLE_BYTES) {
     const magicPrefix = file.subarray(0, 8).toString("latin1");
     if (

@@ -103,3 +103,14 @@ describe("exportOnnx", () => {
     expect(onnxProto.onnx.ModelProto.decode(renamed).graph!.output![0].name).toBe("output_0");
   });
 });
+
+describe("messages name the real value", () => {
+  it("sum's axis NaN and a shape holding a string", () => {
+    expect(() => adj.sum(x, { axis: NaN })).toThrow(
+      "sum: axis must be an integer or an array of integers, got NaN",
+    );
+    expect(() => adj.tensor([1, 2, 3, 4], { shape: [2, "2"] as never })).toThrow(
+      'tensor: invalid shape [2,"2"]: dimensions must be non-negative integers',
+    );
+  });
+});

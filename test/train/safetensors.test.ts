@@ -191,3 +191,34 @@ describe("strict parsing", () => {
     );
   });
 });
+
+describe("safetensors files that are wrong say what is wrong", () => {
+  /** A file: the 8-byte little-endian header length, the header text, then `data` bytes. */
+  const file = (header: string, data = new Uint8Array(0), length?: bigint) => {
+    const text = Buffer.from(header, "utf8");
+    const out = Buffer.alloc(8 + text.length + data.length);
+    out.writeBigUInt64LE(length ?? BigInt(text.length), 0);
+    text.copy(out, 8);
+    out.set(data, 8 + text.length);
+    return out;
+  };
+  it("a tensor named twice", () => {
+    const entry = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+    const bytes = file(`{"w":${entry},"w":${entry}}`, new Uint8Array(4));
+    expect(() => decodeParams(bytes, "dup.safetensors")).toThrow(
+      'loadParams(dup.safetensors): safetensors: the header names "w" twice',
+    );
+  });
+  it("a header length of 2^62", () => {
+    const bytes = file("{}", new Uint8Array(0), 2n ** 62n);
+    expect(() => decodeParams(bytes, "huge.safetensors")).toThrow(
+      /neither an adjoint parameter file \(it does not start with "ADJOINT2"\) nor a safetensors file \(a header of 4611686018427387904 bytes does not fit/,
+    );
+  });
+  it("a header that is not an object", () => {
+    const bytes = file('["w"]');
+    expect(() => decodeParams(bytes, "list.safetensors")).toThrow(
+      /nor a safetensors file \(the header does not start with \{\)/,
+    );
+  });
+});

@@ -123,7 +123,7 @@ function reduceAttrs(builder: string, options: ReduceOptions | undefined): Attrs
     (Array.isArray(axis) && axis.every((a) => Number.isInteger(a)));
   if (!ok)
     throw new TypeError(
-      `${builder}: axis must be an integer or an array of integers, got ${JSON.stringify(axis)}`,
+      `${builder}: axis must be an integer or an array of integers, got ${typeof axis === "number" ? String(axis) : JSON.stringify(axis)}`,
     );
   if (keepdims !== undefined && typeof keepdims !== "boolean") {
     throw new TypeError(`${builder}: keepdims must be a boolean, got ${JSON.stringify(keepdims)}`);
