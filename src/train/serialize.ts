@@ -388,7 +388,7 @@ export function decodeParams(file: Buffer, source: string): ParamsRecord {
     } catch (error) {
       const why = (error as Error).message.replace(/^loadParams\(.*?\): safetensors: /, "");
       fail(
-        `neither an adjoint parameter file (it does not start with "${PARAMS_MAGIC}") nor a safetensors file (${why})`,
+        `neither an adjoint parameter file (it starts with ${JSON.stringify(head)}, not "${PARAMS_MAGIC}") nor a safetensors file (${why})`,
       );
     }
   }

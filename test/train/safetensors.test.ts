@@ -212,7 +212,7 @@ describe("safetensors files that are wrong say what is wrong", () => {
   it("a header length of 2^62", () => {
     const bytes = file("{}", new Uint8Array(0), 2n ** 62n);
     expect(() => decodeParams(bytes, "huge.safetensors")).toThrow(
-      /neither an adjoint parameter file \(it does not start with "ADJOINT2"\) nor a safetensors file \(a header of 4611686018427387904 bytes does not fit/,
+      /neither an adjoint parameter file \(it starts with .*, not "ADJOINT2"\) nor a safetensors file \(a header of 4611686018427387904 bytes does not fit/,
     );
   });
   it("a header that is not an object", () => {

@@ -158,11 +158,11 @@ describe("saveParams / loadParams", () => {
       const path = corrupt(bytes);
       expect(() => loadParams(path)).toThrow(
         new RegExp(
-          `loadParams\\(${path}\\): not an adjoint parameter file: starts with "NOTADJNT"`,
+          `loadParams\\(${path}\\): neither an adjoint parameter file \\(it starts with "NOTADJNT", not "ADJOINT2"\\)`,
         ),
       );
       const json = corrupt(Buffer.from('{"format":"adjoint-params"}'));
-      expect(() => loadParams(json)).toThrow(/not an adjoint parameter file/);
+      expect(() => loadParams(json)).toThrow(/neither an adjoint parameter file/);
     });
 
     it("wrong format and unsupported version", () => {
