@@ -237,7 +237,7 @@ export function allocateArray(size: number, dtype: DType, shared = false, zero =
   }
   const hooked = pooling && placing > 0 ? arrayAllocator?.allocate(size, dtype) : undefined;
   if (hooked !== undefined) inBackend.add(hooked);
-  const data = hooked ?? (dtype === "float32" ? new Float32Array(size) : new Float64Array(size));
+  const data = hooked ?? plainArray(size, dtype);
   poolable.add(data);
   return data;
 }
@@ -260,6 +260,19 @@ export function placeInBackend<T>(fn: () => T): T {
     return fn();
   } finally {
     placing--;
+  }
+}
+
+/** A fresh plain array; an allocation the engine refuses names the size it was asked for. */
+function plainArray(size: number, dtype: DType): TypedArray {
+  try {
+    return dtype === "float32" ? new Float32Array(size) : new Float64Array(size);
+  } catch (error) {
+    const bytes = size * (dtype === "float32" ? 4 : 8);
+    throw new RangeError(
+      `cannot allocate ${size.toLocaleString("en-US")} ${dtype} values (${(bytes / 2 ** 30).toFixed(1)} GiB): ${(error as Error).message}`,
+      { cause: error },
+    );
   }
 }
 
