@@ -4,11 +4,9 @@
  * never hides the real failure, and what cannot be loaded says why.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
-import { main, type CliIO } from "../../src/cli/train.js";
+import { describe, expect, it } from "vitest";
 import {
   outputPathProblem,
   PARAMS_VERSION,
@@ -18,24 +16,9 @@ import {
 } from "../../src/train/serialize.js";
 import { acquireLock } from "../../src/train/trainer.js";
 import * as adj from "../../src/index.js";
+import { runCli as run, tempDirs } from "../helpers/cli.js";
 
-const tmp = mkdtempSync(join(tmpdir(), "adjoint-data-loss-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-let counter = 0;
-const freshDir = (): string => mkdtempSync(join(tmp, `${counter++}-`));
-
-/** Runs the CLI's main() and returns its exit code and what it printed to stderr. */
-async function run(args: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIO = { out: (l) => out.push(l), err: (l) => err.push(l), isTTY: false };
-  try {
-    return { code: await main(args, io), out, err };
-  } catch (error) {
-    err.push(`error: ${(error as Error).message}`);
-    return { code: 1, out, err };
-  }
-}
+const freshDir = tempDirs("adjoint-data-loss-");
 
 describe("outputs never replace what is not a regular file", () => {
   it("a character device, a FIFO and a directory are refused before any write", () => {
