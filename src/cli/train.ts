@@ -201,6 +201,21 @@ export async function main(
       resume: opts.resume,
       overwrite: opts.overwrite,
       onNotice: (line) => io.err(`note: ${line}`),
+      // Written as soon as the steps end, before the evaluation of a stopped run can fail.
+      onTrained: (params) => {
+        if (!opts.save) return;
+        saveParams(opts.save, {
+          format: "adjoint-params",
+          version: PARAMS_VERSION,
+          model: { ...spec },
+          params: params.map((t, i) => ({
+            name: paramSpecs(spec)[i].name,
+            shape: [...t.shape],
+            dtype: t.dtype,
+            data: t.data,
+          })),
+        });
+      },
       fingerprint: {
         backend: backend().name,
         dataset: opts.dataset,
@@ -236,19 +251,6 @@ export async function main(
   }
 
   const hash = paramsHash(result.params);
-  if (opts.save) {
-    saveParams(opts.save, {
-      format: "adjoint-params",
-      version: PARAMS_VERSION,
-      model: { ...spec },
-      params: result.params.map((t, i) => ({
-        name: paramSpecs(spec)[i].name,
-        shape: [...t.shape],
-        dtype: t.dtype,
-        data: t.data,
-      })),
-    });
-  }
   if (opts.save) io.out(`wrote ${opts.save} (parameters)`);
   if (opts.plot) {
     writeFileAtomic(opts.plot, renderCurvesSvg(result.history, `adjoint: ${tag}`));
@@ -398,6 +400,8 @@ export function checkOutputPaths(opts: TrainOptions): string | undefined {
 
 /** The most bytes a wasm32 linear memory can hold. */
 const WASM_MEMORY_LIMIT = 2 ** 32;
+/** Headroom for the arena's size classes and its doubling scratch over the bytes it holds. */
+const ARENA_HEADROOM = 2;
 
 /**
  * Why a model is too large to train here (a weight matrix over one tensor's limit, or more
@@ -430,8 +434,15 @@ export function checkModelMemory(
   if (perThread > WASM_MEMORY_LIMIT) {
     return `${describeModel}: each training thread's WebAssembly memory would need about ${gib(perThread)} (${dtype} weights staged, packed and a gradient, and a micro-shard's activations), over the 4 GiB a wasm32 memory can hold`;
   }
-  // The evaluation on the main thread: a weight copy and chunks of activations (EVAL_BYTES).
-  const total = shared + threads * perThread + elem * parameters + 2 * EVAL_ACTIVATION_BYTES;
+  // The main thread also evaluates: a copy of the weights and chunks of activations, in the same
+  // memory, whose blocks come in size classes (up to a quarter larger) and whose scratch grows
+  // by doubling: ARENA_HEADROOM covers both (a 784-200000-10 run measured past 4 GiB there).
+  const evaluation = elem * parameters + 2 * EVAL_ACTIVATION_BYTES;
+  const mainThread = ARENA_HEADROOM * (perThread + evaluation);
+  if (mainThread > WASM_MEMORY_LIMIT) {
+    return `${describeModel}: the main thread's WebAssembly memory would need about ${gib(mainThread)} (a training thread's ${gib(perThread)} and the evaluation's ${gib(evaluation)}, with room for its size classes), over the 4 GiB a wasm32 memory can hold`;
+  }
+  const total = shared + threads * perThread + evaluation;
   const available = totalmem();
   if (total > available / 2) {
     return `${describeModel}: training it needs about ${gib(total)} (${dtype} parameters, gradients and ${optimizer} state ${gib(shared)}, ${threads} thread${threads === 1 ? "" : "s"} at ${gib(perThread)} each, evaluation), more than half of this machine's ${gib(available)}`;

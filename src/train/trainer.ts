@@ -63,6 +63,8 @@ export interface TrainerOptions {
   overwrite?: boolean;
   /** Receives one-line notices: a stale lock taken over, leftover temp files removed. */
   onNotice?: (line: string) => void;
+  /** Called with the trained parameters as soon as the steps end (before any evaluation). */
+  onTrained?: (params: Tensor[]) => void;
   /** Identifies the run in checkpoints; a resumed run must match it. */
   fingerprint?: Record<string, unknown>;
   onStep?: (info: StepInfo) => void;
@@ -153,7 +155,19 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     createEngine: options.createEngine,
     rng,
     meanLoss: true,
-    evaluateEpoch: (params) => accuracy(spec, params, split.test),
+    evaluateEpoch: (params) => {
+      try {
+        return accuracy(spec, params, split.test);
+      } catch (error) {
+        // The epoch's parameters are not lost to a failed evaluation: the caller saves them first.
+        if (!options.onTrained) throw error;
+        options.onTrained(params);
+        throw new Error(
+          `evaluating the test accuracy failed after an epoch's training steps (the parameters were saved first): ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+    },
     checkpoint: options.checkpointPath
       ? {
           path: options.checkpointPath,
@@ -169,6 +183,8 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     onEpoch: options.onEpoch as TrainingRun["onEpoch"],
     shouldStop: options.shouldStop,
   });
+  // Before anything after training can fail (the evaluation of a stopped run): the caller's save.
+  options.onTrained?.(outcome.params);
   const last = outcome.history[outcome.history.length - 1];
   return {
     ...outcome,

@@ -14,7 +14,10 @@ import {
   saveParams,
   writeFileAtomic,
 } from "../../src/train/serialize.js";
-import { acquireLock } from "../../src/train/trainer.js";
+import { acquireLock, train, type TrainerOptions } from "../../src/train/trainer.js";
+import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
+import { inProcessEngine } from "../../src/train/engine.js";
+import { modelSpec } from "../../src/train/models.js";
 import * as adj from "../../src/index.js";
 import { runCli as run, tempDirs } from "../helpers/cli.js";
 
@@ -160,6 +163,47 @@ describe("--load says what it got", () => {
     expect(code).not.toBe(0);
     expect(err.join("\n")).toMatch(
       /parameter "W1" holds NaN at element 3: a diverged or corrupt file/,
+    );
+  });
+});
+
+describe("the parameters are handed over before anything after training can fail", () => {
+  /** A run whose test set cannot be evaluated (63 features for a 64-input model). */
+  function broken(): TrainerOptions {
+    const split = standardize(randomSplit(loadDigits({ dtype: "float32" }), 0.2, 0));
+    const test = split.test;
+    const rows = test.X.shape[0];
+    const X = adj.tensor(test.X.data.slice(0, rows * 63), { shape: [rows, 63] });
+    return {
+      spec: modelSpec("logreg", 64, [], 10),
+      split: { ...split, test: { ...test, X } },
+      dtype: "float32",
+      batchSize: 32,
+      epochs: 1,
+      optimizer: { kind: "sgd", lr: 0.05 },
+      seed: 0,
+      shardCount: 1,
+      createEngine: inProcessEngine,
+    };
+  }
+  it("a stopped run: onTrained has the parameters before the evaluation fails", async () => {
+    const saved: number[] = [];
+    const error = await train({
+      ...broken(),
+      maxSteps: 3,
+      onTrained: (p) => saved.push(p.length),
+    }).catch((e: unknown) => e as Error);
+    expect(saved).toEqual([2]);
+    expect(String(error)).toMatch(/matmul/);
+  });
+  it("an epoch's evaluation that fails saves that epoch's parameters first and says so", async () => {
+    const saved: number[] = [];
+    const error = await train({ ...broken(), onTrained: (p) => saved.push(p.length) }).catch(
+      (e: unknown) => e as Error,
+    );
+    expect(saved).toEqual([2]);
+    expect(String(error)).toMatch(
+      /evaluating the test accuracy failed .* \(the parameters were saved first\)/,
     );
   });
 });
