@@ -294,6 +294,14 @@ function prepare(options: FitOptions): {
   if (reduction !== "mean" && reduction !== "sum") {
     fail(`reduction must be "mean" or "sum", got ${JSON.stringify(reduction)}`);
   }
+  // The cross-entropy says how it reduces the rows: a mismatch would scale every gradient by
+  // the batch size (or its inverse) without a word.
+  const lossReduction = loss.op.name === "softmaxCrossEntropy" ? loss.attrs.reduction : undefined;
+  if (lossReduction !== undefined && lossReduction !== reduction) {
+    fail(
+      `the loss is softmaxCrossEntropy with reduction "${String(lossReduction)}" but fit's reduction is "${reduction}"${options.reduction === undefined ? " (the default)" : ""}: give both the same`,
+    );
+  }
   const all = [...params, ...data, ...buffers];
   for (const [node, value] of all) {
     if (!(node instanceof Node) || !isPlaceholder(node))

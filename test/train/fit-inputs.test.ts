@@ -187,6 +187,11 @@ describe("fit() options refused by name", () => {
       /the loss needs "mask", in none of params, data and buffers \(a fixed tensor that is not split into rows goes in buffers\)/,
     ],
     [
+      "a summed cross-entropy under fit's default mean",
+      { loss: adj.softmaxCrossEntropy(adj.matmul(X, W), Y, { reduction: "sum" }) },
+      'fit: the loss is softmaxCrossEntropy with reduction "sum" but fit\'s reduction is "mean" (the default): give both the same',
+    ],
+    [
       "NaN in the data",
       {
         data: new Map([
