@@ -36,9 +36,18 @@ export {
 } from "./graph/ops/elementwise.js";
 export { matmul } from "./graph/ops/matmul.js";
 export type { MatmulOptions } from "./graph/ops/matmul.js";
-export { sum, mean, max, logsumexp } from "./graph/ops/reduce.js";
+export { sum, mean, max, logsumexp, argmax } from "./graph/ops/reduce.js";
 export type { ReduceOptions } from "./graph/ops/reduce.js";
-export { broadcastTo, expandDims, reshape, transpose, constant } from "./graph/ops/shape.js";
+export {
+  broadcastTo,
+  expandDims,
+  reshape,
+  transpose,
+  constant,
+  slice,
+  concat,
+  stopGradient,
+} from "./graph/ops/shape.js";
 export type { BroadcastOptions } from "./graph/ops/shape.js";
 export { logSoftmax, softmax, softmaxCrossEntropy } from "./graph/ops/nn.js";
 export type { SoftmaxOptions } from "./graph/ops/nn.js";

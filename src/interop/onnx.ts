@@ -11,6 +11,7 @@ import { typeName } from "../tensor/options.js";
 import { topoSort } from "../graph/topo.js";
 import type { Dim, NodeType } from "../graph/types.js";
 import { littleEndianBytes } from "../interop/bytes.js";
+import { normalizeAxis } from "../tensor/shape.js";
 import { Tensor, type DType } from "../tensor/tensor.js";
 
 const { onnx } = onnxProto;
@@ -277,6 +278,64 @@ const RULES: Record<string, Rule> = {
   },
   constant: (e, c) =>
     e.constant(c.attrs.values as number[], c.attrs.shape as number[], c.attrs.dtype as DType),
+  stopGradient: (e, c) => e.node("Identity", [c.inputs[0]]),
+  argmax: (e, c) => {
+    const axis = c.attrs.axis as number;
+    const index = e.node("ArgMax", [c.inputs[0]], { axis, keepdims: 0 });
+    return e.node("Cast", [index], { to: ELEM[c.dtype] });
+  },
+  slice: (e, c) => {
+    // ONNX's Slice reads negative indices as adjoint does; INT64_MAX is "to the end" there.
+    const end = (c.attrs.end as number | null) ?? Number.MAX_SAFE_INTEGER;
+    const int = (v: number) => e.constant([v], [1], "int64");
+    return e.node("Slice", [
+      c.inputs[0],
+      int(c.attrs.start as number),
+      int(end),
+      int(c.attrs.axis as number),
+    ]);
+  },
+  unslice: (e, c) => {
+    // Pad g with `start` zeros before it and the rest of x's size after it, on the axis.
+    const rank = rankOf(c, 1);
+    const axis = normalizeAxis(c.attrs.axis as number, rank);
+    const at = e.constant([axis], [1], "int64");
+    const sizeOf = (name: string) => e.node("Gather", [e.shapeOf(name), at]);
+    const xSize = sizeOf(c.inputs[1]);
+    const start = c.attrs.start as number;
+    // A negative start counts from the end of x's size.
+    const before =
+      start >= 0
+        ? e.constant([start], [1], "int64")
+        : e.node("Add", [xSize, e.constant([start], [1], "int64")]);
+    const after = e.node("Sub", [e.node("Sub", [xSize, sizeOf(c.inputs[0])]), before]);
+    const zeros = (n: number) =>
+      n > 0 ? [e.constant(new Array<number>(n).fill(0), [n], "int64")] : [];
+    const pads = e.node(
+      "Concat",
+      [...zeros(axis), before, ...zeros(rank - 1), after, ...zeros(rank - 1 - axis)],
+      { axis: 0 },
+    );
+    return e.node("Pad", [c.inputs[0], pads]);
+  },
+  concatPart: (e, c) => {
+    // Part `index` of g: from the sum of the earlier parts' run-time sizes, for its own size.
+    const axis = normalizeAxis(c.attrs.axis as number, rankOf(c, 0));
+    const at = e.constant([axis], [1], "int64");
+    const sizeOf = (name: string) => e.node("Gather", [e.shapeOf(name), at]);
+    const [g, ...parts] = c.inputs;
+    const index = c.attrs.index as number;
+    let start = e.constant([0], [1], "int64");
+    for (let i = 0; i < index; i++) start = e.node("Add", [start, sizeOf(parts[i])]);
+    const end = e.node("Add", [start, sizeOf(parts[index])]);
+    return e.node("Slice", [g, start, end, at]);
+  },
+  concat: (e, c) => {
+    const rank = rankOf(c, 0);
+    return e.node("Concat", castInputs(e, c), {
+      axis: normalizeAxis(c.attrs.axis as number, rank),
+    });
+  },
   softmaxCrossEntropy: (e, c) => {
     // -sum(targets * logSoftmax(logits)) over every element, softmax along the class axis.
     const [logits, targets] = castInputs(e, c);

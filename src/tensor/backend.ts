@@ -42,4 +42,12 @@ export interface Backend {
   softmaxCrossEntropy(logits: Tensor, targets: Tensor, axis: number): Tensor;
   /** softmax(logits) * sum(targets, axis, keepdims) - targets: logits' shape. */
   softmaxCrossEntropyGrad(logits: Tensor, targets: Tensor, axis: number): Tensor;
+  /** The elements of x at indices start..end-1 along `axis` (0 <= start <= end <= size). */
+  slice(x: Tensor, axis: number, start: number, end: number): Tensor;
+  /** g placed at `start` along `axis` in zeros of `shape` (the adjoint of slice). */
+  unslice(g: Tensor, shape: readonly number[], axis: number, start: number): Tensor;
+  /** xs joined along `axis` (equal elsewhere); float64 if any is. */
+  concat(xs: readonly Tensor[], axis: number): Tensor;
+  /** The index of the maximum along `axis`, the axis removed; the first on ties, a NaN's first. */
+  argmax(x: Tensor, axis: number): Tensor;
 }

@@ -160,3 +160,46 @@ export function broadcastTo(a: Ref, target: number[], axis = 0): Ref {
 export function logSoftmax(a: Ref, axis = -1): Ref {
   return zip(a, reduce(a, folds.logsumexp, axis, true), (x, l) => x - l);
 }
+
+/** a[..., start:end, ...] along `axis` (indices already resolved), by multi-index. */
+export function slice(a: Ref, axis: number, start: number, end: number): Ref {
+  const shape = [...a.shape];
+  shape[axis] = end - start;
+  const data = Array.from({ length: size(shape) }, (_, flat) => {
+    const index = unravel(flat, shape);
+    index[axis] += start;
+    return a.data[ravel(index, a.shape)];
+  });
+  return { shape, data };
+}
+
+/** The refs joined along `axis`, by multi-index. */
+export function concat(parts: readonly Ref[], axis: number): Ref {
+  const shape = [...parts[0].shape];
+  shape[axis] = parts.reduce((n, p) => n + p.shape[axis], 0);
+  const data = Array.from({ length: size(shape) }, (_, flat) => {
+    const index = unravel(flat, shape);
+    let k = 0;
+    while (index[axis] >= parts[k].shape[axis]) index[axis] -= parts[k++].shape[axis];
+    return parts[k].data[ravel(index, parts[k].shape)];
+  });
+  return { shape, data };
+}
+
+/** The index of the first maximum along `axis`, the axis removed, by multi-index. */
+export function argmax(a: Ref, axis: number): Ref {
+  const shape = a.shape.filter((_, i) => i !== axis);
+  const data = Array.from({ length: size(shape) }, (_, flat) => {
+    const index = unravel(flat, shape);
+    index.splice(axis, 0, 0);
+    let best = 0;
+    for (let k = 1; k < a.shape[axis]; k++) {
+      index[axis] = k;
+      const v = a.data[ravel(index, a.shape)];
+      index[axis] = best;
+      if (v > a.data[ravel(index, a.shape)]) best = k;
+    }
+    return best;
+  });
+  return { shape, data };
+}

@@ -1,7 +1,7 @@
 /** Reductions: sum, mean, max, logsumexp, and unreduce, their shared adjoint. */
 import { backend } from "../../tensor/active.js";
 import { type ReduceKind } from "../../tensor/backend.js";
-import { fmt, normalizeAxes, reducedShape, sameShape } from "../../tensor/shape.js";
+import { fmt, normalizeAxes, normalizeAxis, reducedShape, sameShape } from "../../tensor/shape.js";
 import { releaseArray, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Attrs, type NodeOf, type Op, type OpSpec } from "../op.js";
@@ -168,4 +168,33 @@ export function unreduce(g: Node, x: Node, attrs: Attrs): Node {
 /** Equal shares of 1 at the maxima of x along the axes (internal: the gradient of max). */
 export function maxMask(x: Node, attrs: Attrs): Node {
   return makeNode(maxMaskOp, [x], { axis: attrs.axis }, `maxMask(${label(x)})`);
+}
+
+/** The index of the maximum along `axis` (the axis removed), as float values; no gradient. */
+export const argmaxOp: Op = defineOp<{ axis: number }>({
+  name: "argmax",
+  sameAs: { dtype: 0 },
+  type: ([x], attrs) => {
+    if (x.shape === null) return { shape: null, dtype: x.dtype };
+    const axis = normalizeAxis(attrs.axis, x.shape.length);
+    return { shape: x.shape.filter((_, i) => i !== axis), dtype: x.dtype };
+  },
+  compute: (node, [x]) => backend().argmax(x, normalizeAxis(node.attrs.axis, x.rank)),
+  gradient: () => [null], // piecewise constant
+  jvp: () => null,
+});
+
+/**
+ * The index of the maximum of x along `axis` (default -1), the first on ties and a NaN's first,
+ * as NumPy's `argmax`; the indices are floats of x's dtype (integer tensors are a later step).
+ * Example: `argmax(logits, { axis: 1 })` gives each row's predicted class.
+ */
+export function argmax(x: Node, options?: { axis?: number }): Node {
+  const example = "argmax(x, { axis: 1 })";
+  checkArity("argmax(x, options)", arguments.length, 2, example);
+  const { axis = -1 } = checkOptions("argmax(x, options)", options, ["axis"], example);
+  if (!Number.isInteger(axis)) {
+    throw new TypeError(`argmax: axis must be an integer, got ${String(axis)} (${example})`);
+  }
+  return makeNode(argmaxOp, [x], { axis }, `argmax(${label(x)},${axis})`);
 }

@@ -705,6 +705,70 @@ function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 }
 
 /** The reference backend. */
+function slice(x: Tensor, axis: number, start: number, end: number): Tensor {
+  const [outer, size, inner] = aroundAxis(x.shape, axis);
+  const shape = [...x.shape];
+  shape[axis] = end - start;
+  const out = allocate(shape, x.dtype, false, false);
+  const block = (end - start) * inner;
+  for (let o = 0; o < outer; o++) {
+    const from = (o * size + start) * inner;
+    out.data.set(x.data.subarray(from, from + block), o * block);
+  }
+  return out;
+}
+
+function unslice(g: Tensor, shape: readonly number[], axis: number, start: number): Tensor {
+  const [outer, size, inner] = aroundAxis(shape, axis);
+  const out = allocate(shape, g.dtype);
+  const block = g.shape[axis] * inner;
+  for (let o = 0; o < outer; o++) {
+    out.data.set(g.data.subarray(o * block, (o + 1) * block), (o * size + start) * inner);
+  }
+  return out;
+}
+
+function concat(xs: readonly Tensor[], axis: number): Tensor {
+  const shape = [...xs[0].shape];
+  shape[axis] = xs.reduce((total, x) => total + x.shape[axis], 0);
+  const out = allocate(shape, resultDType(...xs.map((x) => x.dtype)), false, false);
+  const [outer, size, inner] = aroundAxis(shape, axis);
+  let before = 0;
+  for (const x of xs) {
+    const block = x.shape[axis] * inner;
+    for (let o = 0; o < outer; o++) {
+      out.data.set(x.data.subarray(o * block, (o + 1) * block), (o * size + before) * inner);
+    }
+    before += x.shape[axis];
+  }
+  return out;
+}
+
+function argmax(x: Tensor, axis: number): Tensor {
+  const [outer, size, inner] = aroundAxis(x.shape, axis);
+  const out = allocate(
+    x.shape.filter((_, i) => i !== axis),
+    x.dtype,
+    false,
+    false,
+  );
+  const d = x.data;
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      const base = o * size * inner + i;
+      let best = 0;
+      let value = d[base];
+      // NumPy's rule: the first maximum, and the first NaN wins over any number.
+      for (let k = 1; k < size && value === value; k++) {
+        const v = d[base + k * inner];
+        if (v > value || v !== v) [best, value] = [k, v];
+      }
+      out.data[o * inner + i] = best;
+    }
+  }
+  return out;
+}
+
 export const jsBackend: Backend = {
   name: "js",
   binary,
@@ -719,4 +783,8 @@ export const jsBackend: Backend = {
   transpose,
   softmaxCrossEntropy,
   softmaxCrossEntropyGrad,
+  slice,
+  unslice,
+  concat,
+  argmax,
 };

@@ -1,0 +1,121 @@
+/** slice, concat, argmax and stopGradient: semantics beyond the op table, and bad input. */
+import { describe, expect, it } from "vitest";
+import * as adj from "../../src/index.js";
+
+const run = (nodes: adj.Node[], feeds: Record<string, adj.Tensor>) =>
+  new adj.Evaluator(nodes).run(feeds).map((t) => t.toArray());
+
+describe("slice and concat", () => {
+  it("refuse out-of-bounds slices and mismatched shapes where the graph is built, naming them", () => {
+    const x = adj.variable("x", { shape: [null, 6] });
+    expect(() => adj.slice(x, { axis: 1, start: 4, end: 9 })).toThrow(
+      "slice: start 4, end 9 out of bounds for axis 1 of size 6 ([null,6])",
+    );
+    expect(() => adj.slice(x, { axis: 2, start: 0 })).toThrow(/axis 2/);
+    expect(() => adj.slice(x, { axis: 1.5 } as never)).toThrow(
+      "slice: axis must be an integer, got 1.5",
+    );
+    const a = adj.variable("a", { shape: [2, 3] });
+    const b = adj.variable("b", { shape: [4, 3] });
+    expect(() => adj.concat([a, b], { axis: 1 })).toThrow(
+      "concat: shapes differ off axis 1: [2,3], [4,3]",
+    );
+    expect(adj.concat([a, b], { axis: 0 }).shape).toEqual([6, 3]);
+    expect(() => adj.concat([], { axis: 0 })).toThrow("concat: needs at least one node");
+  });
+  it("check at run time what was unknown when built", () => {
+    const x = adj.variable("x");
+    expect(() => run([adj.slice(x, { axis: 0, start: 1, end: 5 })], { x: adj.zeros([3]) })).toThrow(
+      /slice: start 1, end 5 out of bounds for axis 0 of size 3/,
+    );
+  });
+  it("concat's gradient splits by the run-time sizes: an unknown batch needs no declaration", () => {
+    const a = adj.variable("a");
+    const b = adj.variable("b");
+    const y = adj.sum(
+      adj.concat([a, b], { axis: 0 }).mul(adj.constant(adj.tensor([[1], [2], [3]]))),
+    );
+    const [da, db] = adj.gradients(y, [a, b]);
+    expect(
+      run([da, db], {
+        a: adj.tensor([[5, 5]]),
+        b: adj.tensor([
+          [7, 7],
+          [8, 8],
+        ]),
+      }),
+    ).toEqual([
+      [[1, 1]],
+      [
+        [2, 2],
+        [3, 3],
+      ],
+    ]);
+  });
+});
+
+describe("argmax and stopGradient", () => {
+  it("argmax takes the first maximum on ties and a NaN over any number, as NumPy", () => {
+    const x = adj.variable("x");
+    const out = run([adj.argmax(x, { axis: 1 })], {
+      x: adj.tensor([
+        [1, 3, 3, 0],
+        [2, NaN, 5, NaN],
+        [-Infinity, -Infinity, -Infinity, -Infinity],
+      ]),
+    });
+    expect(out).toEqual([[1, 1, 0]]);
+  });
+  it("stopGradient passes the value and stops the gradient (JAX's stop_gradient)", () => {
+    const x = adj.variable("x");
+    const y = adj.sum(x.mul(adj.stopGradient(x)));
+    const [dx] = adj.gradients(y, [x]);
+    const [yv, dxv] = run([y, dx], { x: adj.tensor([1, 2, 3]) });
+    expect(yv).toBe(14);
+    expect(dxv).toEqual([1, 2, 3]); // d/dx x * c with c = x held still: c, not 2x
+    const [tangent] = adj.jvp([adj.stopGradient(x)], [x], [adj.onesLike(x)]);
+    expect(run([tangent], { x: adj.tensor([1, 2, 3]) })).toEqual([[0, 0, 0]]);
+  });
+});
+
+describe("in fit(): the same bits on 1 and 2 threads", () => {
+  it("a model that slices its input and concatenates two branches", async () => {
+    const rows = 32;
+    const X = adj.variable("X", { shape: [null, 4], dtype: "float32" });
+    const Y = adj.variable("Y", { shape: [null, 2], dtype: "float32" });
+    const W1 = adj.variable("W1", { shape: [2, 3], dtype: "float32" });
+    const W2 = adj.variable("W2", { shape: [2, 3], dtype: "float32" });
+    const W3 = adj.variable("W3", { shape: [6, 2], dtype: "float32" });
+    const left = adj.tanh(adj.matmul(adj.slice(X, { axis: 1, start: 0, end: 2 }), W1));
+    const right = adj.tanh(adj.matmul(adj.slice(X, { axis: 1, start: 2 }), W2));
+    const logits = adj.matmul(adj.concat([left, right], { axis: 1 }), W3);
+    const loss = adj.softmaxCrossEntropy(logits, Y);
+    const value = (n: number, seed: number) =>
+      adj.tensor(Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.3 + i * 1.9)));
+    const options = {
+      loss,
+      params: new Map([
+        [W1, value(6, 1).reshapeView([2, 3])],
+        [W2, value(6, 2).reshapeView([2, 3])],
+        [W3, value(12, 3).reshapeView([6, 2])],
+      ]),
+      data: new Map([
+        [X, value(rows * 4, 4).reshapeView([rows, 4])],
+        [
+          Y,
+          adj.tensor(
+            Float32Array.from({ length: rows * 2 }, (_, i) => Number(i % 2 === (i >> 1) % 2)),
+            { shape: [rows, 2] },
+          ),
+        ],
+      ]),
+      batchSize: 16,
+      epochs: 3,
+      optimizer: { kind: "adam" as const, lr: 0.05 },
+    };
+    const one = await adj.fit({ ...options, threads: 1 });
+    const two = await adj.fit({ ...options, threads: 2 });
+    expect(two.paramsHash).toBe(one.paramsHash);
+    expect(one.history[2].loss).toBeLessThan(one.history[0].loss);
+  });
+});
