@@ -29,7 +29,7 @@ import {
   type Tensor,
   type TypedArray,
 } from "../tensor/tensor.js";
-import { jsBackend } from "../tensor/kernels/js.js";
+import { batchedMatmul, jsBackend } from "../tensor/kernels/js.js";
 import { checkOptions, typeName } from "../tensor/options.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
@@ -480,9 +480,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     data instanceof Float32Array === (dtype === "float32") ? h.addressOf(data) : -1;
 
   function matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
-    if (a.rank !== 2 || b.rank !== 2) {
-      throw new Error(`matmul: expects 2-D operands, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);
-    }
+    // N-D: one SIMD product per matrix, on views of the operands in place.
+    if (a.rank !== 2 || b.rank !== 2) return batchedMatmul(a, b, transA, transB, matmul);
     const m = transA ? a.shape[1] : a.shape[0];
     const kk = transA ? a.shape[0] : a.shape[1];
     const k2 = transB ? b.shape[1] : b.shape[0];

@@ -192,11 +192,25 @@ const RULES: Record<string, Rule> = {
     e.node("ConstantOfShape", [e.shapeOf(c.inputs[0])], {
       value: tensorProto("value", [1], [1], c.dtype),
     }),
-  matmul: (e, c) =>
-    e.node("Gemm", castInputs(e, c), {
-      transA: c.attrs.transA ? 1 : 0,
-      transB: c.attrs.transB ? 1 : 0,
-    }),
+  matmul: (e, c) => {
+    const [a, b] = castInputs(e, c);
+    const [ra, rb] = [rankOf(c, 0), rankOf(c, 1)];
+    if (ra === 2 && rb === 2) {
+      return e.node("Gemm", [a, b], {
+        transA: c.attrs.transA ? 1 : 0,
+        transB: c.attrs.transB ? 1 : 0,
+      });
+    }
+    // Batched: MatMul broadcasts the leading axes as NumPy does; a transpose swaps the last two.
+    const swapped = (x: string, rank: number) =>
+      e.node("Transpose", [x], {
+        perm: [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2],
+      });
+    return e.node("MatMul", [
+      c.attrs.transA ? swapped(a, ra) : a,
+      c.attrs.transB ? swapped(b, rb) : b,
+    ]);
+  },
   sum: (e, c) => reduce(e, "ReduceSum", c.inputs[0], axesList(c.attrs), c.attrs.keepdims === true),
   mean: (e, c) =>
     reduce(e, "ReduceMean", c.inputs[0], axesList(c.attrs), c.attrs.keepdims === true),

@@ -1,9 +1,34 @@
-/** slice, concat, argmax and stopGradient: semantics beyond the op table, and bad input. */
+/** Batched matmul, slice, concat, argmax and stopGradient: semantics beyond the op table, bad input. */
 import { describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
 
 const run = (nodes: adj.Node[], feeds: Record<string, adj.Tensor>) =>
   new adj.Evaluator(nodes).run(feeds).map((t) => t.toArray());
+
+describe("batched matmul", () => {
+  it("types at build time, as NumPy's matmul: batch axes broadcast, the last two multiply", () => {
+    const X = adj.variable("X", { shape: [null, 28, 28] });
+    const Wq = adj.variable("Wq", { shape: [28, 128] });
+    expect(adj.matmul(X, Wq).shape).toEqual([null, 28, 128]);
+    const Q = adj.variable("Q", { shape: [null, 28, 128] });
+    expect(adj.matmul(Q, Q, { transB: true }).shape).toEqual([null, 28, 28]);
+    const a = adj.variable("a", { shape: [3, 1, 2, 4] });
+    const b = adj.variable("b", { shape: [2, 4, 3] });
+    expect(adj.matmul(a, b).shape).toEqual([3, 2, 2, 3]);
+  });
+  it("refuses batch axes that do not broadcast and inner sizes that differ, naming the shapes", () => {
+    const a = adj.variable("a", { shape: [2, 3, 4] });
+    expect(() => adj.matmul(a, adj.variable("b", { shape: [3, 4, 5] }))).toThrow(
+      "batch dimensions do not broadcast: [2,3,4] @ [3,4,5]",
+    );
+    expect(() => adj.matmul(a, adj.variable("c", { shape: [2, 5, 4] }))).toThrow(
+      "inner dimensions differ: [2,3,4] @ [2,5,4]",
+    );
+    expect(() => adj.matmul(adj.variable("v", { shape: [4] }), a)).toThrow(
+      "expects inputs of rank 2 or more, got [4] @ [2,3,4]",
+    );
+  });
+});
 
 describe("slice and concat", () => {
   it("refuse out-of-bounds slices and mismatched shapes where the graph is built, naming them", () => {

@@ -45,6 +45,38 @@ const crossEntropy = (z: Ref, y: Ref, axis = -1, reduction = "mean"): Ref => {
   return { shape: [], data: [reduction === "mean" ? total / rows : total] };
 };
 const same = (a: Ref) => ({ shape: [...a.shape], data: [...a.data] });
+/** NumPy's matmul by its definition: sum over k of a[..., i, k] b[..., k, j], batch broadcast. */
+const batched = (a: Ref, b: Ref): Ref => {
+  const [m, k] = a.shape.slice(-2);
+  const n = b.shape[b.shape.length - 1];
+  const batch = ref.broadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const at = (x: Ref, index: number[], i: number, j: number) => {
+    const lead = x.shape.length - 2;
+    let flat = 0;
+    for (let d = 0; d < lead; d++) {
+      const bi = index[d + batch.length - lead];
+      flat = flat * x.shape[d] + (x.shape[d] === 1 ? 0 : bi);
+    }
+    return x.data[(flat * x.shape[lead] + i) * x.shape[lead + 1] + j];
+  };
+  const count = batch.reduce((p, d) => p * d, 1);
+  const data: number[] = [];
+  for (let t = 0; t < count; t++) {
+    const index: number[] = [];
+    for (let d = batch.length - 1, r = t; d >= 0; d--) {
+      index[d] = r % batch[d];
+      r = Math.floor(r / batch[d]);
+    }
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let sum = 0;
+        for (let p = 0; p < k; p++) sum += at(a, index, i, p) * at(b, index, p, j);
+        data.push(sum);
+      }
+    }
+  }
+  return { shape: [...batch, m, n], data };
+};
 
 export const opCases: OpCase[] = [
   // Element-wise binary ops with broadcasting pairs.
@@ -421,6 +453,41 @@ export const opCases: OpCase[] = [
     build: (X, W, b) => adj.forward(adj.modelSpec("logreg", 4, [], 2), X, [W, b]),
     inputs: [R(3, 4), R(4, 2), R(2)],
     expected: (X, W, b) => add(ref.matmul(X, W), b),
+  },
+  {
+    name: "matmul batched (2,3,4) @ (2,4,5)",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b),
+    inputs: [R(2, 3, 4), R(2, 4, 5)],
+    expected: (a, b) => batched(a, b),
+  },
+  {
+    name: "matmul batched (2,3,4) @ (4,5): the 2-D weight broadcast, its gradient summed",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b),
+    inputs: [R(2, 3, 4), R(4, 5)],
+    expected: (a, b) => batched(a, b),
+  },
+  {
+    name: "matmul batched (3,1,2,4) @ (2,4,3): batch axes broadcast both ways",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b),
+    inputs: [R(3, 1, 2, 4), R(2, 4, 3)],
+    expected: (a, b) => batched(a, b),
+  },
+  {
+    name: "matmul batched (2,3,4) @ (2,5,4)^T, attention scores",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b, { transB: true }),
+    inputs: [R(2, 3, 4), R(2, 5, 4)],
+    expected: (a, b) => batched(a, ref.transpose(b, [0, 2, 1])),
+  },
+  {
+    name: "matmul batched (2,4,3)^T @ (4,2)",
+    builder: "matmul",
+    build: (a, b) => adj.matmul(a, b, { transA: true }),
+    inputs: [R(2, 4, 3), R(4, 2)],
+    expected: (a, b) => batched(ref.transpose(a, [0, 2, 1]), b),
   },
   {
     name: "slice (3,5) axis 1, 1:4",

@@ -152,7 +152,7 @@ describe("errors name the op, the node and the shapes", () => {
           [W, tensor([[1], [2], [3]])],
         ],
       ),
-    ).toThrow("matmul(X, W): expects 2-D inputs, got [3] @ [3,1]");
+    ).toThrow("matmul(X, W): expects inputs of rank 2 or more, got [3] @ [3,1]");
   });
 
   it("element-wise broadcasting", () => {

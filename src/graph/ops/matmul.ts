@@ -1,10 +1,10 @@
-/** 2-D matrix product with optional transposes. */
+/** Matrix products with optional transposes: 2-D, or batched over leading axes as NumPy's matmul. */
 import { backend } from "../../tensor/active.js";
-import { fmt } from "../../tensor/shape.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type Op } from "../op.js";
 import { add } from "./elementwise.js";
-import { fmtType, promoteTypes } from "../types.js";
+import { sumLike } from "./shape.js";
+import { broadcastDims, fmtType, promoteTypes, type Dim } from "../types.js";
 
 /** Options of {@link matmul}. */
 export interface MatmulOptions {
@@ -17,17 +17,31 @@ export const matmulOp: Op = defineOp<Required<MatmulOptions>>({
   name: "matmul",
   sameAs: { dtype: "promote" },
   type: ([a, b], attrs) => {
-    if ((a.shape && a.shape.length !== 2) || (b.shape && b.shape.length !== 2)) {
-      throw new Error(`expects 2-D inputs, got ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
+    const ranks = [a.shape, b.shape].map((s) => s?.length);
+    if (ranks.some((r) => r !== undefined && r < 2)) {
+      throw new Error(
+        `expects inputs of rank 2 or more, got ${fmtType(a.shape)} @ ${fmtType(b.shape)}`,
+      );
     }
-    const [m, k] =
-      a.shape === null ? [null, null] : attrs.transA ? [a.shape[1], a.shape[0]] : a.shape;
-    const [k2, n] =
-      b.shape === null ? [null, null] : attrs.transB ? [b.shape[1], b.shape[0]] : b.shape;
+    const dtype = promoteTypes(a.dtype, b.dtype);
+    // A rank not known: the output's neither (2-D or batched).
+    if (a.shape === null || b.shape === null) return { shape: null, dtype };
+    const [ra, ca] = a.shape.slice(-2);
+    const [rb, cb] = b.shape.slice(-2);
+    const [m, k] = attrs.transA ? [ca, ra] : [ra, ca];
+    const [k2, n] = attrs.transB ? [cb, rb] : [rb, cb];
     if (k !== null && k2 !== null && k !== k2) {
       throw new Error(`inner dimensions differ: ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
     }
-    return { shape: [m, n], dtype: promoteTypes(a.dtype, b.dtype) };
+    let batch: readonly Dim[] | null;
+    try {
+      batch = broadcastDims(a.shape.slice(0, -2), b.shape.slice(0, -2));
+    } catch {
+      throw new Error(
+        `batch dimensions do not broadcast: ${fmtType(a.shape)} @ ${fmtType(b.shape)}`,
+      );
+    }
+    return { shape: batch === null ? null : [...batch, m, n], dtype };
   },
   // d(op(A) op(B)) = op(dA) op(B) + op(A) op(dB), with the same transposes.
   jvp: (node, [ta, tb]) => {
@@ -37,29 +51,37 @@ export const matmulOp: Op = defineOp<Required<MatmulOptions>>({
     const db = tb && matmul(a, tb, options);
     return da && db ? add(da, db) : (da ?? db);
   },
-  compute: (node, [a, b]) => {
-    if (a.rank !== 2 || b.rank !== 2) {
-      throw new Error(`expects 2-D inputs, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);
-    }
-    return backend().matmul(a, b, node.attrs.transA, node.attrs.transB);
-  },
+  compute: (node, [a, b]) => backend().matmul(a, b, node.attrs.transA, node.attrs.transB),
   // C = op(A) op(B): dA and dB written for each transpose combination so that no explicit
   // transpose node is needed.
   gradient: (node, g) => {
     const [a, b] = node.inputs;
     const tA = node.attrs.transA;
     const tB = node.attrs.transB;
-    if (!tA && !tB) return [matmul(g, b, { transB: true }), matmul(a, g, { transA: true })];
-    if (!tA && tB) return [matmul(g, b), matmul(g, a, { transA: true })];
-    if (tA && !tB) return [matmul(b, g, { transB: true }), matmul(a, g)];
-    return [
-      matmul(b, g, { transA: true, transB: true }),
-      matmul(g, a, { transA: true, transB: true }),
-    ];
+    const grads =
+      !tA && !tB
+        ? [matmul(g, b, { transB: true }), matmul(a, g, { transA: true })]
+        : !tA && tB
+          ? [matmul(g, b), matmul(g, a, { transA: true })]
+          : tA && !tB
+            ? [matmul(b, g, { transB: true }), matmul(a, g)]
+            : [
+                matmul(b, g, { transA: true, transB: true }),
+                matmul(g, a, { transA: true, transB: true }),
+              ];
+    // Batched: an input's broadcast batch axes are summed back (none for 2-D @ 2-D, where the
+    // graph stays as it was).
+    if (a.shape?.length === 2 && b.shape?.length === 2) return grads;
+    if (a.shape === null && b.shape === null)
+      return grads.map((d, i) => sumLike(d, node.inputs[i]));
+    return grads.map((d, i) => sumLike(d, node.inputs[i]));
   },
 });
 
-/** op(a) @ op(b) for 2-D values. Example: `matmul(X, W)`, `matmul(g, W, { transB: true })`. */
+/**
+ * op(a) @ op(b): the last two axes multiply, leading (batch) axes broadcast, as NumPy's matmul;
+ * op swaps an input's last two axes. Example: `matmul(X, W)`, `matmul(Q, K, { transB: true })`.
+ */
 export function matmul(a: Node, b: Node, options?: MatmulOptions): Node {
   const example = "matmul(a, b, { transA: true, transB: false })";
   checkArity("matmul(a, b, options)", arguments.length, 3, example);

@@ -7,7 +7,7 @@ import {
   allocateArray,
   releaseArray,
   resultDType,
-  type Tensor,
+  Tensor,
   type TypedArray,
 } from "../tensor.js";
 
@@ -297,6 +297,63 @@ function transpose2d(a: TypedArray, rows: number, cols: number, into: TypedArray
 }
 
 function matmul(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  if (a.rank !== 2 || b.rank !== 2) return batchedMatmul(a, b, transA, transB, matmul2d);
+  return matmul2d(a, b, transA, transB);
+}
+
+/** A 2-D matrix product: what batchedMatmul calls once per matrix. */
+export type Matmul2d = (a: Tensor, b: Tensor, transA: boolean, transB: boolean) => Tensor;
+
+/**
+ * op(a) @ op(b) over the last two axes, the leading (batch) axes broadcast as NumPy's matmul:
+ * one 2-D product per output matrix on views of the inputs (in place in a backend's memory).
+ */
+export function batchedMatmul(
+  a: Tensor,
+  b: Tensor,
+  transA: boolean,
+  transB: boolean,
+  matmul2: Matmul2d,
+): Tensor {
+  if (a.rank < 2 || b.rank < 2) {
+    throw new Error(`expects inputs of rank 2 or more, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+  }
+  const [ra, ca] = a.shape.slice(-2);
+  const [rb, cb] = b.shape.slice(-2);
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  const batch = broadcastShapes(batchA, batchB);
+  if (batch === null) {
+    throw new Error(`batch dimensions do not broadcast: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+  }
+  const [m, k] = transA ? [ca, ra] : [ra, ca];
+  const [k2, n] = transB ? [cb, rb] : [rb, cb];
+  if (k !== k2) throw new Error(`inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+  const out = allocate([...batch, m, n], resultDType(a.dtype, b.dtype), false, false);
+  // Each input's matrix for output matrix i: its own batch index, 0 along broadcast axes.
+  const offsetIn = (shape: readonly number[], index: readonly number[]) => {
+    let flat = 0;
+    const skip = batch.length - shape.length;
+    for (let d = 0; d < shape.length; d++)
+      flat = flat * shape[d] + (shape[d] === 1 ? 0 : index[d + skip]);
+    return flat;
+  };
+  const index = new Array<number>(batch.length).fill(0);
+  const count = sizeOf(batch);
+  for (let i = 0; i < count; i++) {
+    const ai = offsetIn(batchA, index) * ra * ca;
+    const bi = offsetIn(batchB, index) * rb * cb;
+    const a2 = new Tensor(a.data.subarray(ai, ai + ra * ca), [ra, ca]);
+    const b2 = new Tensor(b.data.subarray(bi, bi + rb * cb), [rb, cb]);
+    const product = matmul2(a2, b2, transA, transB);
+    out.data.set(product.data, i * m * n);
+    releaseArray(product.data);
+    for (let d = batch.length - 1; d >= 0 && ++index[d] === batch[d]; d--) index[d] = 0;
+  }
+  return out;
+}
+
+function matmul2d(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
   const m = transA ? a.shape[1] : a.shape[0];
   const k = transA ? a.shape[0] : a.shape[1];
   const k2 = transB ? b.shape[1] : b.shape[0];
