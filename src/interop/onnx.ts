@@ -292,6 +292,17 @@ const RULES: Record<string, Rule> = {
   },
   constant: (e, c) =>
     e.constant(c.attrs.values as number[], c.attrs.shape as number[], c.attrs.dtype as DType),
+  layerNorm: (e, c) => {
+    // Decomposed at every opset (ReduceMean, Sub, Mul, Add, Sqrt, Div): the same arithmetic in
+    // either dtype, without LayerNormalization's mandatory scale of the normalized shape.
+    const x = c.inputs[0];
+    const rank = rankOf(c, 0);
+    const axes = (c.attrs.axis as number[]).map((a) => normalizeAxis(a, rank));
+    const centred = e.node("Sub", [x, reduce(e, "ReduceMean", x, axes, true)]);
+    const variance = reduce(e, "ReduceMean", e.node("Mul", [centred, centred]), axes, true);
+    const eps = e.constant([c.attrs.eps as number], [], c.dtype);
+    return e.node("Div", [centred, e.node("Sqrt", [e.node("Add", [variance, eps])])]);
+  },
   stopGradient: (e, c) => e.node("Identity", [c.inputs[0]]),
   argmax: (e, c) => {
     const axis = c.attrs.axis as number;

@@ -30,6 +30,19 @@ describe("batched matmul", () => {
   });
 });
 
+describe("layerNorm", () => {
+  it("refuses axes that are not trailing, and a bad eps, naming them", () => {
+    const x = adj.variable("x", { shape: [2, 3, 4] });
+    expect(() => adj.layerNorm(x, { axis: 1 })).toThrow(
+      "layerNorm: axis [1] must name trailing axes of rank 3 (as PyTorch's normalized_shape)",
+    );
+    expect(() => adj.layerNorm(x, { eps: 0 })).toThrow(
+      "layerNorm: eps must be a positive finite number, got 0",
+    );
+    expect(adj.layerNorm(x, { axis: [1, 2] }).shape).toEqual([2, 3, 4]);
+  });
+});
+
 describe("slice and concat", () => {
   it("refuse out-of-bounds slices and mismatched shapes where the graph is built, naming them", () => {
     const x = adj.variable("x", { shape: [null, 6] });

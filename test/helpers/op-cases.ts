@@ -45,6 +45,18 @@ const crossEntropy = (z: Ref, y: Ref, axis = -1, reduction = "mean"): Ref => {
   return { shape: [], data: [reduction === "mean" ? total / rows : total] };
 };
 const same = (a: Ref) => ({ shape: [...a.shape], data: [...a.data] });
+/** (x - mean) / sqrt(var + eps) over the last `trailing` axes, biased variance, by blocks. */
+const layerNormRef = (x: Ref, trailing: number, eps = 1e-5): Ref => {
+  const block = x.shape.slice(-trailing).reduce((p, d) => p * d, 1);
+  const data: number[] = [];
+  for (let start = 0; start < x.data.length; start += block) {
+    const part = x.data.slice(start, start + block);
+    const mu = part.reduce((a, v) => a + v, 0) / block;
+    const variance = part.reduce((a, v) => a + (v - mu) ** 2, 0) / block;
+    for (const v of part) data.push((v - mu) / Math.sqrt(variance + eps));
+  }
+  return { shape: [...x.shape], data };
+};
 /** NumPy's matmul by its definition: sum over k of a[..., i, k] b[..., k, j], batch broadcast. */
 const batched = (a: Ref, b: Ref): Ref => {
   const [m, k] = a.shape.slice(-2);
@@ -488,6 +500,20 @@ export const opCases: OpCase[] = [
     build: (a, b) => adj.matmul(a, b, { transA: true }),
     inputs: [R(2, 4, 3), R(4, 2)],
     expected: (a, b) => batched(ref.transpose(a, [0, 2, 1]), b),
+  },
+  {
+    name: "layerNorm (3,5), the last axis",
+    builder: "layerNorm",
+    build: (x) => adj.layerNorm(x),
+    inputs: [R(3, 5)],
+    expected: (x) => layerNormRef(x, 1),
+  },
+  {
+    name: "layerNorm (2,3,4) over the last two axes, eps 0.1",
+    builder: "layerNorm",
+    build: (x) => adj.layerNorm(x, { axis: [-2, -1], eps: 0.1 }),
+    inputs: [R(2, 3, 4)],
+    expected: (x) => layerNormRef(x, 2, 0.1),
   },
   {
     name: "slice (3,5) axis 1, 1:4",
