@@ -303,6 +303,8 @@ const RULES: Record<string, Rule> = {
     const eps = e.constant([c.attrs.eps as number], [], c.dtype);
     return e.node("Div", [centred, e.node("Sqrt", [e.node("Add", [variance, eps])])]);
   },
+  softmax: (e, c) => e.node("Softmax", [c.inputs[0]], { axis: c.attrs.axis as number }),
+  logSoftmax: (e, c) => e.node("LogSoftmax", [c.inputs[0]], { axis: c.attrs.axis as number }),
   stopGradient: (e, c) => e.node("Identity", [c.inputs[0]]),
   argmax: (e, c) => {
     const axis = c.attrs.axis as number;

@@ -138,7 +138,9 @@ describe.each(backendCases.map((b) => [b.name, b] as const))(
             feeds.set(params[i], as(randomTensor(random, p.shape), dtype)),
           );
           const { before, after } = expectSameValues(outputs, feeds, `${spec.kind} ${dtype}`);
-          expect(after).toBeLessThan(before);
+          // Never more nodes; with logSoftmax one op (its gradient g - exp(y) * sum(g)) there is
+          // no logsumexp broadcast left to prove away in these plans, so possibly none fewer.
+          expect(after).toBeLessThanOrEqual(before);
         }
       }
     });

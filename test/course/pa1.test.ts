@@ -1,8 +1,7 @@
 /**
  * The course's PA1 unit tests (hao-ai-lab/cse234-w25-PA, pa1/tests), ported as written: the same
- * inputs, the same expected values, the same tolerance (atol and rtol 1e-4). softmax as an op of
- * its own is still to come; the README's "Coming from the Python assignment" table maps each `ad.`
- * call to adjoint's.
+ * inputs, the same expected values, the same tolerance (atol and rtol 1e-4); the README's "Coming
+ * from the Python assignment" table maps each `ad.` call to adjoint's.
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -13,6 +12,7 @@ import {
   divByConst,
   Evaluator,
   layerNorm,
+  softmax,
   gradients,
   matmul,
   mul,
@@ -714,6 +714,49 @@ describe("the N-D cases: test_matmul_3d and test_layernorm", () => {
         [
           [1.2248, -2.4495, 1.2246],
           [2.0412, -4.0825, 2.0413],
+        ],
+      ],
+    );
+  });
+});
+
+describe("test_softmax: softmax is an op of its own, with its own gradient", () => {
+  const X = [
+    [1.0, 2.0, 3.0],
+    [4.0, 5.0, 6.0],
+  ];
+  it("node forward test_softmax", () => {
+    const y = softmax(variable("x"));
+    expect(y.op.name).toBe("softmax");
+    checkComputeOutput(
+      y,
+      [t(X)],
+      [
+        [0.09, 0.2447, 0.6652],
+        [0.09, 0.2447, 0.6652],
+      ],
+    );
+  });
+  it("node backward test_softmax", () => {
+    const [x, yGrad] = [variable("x"), variable("y_grad")];
+    const y = softmax(x);
+    const xGrad = y.op.gradient(y, yGrad)[0];
+    checkEvaluatorOutput(
+      new Evaluator([xGrad]),
+      new Map([
+        [x, t(X)],
+        [
+          yGrad,
+          t([
+            [0.5, -0.3, 0.8],
+            [-0.2, 0.4, -0.1],
+          ]),
+        ],
+      ]),
+      [
+        [
+          [-0.0003, -0.1967, 0.1971],
+          [-0.0192, 0.0946, -0.0754],
         ],
       ],
     );

@@ -1,6 +1,6 @@
 /**
- * Neural-network ops: softmax and logSoftmax are composites with no rule of their own; the softmax
- * cross-entropy is fused (one kernel, one node) because it is the loss of every training step.
+ * Neural-network ops: softmax and logSoftmax (ops with their own rules), layer normalization, and
+ * the softmax cross-entropy, fused (one kernel, one node) because it is the loss of every step.
  */
 
 import { backend } from "../../tensor/active.js";
@@ -10,7 +10,7 @@ import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js
 import { defineOp, type NodeOf, type Op } from "../op.js";
 import { fmtType, promoteTypes, type NodeType } from "../types.js";
 import { addByConst, div, exp, mul, neg, onesLike, pow, sub } from "./elementwise.js";
-import { logsumexp, mean, sum } from "./reduce.js";
+import { mean, sum } from "./reduce.js";
 import { sumLike } from "./shape.js";
 
 /** Options of softmax and logSoftmax. */
@@ -19,17 +19,60 @@ export interface SoftmaxOptions {
   axis?: number;
 }
 
+// NOTE: ops of their own (the course calls `softmax(x).op.compute` and `.op.gradient` and
+// expects softmax's own rule); each computes what the composite exp(x - logsumexp(x)) computes,
+// kernel for kernel, so values are bitwise those of the composite.
+
+/** x - logsumexp(x, axis, keepdims) through the kernels, the temporary freed. */
+function logSoftmaxValue(x: Tensor, axis: number): Tensor {
+  const b = backend();
+  const lse = b.reduce("logsumexp", x, normalizeAxes(axis, x.rank), true);
+  const out = b.binary("sub", x, lse);
+  releaseArray(lse.data);
+  return out;
+}
+
+/** log softmax along attrs.axis. */
+export const logSoftmaxOp: Op = defineOp<Required<SoftmaxOptions>>({
+  name: "logSoftmax",
+  sameAs: { shape: 0, dtype: 0 },
+  compute: (node, [x]) => logSoftmaxValue(x, node.attrs.axis),
+  // d/dx_j (x_i - lse) = δij - softmax_j: the pullback is g - softmax * sum(g).
+  gradient: (node, g) => {
+    const axis = node.attrs.axis;
+    return [sub(g, mul(exp(node), sum(g, { axis, keepdims: true })))];
+  },
+});
+
+/** softmax along attrs.axis. */
+export const softmaxOp: Op = defineOp<Required<SoftmaxOptions>>({
+  name: "softmax",
+  sameAs: { shape: 0, dtype: 0 },
+  compute: (node, [x]) => {
+    const log = logSoftmaxValue(x, node.attrs.axis);
+    const out = backend().unary("exp", log);
+    releaseArray(log.data);
+    return out;
+  },
+  // The pullback of s = softmax(x): s * (g - sum(g * s)).
+  gradient: (node, g) => {
+    const axis = node.attrs.axis;
+    return [mul(node, sub(g, sum(mul(g, node), { axis, keepdims: true })))];
+  },
+});
+
 /** x - logsumexp(x) along `axis` (default -1), stable for large logits. */
 export function logSoftmax(x: Node, options?: SoftmaxOptions): Node {
   checkArity("logSoftmax(x, options)", arguments.length, 2, "logSoftmax(x, { axis: -1 })");
   const axis = softmaxAxis("logSoftmax", options);
-  return sub(x, logsumexp(x, { axis, keepdims: true }));
+  return makeNode(logSoftmaxOp, [x], { axis }, `logSoftmax(${label(x)})`);
 }
 
-/** exp(logSoftmax(x)) along `axis` (default -1). Example: `softmax(logits)`. */
+/** exp(x - logsumexp(x)) along `axis` (default -1), one op. Example: `softmax(logits)`. */
 export function softmax(x: Node, options?: SoftmaxOptions): Node {
   checkArity("softmax(x, options)", arguments.length, 2, "softmax(x, { axis: -1 })");
-  return exp(logSoftmax(x, { axis: softmaxAxis("softmax", options) }));
+  const axis = softmaxAxis("softmax", options);
+  return makeNode(softmaxOp, [x], { axis }, `softmax(${label(x)})`);
 }
 
 /** The logits' type with the promoted dtype; logits and targets must have one shape. */
