@@ -9,7 +9,7 @@ import onnxProto from "onnx-proto";
 import { checkFeed, checkOptions, isPlaceholder, type Node } from "../graph/node.js";
 import { typeName } from "../tensor/options.js";
 import { topoSort } from "../graph/topo.js";
-import type { Dim, NodeType } from "../graph/types.js";
+import { fmtType, type Dim, type NodeType } from "../graph/types.js";
 import { littleEndianBytes } from "../interop/bytes.js";
 import { normalizeAxis } from "../tensor/shape.js";
 import { Tensor, type DType } from "../tensor/tensor.js";
@@ -106,6 +106,23 @@ function rankOf(c: RuleContext, i: number): number {
     );
   }
   return shape.length;
+}
+
+/** A convolution node's strides and padding. */
+function convAttrs(c: RuleContext): { stride: number[]; padding: number[] } {
+  return { stride: [...(c.attrs.stride as number[])], padding: [...(c.attrs.padding as number[])] };
+}
+
+/** Input `i`'s dims at `axes`, which must be known at export time. */
+function knownDims(c: RuleContext, i: number, axes: number[]): number[] {
+  const shape = c.inputTypes[i].shape;
+  const dims = axes.map((a) => shape?.[a] ?? null);
+  if (dims.some((d) => d === null)) {
+    throw new Error(
+      `exportOnnx: ${c.node.op.name} node "${c.node.name}" needs the spatial sizes of input ${i} (${c.node.inputs[i].name}), ${fmtType(shape)}; declare its variables' shapes`,
+    );
+  }
+  return dims as number[];
 }
 
 /** The reduction axes as a list (undefined: all axes). */
@@ -305,6 +322,41 @@ const RULES: Record<string, Rule> = {
   },
   softmax: (e, c) => e.node("Softmax", [c.inputs[0]], { axis: c.attrs.axis as number }),
   logSoftmax: (e, c) => e.node("LogSoftmax", [c.inputs[0]], { axis: c.attrs.axis as number }),
+  conv2d: (e, c) => {
+    const { stride, padding } = convAttrs(c);
+    return e.node("Conv", castInputs(e, c), { strides: stride, pads: [...padding, ...padding] });
+  },
+  conv2dInputGrad: (e, c) => {
+    // ConvTranspose takes w [F,C,kH,kW] as it is; output_padding restores the rows and columns
+    // the forward stride skipped, from the export-time sizes.
+    const { stride, padding } = convAttrs(c);
+    const [g, w] = castInputs(e, c).slice(0, 2);
+    const [gh, gw] = knownDims(c, 0, [2, 3]);
+    const [kh, kw] = knownDims(c, 1, [2, 3]);
+    const [h, wd] = knownDims(c, 2, [2, 3]);
+    const extra = (size: number, out: number, k: number, a: 0 | 1) =>
+      size - ((out - 1) * stride[a] - 2 * padding[a] + k);
+    return e.node("ConvTranspose", [g, w], {
+      strides: stride,
+      pads: [...padding, ...padding],
+      output_padding: [extra(h, gh, kh, 0), extra(wd, gw, kw, 1)],
+    });
+  },
+  conv2dFilterGrad: (e, c) => {
+    // dw[f,c,p,q] = sum over n,i,j of g[n,f,i,j] x[n,c,i*s+p,j*s+q]: a convolution of x with its
+    // batch as channels by g as the kernel, dilated by the stride, cut to the kernel's size.
+    const { stride, padding } = convAttrs(c);
+    const [x, g] = castInputs(e, c).slice(0, 2);
+    const swap = (name: string) => e.node("Transpose", [name], { perm: [1, 0, 2, 3] });
+    const full = e.node("Conv", [swap(x), swap(g)], {
+      dilations: stride,
+      pads: [...padding, ...padding],
+    });
+    const [kh, kw] = knownDims(c, 2, [2, 3]);
+    const int = (values: number[]) => e.constant(values, [values.length], "int64");
+    const cut = e.node("Slice", [full, int([0, 0]), int([kh, kw]), int([2, 3])]);
+    return swap(cut);
+  },
   stopGradient: (e, c) => e.node("Identity", [c.inputs[0]]),
   argmax: (e, c) => {
     const axis = c.attrs.axis as number;

@@ -50,4 +50,16 @@ export interface Backend {
   concat(xs: readonly Tensor[], axis: number): Tensor;
   /** The index of the maximum along `axis`, the axis removed; the first on ties, a NaN's first. */
   argmax(x: Tensor, axis: number): Tensor;
+  /** Cross-correlation of x [N,C,H,W] with w [F,C,kH,kW], zero padding: [N,F,H',W']. */
+  conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor;
+  /** d conv2d / d x applied to g [N,F,H',W']: x's shape `xShape`. */
+  conv2dInputGrad(g: Tensor, w: Tensor, xShape: readonly number[], geometry: ConvGeometry): Tensor;
+  /** d conv2d / d w applied to g: w's shape `wShape`. */
+  conv2dFilterGrad(x: Tensor, g: Tensor, wShape: readonly number[], geometry: ConvGeometry): Tensor;
+}
+
+/** A convolution's strides and zero padding along height and width. */
+export interface ConvGeometry {
+  stride: readonly [number, number];
+  padding: readonly [number, number];
 }

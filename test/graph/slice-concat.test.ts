@@ -30,6 +30,25 @@ describe("batched matmul", () => {
   });
 });
 
+describe("conv2d", () => {
+  it("types at build time and refuses bad geometry, naming the shapes", () => {
+    const x = adj.variable("x", { shape: [null, 1, 28, 28] });
+    const w = adj.variable("w", { shape: [8, 1, 5, 5] });
+    expect(adj.conv2d(x, w).shape).toEqual([null, 8, 24, 24]);
+    expect(adj.conv2d(x, w, { stride: 2, padding: 2 }).shape).toEqual([null, 8, 14, 14]);
+    const w3 = adj.variable("w3", { shape: [8, 3, 5, 5] });
+    expect(() => adj.conv2d(x, w3)).toThrow("channels differ: [null,1,28,28] * [8,3,5,5]");
+    const big = adj.variable("big", { shape: [8, 1, 31, 31] });
+    expect(() => adj.conv2d(x, big)).toThrow(
+      /the kernel \(31x31\) is larger than the padded image/,
+    );
+    expect(() => adj.conv2d(x, w, { stride: 0 })).toThrow("conv2d: stride must be an integer >= 1");
+    expect(() => adj.conv2d(x, adj.variable("v", { shape: [5, 5] }))).toThrow(
+      "expects x [N,C,H,W] and w [F,C,kH,kW], got [null,1,28,28] * [5,5]",
+    );
+  });
+});
+
 describe("layerNorm", () => {
   it("refuses axes that are not trailing, and a bad eps, naming them", () => {
     const x = adj.variable("x", { shape: [2, 3, 4] });

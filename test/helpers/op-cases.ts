@@ -45,6 +45,31 @@ const crossEntropy = (z: Ref, y: Ref, axis = -1, reduction = "mean"): Ref => {
   return { shape: [], data: [reduction === "mean" ? total / rows : total] };
 };
 const same = (a: Ref) => ({ shape: [...a.shape], data: [...a.data] });
+/** y[n,f,i,j] = sum over c,p,q of w[f,c,p,q] x[n,c,i*s-pad+p, j*s-pad+q] (zero outside). */
+const convRef = (x: Ref, w: Ref, stride: number[], pad: number[]): Ref => {
+  const [N, C, H, W] = x.shape;
+  const [F, , KH, KW] = w.shape;
+  const OH = Math.floor((H + 2 * pad[0] - KH) / stride[0]) + 1;
+  const OW = Math.floor((W + 2 * pad[1] - KW) / stride[1]) + 1;
+  const at = (r: Ref, i: number[]) =>
+    r.data[((i[0] * r.shape[1] + i[1]) * r.shape[2] + i[2]) * r.shape[3] + i[3]];
+  const data: number[] = [];
+  for (let n = 0; n < N; n++)
+    for (let f = 0; f < F; f++)
+      for (let i = 0; i < OH; i++)
+        for (let j = 0; j < OW; j++) {
+          let sum = 0;
+          for (let c = 0; c < C; c++)
+            for (let p = 0; p < KH; p++)
+              for (let q = 0; q < KW; q++) {
+                const [r, col] = [i * stride[0] - pad[0] + p, j * stride[1] - pad[1] + q];
+                if (r >= 0 && r < H && col >= 0 && col < W)
+                  sum += at(w, [f, c, p, q]) * at(x, [n, c, r, col]);
+              }
+          data.push(sum);
+        }
+  return { shape: [N, F, OH, OW], data };
+};
 /** (x - mean) / sqrt(var + eps) over the last `trailing` axes, biased variance, by blocks. */
 const layerNormRef = (x: Ref, trailing: number, eps = 1e-5): Ref => {
   const block = x.shape.slice(-trailing).reduce((p, d) => p * d, 1);
@@ -500,6 +525,27 @@ export const opCases: OpCase[] = [
     build: (a, b) => adj.matmul(a, b, { transA: true }),
     inputs: [R(2, 4, 3), R(4, 2)],
     expected: (a, b) => batched(ref.transpose(a, [0, 2, 1]), b),
+  },
+  {
+    name: "conv2d (2,2,5,5) * (3,2,3,3)",
+    builder: "conv2d",
+    build: (x, w) => adj.conv2d(x, w),
+    inputs: [R(2, 2, 5, 5), R(3, 2, 3, 3)],
+    expected: (x, w) => convRef(x, w, [1, 1], [0, 0]),
+  },
+  {
+    name: "conv2d (1,2,6,5) * (2,2,3,2), stride [2,1], padding [1,2]",
+    builder: "conv2d",
+    build: (x, w) => adj.conv2d(x, w, { stride: [2, 1], padding: [1, 2] }),
+    inputs: [R(1, 2, 6, 5), R(2, 2, 3, 2)],
+    expected: (x, w) => convRef(x, w, [2, 1], [1, 2]),
+  },
+  {
+    name: "conv2d (2,1,7,7) * (2,1,3,3), stride 2, padding 1 (rows the stride skips)",
+    builder: "conv2d",
+    build: (x, w) => adj.conv2d(x, w, { stride: 2, padding: 1 }),
+    inputs: [R(2, 1, 7, 7), R(2, 1, 3, 3)],
+    expected: (x, w) => convRef(x, w, [2, 2], [1, 1]),
   },
   {
     name: "layerNorm (3,5), the last axis",

@@ -80,7 +80,10 @@ describe("every op-table case in onnxruntime equals the Evaluator", () => {
     ["float32", 1e-5, ONNX_OPSETS.default],
     ["float64", 1e-10, ONNX_OPSETS.max],
   ] as const) {
-    it.each(opCases.map((c) => [c.name, c] as const))(
+    // NOTE: onnxruntime 1.30's CPU provider has no float64 Conv or ConvTranspose
+    // (NOT_IMPLEMENTED): convolution graphs are checked there in float32.
+    const cases = opCases.filter((c) => dtype === "float32" || c.builder !== "conv2d");
+    it.each(cases.map((c) => [c.name, c] as const))(
       `%s, ${dtype}, opset ${opset}, value and gradients`,
       async (_, c) => {
         const values = c.inputs.map((t) => t.clone({ dtype }));

@@ -1,5 +1,12 @@
 /** The reference backend: plain TypeScript loops over typed arrays, fixed summation order. */
-import type { Backend, BinaryKind, ReduceKind, ScalarKind, UnaryKind } from "../backend.js";
+import type {
+  Backend,
+  BinaryKind,
+  ConvGeometry,
+  ReduceKind,
+  ScalarKind,
+  UnaryKind,
+} from "../backend.js";
 import { assertNever } from "../assert.js";
 import { broadcastShapes, fmt, reducedShape, sameShape, sizeOf, stridesOf } from "../shape.js";
 import {
@@ -826,6 +833,90 @@ function argmax(x: Tensor, axis: number): Tensor {
   return out;
 }
 
+/**
+ * The one loop of the three convolution kernels: for every output position and kernel tap that
+ * lands inside the (unpadded) image, `visit(xIndex, wIndex, yIndex)` with flat indices.
+ */
+function convTaps(
+  [n, c, h, w]: readonly number[],
+  [f, , kh, kw]: readonly number[],
+  [oh, ow]: readonly number[],
+  { stride, padding }: ConvGeometry,
+  visit: (xi: number, wi: number, yi: number) => void,
+): void {
+  for (let b = 0; b < n; b++) {
+    for (let o = 0; o < f; o++) {
+      for (let i = 0; i < oh; i++) {
+        for (let j = 0; j < ow; j++) {
+          const yi = ((b * f + o) * oh + i) * ow + j;
+          for (let ch = 0; ch < c; ch++) {
+            for (let p = 0; p < kh; p++) {
+              const row = i * stride[0] - padding[0] + p;
+              if (row < 0 || row >= h) continue;
+              for (let q = 0; q < kw; q++) {
+                const col = j * stride[1] - padding[1] + q;
+                if (col < 0 || col >= w) continue;
+                visit(((b * c + ch) * h + row) * w + col, ((o * c + ch) * kh + p) * kw + q, yi);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** The output's spatial size of a convolution of an image [.., h, w] by a kernel [.., kh, kw]. */
+function convOut(h: number, w: number, kh: number, kw: number, g: ConvGeometry): [number, number] {
+  const out = (size: number, k: number, axis: 0 | 1) =>
+    Math.floor((size + 2 * g.padding[axis] - k) / g.stride[axis]) + 1;
+  return [out(h, kh, 0), out(w, kw, 1)];
+}
+
+function conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor {
+  const [oh, ow] = convOut(x.shape[2], x.shape[3], w.shape[2], w.shape[3], geometry);
+  const out = allocate([x.shape[0], w.shape[0], oh, ow], resultDType(x.dtype, w.dtype));
+  const [xd, wd, yd] = [x.data, w.data, out.data];
+  convTaps(x.shape, w.shape, [oh, ow], geometry, (xi, wi, yi) => (yd[yi] += xd[xi] * wd[wi]));
+  return out;
+}
+
+function conv2dInputGrad(
+  g: Tensor,
+  w: Tensor,
+  xShape: readonly number[],
+  geometry: ConvGeometry,
+): Tensor {
+  const out = allocate(xShape, resultDType(g.dtype, w.dtype));
+  const [gd, wd, dx] = [g.data, w.data, out.data];
+  convTaps(
+    xShape,
+    w.shape,
+    g.shape.slice(2),
+    geometry,
+    (xi, wi, yi) => (dx[xi] += gd[yi] * wd[wi]),
+  );
+  return out;
+}
+
+function conv2dFilterGrad(
+  x: Tensor,
+  g: Tensor,
+  wShape: readonly number[],
+  geometry: ConvGeometry,
+): Tensor {
+  const out = allocate(wShape, resultDType(x.dtype, g.dtype));
+  const [xd, gd, dw] = [x.data, g.data, out.data];
+  convTaps(
+    x.shape,
+    wShape,
+    g.shape.slice(2),
+    geometry,
+    (xi, wi, yi) => (dw[wi] += gd[yi] * xd[xi]),
+  );
+  return out;
+}
+
 export const jsBackend: Backend = {
   name: "js",
   binary,
@@ -844,4 +935,7 @@ export const jsBackend: Backend = {
   unslice,
   concat,
   argmax,
+  conv2d,
+  conv2dInputGrad,
+  conv2dFilterGrad,
 };
