@@ -140,6 +140,8 @@ const FAMILY: Record<keyof Omit<Backend, "name">, string> = {
   conv2d: "convolution",
   conv2dInputGrad: "convolution",
   conv2dFilterGrad: "convolution",
+  maxPoolSelect: "convolution",
+  maxPoolGrad: "convolution",
   maxMask: "reductions",
   softmaxCrossEntropy: "reductions",
   softmaxCrossEntropyGrad: "reductions",

@@ -49,7 +49,14 @@ export {
   stopGradient,
 } from "./graph/ops/shape.js";
 export type { BroadcastOptions } from "./graph/ops/shape.js";
-export { logSoftmax, softmax, softmaxCrossEntropy, layerNorm, conv2d } from "./graph/ops/nn.js";
+export {
+  logSoftmax,
+  softmax,
+  softmaxCrossEntropy,
+  layerNorm,
+  conv2d,
+  maxPool2d,
+} from "./graph/ops/nn.js";
 export type { SoftmaxOptions } from "./graph/ops/nn.js";
 export { Evaluator } from "./runtime/evaluator.js";
 export { gradients, vjp, tracedGradients } from "./autodiff/gradients.js";

@@ -63,6 +63,13 @@ interface Emitter {
   readonly opset: number;
   /** Appends an ONNX node and returns the name of its (first) output. */
   node(opType: string, inputs: string[], attrs?: Record<string, AttributeValue>): string;
+  /** Appends an ONNX node with `count` outputs and returns their names. */
+  nodeOutputs(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, AttributeValue>,
+    count: number,
+  ): string[];
   /** A constant of `dtype` (float) or int64 (`"int64"`) as an initializer; its name. */
   constant(values: readonly number[], dims: readonly number[], dtype: DType | "int64"): string;
   /** The run-time shape (an int64 vector) of a value, one `Shape` node per value. */
@@ -106,6 +113,14 @@ function rankOf(c: RuleContext, i: number): number {
     );
   }
   return shape.length;
+}
+
+/** A pooling node's window and strides as MaxPool's attributes. */
+function poolAttrs(c: RuleContext): Record<string, AttributeValue> {
+  return {
+    kernel_shape: [...(c.attrs.size as number[])],
+    strides: [...(c.attrs.stride as number[])],
+  };
 }
 
 /** A convolution node's strides and padding. */
@@ -357,6 +372,35 @@ const RULES: Record<string, Rule> = {
     const cut = e.node("Slice", [full, int([0, 0]), int([kh, kw]), int([2, 3])]);
     return swap(cut);
   },
+  maxPool2d: (e, c) => e.node("MaxPool", [c.inputs[0]], poolAttrs(c)),
+  maxPoolSelect: (e, c) => {
+    // MaxPool's Indices are flat over the whole of x: Gather from u flattened.
+    const [u, x] = c.inputs;
+    const [, indices] = e.nodeOutputs("MaxPool", [x], poolAttrs(c), 2);
+    return e.node("Gather", [e.node("Reshape", [u, e.constant([-1], [1], "int64")]), indices]);
+  },
+  maxPoolGrad: (e, c) => {
+    // g added at the Indices of x's windows (summed where windows overlap), x's shape.
+    if (e.opset < 16) {
+      throw new Error(
+        `exportOnnx: maxPoolGrad needs opset 16 or later (ScatterElements with reduction add), got ${e.opset}`,
+      );
+    }
+    const [g, x] = c.inputs;
+    const flat = (name: string) => e.node("Reshape", [name, e.constant([-1], [1], "int64")]);
+    const [, indices] = e.nodeOutputs("MaxPool", [x], poolAttrs(c), 2);
+    const count = e.node("Reshape", [e.node("Size", [x]), e.constant([1], [1], "int64")]);
+    const zeros = e.node("ConstantOfShape", [count], { value: tensorProto("", [0], [1], c.dtype) });
+    const sums = e.node(
+      "ScatterElements",
+      [zeros, flat(indices), flat(e.cast(g, c.inputTypes[0].dtype!, c.dtype))],
+      {
+        axis: 0,
+        reduction: "add",
+      },
+    );
+    return e.node("Reshape", [sums, e.shapeOf(x)]);
+  },
   stopGradient: (e, c) => e.node("Identity", [c.inputs[0]]),
   argmax: (e, c) => {
     const axis = c.attrs.axis as number;
@@ -582,15 +626,22 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
   const emitter: Emitter = {
     opset,
     node(opType, inputs, attrs = {}) {
-      const output = unique(`${opType}_${onnxNodes.length}`);
+      return this.nodeOutputs(opType, inputs, attrs, 1)[0];
+    },
+    nodeOutputs(opType, inputs, attrs, count) {
+      const base = unique(`${opType}_${onnxNodes.length}`);
+      const outputs = [
+        base,
+        ...Array.from({ length: count - 1 }, (_, i) => unique(`${base}_${i + 1}`)),
+      ];
       onnxNodes.push({
         opType,
         input: inputs,
-        output: [output],
-        name: output,
+        output: outputs,
+        name: base,
         attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
       });
-      return output;
+      return outputs;
     },
     constant(values, dims, dtype) {
       const name = unique(`const_${inits.length}`);

@@ -56,6 +56,16 @@ export interface Backend {
   conv2dInputGrad(g: Tensor, w: Tensor, xShape: readonly number[], geometry: ConvGeometry): Tensor;
   /** d conv2d / d w applied to g: w's shape `wShape`. */
   conv2dFilterGrad(x: Tensor, g: Tensor, wShape: readonly number[], geometry: ConvGeometry): Tensor;
+  /** u at the maximum of each pooling window of x [N,C,H,W] (the first on ties): [N,C,H',W']. */
+  maxPoolSelect(u: Tensor, x: Tensor, geometry: PoolGeometry): Tensor;
+  /** g added at the maximum of each window of x, zeros elsewhere: x's shape (the adjoint). */
+  maxPoolGrad(g: Tensor, x: Tensor, geometry: PoolGeometry): Tensor;
+}
+
+/** A pooling window's size and stride along height and width (no padding). */
+export interface PoolGeometry {
+  size: readonly [number, number];
+  stride: readonly [number, number];
 }
 
 /** A convolution's strides and zero padding along height and width. */

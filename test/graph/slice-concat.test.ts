@@ -49,6 +49,77 @@ describe("conv2d", () => {
   });
 });
 
+describe("maxPool2d", () => {
+  it("types at build time, refuses a window larger than the image, routes ties to the first", () => {
+    const x = adj.variable("x", { shape: [null, 8, 24, 24] });
+    expect(adj.maxPool2d(x, { size: 2 }).shape).toEqual([null, 8, 12, 12]);
+    const small = adj.variable("small", { shape: [1, 1, 3, 3] });
+    expect(() => adj.maxPool2d(small, { size: 4 })).toThrow(
+      "the window (4x4) is larger than the image [1,1,3,3]",
+    );
+    expect(() => adj.maxPool2d(small, { size: 0 })).toThrow(
+      "maxPool2d: size must be an integer >= 1",
+    );
+    // A window of equal values: the whole gradient goes to its first element, as PyTorch's.
+    const v = adj.variable("v");
+    const [dv] = adj.gradients(adj.sum(adj.maxPool2d(v, { size: 2 })), [v]);
+    const [g] = new adj.Evaluator([dv]).run({
+      v: adj.tensor([
+        [
+          [
+            [1, 1],
+            [1, 1],
+          ],
+        ],
+      ]),
+    });
+    expect(g.toArray()).toEqual([
+      [
+        [
+          [1, 0],
+          [0, 0],
+        ],
+      ],
+    ]);
+  });
+  it("a small CNN (conv, relu, pool, dense) trains through fit() with the same bits on 1 and 2 threads", async () => {
+    const rows = 16;
+    const X = adj.variable("X", { shape: [null, 1, 6, 6], dtype: "float32" });
+    const Y = adj.variable("Y", { shape: [null, 2], dtype: "float32" });
+    const K = adj.variable("K", { shape: [2, 1, 3, 3], dtype: "float32" });
+    const D = adj.variable("D", { shape: [8, 2], dtype: "float32" });
+    const pooled = adj.maxPool2d(adj.relu(adj.conv2d(X, K)), { size: 2 });
+    const logits = adj.matmul(adj.reshape(pooled, [-1, 8]), D);
+    const loss = adj.softmaxCrossEntropy(logits, Y);
+    const wave = (n: number, seed: number) =>
+      Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 3.1 + i * 0.7));
+    const options = {
+      loss,
+      params: new Map([
+        [K, adj.tensor(wave(18, 1), { shape: [2, 1, 3, 3] })],
+        [D, adj.tensor(wave(16, 2), { shape: [8, 2] })],
+      ]),
+      data: new Map([
+        [X, adj.tensor(wave(rows * 36, 3), { shape: [rows, 1, 6, 6] })],
+        [
+          Y,
+          adj.tensor(
+            Float32Array.from({ length: rows * 2 }, (_, i) => Number(i % 2 === (i >> 1) % 2)),
+            { shape: [rows, 2] },
+          ),
+        ],
+      ]),
+      batchSize: 8,
+      epochs: 3,
+      optimizer: { kind: "adam" as const, lr: 0.05 },
+    };
+    const one = await adj.fit({ ...options, threads: 1 });
+    const two = await adj.fit({ ...options, threads: 2 });
+    expect(two.paramsHash).toBe(one.paramsHash);
+    expect(one.history[2].loss).toBeLessThan(one.history[0].loss);
+  });
+});
+
 describe("layerNorm", () => {
   it("refuses axes that are not trailing, and a bad eps, naming them", () => {
     const x = adj.variable("x", { shape: [2, 3, 4] });

@@ -45,6 +45,41 @@ const crossEntropy = (z: Ref, y: Ref, axis = -1, reduction = "mean"): Ref => {
   return { shape: [], data: [reduction === "mean" ? total / rows : total] };
 };
 const same = (a: Ref) => ({ shape: [...a.shape], data: [...a.data] });
+/** The maximum of each window, by multi-index. */
+const poolRef = (x: Ref, size: number[], stride: number[]): Ref => {
+  const [N, C, H, W] = x.shape;
+  const OH = Math.floor((H - size[0]) / stride[0]) + 1;
+  const OW = Math.floor((W - size[1]) / stride[1]) + 1;
+  const data: number[] = [];
+  for (let plane = 0; plane < N * C; plane++)
+    for (let i = 0; i < OH; i++)
+      for (let j = 0; j < OW; j++) {
+        let best = -Infinity;
+        for (let p = 0; p < size[0]; p++)
+          for (let q = 0; q < size[1]; q++)
+            best = Math.max(best, x.data[(plane * H + i * stride[0] + p) * W + j * stride[1] + q]);
+        data.push(best);
+      }
+  return { shape: [N, C, OH, OW], data };
+};
+/** v[k] added at the position of window k's first maximum in x, zeros elsewhere. */
+const poolGradRef = (x: Ref, v: Ref, size: number[], stride: number[]): Ref => {
+  const [N, C, H, W] = x.shape;
+  const [OH, OW] = v.shape.slice(2);
+  const data = x.data.map(() => 0);
+  for (let plane = 0, k = 0; plane < N * C; plane++)
+    for (let i = 0; i < OH; i++)
+      for (let j = 0; j < OW; j++, k++) {
+        let best = -1;
+        for (let p = 0; p < size[0]; p++)
+          for (let q = 0; q < size[1]; q++) {
+            const at = (plane * H + i * stride[0] + p) * W + j * stride[1] + q;
+            if (best < 0 || x.data[at] > x.data[best]) best = at;
+          }
+        data[best] += v.data[k];
+      }
+  return { shape: [...x.shape], data };
+};
 /** y[n,f,i,j] = sum over c,p,q of w[f,c,p,q] x[n,c,i*s-pad+p, j*s-pad+q] (zero outside). */
 const convRef = (x: Ref, w: Ref, stride: number[], pad: number[]): Ref => {
   const [N, C, H, W] = x.shape;
@@ -546,6 +581,27 @@ export const opCases: OpCase[] = [
     build: (x, w) => adj.conv2d(x, w, { stride: 2, padding: 1 }),
     inputs: [R(2, 1, 7, 7), R(2, 1, 3, 3)],
     expected: (x, w) => convRef(x, w, [2, 2], [1, 1]),
+  },
+  {
+    name: "maxPool2d (2,2,4,6) size 2",
+    builder: "maxPool2d",
+    build: (x) => adj.maxPool2d(x, { size: 2 }),
+    inputs: [R(2, 2, 4, 6)],
+    expected: (x) => poolRef(x, [2, 2], [2, 2]),
+  },
+  {
+    name: "maxPool2d (1,2,5,5) size 3 stride [1,2]: overlapping windows",
+    builder: "maxPool2d",
+    build: (x) => adj.maxPool2d(x, { size: 3, stride: [1, 2] }),
+    inputs: [R(1, 2, 5, 5)],
+    expected: (x) => poolRef(x, [3, 3], [1, 2]),
+  },
+  {
+    name: "maxPool2d's gradient as a graph, v routed to each window's maximum (its own adjoint gathers)",
+    builder: "maxPool2d",
+    build: (x, v) => adj.gradients(adj.sum(adj.maxPool2d(x, { size: 2 }).mul(v)), [x])[0],
+    inputs: [R(1, 2, 4, 4), R(1, 2, 2, 2)],
+    expected: (x, v) => poolGradRef(x, v, [2, 2], [2, 2]),
   },
   {
     name: "layerNorm (3,5), the last axis",

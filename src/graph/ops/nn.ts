@@ -384,11 +384,11 @@ export const conv2dFilterGradOp: Op = defineOp<ConvAttrs>({
 });
 
 /** A number or an [h, w] pair of integers at least `least`, checked. */
-function pair(name: string, value: unknown, least: number): [number, number] {
+function pair(name: string, value: unknown, least: number, builder = "conv2d"): [number, number] {
   const p = typeof value === "number" ? [value, value] : value;
   if (!Array.isArray(p) || p.length !== 2 || !p.every((v) => Number.isInteger(v) && v >= least)) {
     throw new RangeError(
-      `conv2d: ${name} must be an integer >= ${least} or a pair [h, w] of them, got ${JSON.stringify(value)}`,
+      `${builder}: ${name} must be an integer >= ${least} or a pair [h, w] of them, got ${JSON.stringify(value)}`,
     );
   }
   return [p[0], p[1]];
@@ -424,4 +424,92 @@ function conv2dInputGrad(g: Node, w: Node, x: Node, attrs: ConvAttrs): Node {
 function conv2dFilterGrad(x: Node, g: Node, w: Node, attrs: ConvAttrs): Node {
   const a = { stride: attrs.stride, padding: attrs.padding };
   return makeNode(conv2dFilterGradOp, [x, g, w], a, `conv2dFilterGrad(${label(x)},${label(g)})`);
+}
+
+/** The attrs of the max-pooling ops: window size and stride along height and width. */
+interface PoolAttrs {
+  size: [number, number];
+  stride: [number, number];
+}
+
+/** The output type of max pooling x [N,C,H,W]; throws naming the shape. */
+function poolType(x: NodeType, { size, stride }: PoolAttrs): NodeType {
+  if (x.shape === null) return { shape: [null, null, null, null], dtype: x.dtype };
+  if (x.shape.length !== 4) throw new Error(`expects x [N,C,H,W], got ${fmtType(x.shape)}`);
+  const [n, c, h, w] = x.shape;
+  const out = (dim: number | null, axis: 0 | 1) => {
+    if (dim === null) return null;
+    if (size[axis] > dim) {
+      throw new Error(
+        `the window (${size.join("x")}) is larger than the image ${fmtType(x.shape)}`,
+      );
+    }
+    return Math.floor((dim - size[axis]) / stride[axis]) + 1;
+  };
+  return { shape: [n, c, out(h, 0), out(w, 1)], dtype: x.dtype };
+}
+
+const window = (attrs: PoolAttrs) => ({ size: attrs.size, stride: attrs.stride });
+
+/** The maximum of each window of x [N,C,H,W]; its gradient goes to the window's first maximum. */
+export const maxPool2dOp: Op = defineOp<PoolAttrs>({
+  name: "maxPool2d",
+  sameAs: { dtype: 0 },
+  type: ([x], attrs) => poolType(x, attrs),
+  compute: (node, [x]) => {
+    poolType({ shape: x.shape, dtype: x.dtype }, node.attrs);
+    return backend().maxPoolSelect(x, x, window(node.attrs));
+  },
+  gradient: (node, g) => [maxPoolGrad(g, node.inputs[0], node.attrs)],
+});
+
+/** u at the maximum of each window of x (the adjoint of maxPoolGrad in u; x picks, no gradient). */
+export const maxPoolSelectOp: Op = defineOp<PoolAttrs>({
+  name: "maxPoolSelect",
+  sameAs: { dtype: 0 },
+  type: ([u, x], attrs) => ({ shape: poolType(x, attrs).shape, dtype: u.dtype }),
+  compute: (node, [u, x]) => backend().maxPoolSelect(u, x, window(node.attrs)),
+  gradient: (node, g) => [maxPoolGrad(g, node.inputs[1], node.attrs), null],
+});
+
+/** g added at the maximum of each window of x, zeros elsewhere: x's shape. */
+export const maxPoolGradOp: Op = defineOp<PoolAttrs>({
+  name: "maxPoolGrad",
+  sameAs: { shape: 1, dtype: "promote" },
+  compute: (node, [g, x]) => backend().maxPoolGrad(g, x, window(node.attrs)),
+  gradient: (node, u) => [maxPoolSelect(u, node.inputs[1], node.attrs), null],
+});
+
+/**
+ * The maximum of each size x size window of x [N,C,H,W] (stride default: the size; no padding), as
+ * PyTorch's `max_pool2d`; the gradient goes to each window's first maximum in row-major order, as
+ * PyTorch's does. `size` and `stride` are a number or [h, w]. Example: `maxPool2d(h, { size: 2 })`.
+ */
+export function maxPool2d(
+  x: Node,
+  options: { size: number | [number, number]; stride?: number | [number, number] },
+): Node {
+  const example = "maxPool2d(x, { size: 2, stride: 2 })";
+  checkArity("maxPool2d(x, options)", arguments.length, 2, example);
+  const { size, stride = size } = checkOptions(
+    "maxPool2d(x, options)",
+    options,
+    ["size", "stride"],
+    example,
+  );
+  const attrs = {
+    size: pair("size", size, 1, "maxPool2d"),
+    stride: pair("stride", stride, 1, "maxPool2d"),
+  };
+  return makeNode(maxPool2dOp, [x], attrs, `maxPool2d(${label(x)})`);
+}
+
+function maxPoolSelect(u: Node, x: Node, attrs: PoolAttrs): Node {
+  const a = { size: attrs.size, stride: attrs.stride };
+  return makeNode(maxPoolSelectOp, [u, x], a, `maxPoolSelect(${label(u)},${label(x)})`);
+}
+
+function maxPoolGrad(g: Node, x: Node, attrs: PoolAttrs): Node {
+  const a = { size: attrs.size, stride: attrs.stride };
+  return makeNode(maxPoolGradOp, [g, x], a, `maxPoolGrad(${label(g)},${label(x)})`);
 }

@@ -3,6 +3,7 @@ import type {
   Backend,
   BinaryKind,
   ConvGeometry,
+  PoolGeometry,
   ReduceKind,
   ScalarKind,
   UnaryKind,
@@ -917,6 +918,48 @@ function conv2dFilterGrad(
   return out;
 }
 
+/** The flat index in x [N,C,H,W] of each pooling window's first maximum (a NaN's first). */
+function poolArgmax(
+  x: Tensor,
+  { size, stride }: PoolGeometry,
+): { at: Int32Array; shape: number[] } {
+  const [n, c, h, w] = x.shape;
+  const oh = Math.floor((h - size[0]) / stride[0]) + 1;
+  const ow = Math.floor((w - size[1]) / stride[1]) + 1;
+  const at = new Int32Array(n * c * oh * ow);
+  const d = x.data;
+  let k = 0;
+  for (let plane = 0; plane < n * c; plane++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        let best = (plane * h + i * stride[0]) * w + j * stride[1];
+        for (let p = 0; p < size[0]; p++) {
+          for (let q = 0; q < size[1]; q++) {
+            const index = (plane * h + i * stride[0] + p) * w + j * stride[1] + q;
+            if (d[index] > d[best] || (d[index] !== d[index] && d[best] === d[best])) best = index;
+          }
+        }
+        at[k++] = best;
+      }
+    }
+  }
+  return { at, shape: [n, c, oh, ow] };
+}
+
+function maxPoolSelect(u: Tensor, x: Tensor, geometry: PoolGeometry): Tensor {
+  const { at, shape } = poolArgmax(x, geometry);
+  const out = allocate(shape, u.dtype, false, false);
+  for (let k = 0; k < at.length; k++) out.data[k] = u.data[at[k]];
+  return out;
+}
+
+function maxPoolGrad(g: Tensor, x: Tensor, geometry: PoolGeometry): Tensor {
+  const { at } = poolArgmax(x, geometry);
+  const out = allocate(x.shape, resultDType(g.dtype, x.dtype));
+  for (let k = 0; k < at.length; k++) out.data[at[k]] += g.data[k];
+  return out;
+}
+
 export const jsBackend: Backend = {
   name: "js",
   binary,
@@ -938,4 +981,6 @@ export const jsBackend: Backend = {
   conv2d,
   conv2dInputGrad,
   conv2dFilterGrad,
+  maxPoolSelect,
+  maxPoolGrad,
 };
