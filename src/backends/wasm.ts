@@ -16,12 +16,14 @@ import { backend } from "../tensor/active.js";
 import {
   type Backend,
   type BinaryKind,
+  type ConvGeometry,
   type ReduceKind,
   type UnaryKind,
 } from "../tensor/backend.js";
-import { fmt, reducedShape, sameShape } from "../tensor/shape.js";
+import { fmt, reducedShape, sameShape, sizeOf } from "../tensor/shape.js";
 import {
   allocate,
+  releaseArray,
   resultDType,
   setArrayAllocator,
   type ArrayAllocator,
@@ -647,6 +649,112 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     return jsBackend.reduce(kind, x, axes, keepdims);
   }
 
+  // NOTE: convolution as matrix products on the SIMD kernel (im2col): the patches of x as rows,
+  // [N*H'*W', C*kH*kW], times the filters as columns; the adjoints are the transposed products,
+  // the input's scattered back from the patches (col2im). One pass of JS copying per call.
+  function convPatches(
+    x: Tensor,
+    wShape: readonly number[],
+    { stride, padding }: ConvGeometry,
+    into: TypedArray | undefined,
+    from: TypedArray | undefined,
+  ): void {
+    const [n, c, h, w] = x.shape;
+    const [, , kh, kw] = wShape;
+    const oh = Math.floor((h + 2 * padding[0] - kh) / stride[0]) + 1;
+    const ow = Math.floor((w + 2 * padding[1] - kw) / stride[1]) + 1;
+    const d = x.data;
+    let k = 0;
+    for (let b = 0; b < n; b++) {
+      for (let i = 0; i < oh; i++) {
+        for (let j = 0; j < ow; j++) {
+          for (let ch = 0; ch < c; ch++) {
+            for (let p = 0; p < kh; p++) {
+              const row = i * stride[0] - padding[0] + p;
+              for (let q = 0; q < kw; q++, k++) {
+                const col = j * stride[1] - padding[1] + q;
+                if (row < 0 || row >= h || col < 0 || col >= w) continue;
+                const at = ((b * c + ch) * h + row) * w + col;
+                if (into) into[k] = d[at];
+                else d[at] += from![k];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /** [N, F, H', W'] -> rows [N*H'*W', F] (or back, with `back`), a copy. */
+  function channelsLast(t: Tensor, back: readonly number[] | undefined): Tensor {
+    const [n, f, oh, ow] = back ?? t.shape;
+    const out = allocate(back ?? [n * oh * ow, f], t.dtype, false, false);
+    const [src, dst, plane] = [t.data, out.data, oh * ow];
+    for (let b = 0; b < n; b++) {
+      for (let o = 0; o < f; o++) {
+        for (let s = 0; s < plane; s++) {
+          const first = (b * f + o) * plane + s;
+          const rows = (b * plane + s) * f + o;
+          if (back) dst[first] = src[rows];
+          else dst[rows] = src[first];
+        }
+      }
+    }
+    return out;
+  }
+
+  const filterRows = (w: Tensor) => w.reshapeView([w.shape[0], w.size / w.shape[0]]);
+
+  function conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor {
+    const { stride, padding } = geometry;
+    const out2 = (size: number, k: number, a: 0 | 1) =>
+      Math.floor((size + 2 * padding[a] - k) / stride[a]) + 1;
+    const [n, oh, ow] = [
+      x.shape[0],
+      out2(x.shape[2], w.shape[2], 0),
+      out2(x.shape[3], w.shape[3], 1),
+    ];
+    const cols = allocate([n * oh * ow, w.size / w.shape[0]], resultDType(x.dtype, w.dtype));
+    convPatches(x, w.shape, geometry, cols.data, undefined);
+    const rows = matmul(cols, filterRows(w), false, true);
+    releaseArray(cols.data);
+    const out = channelsLast(rows, [n, w.shape[0], oh, ow]);
+    releaseArray(rows.data);
+    return out;
+  }
+
+  function conv2dInputGrad(
+    g: Tensor,
+    w: Tensor,
+    xShape: readonly number[],
+    geometry: ConvGeometry,
+  ): Tensor {
+    const rows = channelsLast(g, undefined);
+    const cols = matmul(rows, filterRows(w), false, false);
+    releaseArray(rows.data);
+    const out = allocate(xShape, resultDType(g.dtype, w.dtype));
+    convPatches(out, w.shape, geometry, undefined, cols.data);
+    releaseArray(cols.data);
+    return out;
+  }
+
+  function conv2dFilterGrad(
+    x: Tensor,
+    g: Tensor,
+    wShape: readonly number[],
+    geometry: ConvGeometry,
+  ): Tensor {
+    const [f, kc] = [wShape[0], sizeOf(wShape) / wShape[0]];
+    const [oh, ow] = g.shape.slice(2);
+    const cols = allocate([x.shape[0] * oh * ow, kc], resultDType(x.dtype, g.dtype));
+    convPatches(x, wShape, geometry, cols.data, undefined);
+    const rows = channelsLast(g, undefined);
+    const dw = matmul(rows, cols, true, false);
+    releaseArray(rows.data);
+    releaseArray(cols.data);
+    return dw.reshapeView([f, ...wShape.slice(1)]);
+  }
+
   const name = requested === "simd" ? "wasm-plain" : "wasm";
   const created: WasmBackend = {
     ...jsBackend,
@@ -656,6 +764,9 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     unary,
     sumTo,
     reduce,
+    conv2d,
+    conv2dInputGrad,
+    conv2dFilterGrad,
     arena: h,
     build,
     kernels: k,
