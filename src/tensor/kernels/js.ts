@@ -337,6 +337,12 @@ export function batchedMatmul(
   const [m, k] = transA ? [ca, ra] : [ra, ca];
   const [k2, n] = transB ? [cb, rb] : [rb, cb];
   if (k !== k2) throw new Error(`inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+  // A stack of matrices times one matrix (a layer's weights over tokens): one product of the
+  // stack's rows, [batch*m, k] @ [k, n], instead of a call per matrix.
+  if (b.rank === 2 && !transA && sameShape(batch, batchA)) {
+    const rows = matmul2(a.reshapeView([a.size / ca, ca]), b, false, transB);
+    return rows.reshapeView([...batch, m, n]);
+  }
   const out = allocate([...batch, m, n], resultDType(a.dtype, b.dtype), false, false);
   // Each input's matrix for output matrix i: its own batch index, 0 along broadcast axes.
   const offsetIn = (shape: readonly number[], index: readonly number[]) => {
