@@ -42,9 +42,22 @@ interface ValueView {
   nan: number;
   inf: number;
   values: Num[];
+  /** For a 4-D value [N,C,H,W]: the first example's channels, each an H x W plane (capped). */
+  planes?: Num[][];
 }
 
+/** Channels of a 4-D value the page draws, and the largest plane it ships. */
+const PLANES = 8;
+const PLANE_VALUES = 32 * 32;
+
 function view(value: Tensor, maxValues: number): ValueView {
+  const planes: Num[][] = [];
+  if (value.rank === 4 && value.shape[2] * value.shape[3] <= PLANE_VALUES) {
+    const area = value.shape[2] * value.shape[3];
+    for (let c = 0; c < Math.min(value.shape[1], PLANES); c++) {
+      planes.push(Array.from(value.data.subarray(c * area, (c + 1) * area), num));
+    }
+  }
   const { range, nan, inf } = valueStats(value);
   return {
     shape: [...value.shape],
@@ -56,6 +69,7 @@ function view(value: Tensor, maxValues: number): ValueView {
     nan,
     inf,
     values: Array.from(value.data.subarray(0, maxValues), num),
+    ...(planes.length > 0 ? { planes } : {}),
   };
 }
 
@@ -225,18 +239,28 @@ const APP = String.raw`
   const elements = {};
   const SHOWN = 24; // numbers listed per value; the heatmap shows up to 64
 
+  // A 4-D value [N,C,H,W]: one heatmap per channel of its first example, as images are seen.
   function heat(v) {
+    if (v && v.planes) {
+      return '<div class="planes">' + v.planes.map((p, c) =>
+        '<span class="plane" title="example 0, channel ' + c + '">' +
+        heatOf(p, v.shape[3]) + "</span>").join("") + "</div>";
+    }
     if (!v || v.values.length < 2) return "";
-    const cols = v.shape.length >= 2 ? v.shape[v.shape.length - 1] : v.values.length;
+    return heatOf(v.values, v.shape.length >= 2 ? v.shape[v.shape.length - 1] : v.values.length);
+  }
+
+  function heatOf(values, cols) {
+    const v = { values };
     const shown = v.values.length;
     const rows = Math.ceil(shown / cols);
     const nums = v.values.map(toNum).filter(Number.isFinite);
     const lo = Math.min(...nums), hi = Math.max(...nums);
-    const s = 10;
-    let out = '<svg class="heat" width="' + (Math.min(cols, 32) * s) + '" height="' + (Math.min(rows, 16) * s) + '">';
+    const s = cols > 16 ? 5 : 10;
+    let out = '<svg class="heat" width="' + (Math.min(cols, 32) * s) + '" height="' + (Math.min(rows, 32) * s) + '">';
     v.values.forEach((raw, i) => {
       const r = Math.floor(i / cols), c = i % cols;
-      if (r >= 16 || c >= 32) return;
+      if (r >= 32 || c >= 32) return;
       const x = toNum(raw);
       let color = "#b00020";
       if (Number.isFinite(x)) {

@@ -170,6 +170,43 @@ describe.skipIf(!CHROMIUM)("the trace page in headless Chromium", () => {
     await page.close();
   });
 
+  it("draws a 4-D value as one heatmap per channel of its first example", async () => {
+    const x = adj.variable("x", { shape: [2, 1, 6, 6], dtype: "float64" });
+    const w = adj.variable("w", { shape: [3, 1, 3, 3], dtype: "float64" });
+    const conv = adj.conv2d(x, w);
+    const loss = adj.sum(adj.maxPool2d(adj.relu(conv), { size: 2 }));
+    const wave = (shape: number[]) =>
+      adj.tensor(
+        Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) =>
+          Math.sin(0.7 * i),
+        ),
+        { shape },
+      );
+    const feeds = new Map<Node, Tensor>([
+      [x, wave([2, 1, 6, 6])],
+      [w, wave([3, 1, 3, 3])],
+    ]);
+    const { page, errors } = await open(adj.traceHtml(loss, feeds, [w]), "planes.html");
+    const order = adj.topoSort([loss]);
+    for (const node of order) {
+      if (node === conv) break;
+      await page.keyboard.press("ArrowRight");
+    }
+    expect(await page.$eval("#step", (el) => Number(el.getAttribute("data-node")))).toBe(conv.id);
+    // conv2d's value [2,3,4,4]: three channels, each a 4 x 4 map of 16 cells.
+    const planes = await page.$$eval("#step [data-role=value] .plane svg.heat", (els) =>
+      els.map((e) => e.querySelectorAll("rect").length),
+    );
+    expect(planes).toEqual([16, 16, 16]);
+    const [value] = new adj.Evaluator([conv]).run(feeds);
+    const firstCell = await page.$eval("#step [data-role=value] .plane svg.heat rect title", (el) =>
+      Number(el.textContent),
+    );
+    expect(Math.abs(firstCell - value.data[0])).toBeLessThanOrEqual(1e-5);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it("marks a NaN, names the first node where one appears, and a click shows a node's details", async () => {
     const { loss, feeds, wrt } = exercise(true);
     const { page, errors } = await open(
