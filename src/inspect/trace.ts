@@ -216,7 +216,7 @@ main{display:flex;gap:12px;padding:0 16px 16px}
 #step,#details{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:10px;margin-top:12px}
 table{border-collapse:collapse;width:100%}td:first-child{width:32%}td,th{border-bottom:1px solid #eef0f4;padding:3px 4px;text-align:left;vertical-align:top;font-size:12px}
 .mono{font-family:ui-monospace,monospace}.nan{color:#b00020;font-weight:700}.hint{color:#6b7280}
-.heat{display:inline-block;margin:4px 0}.sum td{font-weight:700;border-top:2px solid #c8ced8}
+.heat{display:inline-block;margin:4px 0}.plane{display:inline-block;margin-right:8px;outline:1px solid #c8ced8}.sum td{font-weight:700;border-top:2px solid #c8ced8}
 .listing{font:12px ui-monospace,monospace;padding:6px;white-space:pre}.listing div.lit{background:#fff4e0}
 `;
 
