@@ -10,6 +10,7 @@ import { jsBackend } from "../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../src/backends/wasm.js";
 import { sizeOf } from "../src/tensor/shape.js";
 import { release, tensor, type Tensor } from "../src/tensor/tensor.js";
+import { conv2d, Evaluator, gradients, matmul, sum, variable, type Node } from "../src/index.js";
 
 /** One matmul case: op(A) @ op(B) with op(A) m x k and op(B) k x n. */
 interface MatmulCase {
@@ -83,7 +84,7 @@ const mlp: MatmulCase[] = [
 
 /** Uniform float32 values in [-1, 1) from a fixed linear congruential sequence. */
 function randomTensor(shape: number[], seed: number): Tensor {
-  const size = shape[0] * shape[1];
+  const size = sizeOf(shape);
   const data = new Float32Array(size);
   let s = seed >>> 0;
   for (let i = 0; i < size; i++) {
@@ -220,6 +221,107 @@ async function elementwiseTable(backends: Backend[]): Promise<void> {
   }
 }
 
+/** One N-D case: a graph of variables `shapes`, timed forward and with every input's gradient. */
+interface NdCase {
+  label: string;
+  shapes: number[][];
+  build: (...xs: Node[]) => Node;
+  /** Floating-point operations of the forward value (the gradients cost about twice more). */
+  flops: number;
+}
+
+const ndCases: NdCase[] = [
+  {
+    label: "conv2d [64,1,28,28] * [8,1,5,5]",
+    shapes: [
+      [64, 1, 28, 28],
+      [8, 1, 5, 5],
+    ],
+    build: (x, w) => conv2d(x, w),
+    flops: 2 * 64 * 8 * 24 * 24 * 25,
+  },
+  {
+    label: "conv2d [64,8,12,12] * [16,8,5,5]",
+    shapes: [
+      [64, 8, 12, 12],
+      [16, 8, 5, 5],
+    ],
+    build: (x, w) => conv2d(x, w),
+    flops: 2 * 64 * 16 * 8 * 8 * 8 * 25,
+  },
+  {
+    label: "matmul [64,28,28] @ [28,128]",
+    shapes: [
+      [64, 28, 28],
+      [28, 128],
+    ],
+    build: (a, b) => matmul(a, b),
+    flops: 2 * 64 * 28 * 28 * 128,
+  },
+  {
+    label: "matmul [64,28,128] @ [64,28,128]ᵀ",
+    shapes: [
+      [64, 28, 128],
+      [64, 28, 128],
+    ],
+    build: (a, b) => matmul(a, b, { transB: true }),
+    flops: 2 * 64 * 28 * 128 * 28,
+  },
+  {
+    label: "matmul [64,28,28] @ [64,28,128]",
+    shapes: [
+      [64, 28, 28],
+      [64, 28, 128],
+    ],
+    build: (a, b) => matmul(a, b),
+    flops: 2 * 64 * 28 * 28 * 128,
+  },
+  {
+    label: "2-D equivalent: matmul [1792,28] @ [28,128]",
+    shapes: [
+      [1792, 28],
+      [28, 128],
+    ],
+    build: (a, b) => matmul(a, b),
+    flops: 2 * 1792 * 28 * 128,
+  },
+];
+
+/**
+ * The N-D ops through the Evaluator (the path a graph takes), forward value and every input's
+ * gradient in one run: GFLOP/s counting the forward's operations times 3.
+ */
+async function ndTable(backends: Backend[]): Promise<void> {
+  console.log("\n### N-D ops fp32, forward + every gradient, through the Evaluator (GFLOP/s)\n");
+  console.log(`| case | ${backends.map((b) => `${b.name}`).join(" | ")} | wasm/js |`);
+  console.log(`|---|${backends.map(() => "---:").join("|")}|---:|`);
+  for (const c of ndCases) {
+    const rates: number[] = [];
+    for (const backend of backends) {
+      setBackend(backend);
+      const xs = c.shapes.map((_, i) => variable(`x${i}`));
+      const y = c.build(...xs);
+      const u = variable("u");
+      const evaluator = new Evaluator([y, ...gradients(sum(y.mul(u)), xs)]);
+      const feeds = new Map<Node, Tensor>(
+        c.shapes.map((shape, i) => [xs[i], randomTensor(shape, i + 1)]),
+      );
+      feeds.set(u, randomTensor([...new Evaluator([y]).run(feeds)[0].shape], 9));
+      const seconds = await secondsPerCall(
+        `${backend.name} ${c.label}`,
+        () => void evaluator.run(feeds),
+        0.05,
+      );
+      setBackend(jsBackend);
+      rates.push((3 * c.flops) / seconds / 1e9);
+    }
+    const ratio = rates[rates.length - 1] / rates[0];
+    console.log(
+      `| ${c.label} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ${ratio.toFixed(1)}x |`,
+    );
+  }
+}
+
 /** Runs each backend's matmul for 0.5 s so V8 has tiered the WASM code up (Liftoff to TurboFan). */
 function warmUp(backends: Backend[]): void {
   const a = randomTensor([128, 128], 5);
@@ -247,3 +349,4 @@ await matmulTable("matmul fp32, transposes", transposed, backends);
 await matmulTable("matmul fp32, MLP 784-256-10 at batch 128", mlp, backends);
 await addTable(backends);
 await elementwiseTable([jsBackend, wasm]);
+await ndTable([jsBackend, wasm]);
