@@ -1,6 +1,6 @@
 /** Reverse-mode differentiation that builds the backward graph out of ordinary nodes. */
 import { checkNodeList, label, Node, peekNextId } from "../graph/node.js";
-import { fmtType } from "../graph/types.js";
+import { fmtType, shapesAgree } from "../graph/types.js";
 import { typeName } from "../tensor/options.js";
 import { add, onesLike, zerosLike } from "../graph/ops/elementwise.js";
 import { topoSort } from "../graph/topo.js";
@@ -165,12 +165,9 @@ export function pullbackOf(node: Node, outputGrad: Node): (Node | null)[] {
 
 /** Throws when `made`'s known shape differs from `like`'s (a rule's result must have its input's). */
 export function checkLike(where: string, what: string, made: Node, like: Node): void {
-  const a = made.shape;
-  const b = like.shape;
-  if (a === null || b === null) return;
-  const differs =
-    a.length !== b.length || a.some((d, i) => d !== null && b[i] !== null && d !== b[i]);
-  if (differs) {
-    throw new Error(`${where}: the ${what} has shape ${fmtType(a)}, expected ${fmtType(b)}`);
+  if (!shapesAgree(made.shape, like.shape)) {
+    throw new Error(
+      `${where}: the ${what} has shape ${fmtType(made.shape)}, expected ${fmtType(like.shape)}`,
+    );
   }
 }

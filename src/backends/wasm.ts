@@ -31,7 +31,7 @@ import {
   type Tensor,
   type TypedArray,
 } from "../tensor/tensor.js";
-import { batchedMatmul, jsBackend } from "../tensor/kernels/js.js";
+import { batchedMatmul, convOut, jsBackend } from "../tensor/kernels/js.js";
 import { checkOptions, typeName } from "../tensor/options.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
@@ -655,14 +655,14 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   function convPatches(
     x: Tensor,
     wShape: readonly number[],
-    { stride, padding }: ConvGeometry,
+    geometry: ConvGeometry,
     into: TypedArray | undefined,
     from: TypedArray | undefined,
   ): void {
+    const { stride, padding } = geometry;
     const [n, c, h, w] = x.shape;
     const [, , kh, kw] = wShape;
-    const oh = Math.floor((h + 2 * padding[0] - kh) / stride[0]) + 1;
-    const ow = Math.floor((w + 2 * padding[1] - kw) / stride[1]) + 1;
+    const [oh, ow] = convOut(x.shape, wShape, geometry);
     const d = x.data;
     let k = 0;
     for (let b = 0; b < n; b++) {
@@ -706,14 +706,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   const filterRows = (w: Tensor) => w.reshapeView([w.shape[0], w.size / w.shape[0]]);
 
   function conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor {
-    const { stride, padding } = geometry;
-    const out2 = (size: number, k: number, a: 0 | 1) =>
-      Math.floor((size + 2 * padding[a] - k) / stride[a]) + 1;
-    const [n, oh, ow] = [
-      x.shape[0],
-      out2(x.shape[2], w.shape[2], 0),
-      out2(x.shape[3], w.shape[3], 1),
-    ];
+    const n = x.shape[0];
+    const [oh, ow] = convOut(x.shape, w.shape, geometry);
     const cols = allocate([n * oh * ow, w.size / w.shape[0]], resultDType(x.dtype, w.dtype));
     convPatches(x, w.shape, geometry, cols.data, undefined);
     const rows = matmul(cols, filterRows(w), false, true);

@@ -66,6 +66,11 @@ export function setZeroGradient(build: (input: Node) => Node): void {
   zeroGradient = build;
 }
 
+/** zerosLike(x), for op families that elementwise.ts imports (so they cannot import it back). */
+export function zerosOf(x: Node): Node {
+  return zeroGradient!(x);
+}
+
 /**
  * Registers an op under its unique name (so plans can be rebuilt in workers) and returns it. Its
  * builder is the one place that makes nodes of it, with attrs of type `A`.
@@ -87,7 +92,7 @@ export function makeOp<A extends object = Attrs>(spec: OpSpec<A>): Op {
     ...spec,
     pullback,
     gradient: (node: Node, outputGrad: Node) =>
-      pullback(node, outputGrad).map((grad, i) => grad ?? zeroGradient!(node.inputs[i])),
+      pullback(node, outputGrad).map((grad, i) => grad ?? zerosOf(node.inputs[i])),
   } as Op;
 }
 

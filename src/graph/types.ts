@@ -58,9 +58,20 @@ export function broadcastDims(
 
 /** Whether a concrete shape fits a declared one (same rank, equal where the declared is known). */
 export function shapeFits(shape: readonly number[], declared: readonly Dim[] | null): boolean {
-  if (declared === null) return true;
-  if (shape.length !== declared.length) return false;
-  return declared.every((d, i) => d === null || d === shape[i]);
+  return shapesAgree(shape, declared);
+}
+
+/**
+ * Whether two partly known shapes can be one: unknown (null) shapes or dims agree with anything.
+ * A plain loop: the Evaluator checks every computed value with it.
+ */
+export function shapesAgree(a: readonly Dim[] | null, b: readonly Dim[] | null): boolean {
+  if (a === null || b === null) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== null && b[i] !== null && a[i] !== b[i]) return false;
+  }
+  return true;
 }
 
 /** The number of elements when every dim is known, else null. */

@@ -1,7 +1,7 @@
 /** Evaluator: runs a graph in topological order from a feed map. */
 import { checkFeed, checkNodeList, isPlaceholder, label, type Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
-import { fmtType } from "../graph/types.js";
+import { fmtType, shapeFits } from "../graph/types.js";
 import { typeName } from "../tensor/options.js";
 import {
   inBackendMemory,
@@ -139,7 +139,7 @@ export class Evaluator {
     }
     this.running = true;
     try {
-      this.placeFeeds(feeds instanceof Map ? feeds : this.feedsByName(feeds));
+      this.placeFeeds(feedMap("Evaluator.run", this.placeholders, feeds));
       return placeInBackend(() => this.compute(copyOut));
     } catch (error) {
       // Values of a failed run are left to the garbage collector, not pooled.
@@ -162,11 +162,6 @@ export class Evaluator {
       const data = outputs[i].data;
       if (this.ownedOutputs.delete(data)) releaseArray(data);
     }
-  }
-
-  /** A name-keyed feed object as a Map over this graph's variables; unknown names throw. */
-  private feedsByName(feeds: unknown): ReadonlyMap<Node, Tensor> {
-    return feedMap("Evaluator.run", this.placeholders, feeds);
   }
 
   /** Puts each feed the outputs need into its slot; rejects missing and non-Tensor feeds. */
@@ -336,12 +331,5 @@ export function computeNode(node: Node, inputs: Tensor[]): Tensor {
 /** Whether `value` has `node`'s known dtype and fits its known shape. */
 function fitsType(value: Tensor, node: Node): boolean {
   const { shape, dtype } = node.type;
-  if (dtype !== null && dtype !== value.dtype) return false;
-  if (shape === null) return true;
-  const actual = value.shape;
-  if (actual.length !== shape.length) return false;
-  for (let i = 0; i < shape.length; i++) {
-    if (shape[i] !== null && shape[i] !== actual[i]) return false;
-  }
-  return true;
+  return (dtype === null || dtype === value.dtype) && shapeFits(value.shape, shape);
 }

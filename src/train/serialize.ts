@@ -229,11 +229,8 @@ export function processStat(pid: number): { state: string; startTime: string } |
  */
 export function outputPathProblem(path: string): string | undefined {
   if (path === "") return "is empty: give a file name";
-  try {
-    refuseNonRegularTarget(path);
-  } catch (error) {
-    return (error as Error).message.replace(/^refusing to write .*?: it /, "");
-  }
+  const kind = nonRegularKind(path);
+  if (kind !== undefined) return `is ${kind}, not a regular file`;
   const dir = dirname(path);
   if (!existsSync(dir)) return `the directory ${dir} does not exist`;
   if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
@@ -252,25 +249,21 @@ export function outputPathProblem(path: string): string | undefined {
  * (`--save /dev/full` as root), a directory or a FIFO would replace it.
  */
 export function refuseNonRegularTarget(path: string): void {
+  const kind = nonRegularKind(path);
+  if (kind !== undefined) {
+    throw new Error(`refusing to write ${path}: it is ${kind}, not a regular file`);
+  }
+}
+
+/** What stands at `path` when it is not a regular file (undefined: a file, or nothing yet). */
+function nonRegularKind(path: string): string | undefined {
   let stat;
   try {
     stat = statSync(path);
   } catch {
-    return; // nothing there yet
+    return undefined; // nothing there yet
   }
-  if (stat.isFile()) return;
-  const kind = stat.isDirectory()
-    ? "a directory"
-    : stat.isCharacterDevice()
-      ? "a character device"
-      : stat.isBlockDevice()
-        ? "a block device"
-        : stat.isFIFO()
-          ? "a FIFO"
-          : stat.isSocket()
-            ? "a socket"
-            : "not a regular file";
-  throw new Error(`refusing to write ${path}: it is ${kind}, not a regular file`);
+  return stat.isFile() ? undefined : fileKind(stat);
 }
 
 /**
@@ -591,10 +584,12 @@ function readRegularFile(path: string, fail: (what: string) => never): Buffer {
   }
 }
 
+/** A file system entry's kind in words, for refusals: "a directory", "a character device". */
 function fileKind(stat: Stats): string {
   if (stat.isDirectory()) return "a directory";
   if (stat.isFIFO()) return "a FIFO";
-  if (stat.isCharacterDevice() || stat.isBlockDevice()) return "a device";
+  if (stat.isCharacterDevice()) return "a character device";
+  if (stat.isBlockDevice()) return "a block device";
   if (stat.isSocket()) return "a socket";
   return "not a plain file";
 }

@@ -461,6 +461,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
     }
   }
   const last = position.history[position.history.length - 1];
+  const rates = stepRates.rates();
   return {
     params: currentParams(shared, trainPlan.paramShapes),
     history: position.history,
@@ -468,9 +469,9 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
     epochsCompleted: position.epoch,
     stepSeconds,
     samples,
-    samplesPerSecond: stepRates.rates().all,
-    coldSamplesPerSecond: stepRates.rates().cold,
-    warmSamplesPerSecond: stepRates.rates().warm,
+    samplesPerSecond: rates.all,
+    coldSamplesPerSecond: rates.cold,
+    warmSamplesPerSecond: rates.warm,
     trainLoss: Number.isNaN(trainLoss) ? (last?.trainLoss ?? NaN) : trainLoss,
     threads: engine.threads,
     stopped,

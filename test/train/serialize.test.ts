@@ -257,7 +257,7 @@ describe("saveParams / loadParams", () => {
 
     it("anything but a regular file is refused before it is read (/dev/zero, a FIFO, a directory)", () => {
       expect(() => loadParams("/dev/zero")).toThrow(
-        "loadParams(/dev/zero): not a regular file (a device): parameter files are ordinary files",
+        "loadParams(/dev/zero): not a regular file (a character device): parameter files are ordinary files",
       );
       expect(() => loadParams(tmp)).toThrow(/not a regular file \(a directory\)/);
       const fifo = join(tmp, "params.fifo");

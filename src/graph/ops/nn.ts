@@ -8,7 +8,7 @@ import { normalizeAxes } from "../../tensor/shape.js";
 import { releaseArray, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type NodeOf, type Op } from "../op.js";
-import { fmtType, promoteTypes, type NodeType } from "../types.js";
+import { fmtType, promoteTypes, shapesAgree, type NodeType } from "../types.js";
 import { addByConst, div, exp, mul, neg, onesLike, pow, sub } from "./elementwise.js";
 import { mean, sum } from "./reduce.js";
 import { sumLike } from "./shape.js";
@@ -79,10 +79,8 @@ export function softmax(x: Node, options?: SoftmaxOptions): Node {
 function crossEntropyType([logits, targets]: readonly NodeType[]): NodeType {
   const { shape: a } = logits;
   const { shape: b } = targets;
-  if (a !== null && b !== null) {
-    const differ =
-      a.length !== b.length || a.some((d, i) => d !== null && b[i] !== null && d !== b[i]);
-    if (differ) throw new Error(`logits and targets shapes differ: ${fmtType(a)} vs ${fmtType(b)}`);
+  if (!shapesAgree(a, b)) {
+    throw new Error(`logits and targets shapes differ: ${fmtType(a)} vs ${fmtType(b)}`);
   }
   return { shape: a ?? b, dtype: promoteTypes(logits.dtype, targets.dtype) };
 }

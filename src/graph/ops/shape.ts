@@ -4,7 +4,7 @@ import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/
 import { tensor, type DType, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkNodeList, checkOptions, label, makeNode, Node } from "../node.js";
 import { typeName } from "../../tensor/options.js";
-import { defineOp, opByName, type Op } from "../op.js";
+import { defineOp, zerosOf, type Op } from "../op.js";
 import { fmtType, knownSize, promoteTypes, type Dim, type NodeType } from "../types.js";
 
 /** Options of {@link broadcastTo}. */
@@ -453,10 +453,8 @@ export const concatOp: Op = defineOp<{ axis: number }>({
   // sizes (so unknown sizes, a null batch, need no declaration).
   gradient: (node, g) => node.inputs.map((_, i) => concatPart(g, node.inputs, node.attrs.axis, i)),
   jvp: (node, tangents) => {
-    // zerosLike by the registry: elementwise.ts imports this module.
-    const zeros = (x: Node) => makeNode(opByName("zerosLike"), [x], {}, `zerosLike(${label(x)})`);
     return concat(
-      tangents.map((t, i) => t ?? zeros(node.inputs[i])),
+      tangents.map((t, i) => t ?? zerosOf(node.inputs[i])),
       { axis: node.attrs.axis },
     );
   },
@@ -499,8 +497,7 @@ export const concatPartOp: Op = defineOp<PartAttrs>({
   gradient: (node, gg) => {
     const [, ...parts] = node.inputs;
     const { axis, index } = node.attrs;
-    const zeros = (x: Node) => makeNode(opByName("zerosLike"), [x], {}, `zerosLike(${label(x)})`);
-    const pieces = parts.map((x, i) => (i === index ? gg : zeros(x)));
+    const pieces = parts.map((x, i) => (i === index ? gg : zerosOf(x)));
     return [concat(pieces, { axis }), ...parts.map(() => null)];
   },
   jvp: (node, [t]) =>

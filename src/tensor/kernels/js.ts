@@ -873,15 +873,19 @@ function convTaps(
   }
 }
 
-/** The output's spatial size of a convolution of an image [.., h, w] by a kernel [.., kh, kw]. */
-function convOut(h: number, w: number, kh: number, kw: number, g: ConvGeometry): [number, number] {
-  const out = (size: number, k: number, axis: 0 | 1) =>
-    Math.floor((size + 2 * g.padding[axis] - k) / g.stride[axis]) + 1;
-  return [out(h, kh, 0), out(w, kw, 1)];
+/** The output's spatial size [H', W'] of a convolution of x [N,C,H,W] by w [F,C,kH,kW]. */
+export function convOut(
+  xShape: readonly number[],
+  wShape: readonly number[],
+  g: ConvGeometry,
+): [number, number] {
+  const out = (axis: 0 | 1) =>
+    Math.floor((xShape[axis + 2] + 2 * g.padding[axis] - wShape[axis + 2]) / g.stride[axis]) + 1;
+  return [out(0), out(1)];
 }
 
 function conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor {
-  const [oh, ow] = convOut(x.shape[2], x.shape[3], w.shape[2], w.shape[3], geometry);
+  const [oh, ow] = convOut(x.shape, w.shape, geometry);
   const out = allocate([x.shape[0], w.shape[0], oh, ow], resultDType(x.dtype, w.dtype));
   const [xd, wd, yd] = [x.data, w.data, out.data];
   convTaps(x.shape, w.shape, [oh, ow], geometry, (xi, wi, yi) => (yd[yi] += xd[xi] * wd[wi]));
