@@ -5,6 +5,36 @@ import * as adj from "../../src/index.js";
 const run = (nodes: adj.Node[], feeds: Record<string, adj.Tensor>) =>
   new adj.Evaluator(nodes).run(feeds).map((t) => t.toArray());
 
+/**
+ * Trains `loss` over the rows of `x` (for X) with alternating two-class labels (for Y) on 1 and 2
+ * threads: the same bits on both, and a loss that falls over 3 epochs.
+ */
+async function sameBitsOnOneAndTwoThreads(
+  loss: adj.Node,
+  params: Map<adj.Node, adj.Tensor>,
+  [X, x]: [adj.Node, adj.Tensor],
+  Y: adj.Node,
+  batchSize: number,
+): Promise<void> {
+  const rows = x.shape[0];
+  const labels = Float32Array.from({ length: rows * 2 }, (_, i) => Number(i % 2 === (i >> 1) % 2));
+  const options = {
+    loss,
+    params,
+    data: new Map([
+      [X, x],
+      [Y, adj.tensor(labels, { shape: [rows, 2] })],
+    ]),
+    batchSize,
+    epochs: 3,
+    optimizer: { kind: "adam" as const, lr: 0.05 },
+  };
+  const one = await adj.fit({ ...options, threads: 1 });
+  const two = await adj.fit({ ...options, threads: 2 });
+  expect(two.paramsHash).toBe(one.paramsHash);
+  expect(one.history[2].loss).toBeLessThan(one.history[0].loss);
+}
+
 describe("batched matmul", () => {
   it("types at build time, as NumPy's matmul: batch axes broadcast, the last two multiply", () => {
     const X = adj.variable("X", { shape: [null, 28, 28] });
@@ -93,30 +123,12 @@ describe("maxPool2d", () => {
     const loss = adj.softmaxCrossEntropy(logits, Y);
     const wave = (n: number, seed: number) =>
       Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 3.1 + i * 0.7));
-    const options = {
-      loss,
-      params: new Map([
-        [K, adj.tensor(wave(18, 1), { shape: [2, 1, 3, 3] })],
-        [D, adj.tensor(wave(16, 2), { shape: [8, 2] })],
-      ]),
-      data: new Map([
-        [X, adj.tensor(wave(rows * 36, 3), { shape: [rows, 1, 6, 6] })],
-        [
-          Y,
-          adj.tensor(
-            Float32Array.from({ length: rows * 2 }, (_, i) => Number(i % 2 === (i >> 1) % 2)),
-            { shape: [rows, 2] },
-          ),
-        ],
-      ]),
-      batchSize: 8,
-      epochs: 3,
-      optimizer: { kind: "adam" as const, lr: 0.05 },
-    };
-    const one = await adj.fit({ ...options, threads: 1 });
-    const two = await adj.fit({ ...options, threads: 2 });
-    expect(two.paramsHash).toBe(one.paramsHash);
-    expect(one.history[2].loss).toBeLessThan(one.history[0].loss);
+    const params = new Map([
+      [K, adj.tensor(wave(18, 1), { shape: [2, 1, 3, 3] })],
+      [D, adj.tensor(wave(16, 2), { shape: [8, 2] })],
+    ]);
+    const x = adj.tensor(wave(rows * 36, 3), { shape: [rows, 1, 6, 6] });
+    await sameBitsOnOneAndTwoThreads(loss, params, [X, x], Y, 8);
   });
 });
 
@@ -220,30 +232,17 @@ describe("in fit(): the same bits on 1 and 2 threads", () => {
     const loss = adj.softmaxCrossEntropy(logits, Y);
     const value = (n: number, seed: number) =>
       adj.tensor(Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.3 + i * 1.9)));
-    const options = {
+    const params = new Map([
+      [W1, value(6, 1).reshapeView([2, 3])],
+      [W2, value(6, 2).reshapeView([2, 3])],
+      [W3, value(12, 3).reshapeView([6, 2])],
+    ]);
+    await sameBitsOnOneAndTwoThreads(
       loss,
-      params: new Map([
-        [W1, value(6, 1).reshapeView([2, 3])],
-        [W2, value(6, 2).reshapeView([2, 3])],
-        [W3, value(12, 3).reshapeView([6, 2])],
-      ]),
-      data: new Map([
-        [X, value(rows * 4, 4).reshapeView([rows, 4])],
-        [
-          Y,
-          adj.tensor(
-            Float32Array.from({ length: rows * 2 }, (_, i) => Number(i % 2 === (i >> 1) % 2)),
-            { shape: [rows, 2] },
-          ),
-        ],
-      ]),
-      batchSize: 16,
-      epochs: 3,
-      optimizer: { kind: "adam" as const, lr: 0.05 },
-    };
-    const one = await adj.fit({ ...options, threads: 1 });
-    const two = await adj.fit({ ...options, threads: 2 });
-    expect(two.paramsHash).toBe(one.paramsHash);
-    expect(one.history[2].loss).toBeLessThan(one.history[0].loss);
+      params,
+      [X, value(rows * 4, 4).reshapeView([rows, 4])],
+      Y,
+      16,
+    );
   });
 });
