@@ -4,7 +4,7 @@ import { existsSync, realpathSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { MAX_TENSOR_SIZE, Tensor, type DType } from "../tensor/tensor.js";
+import { firstNonFinite, MAX_TENSOR_SIZE, Tensor, type DType } from "../tensor/tensor.js";
 import { stateCount } from "../train/parallel/optimizer-kernels.js";
 import {
   chooseEngine,
@@ -350,7 +350,7 @@ function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
         `${path}: parameter "${name}" has shape [${entry.shape}], expected [${shape}]`,
       );
     }
-    const bad = entry.data.findIndex((v) => !Number.isFinite(v));
+    const bad = firstNonFinite(entry.data);
     if (bad >= 0) {
       throw new Error(
         `${path}: parameter "${name}" holds ${entry.data[bad]} at element ${bad}: a diverged or corrupt file; training from it would be NaN from the first step`,

@@ -12,7 +12,7 @@ import { typeName } from "../tensor/options.js";
 import { topoSort } from "../graph/topo.js";
 import { lowerGraph } from "../runtime/plan.js";
 import { fmtType } from "../graph/types.js";
-import { Tensor, type DType } from "../tensor/tensor.js";
+import { firstNonFinite, Tensor, type DType } from "../tensor/tensor.js";
 import { inProcessEngine } from "./engine.js";
 import { checkOptimizerConfig, type OptimizerConfig } from "./optimizers.js";
 import { poolEngine } from "./parallel/pool.js";
@@ -319,7 +319,7 @@ function prepare(options: FitOptions): {
   // A NaN in the data or an Infinity in a parameter would end as "training diverged" after a
   // step: named here, before any step.
   for (const [node, value] of all) {
-    const bad = value.data.findIndex((v: number) => !Number.isFinite(v));
+    const bad = firstNonFinite(value.data);
     if (bad >= 0) {
       const kind = params.has(node) ? "params" : data.has(node) ? "data" : "buffers";
       fail(
