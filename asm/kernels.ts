@@ -1017,3 +1017,156 @@ export function crossEntropyOf(
   if (width == 4) crossEntropy<f32>(x, t, loss, grad, rows, n);
   else crossEntropy<f64>(x, t, loss, grad, rows, n);
 }
+
+/**
+ * count products C_i = op(A_i) @ op(B_i), A_i at a + i * strideA bytes and B_i at b + i * strideB
+ * (a stride of 0 broadcasts one matrix), each the 2-D kernel's call; C_i dense (m x n) at
+ * c + i * m * n elements, so c needs (count - 1) * m * n + paddedRows(m) * paddedCols(n) elements:
+ * each product is written padded, then compacted before the next one overwrites its padding.
+ */
+function matmulBatch(
+  f32: bool,
+  a: usize,
+  b: usize,
+  pack: usize,
+  c: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  transA: bool,
+  transB: bool,
+  count: i32,
+  strideA: usize,
+  strideB: usize,
+): void {
+  const elem = f32 ? 4 : 8;
+  const rowBytes = n * elem;
+  const ldc = (f32 ? paddedColsF32(n) : paddedColsF64(n)) * elem;
+  const outBytes = <usize>m * rowBytes;
+  for (let i = 0; i < count; i++) {
+    const ci = c + <usize>i * outBytes;
+    const ai = a + <usize>i * strideA;
+    const bi = b + <usize>i * strideB;
+    if (f32) matmulF32(ai, bi, pack, ci, m, n, k, transA, transB, false);
+    else matmulF64(ai, bi, pack, ci, m, n, k, transA, transB);
+    compactRows(ci, m, rowBytes, ldc);
+  }
+}
+
+/** {@link matmulBatch} in f32. */
+export function matmulBatchF32(
+  a: usize,
+  b: usize,
+  pack: usize,
+  c: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  transA: bool,
+  transB: bool,
+  count: i32,
+  strideA: usize,
+  strideB: usize,
+): void {
+  matmulBatch(true, a, b, pack, c, m, n, k, transA, transB, count, strideA, strideB);
+}
+
+/** {@link matmulBatch} in f64. */
+export function matmulBatchF64(
+  a: usize,
+  b: usize,
+  pack: usize,
+  c: usize,
+  m: i32,
+  n: i32,
+  k: i32,
+  transA: bool,
+  transB: bool,
+  count: i32,
+  strideA: usize,
+  strideB: usize,
+): void {
+  matmulBatch(false, a, b, pack, c, m, n, k, transA, transB, count, strideA, strideB);
+}
+
+/**
+ * A convolution's patches of x [n, c, h, w] as the columns of cols [c*kh*kw, n*oh*ow] (row
+ * (ch, p, q), column (b, i, j) holds x[b, ch, i*sh - ph + p, j*sw - pw + q], 0 in the padding):
+ * with `scatter`, the reverse: x is zeroed and each column entry added back to its pixel (col2im).
+ * geometry: [n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow] as i32 at `dims`.
+ */
+function patches<T>(x: usize, cols: usize, dims: usize, scatter: bool): void {
+  const n = load<i32>(dims);
+  const c = load<i32>(dims, 4);
+  const h = load<i32>(dims, 8);
+  const w = load<i32>(dims, 12);
+  const kh = load<i32>(dims, 16);
+  const kw = load<i32>(dims, 20);
+  const sh = load<i32>(dims, 24);
+  const sw = load<i32>(dims, 28);
+  const ph = load<i32>(dims, 32);
+  const pw = load<i32>(dims, 36);
+  const oh = load<i32>(dims, 40);
+  const ow = load<i32>(dims, 44);
+  const shift = alignof<T>();
+  if (scatter) memory.fill(x, 0, (<usize>n * c * h * w) << shift);
+  let dst = cols;
+  for (let ch = 0; ch < c; ch++) {
+    for (let p = 0; p < kh; p++) {
+      for (let q = 0; q < kw; q++) {
+        // Output columns j whose input column j*sw - pw + q lies inside [0, w).
+        let j0 = 0;
+        while (j0 < ow && j0 * sw - pw + q < 0) j0++;
+        let j1 = ow;
+        while (j1 > j0 && (j1 - 1) * sw - pw + q >= w) j1--;
+        for (let b = 0; b < n; b++) {
+          const plane = x + ((<usize>(b * c + ch) * h * w) << shift);
+          for (let i = 0; i < oh; i++, dst += (<usize>ow) << shift) {
+            const row = i * sh - ph + p;
+            if (row < 0 || row >= h) {
+              if (!scatter) memory.fill(dst, 0, (<usize>ow) << shift);
+              continue;
+            }
+            const src = plane + ((<usize>(row * w + j0 * sw - pw + q)) << shift);
+            const step = (<usize>sw) << shift;
+            if (!scatter) {
+              for (let j = 0; j < j0; j++) store<T>(dst + ((<usize>j) << shift), <T>0);
+              for (let j = j1; j < ow; j++) store<T>(dst + ((<usize>j) << shift), <T>0);
+              if (sw == 1)
+                memory.copy(dst + ((<usize>j0) << shift), src, (<usize>(j1 - j0)) << shift);
+              else
+                for (let j = j0, s = src; j < j1; j++, s += step)
+                  store<T>(dst + ((<usize>j) << shift), load<T>(s));
+            } else {
+              for (let j = j0, s = src; j < j1; j++, s += step)
+                store<T>(s, load<T>(s) + load<T>(dst + ((<usize>j) << shift)));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** {@link patches} in f32. */
+export function patchesF32(x: usize, cols: usize, dims: usize, scatter: bool): void {
+  patches<f32>(x, cols, dims, scatter);
+}
+
+/** {@link patches} in f64. */
+export function patchesF64(x: usize, cols: usize, dims: usize, scatter: bool): void {
+  patches<f64>(x, cols, dims, scatter);
+}
+
+/** dst [b, a, s] = src [a, b, s]: swaps the two leading axes, s elements of `bytes` each a run. */
+export function swapLeading(src: usize, dst: usize, a: i32, b: i32, runBytes: usize): void {
+  for (let i = 0; i < a; i++) {
+    for (let j = 0; j < b; j++) {
+      memory.copy(
+        dst + <usize>(j * a + i) * runBytes,
+        src + <usize>(i * b + j) * runBytes,
+        runBytes,
+      );
+    }
+  }
+}

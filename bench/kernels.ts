@@ -10,6 +10,7 @@ import { jsBackend } from "../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../src/backends/wasm.js";
 import { sizeOf } from "../src/tensor/shape.js";
 import { release, tensor, type Tensor } from "../src/tensor/tensor.js";
+import { pythonPeers } from "./peers.js";
 import { conv2d, Evaluator, gradients, matmul, sum, variable, type Node } from "../src/index.js";
 
 /** One matmul case: op(A) @ op(B) with op(A) m x k and op(B) k x n. */
@@ -293,8 +294,15 @@ const ndCases: NdCase[] = [
  */
 async function ndTable(backends: Backend[]): Promise<void> {
   console.log("\n### N-D ops fp32, forward + every gradient, through the Evaluator (GFLOP/s)\n");
-  console.log(`| case | ${backends.map((b) => `${b.name}`).join(" | ")} | wasm/js |`);
-  console.log(`|---|${backends.map(() => "---:").join("|")}|---:|`);
+  // PyTorch CPU, one thread, the same cases (forward + autograd of every input), in this run.
+  const torch = pythonPeers("bench/peers/kernels_torch.py", [], "PyTorch");
+  const failed = torch.find((f) => f.error !== undefined);
+  if (failed) console.log(`(PyTorch not measured: ${failed.error})\n`);
+  const torchName = torch[0]?.peer ?? "PyTorch";
+  console.log(
+    `| case | ${backends.map((b) => `${b.name}`).join(" | ")} | wasm/js | ${torchName} | wasm/PyTorch |`,
+  );
+  console.log(`|---|${backends.map(() => "---:").join("|")}|---:|---:|---:|`);
   for (const c of ndCases) {
     const rates: number[] = [];
     for (const backend of backends) {
@@ -316,8 +324,12 @@ async function ndTable(backends: Backend[]): Promise<void> {
       rates.push((3 * c.flops) / seconds / 1e9);
     }
     const ratio = rates[rates.length - 1] / rates[0];
+    const peer = torch.find((f) => f.case === c.label)?.gflops;
+    const peerCells = peer
+      ? `${peer.toFixed(2)} | ${(rates[rates.length - 1] / peer).toFixed(2)}x`
+      : "- | -";
     console.log(
-      `| ${c.label} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ${ratio.toFixed(1)}x |`,
+      `| ${c.label} | ${rates.map((r) => r.toFixed(2)).join(" | ")} | ${ratio.toFixed(1)}x | ${peerCells} |`,
     );
   }
 }
@@ -344,9 +356,12 @@ console.log(
   `node ${process.version}, 1 thread, fp32; backends: ${backends.map((b) => b.name)} ` +
     `(wasm: the ${wasm.build} build)`,
 );
-await matmulTable("matmul fp32, square", square, backends);
-await matmulTable("matmul fp32, transposes", transposed, backends);
-await matmulTable("matmul fp32, MLP 784-256-10 at batch 128", mlp, backends);
-await addTable(backends);
-await elementwiseTable([jsBackend, wasm]);
+// `npm run bench:kernels -- --nd`: the N-D table alone.
+if (!process.argv.includes("--nd")) {
+  await matmulTable("matmul fp32, square", square, backends);
+  await matmulTable("matmul fp32, transposes", transposed, backends);
+  await matmulTable("matmul fp32, MLP 784-256-10 at batch 128", mlp, backends);
+  await addTable(backends);
+  await elementwiseTable([jsBackend, wasm]);
+}
 await ndTable([jsBackend, wasm]);

@@ -194,16 +194,22 @@ export function jaxSteps(jax: JaxApi, b: PeerBatch): (n: number) => Promise<void
 export interface PeerFigure {
   peer: string;
   samplesPerSecond?: number;
+  /** A kernel peer's case label and GFLOP/s (bench/peers/kernels_torch.py). */
+  case?: string;
+  gflops?: number;
   error?: string;
 }
 
 /**
- * Runs ../shared/peers/`script` with `$PEERS_PYTHON` (default python3; e.g. the venv the peers'
+ * Runs ../shared/peers/`script` (or this package's own `bench/peers/` script when `script` starts
+ * with "bench/") with `$PEERS_PYTHON` (default python3; e.g. the venv the peers'
  * README sets up: `PEERS_PYTHON=/tmp/peers-venv/bin/python npm run bench:train`) and returns the
  * JSON lines it printed; a missing python, script or package becomes a figure with an error.
  */
 export function pythonPeers(script: string, args: string[], peer: string): PeerFigure[] {
-  const path = join(packageRoot(), "..", "shared", "peers", script);
+  const path = script.startsWith("bench/")
+    ? join(packageRoot(), script)
+    : join(packageRoot(), "..", "shared", "peers", script);
   if (!existsSync(path)) return [{ peer, error: `${path} not found` }];
   try {
     const out = execFileSync(process.env.PEERS_PYTHON ?? "python3", [path, ...args], {

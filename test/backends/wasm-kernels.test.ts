@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { afterAll, describe, expect, it } from "vitest";
 import { setBackend } from "../../src/tensor/active.js";
-import { type BinaryKind } from "../../src/tensor/backend.js";
+import { type BinaryKind, type ConvGeometry } from "../../src/tensor/backend.js";
 import { useBackend } from "../../src/backends/select.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
 import {
@@ -195,5 +195,79 @@ describe.each([
         );
       }
     });
+  }
+});
+
+/** Each element of `got` within `rtol * sqrt(terms)` of `want` (relative, floor 1). */
+function expectClose(got: Tensor, want: Tensor, rtol: number, terms: number): void {
+  expect(got.shape).toEqual(want.shape);
+  for (let i = 0; i < want.size; i++) {
+    const tolerance = rtol * Math.max(1, Math.abs(want.data[i])) * Math.sqrt(terms);
+    expect(Math.abs(got.data[i] - want.data[i])).toBeLessThanOrEqual(tolerance);
+  }
+}
+
+describe("batched products and convolution on the wasm kernels, against js", () => {
+  // Stacks that pair up, one matrix broadcast by a zero stride (either side), rows not a multiple
+  // of the tile (the padded results compacted between products), and a mixed broadcast (the
+  // per-matrix path).
+  const stacks: [number[], number[]][] = [
+    [
+      [2, 3, 4],
+      [2, 4, 5],
+    ],
+    [
+      [4, 7, 9],
+      [1, 9, 6],
+    ],
+    [
+      [1, 5, 3],
+      [3, 2, 3, 8],
+    ],
+    [
+      [6, 28, 128],
+      [6, 128, 28],
+    ],
+    [
+      [3, 1, 2, 4],
+      [2, 4, 3],
+    ],
+  ];
+  for (const backend of [relaxed, plain, copied]) {
+    for (const dtype of ["float32", "float64"] as const) {
+      const rtol = dtype === "float32" ? 1e-5 : 1e-12;
+      it(`${backend.name} ${dtype}: stacked products on every transpose equal js's`, () => {
+        for (const [sa, sb] of stacks) {
+          for (const [transA, transB] of transposes) {
+            const swap = (s: number[], t: boolean) =>
+              t ? [...s.slice(0, -2), s[s.length - 1], s[s.length - 2]] : s;
+            const a = randomTensor(relaxed, swap(sa, transA), dtype, sa.length * 7 + 1);
+            const b = randomTensor(relaxed, swap(sb, transB), dtype, sb.length * 7 + 2);
+            const want = jsBackend.matmul(a, b, transA, transB);
+            expectClose(backend.matmul(a, b, transA, transB), want, rtol, sa[sa.length - 1]);
+          }
+        }
+      });
+      it(`${backend.name} ${dtype}: conv2d and both gradients equal js's (stride, padding)`, () => {
+        const cases: ({ x: number[]; w: number[] } & ConvGeometry)[] = [
+          { x: [3, 2, 9, 8], w: [4, 2, 3, 3], stride: [1, 1], padding: [0, 0] },
+          { x: [2, 3, 11, 10], w: [5, 3, 5, 4], stride: [2, 3], padding: [2, 1] },
+          { x: [1, 1, 6, 6], w: [2, 1, 6, 6], stride: [1, 1], padding: [1, 2] },
+        ];
+        for (const [i, { x: xs, w: ws, stride, padding }] of cases.entries()) {
+          const geometry: ConvGeometry = { stride, padding };
+          const x = randomTensor(relaxed, xs, dtype, 10 + i);
+          const w = randomTensor(relaxed, ws, dtype, 20 + i);
+          const want = jsBackend.conv2d(x, w, geometry);
+          const terms = ws[1] * ws[2] * ws[3];
+          expectClose(backend.conv2d(x, w, geometry), want, rtol, terms);
+          const g = randomTensor(relaxed, [...want.shape], dtype, 30 + i);
+          const gx = jsBackend.conv2dInputGrad(g, w, xs, geometry);
+          expectClose(backend.conv2dInputGrad(g, w, xs, geometry), gx, rtol, terms);
+          const gw = jsBackend.conv2dFilterGrad(x, g, ws, geometry);
+          expectClose(backend.conv2dFilterGrad(x, g, ws, geometry), gw, rtol, want.size);
+        }
+      });
+    }
   }
 });
