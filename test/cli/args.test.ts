@@ -19,7 +19,6 @@ describe("parseTrainArgs", () => {
       model: "mlp",
       dtype: "float32",
       backend: "wasm",
-      lrSchedule: "constant",
       seed: 0,
       json: false,
       resume: false,
@@ -158,10 +157,10 @@ describe("parseTrainArgs", () => {
     [["--weight-decay", "-1"], /^--weight-decay: must be >= 0, got "-1"$/, "--weight-decay"],
     [
       ["--dataset", "cifar"],
-      /^--dataset: unknown dataset "cifar" \(expected digits, mnist\)$/,
+      /^--dataset: unknown dataset "cifar" \(expected digits, mnist, mnist-full\)$/,
       "--dataset",
     ],
-    [["--model", "cnn"], /^--model: unknown model "cnn"/, "--model"],
+    [["--model", "rnn"], /^--model: unknown model "rnn"/, "--model"],
     [["--optimizer", "rmsprop"], /^--optimizer: unknown optimizer "rmsprop"/, "--optimizer"],
     [["--dtype", "float16"], /^--dtype: unknown dtype "float16"/, "--dtype"],
     [["--backend", "gpu"], /^--backend: unknown backend "gpu"/, "--backend"],
@@ -202,7 +201,7 @@ describe("parseTrainArgs", () => {
 
   it("keeps messages on one line even for values with newlines", () => {
     expect(usageError(["--dataset", "a\nb"]).message).toBe(
-      '--dataset: unknown dataset "a\\nb" (expected digits, mnist)',
+      '--dataset: unknown dataset "a\\nb" (expected digits, mnist, mnist-full)',
     );
   });
 });

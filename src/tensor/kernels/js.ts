@@ -441,6 +441,23 @@ function sumInto(x: Tensor, axes: readonly number[], o: TypedArray): void {
   const d = x.data;
   if (d.length === 0) return;
   const blocks = reductionBlocks(x.shape, axes);
+  const [sizes, reduced] = blocks ? [[], []] : mergeDims(x.shape, (i) => axes.includes(i));
+  if (sizes.length === 3 && reduced[0] && !reduced[1] && reduced[2]) {
+    // Reduced, kept, reduced (a convolution's bias gradient, [N,F,H,W] -> F): each output adds
+    // its runs in the row-major order of x, rounded as a store into o would round.
+    const [outer, kept, inner] = sizes;
+    const f32 = x.dtype === "float32";
+    for (let b = 0, p = 0; b < outer; b++) {
+      for (let f = 0; f < kept; f++) {
+        let s = o[f];
+        const end = p + inner;
+        if (f32) for (; p < end; p++) s = Math.fround(s + d[p]);
+        else for (; p < end; p++) s += d[p];
+        o[f] = s;
+      }
+    }
+    return;
+  }
   if (!blocks) {
     const index = reductionIndex(x.shape, axes);
     for (let i = 0; i < d.length; i++) o[index[i]] += d[i];
@@ -939,6 +956,29 @@ function poolArgmax(
   const at = new Int32Array(n * c * oh * ow);
   const d = x.data;
   let k = 0;
+  if (size[0] === 2 && size[1] === 2 && stride[0] === 2 && stride[1] === 2) {
+    // The common 2x2 window at stride 2, unrolled: the same choice in the same order.
+    for (let plane = 0; plane < n * c; plane++) {
+      for (let i = 0; i < oh; i++) {
+        const top = (plane * h + 2 * i) * w;
+        for (let j = 0; j < ow; j++) {
+          const first = top + 2 * j;
+          let best = first;
+          let v = d[first];
+          for (let t = 1; t < 4; t++) {
+            const index = first + (t & 1) + (t >> 1) * w;
+            const u = d[index];
+            if (u > v || (u !== u && v === v)) {
+              best = index;
+              v = u;
+            }
+          }
+          at[k++] = best;
+        }
+      }
+    }
+    return { at, shape: [n, c, oh, ow] };
+  }
   for (let plane = 0; plane < n * c; plane++) {
     for (let i = 0; i < oh; i++) {
       for (let j = 0; j < ow; j++) {
