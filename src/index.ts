@@ -94,6 +94,10 @@ export {
   oneHot,
 } from "./train/data.js";
 export type { Dataset, Split } from "./train/data.js";
+export { loadMnistFull, parseIdx } from "./train/idx.js";
+export type { IdxArray } from "./train/idx.js";
+export { Layers, classificationAccuracy } from "./train/layers.js";
+export type { LayersOptions, InitName, Initializer } from "./train/layers.js";
 export { Rng } from "./train/random.js";
 export { train, accuracy } from "./train/trainer.js";
 export { exportModelOnnx } from "./train/export.js";

@@ -706,11 +706,14 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   // are the transposed products, the input's added back from its columns (col2im). Measured on
   // the MNIST CNN's shapes: the JS im2col loop this replaced took 61% of a conv layer's time.
   const geometryBlock = h.allocate(12, "float32")!;
-  // NOTE: i32 words over a block held for the backend's life (the view must not outlive it).
+  // NOTE: i32 words over the block. The arena frees a block when its array is collected, so the
+  // block's own array must stay reachable as long as the view is used: setGeometry reads its
+  // address through it on every call (an address taken once let V8 collect the array, and the
+  // reused block was overwritten mid-step: found by a second in-process cnn run's other bits).
   const geometryWords = new Int32Array(geometryBlock.buffer, geometryBlock.byteOffset, 12);
-  const geometryAt = h.addressOf(geometryBlock);
+  let geometryAt = 0;
 
-  /** Writes the patches kernel's geometry words; returns [oh, ow]. */
+  /** Writes the patches kernel's geometry words (at geometryAt); returns [oh, ow]. */
   function setGeometry(
     xShape: readonly number[],
     wShape: readonly number[],
@@ -719,6 +722,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     const [oh, ow] = convOut(xShape, wShape, geometry);
     const { stride, padding } = geometry;
     geometryWords.set([...xShape, ...wShape.slice(2), ...stride, ...padding, oh, ow]);
+    geometryAt = h.addressOf(geometryBlock);
     return [oh, ow];
   }
 
