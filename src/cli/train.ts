@@ -246,17 +246,25 @@ export async function main(
       },
       shouldStop: () => stopSignal !== undefined,
       onStep: (info) => {
-        if (!io.isTTY || !io.progress) return;
         const now = performance.now();
-        if (now - lastDraw < 100 && info.batch + 1 < info.batchesPerEpoch) return;
-        lastDraw = now;
-        io.progress(progressBar(info, epochs));
+        const totalSteps = Math.min(opts.steps ?? Infinity, epochs * info.batchesPerEpoch);
+        if (io.isTTY && io.progress) {
+          if (now - lastDraw < 100 && info.batch + 1 < info.batchesPerEpoch) return;
+          lastDraw = now;
+          io.progress(progressBar(info, epochs, totalSteps));
+        } else if (now - lastDraw >= PLAIN_PROGRESS_MS) {
+          // Not a terminal (a log, a pipe): a plain line now and then in a long epoch.
+          if (lastDraw > 0) io.out(progressLine(info, epochs, totalSteps));
+          lastDraw = now;
+        }
       },
       onEpoch: (record) => {
         if (io.isTTY && io.progress) io.progress("");
+        const testLoss =
+          record.testLoss === undefined ? "" : `  test loss ${record.testLoss.toFixed(4)}`;
         io.out(
           `epoch ${String(record.epoch).padStart(3)}/${epochs}  train loss ${record.trainLoss.toFixed(4)}  ` +
-            `test accuracy ${(record.testAccuracy * 100).toFixed(2)}%  ${record.seconds.toFixed(2)} s`,
+            `test accuracy ${(record.testAccuracy * 100).toFixed(2)}%${testLoss}  ${record.seconds.toFixed(2)} s`,
         );
       },
     });
@@ -485,16 +493,33 @@ export function checkModelMemory(
 }
 
 /** One line of progress: epoch, bar, step, loss, samples/s, ETA. */
-function progressBar(info: StepInfo, epochs: number): string {
+function progressBar(info: StepInfo, epochs: number, totalSteps: number): string {
   const done = (info.batch + 1) / info.batchesPerEpoch;
   const width = 24;
   const filled = Math.round(done * width);
-  const remainingSamples = (info.batchesPerEpoch - info.batch - 1) * info.batchSize;
-  const etaSeconds = info.samplesPerSecond > 0 ? remainingSamples / info.samplesPerSecond : 0;
   return (
     `epoch ${info.epoch + 1}/${epochs} [${"=".repeat(filled)}${" ".repeat(width - filled)}] ` +
-    `step ${info.step} loss ${info.loss.toFixed(4)} ${info.samplesPerSecond.toFixed(0)} samples/s ETA ${etaSeconds.toFixed(1)} s`
+    `step ${info.step}/${totalSteps} loss ${info.loss.toFixed(4)} ${info.samplesPerSecond.toFixed(0)} samples/s, ${timeLeft(info, totalSteps)} left`
   );
+}
+
+/** Milliseconds between the plain progress lines of a run whose output is not a terminal. */
+const PLAIN_PROGRESS_MS = 15_000;
+
+/** One plain progress line: epoch, steps done of all, loss, speed and the run's time left. */
+function progressLine(info: StepInfo, epochs: number, totalSteps: number): string {
+  const percent = ((100 * info.step) / totalSteps).toFixed(0);
+  return `progress: epoch ${info.epoch + 1}/${epochs}, step ${info.step}/${totalSteps} (${percent}%), loss ${info.loss.toFixed(4)}, ${info.samplesPerSecond.toFixed(0)} samples/s, ${timeLeft(info, totalSteps)} left`;
+}
+
+/** The run's remaining steps at the current speed, as "1 min 5 s" (evaluations not counted). */
+function timeLeft(info: StepInfo, totalSteps: number): string {
+  const seconds =
+    info.samplesPerSecond > 0
+      ? ((totalSteps - info.step) * info.batchSize) / info.samplesPerSecond
+      : 0;
+  const minutes = Math.floor(seconds / 60);
+  return minutes > 0 ? `${minutes} min ${Math.round(seconds % 60)} s` : `${seconds.toFixed(1)} s`;
 }
 
 /** Whether this module is the program being run (also through a bin symlink, as npx runs it). */

@@ -5,6 +5,8 @@ export interface EpochRecord {
   epoch: number;
   trainLoss: number;
   testAccuracy: number;
+  /** The mean loss over the test rows, drawn beside the train loss where recorded. */
+  testLoss?: number;
 }
 
 const WIDTH = 720;
@@ -12,6 +14,7 @@ const PANEL_HEIGHT = 240;
 const MARGIN = { left: 72, right: 24, top: 56, bottom: 48, between: 64 };
 const LOSS_COLOR = "#1f77b4";
 const ACCURACY_COLOR = "#d62728";
+const TEST_LOSS_COLOR = "#ff7f0e";
 
 /** Escapes text for SVG element content and attribute values. */
 export function escapeXml(text: string): string {
@@ -54,26 +57,47 @@ export function renderCurvesSvg(
     `<text x="${MARGIN.left + 30}" y="${legendY + 4}">train loss</text>`,
     `<line x1="${MARGIN.left + 130}" y1="${legendY}" x2="${MARGIN.left + 154}" y2="${legendY}" stroke="${ACCURACY_COLOR}" stroke-width="2"/>`,
     `<text x="${MARGIN.left + 160}" y="${legendY + 4}">test accuracy</text>`,
-    `</g>`,
   );
+  const withTestLoss = history.some((h) => h.testLoss !== undefined);
+  if (withTestLoss) {
+    parts.push(
+      `<line x1="${MARGIN.left + 270}" y1="${legendY}" x2="${MARGIN.left + 294}" y2="${legendY}" stroke="${TEST_LOSS_COLOR}" stroke-width="2" stroke-dasharray="5,3"/>`,
+      `<text x="${MARGIN.left + 300}" y="${legendY + 4}">test loss</text>`,
+    );
+  }
+  parts.push(`</g>`);
 
-  const panels = [
-    { key: "trainLoss", label: "train loss", color: LOSS_COLOR, clampUnit: false },
-    { key: "testAccuracy", label: "test accuracy", color: ACCURACY_COLOR, clampUnit: true },
-  ] as const;
+  type Key = "trainLoss" | "testLoss" | "testAccuracy";
+  const value = (h: EpochRecord, key: Key): number => h[key] ?? NaN;
+  const panels: { label: string; clampUnit: boolean; series: { key: Key; color: string }[] }[] = [
+    {
+      label: withTestLoss ? "loss" : "train loss",
+      clampUnit: false,
+      series: [
+        { key: "trainLoss", color: LOSS_COLOR },
+        ...(withTestLoss ? [{ key: "testLoss" as const, color: TEST_LOSS_COLOR }] : []),
+      ],
+    },
+    {
+      label: "test accuracy",
+      clampUnit: true,
+      series: [{ key: "testAccuracy", color: ACCURACY_COLOR }],
+    },
+  ];
   let skipped = 0;
   panels.forEach((panel, index) => {
     const top = MARGIN.top + index * (PANEL_HEIGHT + MARGIN.between);
     const bottom = top + PANEL_HEIGHT;
-    const points = history.filter((h) => Number.isFinite(h.epoch) && Number.isFinite(h[panel.key]));
-    skipped += history.length - points.length;
-    let yRange = niceRange(points.map((h) => h[panel.key]));
+    const finite = (key: Key) =>
+      history.filter((h) => Number.isFinite(h.epoch) && Number.isFinite(value(h, key)));
+    const all = panel.series.flatMap(({ key }) => finite(key).map((h) => value(h, key)));
+    let yRange = niceRange(all);
     if (panel.clampUnit) yRange = { lo: Math.max(0, yRange.lo), hi: Math.min(1, yRange.hi) };
     if (yRange.hi <= yRange.lo) yRange = { lo: yRange.lo, hi: yRange.lo + 1 };
     const toY = (v: number): number =>
       bottom - ((v - yRange.lo) / (yRange.hi - yRange.lo)) * PANEL_HEIGHT;
 
-    parts.push(`<g class="panel" id="${panel.key}">`);
+    parts.push(`<g class="panel" id="${panel.series[0].key}">`);
     // Grid lines and tick labels.
     const yTicks = ticks(yRange);
     for (const t of yTicks.values) {
@@ -97,13 +121,21 @@ export function renderCurvesSvg(
       `<text x="${MARGIN.left + plotWidth / 2}" y="${bottom + 34}" text-anchor="middle">epoch</text>`,
       `<text x="18" y="${top + PANEL_HEIGHT / 2}" text-anchor="middle" transform="rotate(-90 18 ${top + PANEL_HEIGHT / 2})">${escapeXml(panel.label)}</text>`,
     );
-    const coords = points.map((h) => `${round(toX(h.epoch))},${round(toY(h[panel.key]))}`);
-    parts.push(
-      `<polyline class="series" data-series="${panel.key}" fill="none" stroke="${panel.color}" stroke-width="2" points="${coords.join(" ")}"/>`,
-    );
-    for (const c of coords) {
-      const [cx, cy] = c.split(",");
-      parts.push(`<circle cx="${cx}" cy="${cy}" r="2.5" fill="${panel.color}"/>`);
+    for (const { key, color } of panel.series) {
+      const points = finite(key);
+      // A series recorded on only some epochs (test loss from older checkpoints) skips the rest.
+      if (key === "testLoss")
+        skipped += history.filter((h) => h.testLoss !== undefined).length - points.length;
+      else skipped += history.length - points.length;
+      const coords = points.map((h) => `${round(toX(h.epoch))},${round(toY(value(h, key)))}`);
+      const dash = key === "testLoss" ? ` stroke-dasharray="5,3"` : "";
+      parts.push(
+        `<polyline class="series" data-series="${key}" fill="none" stroke="${color}" stroke-width="2"${dash} points="${coords.join(" ")}"/>`,
+      );
+      for (const c of coords) {
+        const [cx, cy] = c.split(",");
+        parts.push(`<circle cx="${cx}" cy="${cy}" r="2.5" fill="${color}"/>`);
+      }
     }
     parts.push(`</g>`);
   });

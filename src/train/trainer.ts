@@ -164,7 +164,7 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     meanLoss: true,
     evaluateEpoch: (params) => {
       try {
-        return accuracy(spec, params, split.test);
+        return testMetrics(spec, params, split.test);
       } catch (error) {
         // The epoch's parameters are not lost to a failed evaluation: the caller saves them first.
         if (!options.onTrained) throw error;
@@ -222,6 +222,8 @@ export interface RunEpoch {
   epoch: number;
   trainLoss: number;
   testAccuracy?: number;
+  /** The mean cross-entropy over the test rows. */
+  testLoss?: number;
 }
 
 /**
@@ -244,8 +246,8 @@ export interface TrainingRun {
   meanLoss: boolean;
   /** Shuffle the rows every epoch (default true); false keeps their order. */
   shuffle?: boolean;
-  /** The test metric of an epoch's parameters, kept in its history record. */
-  evaluateEpoch?: (params: Tensor[]) => number;
+  /** The test metrics of an epoch's parameters, kept in its history record. */
+  evaluateEpoch?: (params: Tensor[]) => { accuracy: number; loss: number };
   checkpoint?: CheckpointSpec;
   onStep?: (info: StepInfo) => void;
   onEpoch?: (record: RunEpoch & { seconds: number }) => void;
@@ -446,7 +448,11 @@ export async function runTraining(run: TrainingRun): Promise<TrainingOutcome> {
         );
       }
       const record: RunEpoch = { epoch: epoch + 1, trainLoss };
-      if (run.evaluateEpoch) record.testAccuracy = run.evaluateEpoch(epochParams);
+      if (run.evaluateEpoch) {
+        const { accuracy, loss } = run.evaluateEpoch(epochParams);
+        record.testAccuracy = accuracy;
+        record.testLoss = loss;
+      }
       position.history.push(record);
       position = {
         epoch: epoch + 1,
@@ -578,6 +584,16 @@ export function accuracy(
   data: Dataset,
   chunk = 1000,
 ): number {
+  return testMetrics(spec, params, data, chunk).accuracy;
+}
+
+/** The accuracy and the mean cross-entropy of the model over `data`'s rows. */
+export function testMetrics(
+  spec: ModelSpec,
+  params: readonly Tensor[],
+  data: Dataset,
+  chunk = 1000,
+): { accuracy: number; loss: number } {
   const X = variable("X");
   const paramNodes = paramSpecs(spec).map((p) => variable(p.name));
   const dtype = params[0].dtype;
@@ -595,15 +611,21 @@ export function accuracy(
   });
   const [n, classes] = [data.X.shape[0], logits.shape[1]];
   let correct = 0;
+  let loss = 0;
+  const z = logits.data;
   for (let r = 0; r < n; r++) {
+    const row = r * classes;
     let best = 0;
-    for (let c = 1; c < classes; c++)
-      if (logits.data[r * classes + c] > logits.data[r * classes + best]) best = c;
+    for (let c = 1; c < classes; c++) if (z[row + c] > z[row + best]) best = c;
     if (best === data.y[r]) correct++;
+    // -log softmax at the label: log-sum-exp shifted by the row's largest logit.
+    let total = 0;
+    for (let c = 0; c < classes; c++) total += Math.exp(z[row + c] - z[row + best]);
+    loss += Math.log(total) - (z[row + data.y[r]] - z[row + best]);
   }
   // Evaluation-sized arrays are not reused by training steps: hand them back to the GC.
   clearPool();
-  return n > 0 ? correct / n : NaN;
+  return n > 0 ? { accuracy: correct / n, loss: loss / n } : { accuracy: NaN, loss: NaN };
 }
 
 /** The `extra.kind` of a checkpoint file (a parameter file has none). */
@@ -762,10 +784,15 @@ function checkPosition(path: string, value: unknown, run: RunShape): Position {
     const accuracyOk =
       e?.testAccuracy === undefined ||
       (typeof e.testAccuracy === "number" && e.testAccuracy >= 0 && e.testAccuracy <= 1);
+    // NaN where the loss was not finite: JSON writes it as null.
+    const lossOk =
+      e?.testLoss === undefined || e.testLoss === null || typeof e.testLoss === "number";
     const ok =
       typeof e === "object" &&
       e !== null &&
-      Object.keys(e).length === (e.testAccuracy === undefined ? 2 : 3) &&
+      Object.keys(e).length ===
+        2 + (e.testAccuracy === undefined ? 0 : 1) + (e.testLoss === undefined ? 0 : 1) &&
+      lossOk &&
       e.epoch === i + 1 &&
       typeof e.trainLoss === "number" &&
       Number.isFinite(e.trainLoss) &&

@@ -184,7 +184,7 @@ describe("train CLI: runs on digits", () => {
     const bars = c.progress.filter((p) => p !== "");
     expect(bars.length).toBeGreaterThan(0);
     expect(bars[0]).toMatch(
-      /^epoch 1\/\d+ \[=* *\] step 1 loss \d+\.\d+ \d+ samples\/s ETA \d+\.\d s$/,
+      /^epoch 1\/\d+ \[=* *\] step 1\/3 loss \d+\.\d+ \d+ samples\/s, \d+\.\d s left$/,
     );
   });
 
@@ -270,9 +270,9 @@ describe("train CLI: runs on digits", () => {
     expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     expect(svg.trimEnd()).toMatch(/<\/svg>$/);
     const series = [...svg.matchAll(/<polyline [^>]*data-series="(\w+)"[^>]* points="([^"]*)"/g)];
-    expect(series.map((m) => m[1])).toEqual(["trainLoss", "testAccuracy"]);
+    expect(series.map((m) => m[1])).toEqual(["trainLoss", "testLoss", "testAccuracy"]);
     for (const m of series) expect(m[2].trim().split(/\s+/)).toHaveLength(3);
-    expect(svg.match(/<circle /g)).toHaveLength(6);
+    expect(svg.match(/<circle /g)).toHaveLength(9);
     expect(readdirSync(dir)).toEqual(["curves.svg"]);
   });
 

@@ -184,3 +184,34 @@ describe("Layers and classificationAccuracy", () => {
     expect(classificationAccuracy(logits, data, Int32Array.from([1, 0, 1]))).toBeCloseTo(2 / 3, 15);
   });
 });
+
+describe("the per-epoch test metrics", () => {
+  it("testMetrics' loss is the mean cross-entropy the loss op computes, its accuracy argmax's", async () => {
+    const { testMetrics } = await import("../../src/train/trainer.js");
+    const { evaluate } = await import("../../src/train/evaluate.js");
+    const spec = modelSpec("cnn", 784, [], 10, "tutorial");
+    const params = initParams(spec, new Rng(2), "float64");
+    const n = 40;
+    const X = new Tensor(
+      Float64Array.from({ length: n * 784 }, (_, i) => ((i * 7919) % 255) / 255),
+      [n, 784],
+    );
+    const y = Int32Array.from({ length: n }, (_, i) => (i * 3) % 10);
+    const Xn = variable("X");
+    const Yn = variable("Y");
+    const nodes = paramSpecs(spec).map((p) => variable(p.name));
+    const logits = forward(spec, Xn, nodes);
+    const feeds = new Map(nodes.map((p, i) => [p, params[i]]));
+    const [loss] = evaluate(
+      [softmaxCrossEntropy(logits, Yn)],
+      new Map([
+        [Xn, X],
+        [Yn, oneHot(y, 10)],
+      ]),
+      { feeds },
+    );
+    const metrics = testMetrics(spec, params, { X, y, classes: 10 });
+    expect(metrics.loss).toBeCloseTo(loss.data[0], 12);
+    expect(metrics.accuracy).toBe(classificationAccuracy(logits, new Map([[Xn, X]]), y, feeds));
+  });
+});
