@@ -1170,3 +1170,58 @@ export function swapLeading(src: usize, dst: usize, a: i32, b: i32, runBytes: us
     }
   }
 }
+
+/**
+ * Max-pooling by the first maximum of each window of x [planes, h, w] (a NaN wins, its first):
+ * out[k] = u[best] for window k (the pooled values when u is x), or with `scatter` out (x's
+ * size) zeroed, then out[best] += u[k] window by window (the gradient), the js kernels' order.
+ * geometry: [planes, h, w, oh, ow, kh, kw, sh, sw] as i32 at `dims`.
+ */
+function pool<T>(x: usize, u: usize, out: usize, dims: usize, scatter: bool): void {
+  const planes = load<i32>(dims);
+  const h = load<i32>(dims, 4);
+  const w = load<i32>(dims, 8);
+  const oh = load<i32>(dims, 12);
+  const ow = load<i32>(dims, 16);
+  const kh = load<i32>(dims, 20);
+  const kw = load<i32>(dims, 24);
+  const sh = load<i32>(dims, 28);
+  const sw = load<i32>(dims, 32);
+  const shift = alignof<T>();
+  if (scatter) memory.fill(out, 0, (<usize>planes * h * w) << shift);
+  let k = 0;
+  for (let plane = 0; plane < planes; plane++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++, k++) {
+        let best = (plane * h + i * sh) * w + j * sw;
+        let v = load<T>(x + ((<usize>best) << shift));
+        for (let p = 0; p < kh; p++) {
+          const row = (plane * h + i * sh + p) * w + j * sw;
+          for (let q = 0; q < kw; q++) {
+            const e = load<T>(x + ((<usize>(row + q)) << shift));
+            if (e > v || (e != e && v == v)) {
+              best = row + q;
+              v = e;
+            }
+          }
+        }
+        if (scatter) {
+          const o = out + ((<usize>best) << shift);
+          store<T>(o, load<T>(o) + load<T>(u + ((<usize>k) << shift)));
+        } else {
+          store<T>(out + ((<usize>k) << shift), load<T>(u + ((<usize>best) << shift)));
+        }
+      }
+    }
+  }
+}
+
+/** {@link pool} in f32. */
+export function poolF32(x: usize, u: usize, out: usize, dims: usize, scatter: bool): void {
+  pool<f32>(x, u, out, dims, scatter);
+}
+
+/** {@link pool} in f64. */
+export function poolF64(x: usize, u: usize, out: usize, dims: usize, scatter: bool): void {
+  pool<f64>(x, u, out, dims, scatter);
+}

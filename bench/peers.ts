@@ -227,3 +227,24 @@ export function pythonPeers(script: string, args: string[], peer: string): PeerF
     return [{ peer, error: reason }];
   }
 }
+
+/**
+ * Runs ../shared/peers/`script` (a JS peer) with this Node in this package's root, where its
+ * packages (devDependencies) resolve; the JSON line it printed, or why there is none.
+ */
+export function nodePeer(script: string, args: string[], peer: string): PeerFigure {
+  const path = join(packageRoot(), "..", "shared", "peers", script);
+  if (!existsSync(path)) return { peer, error: `${path} not found` };
+  try {
+    const out = execFileSync(process.execPath, [path, ...args], {
+      cwd: packageRoot(),
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const line = out.split("\n").find((l) => l.startsWith("{"));
+    if (line === undefined) return { peer, error: "printed no JSON line" };
+    return { ...(JSON.parse(line) as PeerFigure), peer };
+  } catch (error) {
+    return { peer, error: (error as Error).message.split("\n")[0] };
+  }
+}

