@@ -34,8 +34,8 @@ it.each(examples.map((code, i) => [i + 1, code] as const))(
     const long = /fit\(\{/.test(code) && /loadMnistFull\(\)/.test(code);
     const full = !long || process.env.ADJOINT_README_FULL === "1";
     if (!full) {
-      expect(code).toMatch(/\n  batchSize: \d+,\n/);
-      code = code.replace(/\n  batchSize: (\d+),\n/, "\n  batchSize: $1,\n  steps: 40,\n");
+      expect(code).toMatch(/\n {2}batchSize: \d+,\n/);
+      code = code.replace(/\n {2}batchSize: (\d+),\n/, "\n  batchSize: $1,\n  steps: 40,\n");
     }
     const js = ts.transpileModule(code, {
       compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
