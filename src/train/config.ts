@@ -161,6 +161,12 @@ function archDefaults(model: "cnn" | "transformer", arch: ArchName | undefined):
  */
 export function shardCountFor(spec: ModelSpec, batchSize: number): number {
   if (estimatedStepMs(spec, batchSize) < MIN_PARALLEL_STEP_MS) return 1;
+  if (spec.arch !== undefined) {
+    // A cnn or transformer row costs 10-100x an MLP's: shards of 25 rows and more are worth a
+    // thread, in a power of two so that 2, 4, 8 or 16 threads share them evenly (batch 50, the
+    // course's: 2 shards of 25; 64: 2 of 32; 128: 4; 512: 16).
+    return Math.min(16, 2 ** Math.max(0, Math.floor(Math.log2(batchSize / 25))));
+  }
   return defaultMicroShards(batchSize);
 }
 
