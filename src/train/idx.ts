@@ -81,7 +81,8 @@ function readSide(dir: string, prefix: string, count: number | undefined, dtype:
   }
   const bad = labels.data.findIndex((v) => v > 9);
   if (bad >= 0) throw new Error(`${labels.path}: label ${bad} is ${labels.data[bad]}, not 0-9`);
-  const X = allocate([n, 784], dtype, false, false);
+  // In shared memory: the trainer's workers read it in place instead of a second copy.
+  const X = allocate([n, 784], dtype, true, false);
   for (let i = 0; i < X.size; i++) X.data[i] = images.data[i] / 255;
   return { X, y: Int32Array.from(labels.data), classes: 10 };
 }

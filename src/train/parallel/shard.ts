@@ -154,8 +154,12 @@ export function allocateShared(options: {
 }): SharedState {
   const { dtype, shardCount } = options;
   const paramCount = options.paramShapes.reduce((n, s) => n + sizeOf(s), 0);
+  // Data already in shared memory, of the run's dtype (the official MNIST's loader makes it so),
+  // is read in place: the workers only read the columns. Anything else is copied once.
   const copyShared = (src: TypedArray): TypedArray => {
-    const out = allocateArray(src.length, dtype, true);
+    const sameType = src instanceof Float32Array === (dtype === "float32");
+    if (sameType && src.buffer instanceof SharedArrayBuffer) return src;
+    const out = allocateArray(src.length, dtype, true, false);
     out.set(src);
     return out;
   };
