@@ -142,6 +142,8 @@ const FAMILY: Record<keyof Omit<Backend, "name">, string> = {
   conv2dFilterGrad: "convolution",
   maxPoolSelect: "convolution",
   maxPoolGrad: "convolution",
+  layerNorm: "reductions",
+  layerNormGrad: "reductions",
   maxMask: "reductions",
   softmaxCrossEntropy: "reductions",
   softmaxCrossEntropyGrad: "reductions",

@@ -335,6 +335,19 @@ const RULES: Record<string, Rule> = {
     const eps = e.constant([c.attrs.eps as number], [], c.dtype);
     return e.node("Div", [centred, e.node("Sqrt", [e.node("Add", [variance, eps])])]);
   },
+  layerNormGrad: (e, c) => {
+    // r * (g - mean(g) - y * mean(g * y)), y = (x - mean(x)) * r, r = 1 / sqrt(var + eps).
+    const [x, g] = castInputs(e, c);
+    const axes = (c.attrs.axis as number[]).map((a) => normalizeAxis(a, rankOf(c, 0)));
+    const centred = e.node("Sub", [x, reduce(e, "ReduceMean", x, axes, true)]);
+    const variance = reduce(e, "ReduceMean", e.node("Mul", [centred, centred]), axes, true);
+    const eps = e.constant([c.attrs.eps as number], [], c.dtype);
+    const r = e.node("Reciprocal", [e.node("Sqrt", [e.node("Add", [variance, eps])])]);
+    const y = e.node("Mul", [centred, r]);
+    const gy = reduce(e, "ReduceMean", e.node("Mul", [g, y]), axes, true);
+    const inner = e.node("Sub", [g, reduce(e, "ReduceMean", g, axes, true)]);
+    return e.node("Mul", [r, e.node("Sub", [inner, e.node("Mul", [y, gy])])]);
+  },
   softmax: (e, c) => e.node("Softmax", [c.inputs[0]], { axis: c.attrs.axis as number }),
   logSoftmax: (e, c) => e.node("LogSoftmax", [c.inputs[0]], { axis: c.attrs.axis as number }),
   conv2d: (e, c) => {

@@ -60,6 +60,10 @@ export interface Backend {
   maxPoolSelect(u: Tensor, x: Tensor, geometry: PoolGeometry): Tensor;
   /** g added at the maximum of each window of x, zeros elsewhere: x's shape (the adjoint). */
   maxPoolGrad(g: Tensor, x: Tensor, geometry: PoolGeometry): Tensor;
+  /** (x - mean) / sqrt(var + eps) over each run of `size` trailing elements (biased variance). */
+  layerNorm(x: Tensor, size: number, eps: number): Tensor;
+  /** layerNorm's adjoint of g: r * (g - mean(g) - y * mean(g * y)), y = layerNorm(x), per run. */
+  layerNormGrad(x: Tensor, g: Tensor, size: number, eps: number): Tensor;
 }
 
 /** A pooling window's size and stride along height and width (no padding). */

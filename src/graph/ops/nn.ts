@@ -9,7 +9,7 @@ import { releaseArray, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { defineOp, type NodeOf, type Op } from "../op.js";
 import { fmtType, promoteTypes, shapesAgree, type NodeType } from "../types.js";
-import { addByConst, div, exp, mul, neg, onesLike, pow, sub } from "./elementwise.js";
+import { add, addByConst, div, exp, mul, neg, onesLike, pow, sub } from "./elementwise.js";
 import { mean, sum } from "./reduce.js";
 import { sumLike } from "./shape.js";
 
@@ -255,30 +255,49 @@ export const layerNormOp: Op = defineOp<LayerNormAttrs>({
     if (x.shape !== null) trailingAxes(attrs.axis, x.shape.length);
     return x;
   },
-  compute: (node, [x]) => {
-    const b = backend();
-    const axes = trailingAxes(node.attrs.axis, x.rank);
-    const mean = b.reduce("mean", x, axes, true);
-    const centred = b.binary("sub", x, mean);
-    const squares = b.binary("mul", centred, centred);
-    const variance = b.reduce("mean", squares, axes, true);
-    const shifted = b.scalar("add", variance, node.attrs.eps);
-    const deviation = b.unary("sqrt", shifted);
-    const out = b.binary("div", centred, deviation);
-    for (const t of [mean, centred, squares, variance, shifted, deviation]) releaseArray(t.data);
-    return out;
-  },
+  compute: (node, [x]) =>
+    backend().layerNorm(x, normalizedSize(node.attrs.axis, x), node.attrs.eps),
   // With y the output and r = 1 / sqrt(var + eps): dx = r * (g - mean(g) - y * mean(g * y)).
-  gradient: (node, g) => {
-    const [x] = node.inputs;
+  gradient: (node, g) => [layerNormGrad(node.inputs[0], g, node.attrs)],
+});
+
+/** Elements per normalized run: the product of the trailing axes' sizes. */
+function normalizedSize(axis: readonly number[], x: Tensor): number {
+  return trailingAxes(axis, x.rank).reduce((n, a) => n * x.shape[a], 1);
+}
+
+// NOTE: the adjoint as one op (one pass per row, not the eleven nodes of its formula); its own
+// rule, for second order, differentiates the formula: with y = layerNorm(x), r and the means
+// over the normalized axes, <u, f> = r * (mean(u g) - mean(g) mean(u) - mean(g y) mean(u y)) * n,
+// whose derivative in x is -r^2 y (that bracket) - r mean(u y) f - r mean(g y) f(x, u), and in g
+// f(x, u) (the operator is symmetric).
+
+/** layerNorm's adjoint: r * (g - mean(g) - y * mean(g * y)) over the normalized axes. */
+export const layerNormGradOp: Op = defineOp<LayerNormAttrs>({
+  name: "layerNormGrad",
+  sameAs: { shape: 0, dtype: "promote" },
+  type: ([x, g]) => ({ shape: x.shape, dtype: promoteTypes(x.dtype, g.dtype) }),
+  compute: (node, [x, g]) =>
+    backend().layerNormGrad(x, g, normalizedSize(node.attrs.axis, x), node.attrs.eps),
+  gradient: (node, u) => {
+    const [x, g] = node.inputs;
     const { axis, eps } = node.attrs;
-    const options = { axis, keepdims: true };
-    const centred = sub(x, mean(x, options));
-    const r = pow(addByConst(mean(mul(centred, centred), options), eps), -0.5);
-    const y = node;
-    return [mul(r, sub(sub(g, mean(g, options)), mul(y, mean(mul(g, y), options))))];
+    const o = { axis, keepdims: true };
+    const y = makeNode(layerNormOp, [x], node.attrs, `layerNorm(${label(x)})`);
+    const centred = sub(x, mean(x, o));
+    const r = pow(addByConst(mean(mul(centred, centred), o), eps), -0.5);
+    const dg = layerNormGrad(x, u, node.attrs);
+    const [uy, gy] = [mean(mul(u, y), o), mean(mul(g, y), o)];
+    const bracket = sub(sub(mean(mul(u, g), o), mul(mean(g, o), mean(u, o))), mul(gy, uy));
+    const dx = sub(neg(mul(mul(mul(r, r), y), bracket)), mul(r, add(mul(uy, node), mul(gy, dg))));
+    return [dx, dg];
   },
 });
+
+function layerNormGrad(x: Node, g: Node, attrs: LayerNormAttrs): Node {
+  const a = { axis: attrs.axis, eps: attrs.eps };
+  return makeNode(layerNormGradOp, [x, g], a, `layerNormGrad(${label(x)},${label(g)})`);
+}
 
 /**
  * (x - mean) / sqrt(var + eps) over `axis` (default -1; a number or an array of trailing axes),
