@@ -160,9 +160,11 @@ export function poolingEnabled(): boolean {
   return pooling;
 }
 
-/** Drops every array held by the pool (they become garbage), e.g. after a large one-off graph. */
-export function clearPool(): void {
-  for (const lists of [freeFloat32, freeFloat64, backendFloat32, backendFloat64]) {
+/** Drops the arrays held by the pool (they become garbage): "plain" keeps the backend memory's. */
+export function clearPool(which: "all" | "plain" = "all"): void {
+  const pools = [freeFloat32, freeFloat64];
+  if (which === "all") pools.push(backendFloat32, backendFloat64);
+  for (const lists of pools) {
     for (const list of lists.values()) for (const data of list) inPool.delete(data);
     lists.clear();
   }

