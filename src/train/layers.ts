@@ -78,11 +78,27 @@ export class Layers {
     units: number,
     options: { init?: InitName; bias?: boolean } = {},
   ): Node {
-    const inputs = knownDim(x, -1, `Layers.dense "${name}"`);
-    const y = matmul(x, this.param(`${name}.weight`, [inputs, units], options.init ?? "he"));
-    return options.bias === false
-      ? y
-      : add(y, this.param(`${name}.bias`, [units], { kind: "zeros" }));
+    return this.layer(() => {
+      const inputs = knownDim(x, -1, `Layers.dense "${name}"`);
+      const y = matmul(x, this.param(`${name}.weight`, [inputs, units], options.init ?? "he"));
+      return options.bias === false
+        ? y
+        : add(y, this.param(`${name}.bias`, [units], { kind: "zeros" }));
+    });
+  }
+
+  /** Runs a layer's declarations; when it throws, the parameters it declared are taken back. */
+  private layer(build: () => Node): Node {
+    const before = new Set(this.params.keys());
+    try {
+      return build();
+    } catch (error) {
+      for (const node of [...this.params.keys()].filter((p) => !before.has(p))) {
+        this.params.delete(node);
+        this.names.delete(node.name);
+      }
+      throw error;
+    }
   }
 
   /**
@@ -94,11 +110,13 @@ export class Layers {
     x: Node,
     options: { filters: number; size: number; stride?: number; padding?: number; init?: InitName },
   ): Node {
-    const channels = knownDim(x, 1, `Layers.conv2d "${name}"`);
-    const { filters, size } = options;
-    const w = this.param(`${name}.weight`, [filters, channels, size, size], options.init ?? "he");
-    const y = conv2d(x, w, { stride: options.stride ?? 1, padding: options.padding ?? 0 });
-    return add(y, this.param(`${name}.bias`, [filters, 1, 1], { kind: "zeros" }));
+    return this.layer(() => {
+      const channels = knownDim(x, 1, `Layers.conv2d "${name}"`);
+      const { filters, size } = options;
+      const w = this.param(`${name}.weight`, [filters, channels, size, size], options.init ?? "he");
+      const y = conv2d(x, w, { stride: options.stride ?? 1, padding: options.padding ?? 0 });
+      return add(y, this.param(`${name}.bias`, [filters, 1, 1], { kind: "zeros" }));
+    });
   }
 }
 

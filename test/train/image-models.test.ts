@@ -177,6 +177,18 @@ describe("Layers and classificationAccuracy", () => {
     expect(() => nn.dense("e", variable("Z"), 3)).toThrow(
       /Layers.dense "e": needs dimension -1 of its input Z/,
     );
+    // A layer that fails takes back what it declared: nothing half-built is left to train.
+    const flat = variable("F", { shape: [null, 3] });
+    expect(() => nn.conv2d("bad", flat, { filters: 2, size: 3 })).toThrow(
+      /conv2d\(F, ?bad.weight\): expects x \[N,C,H,W\]/,
+    );
+    expect([...nn.params.keys()].map((p) => p.name)).toEqual([
+      "c.weight",
+      "c.bias",
+      "d.weight",
+      "d.bias",
+    ]);
+    nn.param("bad.weight", [1]); // the name is free again
     const logits = variable("L");
     const data = new Map([
       [logits, new Tensor(Float64Array.from([0, 2, 1, 5, 0, 0, 1, 0, 9]), [3, 3])],
