@@ -276,11 +276,16 @@ describe("max-pooling on the wasm kernel, bitwise against js", () => {
   for (const backend of [relaxed, copied]) {
     for (const dtype of ["float32", "float64"] as const) {
       it(`${backend.name} ${dtype}: values and gradients, ties and NaN, overlapping windows`, () => {
-        const x = randomTensor(relaxed, [2, 3, 7, 6], dtype, 41);
-        // Ties (the first maximum wins) and NaN (it wins, its first).
+        // [.., 9, 12]: the 2x2 windows four at a time in SIMD lanes (6 per row: 4, then 2).
+        const x = randomTensor(relaxed, [2, 3, 9, 12], dtype, 41);
+        // Ties (the first maximum wins: in a row, across rows) and NaN (it wins, its first).
         x.data[0] = x.data[1] = 5;
+        x.data[2] = x.data[14] = 7;
         x.data[20] = NaN;
         x.data[21] = NaN;
+        x.data[30] = NaN;
+        x.data[42] = Infinity;
+        x.data[43] = -Infinity;
         for (const geometry of [
           { size: [2, 2], stride: [2, 2] },
           { size: [3, 2], stride: [1, 2] },
