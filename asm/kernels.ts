@@ -1327,3 +1327,102 @@ export function poolF32(x: usize, u: usize, out: usize, dims: usize, scatter: bo
 export function poolF64(x: usize, u: usize, out: usize, dims: usize, scatter: bool): void {
   pool<f64>(x, u, out, dims, scatter);
 }
+
+/**
+ * out[o, c, i] = x[o, c, i] (op) y[c] for outer x channels x inner elements of T: a per-channel
+ * value (a convolution's bias [F, 1, 1]) over [N, F, H, W]; op as binary (0 add, 1 sub, 2 mul,
+ * 3 div), one IEEE operation per element, so the js loops' bits.
+ */
+function channelBinary<T>(
+  op: i32,
+  x: usize,
+  y: usize,
+  out: usize,
+  outer: i32,
+  channels: i32,
+  inner: i32,
+): void {
+  if (<u32>op > 3) unreachable();
+  const shift = alignof<T>();
+  const lanes = 16 / <i32>sizeof<T>();
+  const nv = inner & ~(lanes - 1);
+  let p: usize = 0;
+  for (let o = 0; o < outer; o++) {
+    for (let c = 0; c < channels; c++) {
+      const v = load<T>(y + ((<usize>c) << shift));
+      const s = v128.splat<T>(v);
+      let i = 0;
+      for (; i < nv; i += lanes, p += 16) {
+        const e = v128.load(x + p);
+        const r =
+          op == 0
+            ? v128.add<T>(e, s)
+            : op == 1
+              ? v128.sub<T>(e, s)
+              : op == 2
+                ? v128.mul<T>(e, s)
+                : v128.div<T>(e, s);
+        v128.store(out + p, r);
+      }
+      for (; i < inner; i++, p += sizeof<T>()) {
+        const e = load<T>(x + p);
+        store<T>(out + p, op == 0 ? e + v : op == 1 ? e - v : op == 2 ? e * v : e / v);
+      }
+    }
+  }
+}
+
+/** {@link channelBinary} in f32. */
+export function channelBinaryF32(
+  op: i32,
+  x: usize,
+  y: usize,
+  out: usize,
+  outer: i32,
+  channels: i32,
+  inner: i32,
+): void {
+  channelBinary<f32>(op, x, y, out, outer, channels, inner);
+}
+
+/** {@link channelBinary} in f64. */
+export function channelBinaryF64(
+  op: i32,
+  x: usize,
+  y: usize,
+  out: usize,
+  outer: i32,
+  channels: i32,
+  inner: i32,
+): void {
+  channelBinary<f64>(op, x, y, out, outer, channels, inner);
+}
+
+/**
+ * out[c] = the sum of x[o, c, i] over o and i, each channel's elements added one by one in x's
+ * row-major order from 0 (the js kernels' order, so their bits): a bias gradient [F, 1, 1].
+ */
+function channelSum<T>(x: usize, out: usize, outer: i32, channels: i32, inner: i32): void {
+  const shift = alignof<T>();
+  memory.fill(out, 0, (<usize>channels) << shift);
+  let p = x;
+  for (let o = 0; o < outer; o++) {
+    for (let c = 0; c < channels; c++) {
+      const at = out + ((<usize>c) << shift);
+      let s = load<T>(at);
+      const end = p + ((<usize>inner) << shift);
+      for (; p < end; p += sizeof<T>()) s += load<T>(p);
+      store<T>(at, s);
+    }
+  }
+}
+
+/** {@link channelSum} in f32. */
+export function channelSumF32(x: usize, out: usize, outer: i32, channels: i32, inner: i32): void {
+  channelSum<f32>(x, out, outer, channels, inner);
+}
+
+/** {@link channelSum} in f64. */
+export function channelSumF64(x: usize, out: usize, outer: i32, channels: i32, inner: i32): void {
+  channelSum<f64>(x, out, outer, channels, inner);
+}

@@ -99,6 +99,12 @@ export interface KernelExports {
   /** (x, cols, dims, scatter): a convolution's patches as columns, or added back (col2im). */
   patchesF32(x: number, cols: number, dims: number, scatter: number): void;
   patchesF64(x: number, cols: number, dims: number, scatter: number): void;
+  /** (op, x, y, out, outer, channels, inner): x (op) y[c] over [outer, channels, inner]. */
+  channelBinaryF32(...args: [number, number, number, number, number, number, number]): void;
+  channelBinaryF64(...args: [number, number, number, number, number, number, number]): void;
+  /** (x, out, outer, channels, inner): per-channel sums in x's order. */
+  channelSumF32(x: number, out: number, outer: number, channels: number, inner: number): void;
+  channelSumF64(x: number, out: number, outer: number, channels: number, inner: number): void;
   /** (x, u, out, dims, scatter): max-pooling's select (u at each window's maximum) or gradient. */
   poolF32(x: number, u: number, out: number, dims: number, scatter: number): void;
   poolF64(x: number, u: number, out: number, dims: number, scatter: number): void;
@@ -593,6 +599,17 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
       if (a.dtype === b.dtype) {
         if (isRowOf(b, a)) return rowBinary(op, a, b);
         if ((kind === "add" || kind === "mul") && isRowOf(a, b)) return rowBinary(op, b, a);
+        const blocks = channelBlocks(a.shape, b.shape);
+        if (blocks) {
+          const run = a.dtype === "float32" ? k.channelBinaryF32 : k.channelBinaryF64;
+          return launch(
+            a.dtype,
+            a.data,
+            b.data,
+            allocate(a.shape, a.dtype, false, false),
+            (x, y, o) => run(op, x, y, o, ...blocks),
+          );
+        }
       }
       return jsBackend.binary(kind, a, b);
     }
@@ -625,6 +642,17 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     if (x.size >= minElements && !sameShape(x.shape, shape)) {
       const rows = leadingRows(x.shape, shape);
       if (rows > 0) return columnSum(x, rows, shape);
+      const blocks = channelBlocks(x.shape, shape);
+      if (blocks) {
+        const run = x.dtype === "float32" ? k.channelSumF32 : k.channelSumF64;
+        return launch(
+          x.dtype,
+          x.data,
+          undefined,
+          allocate(shape, x.dtype, false, false),
+          (xa, _, o) => run(xa, o, ...blocks),
+        );
+      }
     }
     return jsBackend.sumTo(x, shape);
   }
@@ -845,6 +873,29 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   };
   setArrayAllocator(arenaAllocator);
   return created;
+}
+
+/**
+ * [outer, channels, inner] when `small` (padded with leading 1s) is 1 everywhere but one run of
+ * `big`'s dims with more than one element, and `big` has more than one element after it: a
+ * per-channel value over an image batch ([F, 1, 1] against [N, F, H, W]); else undefined.
+ */
+function channelBlocks(
+  big: readonly number[],
+  small: readonly number[],
+): [number, number, number] | undefined {
+  if (small.length > big.length) return undefined;
+  const padded = [...new Array<number>(big.length - small.length).fill(1), ...small];
+  const kept = padded.flatMap((d, i) => (d === 1 ? [] : [i]));
+  if (kept.length === 0) return undefined;
+  const [first, last] = [kept[0], kept[kept.length - 1]];
+  for (let i = first; i <= last; i++) if (padded[i] !== big[i]) return undefined;
+  const [outer, channels, inner] = [
+    big.slice(0, first),
+    big.slice(first, last + 1),
+    big.slice(last + 1),
+  ].map(sizeOf);
+  return channels > 1 && inner > 1 ? [outer, channels, inner] : undefined;
 }
 
 /** True when `row` is one row of `x`'s last dim, so x (op) row has x's shape: (n,k) op (k,). */

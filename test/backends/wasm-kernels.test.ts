@@ -306,3 +306,34 @@ describe("max-pooling on the wasm kernel, bitwise against js", () => {
     }
   }
 });
+
+describe("per-channel values on the wasm kernels, bitwise against js", () => {
+  for (const backend of [relaxed, copied]) {
+    for (const dtype of ["float32", "float64"] as const) {
+      it(`${backend.name} ${dtype}: x (op) bias [F,1,1] and the bias gradient's sum`, () => {
+        // Inner runs of 35 (SIMD lanes and a tail), one image and several.
+        for (const [shape, bias] of [
+          [
+            [3, 4, 5, 7],
+            [4, 1, 1],
+          ],
+          [
+            [4, 5, 7],
+            [4, 1, 1],
+          ],
+          [
+            [2, 3, 4, 6],
+            [1, 3, 4, 1],
+          ],
+        ] as const) {
+          const x = randomTensor(relaxed, [...shape], dtype, 51);
+          const b = randomTensor(relaxed, [...bias], dtype, 52);
+          for (const kind of ["add", "sub", "mul", "div"] as const) {
+            expect(bits(backend.binary(kind, x, b))).toBe(bits(jsBackend.binary(kind, x, b)));
+          }
+          expect(bits(backend.sumTo(x, bias))).toBe(bits(jsBackend.sumTo(x, bias)));
+        }
+      });
+    }
+  }
+});
