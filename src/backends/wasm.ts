@@ -32,7 +32,7 @@ import {
   type Tensor,
   type TypedArray,
 } from "../tensor/tensor.js";
-import { batchedMatmul, convOut, jsBackend } from "../tensor/kernels/js.js";
+import { batchedMatmul, convOut, jsBackend, poolOut } from "../tensor/kernels/js.js";
 import { checkOptions, typeName } from "../tensor/options.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
@@ -748,7 +748,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   const geometryWords = new Int32Array(geometryBlock.buffer, geometryBlock.byteOffset, 12);
   let geometryAt = 0;
 
-  /** Writes the patches kernel's geometry words (at geometryAt); returns [oh, ow]. */
+  /** Writes the patches kernel's geometry words; returns [oh, ow]. */
   function setGeometry(
     xShape: readonly number[],
     wShape: readonly number[],
@@ -756,9 +756,14 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   ): [number, number] {
     const [oh, ow] = convOut(xShape, wShape, geometry);
     const { stride, padding } = geometry;
-    geometryWords.set([...xShape, ...wShape.slice(2), ...stride, ...padding, oh, ow]);
-    geometryAt = h.addressOf(geometryBlock);
+    writeGeometry([...xShape, ...wShape.slice(2), ...stride, ...padding, oh, ow]);
     return [oh, ow];
+  }
+
+  /** Writes a kernel's geometry words and sets geometryAt (read through the block's array). */
+  function writeGeometry(words: readonly number[]): void {
+    geometryWords.set(words);
+    geometryAt = h.addressOf(geometryBlock);
   }
 
   /** x's patches as the columns [C*kH*kW, N*H'*W'] (geometry set by {@link setGeometry}). */
@@ -836,10 +841,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   function pooled(u: Tensor, x: Tensor, geometry: PoolGeometry, scatter: boolean): Tensor {
     const { size, stride } = geometry;
     const [n, c, hh, ww] = x.shape;
-    const oh = Math.floor((hh - size[0]) / stride[0]) + 1;
-    const ow = Math.floor((ww - size[1]) / stride[1]) + 1;
-    geometryWords.set([n * c, hh, ww, oh, ow, ...size, ...stride]);
-    geometryAt = h.addressOf(geometryBlock);
+    const [oh, ow] = poolOut(x.shape, geometry);
+    writeGeometry([n * c, hh, ww, oh, ow, ...size, ...stride]);
     const out = allocate(scatter ? x.shape : [n, c, oh, ow], u.dtype, false, false);
     const run = u.dtype === "float32" ? k.poolF32 : k.poolF64;
     const flag = scatter ? 1 : 0;
@@ -890,12 +893,8 @@ function channelBlocks(
   if (kept.length === 0) return undefined;
   const [first, last] = [kept[0], kept[kept.length - 1]];
   for (let i = first; i <= last; i++) if (padded[i] !== big[i]) return undefined;
-  const [outer, channels, inner] = [
-    big.slice(0, first),
-    big.slice(first, last + 1),
-    big.slice(last + 1),
-  ].map(sizeOf);
-  return channels > 1 && inner > 1 ? [outer, channels, inner] : undefined;
+  const [channels, inner] = [sizeOf(big.slice(first, last + 1)), sizeOf(big.slice(last + 1))];
+  return channels > 1 && inner > 1 ? [sizeOf(big.slice(0, first)), channels, inner] : undefined;
 }
 
 /** True when `row` is one row of `x`'s last dim, so x (op) row has x's shape: (n,k) op (k,). */

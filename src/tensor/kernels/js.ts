@@ -945,14 +945,20 @@ function conv2dFilterGrad(
   return out;
 }
 
-/** The flat index in x [N,C,H,W] of each pooling window's first maximum (a NaN's first). */
-function poolArgmax(
-  x: Tensor,
+/** The output's spatial size [H', W'] of max-pooling x [N,C,H,W] (windows inside the image). */
+export function poolOut(
+  xShape: readonly number[],
   { size, stride }: PoolGeometry,
-): { at: Int32Array; shape: number[] } {
+): [number, number] {
+  const out = (axis: 0 | 1) => Math.floor((xShape[axis + 2] - size[axis]) / stride[axis]) + 1;
+  return [out(0), out(1)];
+}
+
+/** The flat index in x [N,C,H,W] of each pooling window's first maximum (a NaN's first). */
+function poolArgmax(x: Tensor, geometry: PoolGeometry): { at: Int32Array; shape: number[] } {
+  const { size, stride } = geometry;
   const [n, c, h, w] = x.shape;
-  const oh = Math.floor((h - size[0]) / stride[0]) + 1;
-  const ow = Math.floor((w - size[1]) / stride[1]) + 1;
+  const [oh, ow] = poolOut(x.shape, geometry);
   const at = new Int32Array(n * c * oh * ow);
   const d = x.data;
   let k = 0;
