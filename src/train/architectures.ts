@@ -28,13 +28,11 @@ export type Initializer =
   | { kind: "normal"; std: number }
   | { kind: "zeros" };
 
-/** A parameter of a model: name, shape, initializer, and its fan-in and fan-out. */
+/** A parameter of a model: name, shape and initializer. */
 export interface LayerParam {
   name: string;
   shape: number[];
   init: Initializer;
-  fanIn: number;
-  fanOut: number;
 }
 
 /** A model's parameters and its forward pass. */
@@ -60,18 +58,29 @@ export type ArchModel = keyof typeof ARCHITECTURES;
 /** The architecture names, default first. */
 export type ArchName = (typeof ARCHITECTURES)[ArchModel][number];
 
+/**
+ * A parameter's fan-in and fan-out, from its shape: [inputs, outputs] of a matrix, C*kH*kW and
+ * F*kH*kW of filters [F, C, kH, kW], the length of a vector both.
+ */
+function fans(shape: readonly number[]): [number, number] {
+  if (shape.length < 2) return [shape[0], shape[0]];
+  const receptive = shape.slice(2).reduce((a, b) => a * b, 1);
+  return shape.length > 2 ? [shape[1] * receptive, shape[0] * receptive] : [shape[0], shape[1]];
+}
+
 /** Draws `p`'s initial value from `rng`. */
 export function initialValue(p: LayerParam, rng: Rng, dtype: DType): Tensor {
   const t = allocate(p.shape, dtype);
   const init = p.init;
   if (init.kind === "zeros") return t;
+  const [fanIn, fanOut] = fans(p.shape);
   const limit =
     init.kind === "glorot"
-      ? Math.sqrt(6 / (p.fanIn + p.fanOut))
+      ? Math.sqrt(6 / (fanIn + fanOut))
       : init.kind === "uniform"
         ? init.limit
         : 0;
-  const std = init.kind === "he" ? Math.sqrt(2 / p.fanIn) : init.kind === "normal" ? init.std : 0;
+  const std = init.kind === "he" ? Math.sqrt(2 / fanIn) : init.kind === "normal" ? init.std : 0;
   for (let k = 0; k < t.size; k++)
     t.data[k] = limit > 0 ? rng.uniform(-limit, limit) : rng.normal() * std;
   return t;
@@ -80,29 +89,16 @@ export function initialValue(p: LayerParam, rng: Rng, dtype: DType): Tensor {
 /** A dense layer's weight [inputs, outputs] and bias. */
 function dense(name: string, inputs: number, outputs: number, init: Initializer): LayerParam[] {
   return [
-    { name: `${name}.weight`, shape: [inputs, outputs], init, fanIn: inputs, fanOut: outputs },
-    {
-      name: `${name}.bias`,
-      shape: [outputs],
-      init: { kind: "zeros" },
-      fanIn: inputs,
-      fanOut: outputs,
-    },
+    { name: `${name}.weight`, shape: [inputs, outputs], init },
+    { name: `${name}.bias`, shape: [outputs], init: { kind: "zeros" } },
   ];
 }
 
 /** A convolution's filters [F, C, k, k] (He) and bias [F, 1, 1] (broadcast over the image). */
 function convLayer(name: string, channels: number, filters: number, k: number): LayerParam[] {
-  const [fanIn, fanOut] = [channels * k * k, filters * k * k];
   return [
-    {
-      name: `${name}.weight`,
-      shape: [filters, channels, k, k],
-      init: { kind: "he" },
-      fanIn,
-      fanOut,
-    },
-    { name: `${name}.bias`, shape: [filters, 1, 1], init: { kind: "zeros" }, fanIn, fanOut },
+    { name: `${name}.weight`, shape: [filters, channels, k, k], init: { kind: "he" } },
+    { name: `${name}.bias`, shape: [filters, 1, 1], init: { kind: "zeros" } },
   ];
 }
 
@@ -153,7 +149,7 @@ const COURSE_INIT: Initializer = { kind: "uniform", limit: 1 / Math.sqrt(10) };
 
 /** A weight matrix [inputs, outputs] with no bias. */
 function weight(name: string, inputs: number, outputs: number, init: Initializer): LayerParam {
-  return { name, shape: [inputs, outputs], init, fanIn: inputs, fanOut: outputs };
+  return { name, shape: [inputs, outputs], init };
 }
 
 /** Single-head attention of x [n, 28, d] with weights Wq, Wk, Wv: softmax(Q K^T / sqrt(d)) V. */
@@ -176,9 +172,9 @@ function courseTransformer(): Architecture {
     weight("Wv", 28, d, u),
     weight("Wo", d, d, u),
     weight("W1", d, d, u),
-    { name: "b1", shape: [d], init: u, fanIn: d, fanOut: d },
+    { name: "b1", shape: [d], init: u },
     weight("W2", d, 10, u),
-    { name: "b2", shape: [10], init: u, fanIn: d, fanOut: 10 },
+    { name: "b2", shape: [10], init: u },
   ];
   return {
     params,
@@ -203,7 +199,7 @@ function residualTransformer(d: number, hidden: number): Architecture {
   const g: Initializer = { kind: "glorot" };
   const params: LayerParam[] = [
     ...dense("embed", 28, d, g),
-    { name: "position", shape: [28, d], init: { kind: "normal", std: 0.02 }, fanIn: 28, fanOut: d },
+    { name: "position", shape: [28, d], init: { kind: "normal", std: 0.02 } },
     weight("Wq", d, d, g),
     weight("Wk", d, d, g),
     weight("Wv", d, d, g),

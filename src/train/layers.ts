@@ -54,14 +54,9 @@ export class Layers {
       throw new RangeError(
         `Layers.param "${name}": shape must be positive integers, got [${shape}]`,
       );
-    const receptive = shape.slice(2).reduce((a, b) => a * b, 1);
-    const fanIn =
-      shape.length >= 2 ? (shape.length > 2 ? shape[1] : shape[0]) * receptive : shape[0];
-    const fanOut =
-      shape.length >= 2 ? (shape.length > 2 ? shape[0] : shape[1]) * receptive : shape[0];
     const initializer: Initializer = typeof init === "string" ? { kind: init } : init;
     const value = initialValue(
-      { name, shape: [...shape], init: initializer, fanIn, fanOut },
+      { name, shape: [...shape], init: initializer },
       this.rng,
       this.dtype,
     );

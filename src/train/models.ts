@@ -8,7 +8,7 @@ import { gradients } from "../autodiff/gradients.js";
 import { countNodes, simplify, type NodeCounts } from "../autodiff/simplify.js";
 import { lowerGraph } from "../runtime/plan.js";
 import type { TrainPlan } from "./parallel/shard.js";
-import { allocate, type DType, type Tensor } from "../tensor/tensor.js";
+import type { DType, Tensor } from "../tensor/tensor.js";
 import type { Rng } from "./random.js";
 import {
   architecture,
@@ -16,6 +16,7 @@ import {
   initialValue,
   type Architecture,
   type ArchName,
+  type Initializer,
 } from "./architectures.js";
 
 /**
@@ -94,19 +95,11 @@ export function initParams(spec: ModelSpec, rng: Rng, dtype: DType): Tensor[] {
   if (spec.arch !== undefined)
     return architectureOf(spec).params.map((p) => initialValue(p, rng, dtype));
   const layers = spec.sizes.length - 1;
-  return paramSpecs(spec).map(({ shape }, i) => {
-    const t = allocate(shape, dtype);
-    if (shape.length === 1) return t;
-    const [fanIn, fanOut] = shape;
+  return paramSpecs(spec).map(({ name, shape }, i) => {
     const isOutput = Math.floor(i / 2) === layers - 1;
-    if (isOutput) {
-      const limit = Math.sqrt(6 / (fanIn + fanOut));
-      for (let k = 0; k < t.size; k++) t.data[k] = rng.uniform(-limit, limit);
-    } else {
-      const std = Math.sqrt(2 / fanIn);
-      for (let k = 0; k < t.size; k++) t.data[k] = rng.normal() * std;
-    }
-    return t;
+    const init: Initializer =
+      shape.length === 1 ? { kind: "zeros" } : { kind: isOutput ? "glorot" : "he" };
+    return initialValue({ name, shape, init }, rng, dtype);
   });
 }
 
