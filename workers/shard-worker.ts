@@ -31,7 +31,15 @@ const runner = new ShardRunner(data.train, data.shared, data.optimizer);
 /** Runs one task: a phase of a step, or the barrier loop until the pool exits. */
 export default function run(task: WorkerTask): number {
   if (task.kind === "loop") {
-    barrierLoop(runner, data.shared, task.worker, task.lanes, task.generation, data.fault);
+    barrierLoop(
+      runner,
+      data.shared,
+      task.worker,
+      task.lanes,
+      task.generation,
+      task.threads,
+      data.fault,
+    );
   } else {
     runPhase(runner, data.shared, task.phase, task.worker, task.threads, data.fault);
   }

@@ -81,16 +81,18 @@ describe.each(["js", "wasm"] as const)(
     ] as const) {
       it(`${label}: in-process = pool with 1, 2, 3 threads (barrier) = 2 threads (tasks)`, async () => {
         const reference = await finalHash(spec, inProcessEngine);
-        const runs: [number, StepProtocol][] = [
+        const runs: [number, StepProtocol, number?][] = [
           [1, "barrier"],
           [2, "barrier"],
           [3, "barrier"],
           [2, "tasks"],
+          [2, "barrier", 0], // the update split between the threads, as for large models
+          [3, "barrier", 0],
         ];
-        for (const [threads, protocol] of runs) {
+        for (const [threads, protocol, soloUpdateBelow] of runs) {
           expect(
-            await finalHash(spec, poolEngine({ threads, protocol })),
-            `${threads} ${protocol}`,
+            await finalHash(spec, poolEngine({ threads, protocol, soloUpdateBelow })),
+            `${threads} ${protocol} ${soloUpdateBelow}`,
           ).toBe(reference);
         }
       });

@@ -11,7 +11,8 @@ import {
   PHASE,
   runPhase,
   startGeneration,
-  SPIN_ITERATIONS,
+  spinBudgetMs,
+  spinUntil,
   type FaultInjection,
   type WorkerTask,
 } from "./protocol.js";
@@ -38,6 +39,12 @@ export interface PoolOptions {
    * worker before its first step, so the faulty shard runs where the fault is.
    */
   fault?: FaultInjection;
+  /**
+   * Gradient values (parameters x micro-shards) below which the main thread reduces and updates
+   * alone: about 0.2 ms of work, less than starting a phase and waking a worker for it costs
+   * (default 2^18). The bits are the same either way: each element's arithmetic is.
+   */
+  soloUpdateBelow?: number;
 }
 
 /** The compiled worker script; `npm run build` produces it. */
@@ -78,6 +85,8 @@ export class PoolEngine implements StepEngine {
   private waitingFor = 0;
   private readonly timeoutMs: number;
   private readonly fault: FaultInjection | undefined;
+  private readonly soloUpdate: boolean;
+  private readonly spinMs: number;
   private loops: Promise<number>[] = [];
   private failure: Promise<never> | undefined;
   private broken: Error | undefined;
@@ -98,6 +107,8 @@ export class PoolEngine implements StepEngine {
     this.protocol = options.protocol ?? "barrier";
     this.timeoutMs = options.stepTimeoutMs ?? 120_000;
     this.fault = options.fault;
+    this.spinMs = spinBudgetMs(options.threads);
+    this.soloUpdate = shared.paramCount * shared.shardCount < (options.soloUpdateBelow ?? 1 << 18);
     this.control = shared.control;
     this.lanes = allocateLanes(this.workers);
     this.runner = new ShardRunner(train, shared, optimizer);
@@ -159,7 +170,8 @@ export class PoolEngine implements StepEngine {
     const step = this.control[CONTROL.step];
     try {
       await this.withTimeout(this.runPhase(PHASE.shards), "micro-shards");
-      await this.withTimeout(this.runPhase(PHASE.update), "update");
+      if (this.soloUpdate) this.updateHere();
+      else await this.withTimeout(this.runPhase(PHASE.update), "update");
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       this.broken = new StepError(`step ${step} failed: ${reason}`, error);
@@ -199,12 +211,21 @@ export class PoolEngine implements StepEngine {
     else if (this.pool) await Promise.race([this.failure!, this.waitDone()]);
   }
 
+  /** The whole update on this thread: no phase to start, no worker to wake (small models). */
+  private updateHere(): void {
+    try {
+      runPhase(this.runner, this.shared, PHASE.update, 0, 1);
+    } catch (error) {
+      throw new Error(`main thread: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
   /** Resolves when every worker counted itself done; rejects if one flagged a failure. */
   private async waitDone(): Promise<void> {
     const control = this.control;
-    for (let spin = 0; spin < SPIN_ITERATIONS; spin++) {
-      if (Atomics.load(control, BARRIER.done) >= this.waitingFor) break;
-    }
+    spinUntil(() => Atomics.load(control, BARRIER.done) >= this.waitingFor, this.spinMs);
     for (;;) {
       const done = Atomics.load(control, BARRIER.done);
       if (done >= this.waitingFor) break;

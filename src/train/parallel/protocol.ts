@@ -2,6 +2,7 @@
  * The step protocol shared by the main thread and the shard workers: the control words of the
  * Atomics barrier, the task messages, and what a worker does for each phase.
  */
+import { availableParallelism } from "node:os";
 import { CONTROL, sliceBounds, type ShardRunner, type SharedState } from "./shard.js";
 
 /** Control words of the barrier (after the shard state's own words). */
@@ -47,11 +48,24 @@ export function startGeneration(control: Int32Array, lanes: Int32Array, phase: n
 }
 
 /**
- * Polls of the control block before a thread sleeps: about 125 µs on the development VM, where a
- * futex wake-up costs 25-40 µs; 1,000 polls (20-25 µs) let a two-thread phase pay that wake-up
- * most steps (82 µs of synchronisation per step against 11 µs, bench:scaling).
+ * How long a waiting thread polls the control block before it sleeps, in ms. Waking a sleeping
+ * thread costs 30-400 µs on the development VM (the hypervisor wakes an idle vCPU), where a shard
+ * of the cnn takes 4 ms; while the threads do not outnumber the cores, polling through the gap
+ * between two phases takes a core from nobody. With more threads than cores a poller would take a
+ * core from a thread with work: poll only briefly.
  */
-export const SPIN_ITERATIONS = 5000;
+export function spinBudgetMs(threads: number): number {
+  return threads <= availableParallelism() ? 2 : 0.05;
+}
+
+/** Polls until `ready()` or `budgetMs` pass; returns whether it became ready. */
+export function spinUntil(ready: () => boolean, budgetMs: number): boolean {
+  const end = performance.now() + budgetMs;
+  for (;;) {
+    for (let i = 0; i < 64; i++) if (ready()) return true;
+    if (performance.now() >= end) return false;
+  }
+}
 
 /** Phases of one synchronous step. */
 export const PHASE = { shards: 1, update: 2, exit: 3 } as const;
@@ -118,6 +132,7 @@ export function barrierLoop(
   worker: number,
   lanes: Int32Array,
   generation: number,
+  threads: number,
   fault?: FaultInjection,
 ): void {
   const control = shared.control;
@@ -127,24 +142,23 @@ export function barrierLoop(
   // Start from the generation the pool had when it queued this loop, not the current one: the
   // first phase may have been started before this worker came up.
   let seen = generation;
+  const spin = spinBudgetMs(threads);
   for (;;) {
-    // The next phase usually follows within microseconds: spin briefly before sleeping.
-    for (let spin = 0; spin < SPIN_ITERATIONS; spin++) {
-      if (Atomics.load(control, BARRIER.generation) !== seen) break;
-    }
+    // The next phase usually follows within a millisecond: poll before sleeping.
+    spinUntil(() => Atomics.load(control, BARRIER.generation) !== seen, spin);
     Atomics.wait(control, BARRIER.generation, seen);
     seen = Atomics.load(control, BARRIER.generation);
     const stamp = Atomics.load(control, BARRIER.roster);
     const phase = Atomics.load(control, BARRIER.phase);
     if (phase === PHASE.exit || Atomics.load(control, BARRIER.abort) !== 0) return;
     const position = Atomics.load(lanes, workers + 1 + worker);
-    const threads = Atomics.load(control, BARRIER.participants);
+    const participants = Atomics.load(control, BARRIER.participants);
     // Not in this generation's roster (it started before this worker was ready), or the roster
     // changed while it was read (the main thread already prepares the next one): wait.
     if (position === 0 || stamp !== seen || Atomics.load(control, BARRIER.roster) !== seen)
       continue;
     try {
-      runPhase(runner, shared, phase, position, threads, fault, fault ? undefined : control);
+      runPhase(runner, shared, phase, position, participants, fault, fault ? undefined : control);
     } catch (error) {
       // Flag the failure before counting ourselves done, so the main thread never mistakes it
       // for success; the error itself reaches it through the rejected task.
