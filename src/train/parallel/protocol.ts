@@ -137,6 +137,7 @@ export function barrierLoop(
 ): void {
   const control = shared.control;
   const workers = lanes.length / 2 - 1;
+  runner.warmUp(); // before it flags itself ready: the main thread does its shards meanwhile
   Atomics.store(lanes, worker, 1);
   Atomics.notify(lanes, worker);
   // Start from the generation the pool had when it queued this loop, not the current one: the

@@ -302,7 +302,6 @@ export class ShardRunner {
     const gathered = this.gatherBuffers(rows);
     const augment = shared.augment;
     const step = shared.control[CONTROL.step];
-    const feeds = this.feeds;
     for (let c = 0; c < shared.columns.length; c++) {
       const into = gathered[c].data;
       const { data, rowSize } = shared.columns[c];
@@ -315,15 +314,8 @@ export class ShardRunner {
           into.set(data.subarray(row * rowSize, (row + 1) * rowSize), r * rowSize);
         }
       }
-      feeds.set(this.placeholders[c], gathered[c]);
     }
-    const params = this.staged;
-    const first = this.dataCount;
-    for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[first + i], params[i]);
-    const program = placeInBackend(() => this.programFor(rows));
-    const outputs = program
-      ? placeInBackend(() => program.run())
-      : this.evaluator.runInPlace(feeds);
+    const { outputs, program } = this.execute(gathered, rows);
     if (outputs[0].size !== 1) {
       throw new Error(`the loss must be one number per shard, got shape [${outputs[0].shape}]`);
     }
@@ -338,6 +330,42 @@ export class ShardRunner {
     }
     // Copied out: the outputs' buffers go back to this thread's pool for the next shard.
     if (!program) this.evaluator.recycle(outputs);
+  }
+
+  /**
+   * Runs the micro-shards of a full batch once on whatever the gather buffers hold, into this
+   * thread's own buffers (nothing shared is written): their programs are compiled and the JIT has
+   * been through the step, so a worker that calls this before it joins never keeps a step waiting
+   * for its first shard (60-80 ms on the cnn, against 4 ms warm).
+   */
+  warmUp(): void {
+    const { shardCount, batch } = this.shared;
+    const sizes = new Set<number>();
+    for (let s = 0; s < shardCount; s++) {
+      const [lo, hi] = shardBounds(batch.length, shardCount, s);
+      if (hi > lo) sizes.add(hi - lo);
+    }
+    for (const rows of sizes) {
+      const { outputs, program } = this.execute(this.gatherBuffers(rows), rows);
+      if (!program) this.evaluator.recycle(outputs);
+    }
+  }
+
+  /** Runs the plan on gathered rows and the staged parameters; the program, where one ran. */
+  private execute(
+    gathered: readonly Tensor[],
+    rows: number,
+  ): { outputs: Tensor[]; program: CompiledShard | undefined } {
+    const feeds = this.feeds;
+    for (let c = 0; c < gathered.length; c++) feeds.set(this.placeholders[c], gathered[c]);
+    const params = this.staged;
+    const first = this.dataCount;
+    for (let i = 0; i < params.length; i++) feeds.set(this.placeholders[first + i], params[i]);
+    const program = placeInBackend(() => this.programFor(rows));
+    const outputs = program
+      ? placeInBackend(() => program.run())
+      : this.evaluator.runInPlace(feeds);
+    return { outputs, program };
   }
 
   /** The shard sizes this runner runs as compiled programs (for tests and benches). */

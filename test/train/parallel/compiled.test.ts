@@ -51,7 +51,14 @@ function dataset(n: number, features: number, classes: number, dtype: DType) {
 }
 
 /** Slots, losses and updated parameters after `steps` steps of one batch split into shards. */
-function runSteps(spec: ModelSpec, dtype: DType, batch: number, shards: number, compiled: boolean) {
+function runSteps(
+  spec: ModelSpec,
+  dtype: DType,
+  batch: number,
+  shards: number,
+  compiled: boolean,
+  warmUp = false,
+) {
   const optimizer: OptimizerConfig = { kind: "momentum", lr: 0.05 };
   const data = dataset(64, spec.sizes[0], spec.sizes[spec.sizes.length - 1], dtype);
   const initial = initParams(spec, new Rng(1), dtype);
@@ -65,6 +72,14 @@ function runSteps(spec: ModelSpec, dtype: DType, batch: number, shards: number, 
     initial,
   );
   const runner = new ShardRunner({ ...trainPlan, compiled }, shared, optimizer);
+  if (warmUp) {
+    // A worker warms up while other threads step: it must write nothing they share.
+    shared.grads.fill(7);
+    shared.losses.fill(7);
+    const before = [hex(shared.grads), hex(shared.losses), hex(shared.params[0])];
+    runner.warmUp();
+    expect([hex(shared.grads), hex(shared.losses), hex(shared.params[0])]).toEqual(before);
+  }
   for (let t = 1; t <= 3; t++) {
     shared.batch.set(Int32Array.from({ length: batch }, (_, i) => (i * 13 + t * 5) % 64));
     shared.control[CONTROL.batchSize] = batch;
@@ -115,6 +130,8 @@ describe.each([
         const interpreted = runSteps(spec, dtype, batch, shards, false);
         const compiled = runSteps(spec, dtype, batch, shards, true);
         expect(compiled, `${dtype} batch ${batch} in ${shards} shards`).toEqual(interpreted);
+        const warm = runSteps(spec, dtype, batch, shards, true, true);
+        expect(warm, `${dtype} batch ${batch} in ${shards} shards, warmed up`).toEqual(interpreted);
       }
     }
   });
