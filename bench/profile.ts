@@ -31,7 +31,7 @@ import { logSoftmax, mul, neg, sum } from "../src/graph/ops/index.js";
 import { Evaluator } from "../src/runtime/evaluator.js";
 import { lowerGraph, rebuildGraph, type Plan } from "../src/runtime/plan.js";
 import { loadDigits, type Dataset } from "../src/train/data.js";
-import { inProcessEngine } from "../src/train/engine.js";
+import { inProcessEngine } from "../src/train/parallel/engine.js";
 import {
   buildTrainPlan,
   forward,
@@ -41,7 +41,8 @@ import {
   type ModelSpec,
 } from "../src/train/models.js";
 import { Rng } from "../src/train/random.js";
-import { prepareTraining, runStep } from "../src/train/trainer.js";
+import { prepareTraining } from "../src/train/trainer.js";
+import { runStep } from "../src/train/parallel/state.js";
 
 /** One training workload. */
 interface Workload {

@@ -17,14 +17,19 @@ import { Tensor } from "../src/tensor/tensor.js";
 import { useBackend, type BackendName } from "../src/backends/select.js";
 import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import { loadMnist, type Dataset } from "../src/train/data.js";
-import { inProcessEngine, type EngineFactory, type StepEngine } from "../src/train/engine.js";
+import {
+  inProcessEngine,
+  type EngineFactory,
+  type StepEngine,
+} from "../src/train/parallel/engine.js";
 import { initParams, modelSpec, type ModelSpec } from "../src/train/models.js";
 import { poolEngine, type StepProtocol } from "../src/train/parallel/pool.js";
 import { Rng } from "../src/train/random.js";
-import { prepareTraining, runStep } from "../src/train/trainer.js";
+import { prepareTraining } from "../src/train/trainer.js";
+import { runStep } from "../src/train/parallel/state.js";
 import { shardCountFor } from "../src/train/config.js";
 import { commandLine, measureCommand } from "./command.js";
-import type { SharedState } from "../src/train/parallel/shard.js";
+import type { SharedState } from "../src/train/parallel/state.js";
 
 const { values } = parseArgs({
   options: {

@@ -99,12 +99,14 @@ export type { IdxArray } from "./train/idx.js";
 export { Layers, classificationAccuracy } from "./train/layers.js";
 export type { LayersOptions, InitName, Initializer } from "./train/layers.js";
 export { Rng } from "./train/random.js";
-export { train, accuracy } from "./train/trainer.js";
+export { train } from "./train/trainer.js";
+export { accuracy } from "./train/metrics.js";
 export { exportModelOnnx } from "./train/export.js";
 export type { ModelExportOptions } from "./train/export.js";
-export type { TrainerOptions, TrainResult, StepInfo } from "./train/trainer.js";
-export { inProcessEngine } from "./train/engine.js";
-export type { StepEngine, EngineFactory } from "./train/engine.js";
+export type { TrainerOptions, TrainResult } from "./train/trainer.js";
+export type { StepInfo } from "./train/loop.js";
+export { inProcessEngine } from "./train/parallel/engine.js";
+export type { StepEngine, EngineFactory } from "./train/parallel/engine.js";
 export { poolEngine } from "./train/parallel/pool.js";
 export type { PoolOptions, StepProtocol } from "./train/parallel/pool.js";
 export { saveParams, loadParams, paramsHash } from "./train/serialize.js";
@@ -113,7 +115,7 @@ export { defaultMicroShards } from "./train/config.js";
 export { evaluate } from "./train/evaluate.js";
 export type { EvaluateOptions } from "./train/evaluate.js";
 export type { FitOptions, FitResult, FitStep, FitEpoch } from "./train/fit.js";
-export { DivergenceError } from "./train/trainer.js";
+export { DivergenceError } from "./train/loop.js";
 
 // NOTE: the wasm backend is the default of the package, as of the CLI: about 29x faster than the
 // js kernels on the MLP. Where it cannot load, one warning says why and the js backend runs;

@@ -7,7 +7,8 @@ import {
   type FaultInjection,
   type WorkerTask,
 } from "../src/train/parallel/protocol.js";
-import { ShardRunner, type SharedState, type TrainPlan } from "../src/train/parallel/shard.js";
+import { ShardRunner } from "../src/train/parallel/shard.js";
+import { type SharedState, type TrainPlan } from "../src/train/parallel/state.js";
 import { useBackend, type BackendName } from "../src/backends/select.js";
 
 /** What the pool hands every worker once, at start-up. */

@@ -29,14 +29,10 @@ import {
   saveParams,
   writeFileAtomic,
 } from "../train/serialize.js";
-import {
-  accuracy,
-  CHECKPOINT_KIND,
-  EVAL_ACTIVATION_BYTES,
-  train,
-  type StepInfo,
-  type TrainResult,
-} from "../train/trainer.js";
+import { accuracy, EVAL_ACTIVATION_BYTES } from "../train/metrics.js";
+import { CHECKPOINT_KIND } from "../train/checkpoint.js";
+import { train, type TrainResult } from "../train/trainer.js";
+import { type StepInfo } from "../train/loop.js";
 import { parseTrainArgs, usage, UsageError, type TrainOptions } from "./args.js";
 import { mnistDataDir, MNIST_FULL_MISSING } from "../train/idx.js";
 

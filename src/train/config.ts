@@ -13,7 +13,7 @@ import {
   stratifiedSplit,
   type Split,
 } from "./data.js";
-import { inProcessEngine, type EngineFactory } from "./engine.js";
+import { inProcessEngine, type EngineFactory } from "./parallel/engine.js";
 import { architectureOf, type ModelSpec } from "./models.js";
 import { ARCHITECTURES, type ArchName } from "./architectures.js";
 import { loadMnistFull } from "./idx.js";

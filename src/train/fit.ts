@@ -13,14 +13,14 @@ import { topoSort } from "../graph/topo.js";
 import { lowerGraph } from "../runtime/plan.js";
 import { fmtType } from "../graph/types.js";
 import { firstNonFinite, Tensor, type DType } from "../tensor/tensor.js";
-import { inProcessEngine } from "./engine.js";
+import { inProcessEngine } from "./parallel/engine.js";
 import { checkOptimizerConfig, type OptimizerConfig } from "./optimizers.js";
 import { poolEngine } from "./parallel/pool.js";
 import { BUILTIN_OPS } from "../graph/ops/index.js";
-import { allocateShared, type SharedState, type TrainPlan } from "./parallel/shard.js";
+import { allocateShared, type SharedState, type TrainPlan } from "./parallel/state.js";
 import { Rng } from "./random.js";
 import { outputPathProblem, paramsHash } from "./serialize.js";
-import { runTraining } from "./trainer.js";
+import { runTraining } from "./loop.js";
 import { defaultMicroShards } from "./config.js";
 
 /** Progress of one optimizer step of {@link fit}. */
@@ -399,13 +399,8 @@ function prepare(options: FitOptions): {
     optimizer,
     shardCount,
     maxBatch: batchSize,
+    initial: paramNodes.map((p) => params.get(p)!),
   });
-  let offset = 0;
-  for (const p of paramNodes) {
-    const value = params.get(p)!;
-    shared.params[0].set(value.data, offset);
-    offset += value.size;
-  }
   // Hashed only for a checkpoint's fingerprint (the 60,000 MNIST images take about 0.4 s).
   const hashed = options.checkpoint !== undefined;
   const dataHash = hashed ? paramsHash(dataNodes.map((d) => data.get(d)!)) : "";

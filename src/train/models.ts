@@ -7,7 +7,7 @@ import { add, matmul, relu, softmaxCrossEntropy } from "../graph/ops/index.js";
 import { gradients } from "../autodiff/gradients.js";
 import { countNodes, simplify, type NodeCounts } from "../autodiff/simplify.js";
 import { lowerGraph } from "../runtime/plan.js";
-import type { TrainPlan } from "./parallel/shard.js";
+import type { TrainPlan } from "./parallel/state.js";
 import type { DType, Tensor } from "../tensor/tensor.js";
 import type { Rng } from "./random.js";
 import {
@@ -136,6 +136,9 @@ export function buildTrainPlan(
   return {
     plan: lowerGraph(simplified, [X, Y, ...params]),
     paramShapes: specs.map((p) => p.shape),
+    dataCount: 2,
+    shardLoss: "sum",
+    objective: "mean",
     stats: {
       before: countNodes([lossSum], outputs),
       after: countNodes([simplified[0]], simplified),

@@ -21,11 +21,12 @@ import {
   type WasmBackend,
 } from "../../src/backends/wasm.js";
 import { loadDigits } from "../../src/train/data.js";
-import { inProcessEngine } from "../../src/train/engine.js";
+import { inProcessEngine } from "../../src/train/parallel/engine.js";
 import { initParams, modelSpec } from "../../src/train/models.js";
 import { Rng } from "../../src/train/random.js";
 import { paramsHash } from "../../src/train/serialize.js";
-import { prepareTraining, runStep } from "../../src/train/trainer.js";
+import { prepareTraining } from "../../src/train/trainer.js";
+import { runStep } from "../../src/train/parallel/state.js";
 
 import { opCases } from "../helpers/op-cases.js";
 import { randomGraph } from "../helpers/random-graph.js";

@@ -14,9 +14,10 @@ import {
   saveParams,
   writeFileAtomic,
 } from "../../src/train/serialize.js";
-import { acquireLock, train, type TrainerOptions } from "../../src/train/trainer.js";
+import { acquireLock } from "../../src/train/checkpoint.js";
+import { train, type TrainerOptions } from "../../src/train/trainer.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
-import { inProcessEngine } from "../../src/train/engine.js";
+import { inProcessEngine } from "../../src/train/parallel/engine.js";
 import { modelSpec } from "../../src/train/models.js";
 import * as adj from "../../src/index.js";
 import { runCli as run, tempDirs } from "../helpers/cli.js";

@@ -19,9 +19,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { checkModelMemory, main, type CliIO } from "../../src/cli/train.js";
 import { decodeParams, loadParams, PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
-import { inProcessEngine } from "../../src/train/engine.js";
+import { inProcessEngine } from "../../src/train/parallel/engine.js";
 import { modelSpec } from "../../src/train/models.js";
-import { DivergenceError, train, type TrainerOptions } from "../../src/train/trainer.js";
+import { DivergenceError } from "../../src/train/loop.js";
+import { train, type TrainerOptions } from "../../src/train/trainer.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "adjoint-reliability-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

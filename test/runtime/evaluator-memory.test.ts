@@ -25,7 +25,7 @@ import {
   type Tensor,
 } from "../../src/index.js";
 import { inBackendMemory } from "../../src/tensor/tensor.js";
-import { accuracy } from "../../src/train/trainer.js";
+import { accuracy } from "../../src/train/metrics.js";
 import { initParams, modelSpec } from "../../src/train/models.js";
 import { Rng } from "../../src/train/random.js";
 import type { WasmBackend } from "../../src/backends/wasm.js";

@@ -199,7 +199,7 @@ describe("Layers and classificationAccuracy", () => {
 
 describe("the per-epoch test metrics", () => {
   it("testMetrics' loss is the mean cross-entropy the loss op computes, its accuracy argmax's", async () => {
-    const { testMetrics } = await import("../../src/train/trainer.js");
+    const { testMetrics } = await import("../../src/train/metrics.js");
     const { evaluate } = await import("../../src/train/evaluate.js");
     const spec = modelSpec("cnn", 784, [], 10, "tutorial");
     const params = initParams(spec, new Rng(2), "float64");

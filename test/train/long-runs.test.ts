@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
 import type { WasmBackend } from "../../src/backends/wasm.js";
-import { COLD_STEPS, StepRates } from "../../src/train/trainer.js";
+import { COLD_STEPS, StepRates } from "../../src/train/rates.js";
 
 describe("StepRates", () => {
   it("gives the exact cold, warm and overall rates of a short run", () => {

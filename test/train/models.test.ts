@@ -8,9 +8,9 @@ import {
   allocateShared,
   CONTROL,
   shardBounds,
-  ShardRunner,
   sliceBounds,
-} from "../../src/train/parallel/shard.js";
+} from "../../src/train/parallel/state.js";
+import { ShardRunner } from "../../src/train/parallel/shard.js";
 import { Tensor } from "../../src/tensor/tensor.js";
 import { oneHot } from "../../src/train/data.js";
 import {

@@ -5,10 +5,11 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Tensor } from "../../src/tensor/tensor.js";
 import { loadDigits, randomSplit, standardize, type Dataset } from "../../src/train/data.js";
-import { inProcessEngine } from "../../src/train/engine.js";
+import { inProcessEngine } from "../../src/train/parallel/engine.js";
 import { modelSpec } from "../../src/train/models.js";
 import { loadParams, paramsHash, PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
-import { accuracy, train, type TrainerOptions } from "../../src/train/trainer.js";
+import { accuracy } from "../../src/train/metrics.js";
+import { train, type TrainerOptions } from "../../src/train/trainer.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "adjoint-trainer-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -16,12 +16,13 @@ import {
   type FaultInjection,
   type WorkerTask,
 } from "./protocol.js";
-import { CONTROL, ShardRunner, type SharedState, type TrainPlan } from "./shard.js";
+import { CONTROL, type SharedState, type TrainPlan } from "./state.js";
+import { ShardRunner } from "./shard.js";
 import { backend } from "../../tensor/active.js";
 import type { BackendName } from "../../backends/select.js";
 import type { OptimizerConfig } from "./optimizer-kernels.js";
 import { packageRoot } from "../../package.js";
-import type { EngineFactory, StepEngine } from "../engine.js";
+import type { EngineFactory, StepEngine } from "./engine.js";
 
 /** How the main thread starts phases: an Atomics barrier, or one piscina task per worker. */
 export type StepProtocol = "barrier" | "tasks";

@@ -3,7 +3,8 @@
  * Atomics barrier, the task messages, and what a worker does for each phase.
  */
 import { availableParallelism } from "node:os";
-import { CONTROL, sliceBounds, type ShardRunner, type SharedState } from "./shard.js";
+import { CONTROL, sliceBounds, type SharedState } from "./state.js";
+import { type ShardRunner } from "./shard.js";
 
 /** Control words of the barrier (after the shard state's own words). */
 export const BARRIER = {

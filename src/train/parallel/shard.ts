@@ -4,202 +4,18 @@
  */
 import "../../graph/ops/index.js"; // registers every op, so any plan can be rebuilt here
 import type { Node } from "../../graph/node.js";
-import { applyUpdate, stateCount, type OptimizerConfig } from "./optimizer-kernels.js";
+import { applyUpdate, type OptimizerConfig } from "./optimizer-kernels.js";
 import { sumSlots } from "./slots.js";
 import { sizeOf } from "../../tensor/shape.js";
-import {
-  allocateArray,
-  placeInBackend,
-  Tensor,
-  type DType,
-  type TypedArray,
-} from "../../tensor/tensor.js";
+import { allocateArray, placeInBackend, Tensor, type TypedArray } from "../../tensor/tensor.js";
 import { Evaluator } from "../../runtime/evaluator.js";
-import { rebuildGraph, type Plan } from "../../runtime/plan.js";
-import type { WasmBackend, WasmMemory } from "../../backends/wasm.js";
+import { rebuildGraph } from "../../runtime/plan.js";
+import type { WasmBackend } from "../../backends/wasm.js";
 import { backend } from "../../tensor/active.js";
 import { CompiledShard } from "./compiled.js";
-import { allocateInMemory, updateKernels, type UpdateRunner } from "./update-wasm.js";
-
-/**
- * The training graph as data: placeholders [...data, ...params] (`dataCount` per-example inputs,
- * default 2: X and Y), outputs [loss, ...grads] of the rows a shard is fed.
- */
-export interface TrainPlan {
-  plan: Plan;
-  paramShapes: number[][];
-  /** How many placeholders are per-example data, fed one gathered shard each (default 2). */
-  dataCount?: number;
-  /**
-   * Whether the plan's loss (and so its gradients) is the sum over the shard's rows (default) or
-   * their mean; means are scaled by the shard's rows, so slots always hold sums.
-   */
-  shardLoss?: "sum" | "mean";
-  /** What a step minimises: the batch's mean (slot sums divided by its rows; default) or sum. */
-  objective?: "mean" | "sum";
-  /** Run shards as compiled programs on the wasm backend (default true; false: the Evaluator). */
-  compiled?: boolean;
-}
-
-/** One per-example input in shared memory: n rows of `rowShape`, row-major. */
-export interface SharedColumn {
-  data: TypedArray;
-  rowShape: number[];
-  /** Elements per row. */
-  rowSize: number;
-}
-
-/** Everything a shard needs, as SharedArrayBuffer-backed arrays (cloneable to workers). */
-export interface SharedState {
-  dtype: DType;
-  /** The per-example inputs, in the plan's placeholder order (the built-in models: X, one-hot Y). */
-  columns: SharedColumn[];
-  /** Two parameter buffers (current and next) of P elements each; control[0] says which is current. */
-  params: [TypedArray, TypedArray];
-  /** Optimizer state, two buffers per state vector (current/next, same index as params). */
-  state: [TypedArray, TypedArray][];
-  /** shardCount gradient slots of P elements. */
-  grads: TypedArray;
-  /** Summed loss per shard. */
-  losses: Float64Array;
-  /** Row indices of the current batch (capacity: the largest batch). */
-  batch: Int32Array;
-  /**
-   * Control words: [0] current parameter buffer, [1] batch size, [2] optimizer step t,
-   * [3..] free for the step protocol.
-   */
-  control: Int32Array;
-  shardCount: number;
-  paramCount: number;
-  /** Random image shifts applied to column 0 while a shard gathers its rows (augmentation). */
-  augment?: ShiftAugment;
-  /**
-   * The shared WebAssembly memory that params, state and grads are views of, where the engine has
-   * one: every thread then reduces and updates there in WASM (update-wasm.ts), else in JS.
-   */
-  memory?: WasmMemory;
-}
-
-/** Shift each training image by up to `maxShift` pixels, chosen from (seed, step, row) alone. */
-export interface ShiftAugment {
-  width: number;
-  height: number;
-  maxShift: number;
-  seed: number;
-}
-
-/** A 32-bit hash of three integers (murmur3's finaliser over a mix): cheap and well spread. */
-function hash3(a: number, b: number, c: number): number {
-  let h = Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x632be5ab, 0xc2b2ae35) ^ c;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** The (dx, dy) shift of `row` at optimizer step `step`: the same in every thread. */
-export function shiftFor(augment: ShiftAugment, step: number, row: number): [number, number] {
-  const span = 2 * augment.maxShift + 1;
-  const h = hash3(augment.seed, step, row);
-  return [(h % span) - augment.maxShift, (Math.floor(h / span) % span) - augment.maxShift];
-}
-
-/**
- * Writes the image at `data[from..]` shifted by (dx, dy) into `out[to..]`, zeros where the shift
- * uncovers pixels: per output row, the uncovered ends zeroed and the covered span copied.
- */
-export function shiftImage(
-  data: TypedArray,
-  from: number,
-  out: TypedArray,
-  to: number,
-  size: { width: number; height: number },
-  dx: number,
-  dy: number,
-): void {
-  const { width, height } = size;
-  const x0 = Math.max(0, dx);
-  const x1 = Math.min(width, width + dx);
-  for (let y = 0; y < height; y++) {
-    const o = to + y * width;
-    const sy = y - dy;
-    if (sy < 0 || sy >= height || x0 >= x1) {
-      out.fill(0, o, o + width);
-      continue;
-    }
-    const s = from + sy * width - dx;
-    for (let x = 0; x < x0; x++) out[o + x] = 0;
-    for (let x = x0; x < x1; x++) out[o + x] = data[s + x];
-    for (let x = x1; x < width; x++) out[o + x] = 0;
-  }
-}
-
-/** Control word indices. */
-export const CONTROL = { current: 0, batchSize: 1, step: 2, protocol: 3 } as const;
-const CONTROL_WORDS = 16;
-
-/** Allocates shared state for a dataset, parameter shapes and optimizer. */
-export function allocateShared(options: {
-  dtype: DType;
-  /** Per-example inputs: their data (n rows) and the shape of one row. */
-  columns: { data: TypedArray; rowShape: readonly number[] }[];
-  paramShapes: readonly number[][];
-  optimizer: OptimizerConfig;
-  shardCount: number;
-  maxBatch: number;
-  augment?: ShiftAugment;
-  /** Place params, state and grads in a shared WebAssembly memory where possible (default true). */
-  wasmUpdate?: boolean;
-}): SharedState {
-  const { dtype, shardCount } = options;
-  const paramCount = options.paramShapes.reduce((n, s) => n + sizeOf(s), 0);
-  // Data already in shared memory, of the run's dtype (the official MNIST's loader makes it so),
-  // is read in place: the workers only read the columns. Anything else is copied once.
-  const copyShared = (src: TypedArray): TypedArray => {
-    const sameType = src instanceof Float32Array === (dtype === "float32");
-    if (sameType && src.buffer instanceof SharedArrayBuffer) return src;
-    const out = allocateArray(src.length, dtype, true, false);
-    out.set(src);
-    return out;
-  };
-  const states = stateCount(options.optimizer.kind);
-  const sizes = [...new Array<number>(2 + 2 * states).fill(paramCount), shardCount * paramCount];
-  const placed = options.wasmUpdate === false ? undefined : allocateInMemory(dtype, sizes);
-  const arrays = placed?.arrays ?? sizes.map((n) => allocateArray(n, dtype, true));
-  const pair = (k: number): [TypedArray, TypedArray] => [arrays[2 * k], arrays[2 * k + 1]];
-  return {
-    dtype,
-    columns: options.columns.map((c) => ({
-      data: copyShared(c.data),
-      rowShape: [...c.rowShape],
-      rowSize: sizeOf(c.rowShape),
-    })),
-    params: pair(0),
-    state: Array.from({ length: states }, (_, k) => pair(k + 1)),
-    grads: arrays[2 + 2 * states],
-    losses: new Float64Array(new SharedArrayBuffer(8 * shardCount)),
-    batch: new Int32Array(new SharedArrayBuffer(4 * Math.max(options.maxBatch, 1))),
-    control: new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS)),
-    shardCount,
-    paramCount,
-    augment: options.augment,
-    memory: placed?.memory,
-  };
-}
-
-/** Rows [lo, hi) of a batch of `batchSize` that micro-shard `s` of `shardCount` covers. */
-export function shardBounds(batchSize: number, shardCount: number, s: number): [number, number] {
-  const base = Math.floor(batchSize / shardCount);
-  const extra = batchSize % shardCount;
-  const lo = s * base + Math.min(s, extra);
-  return [lo, lo + base + (s < extra ? 1 : 0)];
-}
-
-/** Element range [start, end) of slice `k` of `count` over `length` elements. */
-export function sliceBounds(length: number, count: number, k: number): [number, number] {
-  return shardBounds(length, count, k);
-}
+import { updateKernels, type UpdateRunner } from "./update-wasm.js";
+import { shiftFor, shiftImage } from "./augment.js";
+import { CONTROL, shardBounds, type SharedState, type TrainPlan } from "./state.js";
 
 /** Elements reduced and updated per block (64 KiB of float32 scratch: stays in cache). */
 const REDUCE_BLOCK = 16384;
@@ -243,8 +59,8 @@ export class ShardRunner {
     const graph = rebuildGraph(train.plan);
     this.placeholders = graph.placeholders;
     this.meanLoss = train.shardLoss === "mean";
-    this.dataCount = train.dataCount ?? 2;
-    this.objective = train.objective ?? "mean";
+    this.dataCount = train.dataCount;
+    this.objective = train.objective;
     if (shared.columns.length !== this.dataCount) {
       throw new Error(
         `ShardRunner: the plan has ${this.dataCount} data inputs, the shared state ${shared.columns.length} columns`,

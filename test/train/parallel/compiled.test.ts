@@ -11,7 +11,8 @@ import { jsBackend } from "../../../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../../../src/backends/wasm.js";
 import { useBackend } from "../../../src/backends/select.js";
 import { CompiledShard } from "../../../src/train/parallel/compiled.js";
-import { CONTROL, ShardRunner } from "../../../src/train/parallel/shard.js";
+import { CONTROL } from "../../../src/train/parallel/state.js";
+import { ShardRunner } from "../../../src/train/parallel/shard.js";
 import {
   buildTrainPlan,
   initParams,

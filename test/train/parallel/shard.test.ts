@@ -1,6 +1,6 @@
 /** Micro-shard helpers: the image-shift augmentation is exact and thread-independent. */
 import { describe, expect, it } from "vitest";
-import { shiftFor, shiftImage, type ShiftAugment } from "../../../src/train/parallel/shard.js";
+import { shiftFor, shiftImage, type ShiftAugment } from "../../../src/train/parallel/augment.js";
 
 describe("shift augmentation", () => {
   const image = Float32Array.from({ length: 12 }, (_, i) => i + 1); // 4 wide, 3 high

@@ -10,7 +10,7 @@ import {
   type OptimizerConfig,
 } from "../../../src/train/parallel/optimizer-kernels.js";
 import { allocateInMemory, updateKernels } from "../../../src/train/parallel/update-wasm.js";
-import { allocateShared } from "../../../src/train/parallel/shard.js";
+import { allocateShared } from "../../../src/train/parallel/state.js";
 import type { DType, TypedArray } from "../../../src/tensor/tensor.js";
 
 const configs: [string, OptimizerConfig][] = [

@@ -1,6 +1,7 @@
 /** Step engines: who runs the micro-shards of a step. The in-process one lives here. */
-import type { OptimizerConfig } from "./parallel/optimizer-kernels.js";
-import { ShardRunner, type SharedState, type TrainPlan } from "./parallel/shard.js";
+import type { OptimizerConfig } from "./optimizer-kernels.js";
+import { ShardRunner } from "./shard.js";
+import type { SharedState, TrainPlan } from "./state.js";
 
 /**
  * Runs one synchronous step: every micro-shard's forward and backward pass over the batch rows in
