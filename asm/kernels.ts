@@ -1,3 +1,4 @@
+import { BinaryCode, UnaryCode } from "../src/backends/wasm-codes";
 /**
  * WASM SIMD kernels (AssemblyScript, compiled by `npm run build:wasm` to build/kernels-shared.wasm
  * and build/kernels-relaxed.wasm, both over an imported shared memory).
@@ -805,22 +806,22 @@ export function matmulF64(
 
 /** out[i] = x[i] (op) y[i] for n elements of T; op 0 add, 1 sub, 2 mul, 3 div. */
 function binary<T>(op: i32, x: usize, y: usize, out: usize, n: i32): void {
-  if (<u32>op > 3) unreachable(); // no such kernel: trap, never another op's
+  if (<u32>op > <u32>BinaryCode.div) unreachable(); // no such kernel: trap, never another op's
   const shift = alignof<T>();
   const lanes = 16 / <i32>sizeof<T>();
   const nv = n & ~(lanes - 1);
   let i = 0;
-  if (op == 0) {
+  if (op == BinaryCode.add) {
     for (; i < nv; i += lanes) {
       const o = (<usize>i) << shift;
       v128.store(out + o, v128.add<T>(v128.load(x + o), v128.load(y + o)));
     }
-  } else if (op == 1) {
+  } else if (op == BinaryCode.sub) {
     for (; i < nv; i += lanes) {
       const o = (<usize>i) << shift;
       v128.store(out + o, v128.sub<T>(v128.load(x + o), v128.load(y + o)));
     }
-  } else if (op == 2) {
+  } else if (op == BinaryCode.mul) {
     for (; i < nv; i += lanes) {
       const o = (<usize>i) << shift;
       v128.store(out + o, v128.mul<T>(v128.load(x + o), v128.load(y + o)));
@@ -835,7 +836,16 @@ function binary<T>(op: i32, x: usize, y: usize, out: usize, n: i32): void {
     const o = (<usize>i) << shift;
     const u = load<T>(x + o);
     const v = load<T>(y + o);
-    store<T>(out + o, op == 0 ? u + v : op == 1 ? u - v : op == 2 ? u * v : u / v);
+    store<T>(
+      out + o,
+      op == BinaryCode.add
+        ? u + v
+        : op == BinaryCode.sub
+          ? u - v
+          : op == BinaryCode.mul
+            ? u * v
+            : u / v,
+    );
   }
 }
 
@@ -851,14 +861,14 @@ export function binaryF64(op: i32, x: usize, y: usize, out: usize, n: i32): void
 
 /** out[i] = f(x[i]) for n elements of T; op 0 relu (x > 0 ? x : 0), 1 step (x > 0 ? 1 : 0). */
 function unary<T>(op: i32, x: usize, out: usize, n: i32): void {
-  if (<u32>op > 1) unreachable(); // 0 relu, 1 step; no other kernel: trap
+  if (<u32>op > <u32>UnaryCode.step) unreachable(); // 0 relu, 1 step; no other kernel: trap
   const shift = alignof<T>();
   const lanes = 16 / <i32>sizeof<T>();
   const nv = n & ~(lanes - 1);
   const zero = v128.splat<T>(<T>0);
   let i = 0;
   // x > 0 is false for -0 and NaN, so both give +0, as the js loops do.
-  if (op == 0) {
+  if (op == UnaryCode.relu) {
     for (; i < nv; i += lanes) {
       const o = (<usize>i) << shift;
       const v = v128.load(x + o);
@@ -874,7 +884,7 @@ function unary<T>(op: i32, x: usize, out: usize, n: i32): void {
   for (; i < n; i++) {
     const o = (<usize>i) << shift;
     const v = load<T>(x + o);
-    store<T>(out + o, v > <T>0 ? (op == 0 ? v : <T>1) : <T>0);
+    store<T>(out + o, v > <T>0 ? (op == UnaryCode.relu ? v : <T>1) : <T>0);
   }
 }
 
@@ -1342,7 +1352,7 @@ function channelBinary<T>(
   channels: i32,
   inner: i32,
 ): void {
-  if (<u32>op > 3) unreachable();
+  if (<u32>op > <u32>BinaryCode.div) unreachable();
   const shift = alignof<T>();
   const lanes = 16 / <i32>sizeof<T>();
   const nv = inner & ~(lanes - 1);
@@ -1355,18 +1365,27 @@ function channelBinary<T>(
       for (; i < nv; i += lanes, p += 16) {
         const e = v128.load(x + p);
         const r =
-          op == 0
+          op == BinaryCode.add
             ? v128.add<T>(e, s)
-            : op == 1
+            : op == BinaryCode.sub
               ? v128.sub<T>(e, s)
-              : op == 2
+              : op == BinaryCode.mul
                 ? v128.mul<T>(e, s)
                 : v128.div<T>(e, s);
         v128.store(out + p, r);
       }
       for (; i < inner; i++, p += sizeof<T>()) {
         const e = load<T>(x + p);
-        store<T>(out + p, op == 0 ? e + v : op == 1 ? e - v : op == 2 ? e * v : e / v);
+        store<T>(
+          out + p,
+          op == BinaryCode.add
+            ? e + v
+            : op == BinaryCode.sub
+              ? e - v
+              : op == BinaryCode.mul
+                ? e * v
+                : e / v,
+        );
       }
     }
   }

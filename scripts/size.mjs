@@ -30,28 +30,60 @@ for (const [folder, n] of [...counts].sort()) {
 }
 if (!check) console.log(`| total | ${total} |`);
 
-// `--check`: fail when the core (src/tensor, src/graph, src/autodiff, src/runtime, their
-// subfolders) or the backends (src/backends) exceed the budgets the README states ("Core line
-// budget: N", "Backends line budget: N"); npm test runs it.
+// The budgets (`--check`, which npm test runs, fails past one): code lines per group of folders.
+// A budget moves only with a capability, and its history says which.
+const BUDGETS = [
+  {
+    name: "core",
+    // What defines, types, runs and differentiates a graph, through the Backend interface, with
+    // the reference kernels.
+    folders: /^src\/(tensor|graph|autodiff|runtime)(\/|$)/,
+    budget: 4200,
+    history: [
+      "3,297 before the type rules, five new ops, forward mode and jacobian, checkGradients and custom ops, name-keyed feeds and input validation (3,889 after them, 3,726 after a first round of cuts)",
+      "3,796 with tracedGradients, the shared byte-order helpers and what the compiled shards read from the wasm backend",
+      "2,931 after a restructuring: element-wise ops declared by their kernel and one derivative map, type rules derived from sameAs facts, transpose's adjoint as a transpose, one broadcast check, one cross-entropy row walk, one checked reverse sweep; the WASM backend moved out to src/backends with its own budget (as TF.js keeps tfjs-backend-wasm out of tfjs-core)",
+      "3,150 for the checked rule results (a rule's gradients, tangents and compute results checked against the op's type; op.gradient beside pullback; the Evaluator's re-entry guard)",
+      "3,250 for the outputs copied out of the wasm arena, the placement scope, the pool's two free lists and the cross-entropy's reduction",
+      "3,350 for the option checks of checkGradients, jacobian and the feeds' one rule (feedMap)",
+      "3,600 for the first N-D ops (slice and its adjoint, concat and its parts, argmax, stopGradient)",
+      "3,700 for batched matmul",
+      "4,000 for layerNorm, softmax/logSoftmax as ops and conv2d with its two adjoint ops and kernels",
+      "4,100 for maxPool2d and its adjoint pair",
+      "4,200 for the typed list of built-in op names (src/graph/op-names.ts, 57 lines) that the registry, the ONNX rules and the compiled step's cases are checked against",
+    ],
+  },
+  {
+    name: "backends",
+    // The WASM backend, its arena and selection by name.
+    folders: /^src\/backends(\/|$)/,
+    budget: 775,
+    history: [
+      "575 until the im2col convolution kernels came",
+      "675 until the batched product, the convolution's patches and max-pooling moved into WASM",
+      "710 until the per-channel bias and its gradient did; then 750",
+      "775 for the WASM op codes defined once (src/backends/wasm-codes.ts, which asm/kernels.ts imports)",
+    ],
+  },
+  {
+    name: "train",
+    // The built-in models, fit(), the loop, checkpoints and the data-parallel engine.
+    folders: /^src\/train(\/|$)/,
+    budget: 4900,
+    history: ["4,900 at its first budget, when train/ was split by job (4,863 then)"],
+  },
+];
+
 if (check) {
-  const readme = readFileSync(join(root, "README.md"), "utf8");
-  const budgets = [
-    ["core", "Core line budget", /^src\/(tensor|graph|autodiff|runtime)(\/|$)/],
-    ["backends", "Backends line budget", /^src\/backends(\/|$)/],
-  ];
   const lines = [];
-  for (const [name, phrase, folders] of budgets) {
+  for (const { name, folders, budget } of BUDGETS) {
     const n = [...counts]
       .filter(([folder]) => folders.test(folder))
       .reduce((sum, [, count]) => sum + count, 0);
-    const match = new RegExp(`${phrase}: ([\\d,]+)`).exec(readme);
-    if (!match) {
-      console.error(`size: README.md states no "${phrase}: N"`);
-      process.exit(1);
-    }
-    const budget = Number(match[1].replace(/,/g, ""));
     if (n > budget) {
-      console.error(`size: the ${name} has ${n} code lines, over its budget of ${budget}`);
+      console.error(
+        `size: the ${name} has ${n} code lines, over its budget of ${budget} (scripts/size.mjs: raise it only with a capability, and say which in its history)`,
+      );
       process.exit(1);
     }
     lines.push(`${name}: ${n} code lines, budget ${budget}`);

@@ -8,6 +8,7 @@
  * then read their inputs and write their output in place, and only arrays from elsewhere (feeds,
  * SharedArrayBuffer parameters, arrays made while another backend was active) are copied in.
  */
+import { BinaryCode, UnaryCode } from "./wasm-codes.js";
 import { packageRoot } from "../package.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -130,12 +131,12 @@ type MatmulBatch = (
   ]
 ) => void;
 
-/** The binary kernels in WASM by op code (asm/kernels.ts); null: the js kernel runs. */
-const binaryOps: Record<BinaryKind, number | null> = {
-  add: 0,
-  sub: 1,
-  mul: 2,
-  div: 3,
+/** The binary kernels in WASM by op code (wasm-codes.ts); null: the js kernel runs. */
+export const BINARY_CODES: Record<BinaryKind, BinaryCode | null> = {
+  add: BinaryCode.add,
+  sub: BinaryCode.sub,
+  mul: BinaryCode.mul,
+  div: BinaryCode.div,
   minimum: null,
   maximum: null,
   greater: null,
@@ -147,10 +148,10 @@ const binaryOps: Record<BinaryKind, number | null> = {
  */
 const BINARY_MIN_SIZE = 64;
 
-/** The unary kernels in WASM, by their op code in asm/kernels.ts. */
-const unaryOps: Record<UnaryKind, number | null> = {
-  relu: 0,
-  step: 1,
+/** The unary kernels in WASM by op code (wasm-codes.ts); null: the js kernel runs. */
+export const UNARY_CODES: Record<UnaryKind, UnaryCode | null> = {
+  relu: UnaryCode.relu,
+  step: UnaryCode.step,
   neg: null,
   exp: null,
   log: null,
@@ -593,7 +594,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   }
 
   function binary(kind: BinaryKind, a: Tensor, b: Tensor): Tensor {
-    const op = binaryOps[kind];
+    const op = BINARY_CODES[kind];
     if (op === null || Math.max(a.size, b.size) < minElements) return jsBackend.binary(kind, a, b);
     if (!sameShape(a.shape, b.shape)) {
       if (a.dtype === b.dtype) {
@@ -622,7 +623,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
   }
 
   function unary(kind: UnaryKind, x: Tensor): Tensor {
-    const op = unaryOps[kind];
+    const op = UNARY_CODES[kind];
     if (op === null || x.size < minElements) return jsBackend.unary(kind, x);
     const run = x.dtype === "float32" ? k.unaryF32 : k.unaryF64;
     return launch(x.dtype, x.data, undefined, allocate(x.shape, x.dtype), (xa, _, o) =>

@@ -1,7 +1,7 @@
 /** Node, Op and variable(): the vocabulary of the define-then-run graph. */
 import { add, addByConst, div, divByConst, mul, mulByConst, neg, sub } from "./ops/elementwise.js";
 import { matmul, type MatmulOptions } from "./ops/matmul.js";
-import { defineOp, type Attrs, type Op } from "./op.js";
+import { declareOp, type Attrs, type Op } from "./op.js";
 import {
   checkDeclaredShape,
   fmtType,
@@ -150,7 +150,7 @@ export function makeNode(op: Op, inputs: Node[], attrs: Attrs, name: string): No
 }
 
 /** The placeholder op: its value comes from the feed map, never from compute. */
-export const placeholderOp: Op = defineOp<VariableOptions>({
+export const placeholderOp: Op = declareOp<VariableOptions>({
   name: "placeholder",
   type: (_inputs, { shape, dtype }) =>
     shape === undefined && dtype === undefined

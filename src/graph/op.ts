@@ -2,6 +2,7 @@
 import type { Tensor } from "../tensor/tensor.js";
 import type { Node } from "./node.js";
 import { broadcastDims, promoteTypes, type NodeType } from "./types.js";
+import type { BuiltinOpName } from "./op-names.js";
 
 /** Static parameters of a node: plain, structured-cloneable data. */
 export type Attrs = Record<string, unknown>;
@@ -72,10 +73,13 @@ export function zerosOf(x: Node): Node {
 }
 
 /**
- * Registers an op under its unique name (so plans can be rebuilt in workers) and returns it. Its
- * builder is the one place that makes nodes of it, with attrs of type `A`.
+ * Declares a built-in op under its name from {@link BUILTIN_OP_NAMES} (so plans can be rebuilt in
+ * workers) and returns it. Its builder is the one place that makes nodes of it, with attrs of type
+ * `A`. (Users define their own ops with autodiff's `declareOp`.)
  */
-export function defineOp<A extends object = Attrs>(spec: OpSpec<A>): Op {
+export function declareOp<A extends object = Attrs>(
+  spec: OpSpec<A> & { readonly name: BuiltinOpName },
+): Op {
   return registerOp(makeOp(spec));
 }
 

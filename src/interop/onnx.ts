@@ -5,6 +5,7 @@
  * export (the batch) become symbolic dimensions, and every rule that needs a shape reads it at run
  * time (`Shape`), so an exported model runs for any batch size.
  */
+import type { BuiltinOpName } from "../graph/op-names.js";
 import onnxProto from "onnx-proto";
 import { checkFeed, checkOptions, isPlaceholder, type Node } from "../graph/node.js";
 import { typeName } from "../tensor/options.js";
@@ -177,11 +178,16 @@ function insertionPoint(axis: unknown, rank: number): number {
   return a < 0 ? a + rank + 1 : a;
 }
 
+/** An op with no ONNX rule, and why (the exporter says so, naming the node). */
+interface Unsupported {
+  readonly unsupported: string;
+}
+
 /**
  * The ONNX rule of every built-in op, keyed by op name (as PyTorch keeps its ONNX symbolic
  * functions apart from its ops): the exporter's vocabulary stays out of the core and the workers.
  */
-const RULES: Record<string, Rule> = {
+const RULES: Record<BuiltinOpName, Rule | Unsupported> = {
   add: elementwise("Add"),
   sub: elementwise("Sub"),
   mul: elementwise("Mul"),
@@ -502,11 +508,15 @@ const RULES: Record<string, Rule> = {
     );
     return e.node("Div", [grad, rows]);
   },
+  // Handled before any rule: a variable is one of the graph's inputs or initializers.
+  placeholder: { unsupported: "variables become the graph's inputs and initializers" },
 };
 
 /** The op names {@link exportOnnx} maps to ONNX. */
 export function onnxExportableOps(): string[] {
-  return Object.keys(RULES);
+  return Object.entries(RULES)
+    .filter(([, rule]) => typeof rule === "function")
+    .map(([name]) => name);
 }
 
 /** A TensorProto of `dtype` (float, little-endian raw data) or int64 values. */
@@ -677,10 +687,15 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
         `exportOnnx: variable "${node.name}" is neither in inputs nor in initializers`,
       );
     }
-    const rule = RULES[node.op.name];
-    if (!rule) {
+    const rule = (RULES as Partial<Record<string, Rule | Unsupported>>)[node.op.name];
+    if (rule === undefined) {
       throw new Error(
         `exportOnnx: op "${node.op.name}" (node "${node.name}") has no ONNX mapping; export a graph of built-in ops`,
+      );
+    }
+    if (typeof rule !== "function") {
+      throw new Error(
+        `exportOnnx: op "${node.op.name}" (node "${node.name}") has no ONNX mapping: ${rule.unsupported}`,
       );
     }
     const inputTypes = node.inputs.map((input) => types.get(input)!);

@@ -4,6 +4,7 @@ import * as adj from "../../src/index.js";
 import { backendCases } from "../helpers/backends.js";
 import { Node, opByName, topoSort, variable, type Op } from "../../src/index.js";
 import { registeredOps } from "../../src/graph/op.js";
+import { BUILTIN_OP_NAMES } from "../../src/graph/op-names.js";
 import { assertClose, gradcheck, mulberry32, randomTensor } from "../helpers/gradcheck.js";
 import { opCases } from "../helpers/op-cases.js";
 import { fromTensor } from "../helpers/reference.js";
@@ -120,6 +121,12 @@ describe("op table", () => {
     }
     // The custom ops of this file are plain objects, never registered: the registry is adj's.
     expect(registeredOps().filter((name) => name !== "placeholder" && !seen.has(name))).toEqual([]);
+  });
+
+  it("the typed list of built-in op names is what the op modules register, no more, no less", () => {
+    // The registry takes a built-in op only under a listed name (a type error otherwise); a
+    // listed name that no module declares would give tables rows for an op that does not exist.
+    expect([...registeredOps()].sort()).toEqual([...BUILTIN_OP_NAMES].sort());
   });
 
   // A builder with a registered op of its name must put that op in the case's graph. Node

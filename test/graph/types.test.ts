@@ -7,7 +7,10 @@ import { lowerGraph, rebuildGraph } from "../../src/runtime/plan.js";
 import { topoSort } from "../../src/graph/topo.js";
 import { mulberry32, randomTensor } from "../helpers/gradcheck.js";
 import { opCases } from "../helpers/op-cases.js";
-import { defineOp } from "../../src/graph/op.js";
+import { makeOp, registerOp, type OpSpec } from "../../src/graph/op.js";
+
+/** A test op registered under a name of its own (not a built-in one). */
+const defineOp = <A extends object>(spec: OpSpec<A>) => registerOp(makeOp(spec));
 
 const BROADCAST = { shape: "broadcast", dtype: "promote" } as const;
 

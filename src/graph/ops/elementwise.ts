@@ -4,7 +4,8 @@ import type { BinaryKind, ScalarKind, UnaryKind } from "../../tensor/backend.js"
 import { full } from "../../tensor/tensor.js";
 import { label, makeNode, type Node } from "../node.js";
 import { typeName } from "../../tensor/options.js";
-import { defineOp, setZeroGradient, type NodeOf, type Op, type OpSpec } from "../op.js";
+import type { BuiltinOpName } from "../op-names.js";
+import { declareOp, setZeroGradient, type NodeOf, type Op, type OpSpec } from "../op.js";
 import { broadcastDims, promoteTypes } from "../types.js";
 import { broadcastTo, sumLike } from "./shape.js";
 
@@ -34,11 +35,11 @@ type Scale<A> = (node: NodeOf<A>, t: Node) => Node;
 
 /** An op of one input with x's shape and dtype, computed by `compute`; its rules from `scale`. */
 function diagonalOp<A extends object>(
-  name: string,
+  name: BuiltinOpName,
   compute: OpSpec<A>["compute"],
   scale: Scale<A> | null,
 ): Op {
-  return defineOp<A>({
+  return declareOp<A>({
     name,
     sameAs: SAME,
     compute,
@@ -53,7 +54,7 @@ function unaryOp(name: UnaryKind, scale: Scale<object> | null): Op {
 }
 
 /** x (kind) c for the constant in attrs, run by the scalar kernel. */
-function scalarOp(name: string, kind: ScalarKind, scale: Scale<ConstantAttrs>): Op {
+function scalarOp(name: BuiltinOpName, kind: ScalarKind, scale: Scale<ConstantAttrs>): Op {
   return diagonalOp<ConstantAttrs>(
     name,
     (node, [x]) => backend().scalar(kind, x, node.attrs.constant),
@@ -63,7 +64,7 @@ function scalarOp(name: string, kind: ScalarKind, scale: Scale<ConstantAttrs>): 
 
 /** An op of two broadcast inputs run by the binary kernel of its name. */
 function binaryOp(name: BinaryKind, rules: Pick<OpSpec<object>, "gradient" | "jvp">): Op {
-  return defineOp({
+  return declareOp({
     name,
     sameAs: BROADCAST,
     compute: (_node, [a, b]) => backend().binary(name, a, b),
@@ -127,7 +128,7 @@ export const divByConstOp = scalarOp("divByConst", "div", (node, t) =>
 );
 
 /** x ** c for a constant c: t * c x^(c-1). */
-export const powOp = defineOp<ConstantAttrs>({
+export const powOp = declareOp<ConstantAttrs>({
   name: "pow",
   sameAs: SAME,
   compute: (node, [x]) => backend().scalar("pow", x, node.attrs.constant),
@@ -189,7 +190,7 @@ export const maximumOp = binaryOp("maximum", {
 export const greaterOp = binaryOp("greater", { gradient: () => [null, null] });
 
 /** cond != 0 ? a : b, the three broadcast together; cond gets no gradient. */
-export const whereOp: Op = defineOp({
+export const whereOp: Op = declareOp({
   name: "where",
   type: ([cond, a, b]) => ({
     shape: broadcastDims(cond.shape, broadcastDims(a.shape, b.shape)),
@@ -204,7 +205,7 @@ export const whereOp: Op = defineOp({
 });
 
 /** Zeros with x's shape and dtype. */
-export const zerosLikeOp: Op = defineOp({
+export const zerosLikeOp: Op = declareOp({
   name: "zerosLike",
   sameAs: SAME,
   compute: (_node, [x]) => full(x.shape, 0, x.dtype),
@@ -212,7 +213,7 @@ export const zerosLikeOp: Op = defineOp({
 });
 
 /** Ones with x's shape and dtype. */
-export const onesLikeOp: Op = defineOp({
+export const onesLikeOp: Op = declareOp({
   name: "onesLike",
   sameAs: SAME,
   compute: (_node, [x]) => full(x.shape, 1, x.dtype),

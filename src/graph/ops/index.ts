@@ -5,8 +5,8 @@ export * from "./reduce.js";
 export * from "./shape.js";
 export * from "./nn.js";
 
-import { registeredOps } from "../op.js";
+import { BUILTIN_OP_NAMES } from "../op-names.js";
 import "../node.js"; // the placeholder op
 
 /** The ops every thread has (registered by these modules): what a worker can rebuild. */
-export const BUILTIN_OPS: ReadonlySet<string> = new Set(registeredOps());
+export const BUILTIN_OPS: ReadonlySet<string> = new Set(BUILTIN_OP_NAMES);

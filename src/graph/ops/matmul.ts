@@ -1,7 +1,7 @@
 /** Matrix products with optional transposes: 2-D, or batched over leading axes as NumPy's matmul. */
 import { backend } from "../../tensor/active.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
-import { defineOp, type Op } from "../op.js";
+import { declareOp, type Op } from "../op.js";
 import { add } from "./elementwise.js";
 import { sumLike } from "./shape.js";
 import { broadcastDims, fmtType, promoteTypes, type Dim } from "../types.js";
@@ -13,7 +13,7 @@ export interface MatmulOptions {
 }
 
 /** op(a) @ op(b), op transposing when transA/transB are set. */
-export const matmulOp: Op = defineOp<Required<MatmulOptions>>({
+export const matmulOp: Op = declareOp<Required<MatmulOptions>>({
   name: "matmul",
   sameAs: { dtype: "promote" },
   type: ([a, b], attrs) => {

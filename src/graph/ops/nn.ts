@@ -7,7 +7,7 @@ import { backend } from "../../tensor/active.js";
 import { normalizeAxes } from "../../tensor/shape.js";
 import { releaseArray, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
-import { defineOp, type NodeOf, type Op } from "../op.js";
+import { declareOp, type NodeOf, type Op } from "../op.js";
 import { fmtType, promoteTypes, shapesAgree, type NodeType } from "../types.js";
 import { add, addByConst, div, exp, mul, neg, onesLike, pow, sub } from "./elementwise.js";
 import { mean, sum } from "./reduce.js";
@@ -33,7 +33,7 @@ function logSoftmaxValue(x: Tensor, axis: number): Tensor {
 }
 
 /** log softmax along attrs.axis. */
-export const logSoftmaxOp: Op = defineOp<Required<SoftmaxOptions>>({
+export const logSoftmaxOp: Op = declareOp<Required<SoftmaxOptions>>({
   name: "logSoftmax",
   sameAs: { shape: 0, dtype: 0 },
   compute: (node, [x]) => logSoftmaxValue(x, node.attrs.axis),
@@ -45,7 +45,7 @@ export const logSoftmaxOp: Op = defineOp<Required<SoftmaxOptions>>({
 });
 
 /** softmax along attrs.axis. */
-export const softmaxOp: Op = defineOp<Required<SoftmaxOptions>>({
+export const softmaxOp: Op = declareOp<Required<SoftmaxOptions>>({
   name: "softmax",
   sameAs: { shape: 0, dtype: 0 },
   compute: (node, [x]) => {
@@ -130,7 +130,7 @@ function classAxis(node: NodeOf<Required<SoftmaxOptions>>, logits: Tensor): numb
  * -sum(targets * logSoftmax(logits)) over every element, softmax along attrs.axis, divided by the
  * row count for reduction "mean"; 0-d.
  */
-export const softmaxCrossEntropyOp: Op = defineOp<CrossEntropyAttrs>({
+export const softmaxCrossEntropyOp: Op = declareOp<CrossEntropyAttrs>({
   name: "softmaxCrossEntropy",
   sameAs: { dtype: "promote" },
   type: (inputs) => ({ shape: [], dtype: crossEntropyType(inputs).dtype }),
@@ -153,7 +153,7 @@ export const softmaxCrossEntropyOp: Op = defineOp<CrossEntropyAttrs>({
  * softmax(logits) * sum(targets, axis, keepdims) - targets (divided by the row count for "mean"):
  * d softmaxCrossEntropy / d logits.
  */
-export const softmaxCrossEntropyGradOp: Op = defineOp<CrossEntropyAttrs>({
+export const softmaxCrossEntropyGradOp: Op = declareOp<CrossEntropyAttrs>({
   name: "softmaxCrossEntropyGrad",
   sameAs: { shape: 0, dtype: "promote" },
   type: crossEntropyType,
@@ -248,7 +248,7 @@ function trailingAxes(axis: readonly number[], rank: number): number[] {
 // so higher orders work.
 
 /** (x - mean) / sqrt(var + eps) over the trailing axes, biased variance (PyTorch's layer_norm). */
-export const layerNormOp: Op = defineOp<LayerNormAttrs>({
+export const layerNormOp: Op = declareOp<LayerNormAttrs>({
   name: "layerNorm",
   sameAs: { shape: 0, dtype: 0 },
   type: ([x], attrs) => {
@@ -273,7 +273,7 @@ function normalizedSize(axis: readonly number[], x: Tensor): number {
 // f(x, u) (the operator is symmetric).
 
 /** layerNorm's adjoint: r * (g - mean(g) - y * mean(g * y)) over the normalized axes. */
-export const layerNormGradOp: Op = defineOp<LayerNormAttrs>({
+export const layerNormGradOp: Op = declareOp<LayerNormAttrs>({
   name: "layerNormGrad",
   sameAs: { shape: 0, dtype: "promote" },
   type: ([x, g]) => ({ shape: x.shape, dtype: promoteTypes(x.dtype, g.dtype) }),
@@ -362,7 +362,7 @@ const geometry = (attrs: ConvAttrs) => ({ stride: attrs.stride, padding: attrs.p
 // two adjoints, whose own adjoints are the other two: every order is built from these three.
 
 /** Cross-correlation of x [N,C,H,W] with w [F,C,kH,kW] (ONNX's and PyTorch's layout). */
-export const conv2dOp: Op = defineOp<ConvAttrs>({
+export const conv2dOp: Op = declareOp<ConvAttrs>({
   name: "conv2d",
   sameAs: { dtype: "promote" },
   type: ([x, w], attrs) => convType(x, w, attrs),
@@ -377,7 +377,7 @@ export const conv2dOp: Op = defineOp<ConvAttrs>({
 });
 
 /** d conv2d / d x applied to g: x's shape (input 2 is x, for its shape). */
-export const conv2dInputGradOp: Op = defineOp<ConvAttrs>({
+export const conv2dInputGradOp: Op = declareOp<ConvAttrs>({
   name: "conv2dInputGrad",
   sameAs: { shape: 2, dtype: "promote" },
   type: ([g, w, x]) => ({ shape: x.shape, dtype: promoteTypes(g.dtype, w.dtype) }),
@@ -389,7 +389,7 @@ export const conv2dInputGradOp: Op = defineOp<ConvAttrs>({
 });
 
 /** d conv2d / d w applied to g: w's shape (input 2 is w, for its shape). */
-export const conv2dFilterGradOp: Op = defineOp<ConvAttrs>({
+export const conv2dFilterGradOp: Op = declareOp<ConvAttrs>({
   name: "conv2dFilterGrad",
   sameAs: { shape: 2, dtype: "promote" },
   type: ([x, g, w]) => ({ shape: w.shape, dtype: promoteTypes(x.dtype, g.dtype) }),
@@ -469,7 +469,7 @@ function poolType(x: NodeType, { size, stride }: PoolAttrs): NodeType {
 const window = (attrs: PoolAttrs) => ({ size: attrs.size, stride: attrs.stride });
 
 /** The maximum of each window of x [N,C,H,W]; its gradient goes to the window's first maximum. */
-export const maxPool2dOp: Op = defineOp<PoolAttrs>({
+export const maxPool2dOp: Op = declareOp<PoolAttrs>({
   name: "maxPool2d",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => poolType(x, attrs),
@@ -481,7 +481,7 @@ export const maxPool2dOp: Op = defineOp<PoolAttrs>({
 });
 
 /** u at the maximum of each window of x (the adjoint of maxPoolGrad in u; x picks, no gradient). */
-export const maxPoolSelectOp: Op = defineOp<PoolAttrs>({
+export const maxPoolSelectOp: Op = declareOp<PoolAttrs>({
   name: "maxPoolSelect",
   sameAs: { dtype: 0 },
   type: ([u, x], attrs) => ({ shape: poolType(x, attrs).shape, dtype: u.dtype }),
@@ -490,7 +490,7 @@ export const maxPoolSelectOp: Op = defineOp<PoolAttrs>({
 });
 
 /** g added at the maximum of each window of x, zeros elsewhere: x's shape. */
-export const maxPoolGradOp: Op = defineOp<PoolAttrs>({
+export const maxPoolGradOp: Op = declareOp<PoolAttrs>({
   name: "maxPoolGrad",
   sameAs: { shape: 1, dtype: "promote" },
   compute: (node, [g, x]) => backend().maxPoolGrad(g, x, window(node.attrs)),

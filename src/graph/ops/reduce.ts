@@ -4,7 +4,7 @@ import { type ReduceKind } from "../../tensor/backend.js";
 import { fmt, normalizeAxes, normalizeAxis, reducedShape, sameShape } from "../../tensor/shape.js";
 import { releaseArray, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
-import { defineOp, type Attrs, type NodeOf, type Op, type OpSpec } from "../op.js";
+import { declareOp, type Attrs, type NodeOf, type Op, type OpSpec } from "../op.js";
 import type { NodeType } from "../types.js";
 import { exp, mul, sub } from "./elementwise.js";
 
@@ -41,7 +41,7 @@ function reducedType([x]: readonly NodeType[], attrs: ReduceAttrs): NodeType {
 }
 
 function reduceOp(kind: ReduceKind, gradient: OpSpec<ReduceAttrs>["gradient"]): Op {
-  return defineOp<ReduceAttrs>({
+  return declareOp<ReduceAttrs>({
     name: kind,
     type: reducedType,
     sameAs: { dtype: 0 },
@@ -76,7 +76,7 @@ export const logsumexpOp: Op = reduceOp("logsumexp", (node, g) => {
  * unreduce(g, x): a reduced gradient g broadcast back over x's reduced axes (divided by the
  * count for a mean). The adjoint of sum and mean.
  */
-export const unreduceOp: Op = defineOp<ReduceAttrs>({
+export const unreduceOp: Op = declareOp<ReduceAttrs>({
   name: "unreduce",
   sameAs: { shape: 1, dtype: 0 },
   compute: (node, [g, x]) => {
@@ -103,7 +103,7 @@ export const unreduceOp: Op = defineOp<ReduceAttrs>({
 });
 
 /** 1/count at the maxima along the axes (ties share), 0 elsewhere; piecewise constant. */
-export const maxMaskOp: Op = defineOp<ReduceAttrs>({
+export const maxMaskOp: Op = declareOp<ReduceAttrs>({
   name: "maxMask",
   sameAs: { shape: 0, dtype: 0 },
   compute: (node, [x]) => backend().maxMask(x, axesOf(node, x)),
@@ -171,7 +171,7 @@ export function maxMask(x: Node, attrs: Attrs): Node {
 }
 
 /** The index of the maximum along `axis` (the axis removed), as float values; no gradient. */
-export const argmaxOp: Op = defineOp<{ axis: number }>({
+export const argmaxOp: Op = declareOp<{ axis: number }>({
   name: "argmax",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => {

@@ -4,7 +4,7 @@ import { fmt, insertOnes, normalizeAxis, sameShape, sizeOf } from "../../tensor/
 import { tensor, type DType, type Tensor } from "../../tensor/tensor.js";
 import { checkArity, checkNodeList, checkOptions, label, makeNode, Node } from "../node.js";
 import { typeName } from "../../tensor/options.js";
-import { defineOp, zerosOf, type Op } from "../op.js";
+import { declareOp, zerosOf, type Op } from "../op.js";
 import { fmtType, knownSize, promoteTypes, type Dim, type NodeType } from "../types.js";
 
 /** Options of {@link broadcastTo}. */
@@ -48,7 +48,7 @@ interface BroadcastAttrs {
   shape?: number[];
 }
 
-export const broadcastToOp: Op = defineOp<BroadcastAttrs>({
+export const broadcastToOp: Op = declareOp<BroadcastAttrs>({
   name: "broadcastTo",
   // The shape of input 1 when the target is a node (none is claimed for a target in attrs).
   sameAs: { shape: 1, dtype: 0 },
@@ -70,7 +70,7 @@ export const broadcastToOp: Op = defineOp<BroadcastAttrs>({
 });
 
 /** g summed over broadcast axes down to ref's shape (the adjoint of broadcastTo). */
-export const sumLikeOp: Op = defineOp<BroadcastOptions>({
+export const sumLikeOp: Op = declareOp<BroadcastOptions>({
   name: "sumLike",
   sameAs: { shape: 1, dtype: 0 },
   compute: (node, [g, ref]) => {
@@ -88,7 +88,7 @@ export const sumLikeOp: Op = defineOp<BroadcastOptions>({
 });
 
 /** g reshaped to ref's shape (the adjoint of reshape and expandDims). */
-export const reshapeLikeOp: Op = defineOp({
+export const reshapeLikeOp: Op = declareOp({
   name: "reshapeLike",
   sameAs: { shape: 1, dtype: 0 },
   compute: (_node, [g, ref]) => {
@@ -115,7 +115,7 @@ function resolveShape(requested: readonly number[], from: readonly number[]): nu
 }
 
 /** reshape(x, shape) with at most one -1. */
-export const reshapeOp: Op = defineOp<{ shape: number[] }>({
+export const reshapeOp: Op = declareOp<{ shape: number[] }>({
   name: "reshape",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => {
@@ -130,7 +130,7 @@ export const reshapeOp: Op = defineOp<{ shape: number[] }>({
 });
 
 /** expandDims(x, axis): a size-1 axis inserted at `axis` (negative counts from the end). */
-export const expandDimsOp: Op = defineOp<{ axis: number }>({
+export const expandDimsOp: Op = declareOp<{ axis: number }>({
   name: "expandDims",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => {
@@ -155,7 +155,7 @@ function permutation(axes: readonly number[] | undefined, rank: number): number[
 }
 
 /** transpose(x, axes?): axes permuted (reversed by default). */
-export const transposeOp: Op = defineOp<{ axes?: number[] }>({
+export const transposeOp: Op = declareOp<{ axes?: number[] }>({
   name: "transpose",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => permutedType(x, attrs.axes),
@@ -275,7 +275,7 @@ export function transpose(x: Node, axes?: readonly number[]): Node {
 }
 
 /** A constant tensor as a leaf of the graph (its values in attrs, so plans carry them). */
-export const constantOp: Op = defineOp<{ values: number[]; shape: number[]; dtype: DType }>({
+export const constantOp: Op = declareOp<{ values: number[]; shape: number[]; dtype: DType }>({
   name: "constant",
   type: (_inputs, attrs) => ({ shape: attrs.shape, dtype: attrs.dtype }),
   compute: (node) =>
@@ -290,7 +290,7 @@ export function constant(value: Tensor): Node {
 }
 
 /** x itself, with no gradient: what flows back through it stops (JAX's `stop_gradient`). */
-export const stopGradientOp: Op = defineOp({
+export const stopGradientOp: Op = declareOp({
   name: "stopGradient",
   sameAs: { shape: 0, dtype: 0 },
   compute: (_node, [x]) => x,
@@ -322,7 +322,7 @@ function sliceBounds(attrs: SliceAttrs, size: number, shape: readonly Dim[]): [n
 }
 
 /** The elements at start..end-1 along `axis`. */
-export const sliceOp: Op = defineOp<SliceAttrs>({
+export const sliceOp: Op = declareOp<SliceAttrs>({
   name: "slice",
   sameAs: { dtype: 0 },
   type: ([x], attrs) => {
@@ -349,7 +349,7 @@ export const sliceOp: Op = defineOp<SliceAttrs>({
 });
 
 /** g put back where `slice` took it, zeros elsewhere: x's shape (the adjoint of slice). */
-export const unsliceOp: Op = defineOp<SliceAttrs>({
+export const unsliceOp: Op = declareOp<SliceAttrs>({
   name: "unslice",
   sameAs: { shape: 1, dtype: 0 },
   compute: (node, [g, x]) => {
@@ -433,7 +433,7 @@ function concatType(inputs: readonly NodeType[], attrs: { axis: number }): NodeT
 }
 
 /** Inputs joined along `axis`. */
-export const concatOp: Op = defineOp<{ axis: number }>({
+export const concatOp: Op = declareOp<{ axis: number }>({
   name: "concat",
   sameAs: { dtype: "promote" },
   type: concatType,
@@ -483,7 +483,7 @@ interface PartAttrs {
 }
 
 /** The part of g (a concatenation's shape) that input `index` of `parts` holds along `axis`. */
-export const concatPartOp: Op = defineOp<PartAttrs>({
+export const concatPartOp: Op = declareOp<PartAttrs>({
   name: "concatPart",
   sameAs: { dtype: 0 },
   type: ([g, ...parts], attrs) => ({ shape: parts[attrs.index].shape, dtype: g.dtype }),

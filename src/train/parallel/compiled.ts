@@ -21,7 +21,13 @@ import {
   type DType,
   type TypedArray,
 } from "../../tensor/tensor.js";
-import type { KernelExports, WasmBackend } from "../../backends/wasm.js";
+import {
+  BINARY_CODES,
+  UNARY_CODES,
+  type KernelExports,
+  type WasmBackend,
+} from "../../backends/wasm.js";
+import type { BuiltinOpName } from "../../graph/op-names.js";
 
 /** One shard's compiled program: `run()` returns the plan's outputs (valid until the next run). */
 export class CompiledShard {
@@ -96,20 +102,21 @@ export class CompiledShard {
       }
       const inputs = node.inputs.map((i) => values.get(i)!);
       const name = node.op.name;
+      // A custom op is in no table: it runs through its compute.
+      const how = (CASES as Partial<Record<string, Case>>)[name] ?? "compute";
       // sumLike / reshapeLike to an equal shape return their input: an alias.
-      if (
-        (name === "sumLike" || name === "reshapeLike") &&
-        sameShape(inputs[0].shape, like.shape)
-      ) {
+      if ((how === "alias" || how === "aliasOrSum") && sameShape(inputs[0].shape, like.shape)) {
         values.set(node, inputs[0]);
         continue;
       }
       const fast =
-        name === "matmul"
+        how === "matmul"
           ? matmulStep(k, node, inputs, like, at, constants.has(node.inputs[1]) ? clock : undefined)
-          : name === "softmaxCrossEntropy"
+          : how === "crossEntropy"
             ? crossEntropyStep(k, at, node, inputs, like, order, values, done, probe)
-            : elementwiseStep(k, wasm.minElements, node, inputs, like, at);
+            : how === "elementwise" || how === "aliasOrSum"
+              ? elementwiseStep(k, wasm.minElements, node, inputs, like, at)
+              : undefined;
       if (fast !== undefined) {
         steps.push(fast.run);
         labels.push(fast.label ?? name);
@@ -160,6 +167,75 @@ export class CompiledShard {
     return this.outputs;
   }
 }
+
+/**
+ * How a compiled step runs each built-in op: matmul and the fused cross-entropy by WASM kernels
+ * of their own; the element-wise cases (add and mul, relu and step, the bias gradient's column
+ * sum) by the backend's kernels where the shapes fit; reshapes as aliases; anything else, and
+ * any case whose shapes do not fit, through the op's compute. Every op has a row: a new op
+ * without one does not compile.
+ */
+type Case = "matmul" | "crossEntropy" | "elementwise" | "alias" | "aliasOrSum" | "compute";
+
+const CASES: Record<BuiltinOpName, Case> = {
+  matmul: "matmul",
+  softmaxCrossEntropy: "crossEntropy",
+  // Computed by its loss's fused pass when the plan has both (crossEntropyStep).
+  softmaxCrossEntropyGrad: "compute",
+  add: "elementwise",
+  mul: "elementwise",
+  relu: "elementwise",
+  step: "elementwise",
+  sumLike: "aliasOrSum",
+  reshapeLike: "alias",
+  sub: "compute",
+  div: "compute",
+  neg: "compute",
+  addByConst: "compute",
+  mulByConst: "compute",
+  divByConst: "compute",
+  pow: "compute",
+  exp: "compute",
+  log: "compute",
+  sqrt: "compute",
+  sigmoid: "compute",
+  tanh: "compute",
+  abs: "compute",
+  minimum: "compute",
+  maximum: "compute",
+  greater: "compute",
+  where: "compute",
+  zerosLike: "compute",
+  onesLike: "compute",
+  sum: "compute",
+  mean: "compute",
+  max: "compute",
+  logsumexp: "compute",
+  unreduce: "compute",
+  maxMask: "compute",
+  argmax: "compute",
+  logSoftmax: "compute",
+  softmax: "compute",
+  layerNorm: "compute",
+  layerNormGrad: "compute",
+  conv2d: "compute",
+  conv2dInputGrad: "compute",
+  conv2dFilterGrad: "compute",
+  maxPool2d: "compute",
+  maxPoolSelect: "compute",
+  maxPoolGrad: "compute",
+  broadcastTo: "compute",
+  reshape: "compute",
+  expandDims: "compute",
+  transpose: "compute",
+  constant: "compute",
+  stopGradient: "compute",
+  slice: "compute",
+  unslice: "compute",
+  concat: "compute",
+  concatPart: "compute",
+  placeholder: "compute", // fed, never computed
+};
 
 /** A compiled node: the call that fills `out`, and its label where it is not the op's name. */
 interface Step {
@@ -265,8 +341,9 @@ function elementwiseCall(
   const f32 = like.dtype === "float32";
   const [px, py] = [at(x.data), y ? at(y.data) : 0];
   const size = like.size;
-  if ((name === "add" || name === "mul") && sameShape(x.shape, like.shape)) {
-    const op = name === "add" ? 0 : 2;
+  const binary = name === "add" || name === "mul" ? BINARY_CODES[name] : null;
+  if (binary !== null && sameShape(x.shape, like.shape)) {
+    const op = binary;
     if (sameShape(y.shape, like.shape)) {
       const kernel = f32 ? k.binaryF32 : k.binaryF64;
       return (po) => () => kernel(op, px, py, po, size);
@@ -277,8 +354,9 @@ function elementwiseCall(
       return (po) => () => kernel(op, px, py, po, size / cols, cols);
     }
   }
-  if ((name === "relu" || name === "step") && y === undefined) {
-    const op = name === "relu" ? 0 : 1;
+  const unary = name === "relu" || name === "step" ? UNARY_CODES[name] : null;
+  if (unary !== null && y === undefined) {
+    const op = unary;
     const kernel = f32 ? k.unaryF32 : k.unaryF64;
     return (po) => () => kernel(op, px, po, size);
   }

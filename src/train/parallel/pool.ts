@@ -170,9 +170,9 @@ export class PoolEngine implements StepEngine {
     if (this.closed) throw new Error("the worker pool is closed");
     const step = this.control[CONTROL.step];
     try {
-      await this.withTimeout(this.runPhase(PHASE.shards), "micro-shards");
+      await this.withTimeout(this.runGeneration(PHASE.shards), "micro-shards");
       if (this.soloUpdate) this.updateHere();
-      else await this.withTimeout(this.runPhase(PHASE.update), "update");
+      else await this.withTimeout(this.runGeneration(PHASE.update), "update");
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       this.broken = new StepError(`step ${step} failed: ${reason}`, error);
@@ -182,7 +182,7 @@ export class PoolEngine implements StepEngine {
   }
 
   /** Starts the phase on the workers, runs thread 0's part here, then waits for the workers. */
-  private async runPhase(phase: number): Promise<void> {
+  private async runGeneration(phase: number): Promise<void> {
     let tasks: Promise<unknown> | undefined;
     let threads = this.threads;
     if (this.pool && this.protocol === "tasks") {
