@@ -1,4 +1,5 @@
 /** adjoint: symbolic automatic differentiation and multithreaded training for Node.js. */
+import "./graph/fluent.js"; // x.add(y), x.mul(2), x.matmul(w): the methods of Node
 export { Tensor, tensor, zeros, ones, full, allocate } from "./tensor/tensor.js";
 export type { DType, TypedArray, NestedArray, TensorOptions } from "./tensor/tensor.js";
 export { backend, setBackend } from "./tensor/active.js";

@@ -1,6 +1,4 @@
 /** Node, Op and variable(): the vocabulary of the define-then-run graph. */
-import { add, addByConst, div, divByConst, mul, mulByConst, neg, sub } from "./ops/elementwise.js";
-import { matmul, type MatmulOptions } from "./ops/matmul.js";
 import { declareOp, type Attrs, type Op } from "./op.js";
 import {
   checkDeclaredShape,
@@ -64,47 +62,10 @@ export class Node {
     return this.type.dtype;
   }
 
-  /** this + other (a Node, or a number via addByConst). */
-  add(other: Node | number): Node {
-    return typeof other === "number" ? addByConst(this, other) : add(this, checkNode(other, "add"));
-  }
-
-  /** this - other (a number c is addByConst(this, -c)). */
-  sub(other: Node | number): Node {
-    return typeof other === "number"
-      ? addByConst(this, -other)
-      : sub(this, checkNode(other, "sub"));
-  }
-
-  /** this * other (a Node, or a number via mulByConst). */
-  mul(other: Node | number): Node {
-    return typeof other === "number" ? mulByConst(this, other) : mul(this, checkNode(other, "mul"));
-  }
-
-  /** this / other (a Node, or a number via divByConst). */
-  div(other: Node | number): Node {
-    return typeof other === "number" ? divByConst(this, other) : div(this, checkNode(other, "div"));
-  }
-
-  /** -this. */
-  neg(): Node {
-    return neg(this);
-  }
-
-  /** op(this) @ op(other) for 2-D values. */
-  matmul(other: Node, options: MatmulOptions = {}): Node {
-    return matmul(this, checkNode(other, "matmul"), options);
-  }
-
   /** The name, for messages. */
   toString(): string {
     return this.name;
   }
-}
-
-function checkNode(value: unknown, method: string): Node {
-  if (value instanceof Node) return value;
-  throw new TypeError(`Node.${method}: expected a Node or a number, got ${typeName(value)}`);
 }
 
 /**

@@ -7,6 +7,7 @@ export * from "./nn.js";
 
 import { BUILTIN_OP_NAMES } from "../op-names.js";
 import "../node.js"; // the placeholder op
+import "../fluent.js"; // x.add(y) and the other methods of Node
 
 /** The ops every thread has (registered by these modules): what a worker can rebuild. */
 export const BUILTIN_OPS: ReadonlySet<string> = new Set(BUILTIN_OP_NAMES);
