@@ -2,40 +2,12 @@ import { defineConfig } from "vitest/config";
 
 // The suite runs on two backends (test/setup-backend.ts reads ADJOINT_BACKEND): every test that
 // computes through the active backend runs on the plain-TypeScript reference kernels and again
-// on the WASM SIMD kernels. Files that pick their backends themselves (each op case already
-// checked on js, wasm and wasm-with-every-kernel), or compute nothing through one (the CLI picks
-// its own, the PRNG, files, data, arguments), run once, in the js project: the same test twice
-// would only cost time. (long-chains: the pool and both allocators are exercised there on js;
-// the arena's own O(1) paths are tested in arena.test.ts.)
-const ONCE = [
-  "test/graph/ops.test.ts",
-  "test/graph/bad-input.test.ts",
-  "test/autodiff/random-graphs.test.ts",
-  "test/autodiff/simplify.test.ts",
-  "test/runtime/evaluator-pool.test.ts",
-  "test/runtime/long-chains.test.ts",
-  "test/backends/arena.test.ts",
-  "test/backends/arena-faults.test.ts",
-  "test/backends/select.test.ts",
-  "test/tensor/js-fastpaths.test.ts",
-  "test/backends/wasm.test.ts",
-  "test/backends/wasm-kernels.test.ts",
-  "test/train/data.test.ts",
-  "test/train/parallel.test.ts",
-  "test/train/parallel/slots.test.ts",
-  "test/train/parallel/update-wasm.test.ts",
-  "test/train/parallel/compiled.test.ts",
-  "test/train/plot.test.ts",
-  "test/train/random.test.ts",
-  "test/train/serialize.test.ts",
-  "test/train/safetensors.test.ts",
-  "test/train/safetensors-python.test.ts",
-  "test/inspect/trace.test.ts",
-  "test/cli/**/*.test.ts",
-  "test/package/**/*.test.ts",
-  "test/readme.test.ts",
-  "test/examples.test.ts",
-];
+// on the WASM SIMD kernels. A file that picks its backends itself (each op case already checked
+// on js, wasm and wasm-with-every-kernel), or computes nothing through one (the PRNG, files,
+// data, the pool's protocol), is named `*.once.test.ts`; the CLI's tests (test/cli, which picks
+// its own backend) and the installed package's (test/package) run once by their place. They run
+// in the js project: the same test twice would only cost time.
+const ONCE = ["test/**/*.once.test.ts", "test/cli/**/*.test.ts", "test/package/**/*.test.ts"];
 
 const project = (backend: "js" | "wasm") => ({
   extends: true as const,

@@ -10,7 +10,7 @@
  */
 import { Bench } from "tinybench";
 import { loadTf, tfStep } from "./peers.js";
-import { CompiledShard } from "../src/train/parallel/compiled.js";
+import { CompiledShard } from "../src/backends/wasm-training/compiled.js";
 import { setBackend } from "../src/tensor/active.js";
 import { type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
@@ -349,7 +349,7 @@ for (const dtype of ["float32", "float64"] as const) {
 function compiledProfile(w: Workload, b: WasmBackend, stepSeconds: number, runs: number): void {
   setBackend(b);
   clearPool();
-  const { plan } = buildTrainPlan(w.spec);
+  const { graph: plan } = buildTrainPlan(w.spec);
   const { placeholders, outputs } = rebuildGraph(plan);
   const rng = new Rng(0);
   const [features, classes] = [w.spec.sizes[0], w.spec.sizes[w.spec.sizes.length - 1]];
@@ -467,7 +467,7 @@ for (const w of [digits("float32"), mlp]) {
   const train = buildTrainPlan(w.spec);
   const { before, after } = train.stats;
   const raw = dispatchMicroseconds(unsimplifiedPlan(w.spec), w, train.paramShapes);
-  const simplified = dispatchMicroseconds(train.plan, w, train.paramShapes);
+  const simplified = dispatchMicroseconds(train.graph, w, train.paramShapes);
   const name = `${w.spec.kind} ${w.spec.sizes.join("-")}, batch ${w.batch}`;
   console.log(
     `| ${name}, as differentiated | ${before.forward} | ${before.backward} | ${raw.toFixed(2)} |`,

@@ -118,8 +118,8 @@ export type { EvaluateOptions } from "./train/evaluate.js";
 export type { FitOptions, FitResult, FitStep, FitEpoch } from "./train/fit.js";
 export { DivergenceError } from "./train/loop.js";
 
-// NOTE: the wasm backend is the default of the package, as of the CLI: about 29x faster than the
-// js kernels on the MLP. Where it cannot load, one warning says why and the js backend runs;
+// NOTE: the wasm backend is the default of the package, as of the CLI: many times faster than the
+// js kernels (`npm run bench:kernels` prints by how much). Where it cannot load, one warning says why and the js backend runs;
 // `backend().name` tells which is active, `useBackend("js")` picks the reference kernels.
 useBackend("wasm", (error) =>
   process.emitWarning(`WASM backend unavailable, using js: ${error.message}`, "AdjointWarning"),

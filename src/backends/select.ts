@@ -2,7 +2,9 @@
 import { setBackend } from "../tensor/active.js";
 import { type Backend } from "../tensor/backend.js";
 import { jsBackend } from "../tensor/kernels/js.js";
-import { loadWasmBackend } from "./wasm.js";
+import { isWasmBackend, tryWasmBackend } from "./wasm.js";
+import { wasmTrainingKernels } from "./wasm-training/compiled.js";
+import type { TrainingKernels } from "./training.js";
 import { clearPool } from "../tensor/tensor.js";
 
 /**
@@ -26,12 +28,20 @@ export function useBackend(name: BackendName, onFallback?: (error: Error) => voi
   if (onFallback !== undefined && typeof onFallback !== "function") {
     throw new TypeError(`useBackend: onFallback must be a function, got ${typeof onFallback}`);
   }
-  const chosen =
-    name === "wasm"
-      ? loadWasmBackend(onFallback)
-      : name === "wasm-plain"
-        ? loadWasmBackend(onFallback, "simd")
-        : jsBackend;
+  const wasm =
+    name === "js" ? undefined : tryWasmBackend(onFallback, name === "wasm" ? "auto" : "simd");
+  const chosen = wasm ?? jsBackend;
   if (setBackend(chosen) !== chosen) clearPool();
   return chosen;
+}
+
+/** The training kernels of each wasm backend, made on first use. */
+const training = new WeakMap<Backend, TrainingKernels>();
+
+/** What `b` offers the trainer beyond the Backend interface, where it offers anything. */
+export function trainingKernels(b: Backend): TrainingKernels | undefined {
+  if (!isWasmBackend(b)) return undefined;
+  let kernels = training.get(b);
+  if (kernels === undefined) training.set(b, (kernels = wasmTrainingKernels(b)));
+  return kernels;
 }

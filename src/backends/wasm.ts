@@ -876,7 +876,16 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     minElements,
   };
   setArrayAllocator(arenaAllocator);
+  wasmBackends.add(created);
   return created;
+}
+
+/** Every WasmBackend made in this thread: what {@link isWasmBackend} checks against. */
+const wasmBackends = new WeakSet<Backend>();
+
+/** True when `b` is a WasmBackend (made by {@link createWasmBackend}). */
+export function isWasmBackend(b: Backend): b is WasmBackend {
+  return wasmBackends.has(b);
 }
 
 /**
@@ -936,17 +945,17 @@ function leadingRows(xShape: readonly number[], shape: readonly number[]): numbe
   return rows > 1 && cols > 1 ? rows : 0;
 }
 
-const cached = new Map<WasmBuild | "auto", Backend>();
+const cached = new Map<WasmBuild | "auto", WasmBackend>();
 
 /**
  * This thread's WASM backend of a build (default "auto", see {@link WasmBackendOptions.build}),
- * created once; falls back to jsBackend (and tells `onFallback` why) when WASM SIMD or the built
- * module is unavailable. Example: `setBackend(loadWasmBackend())`.
+ * created once; undefined (and `onFallback` told why) when WASM SIMD or the built module is
+ * unavailable.
  */
-export function loadWasmBackend(
+export function tryWasmBackend(
   onFallback?: (error: Error) => void,
   build: WasmBuild | "auto" = "auto",
-): Backend {
+): WasmBackend | undefined {
   const known = cached.get(build);
   if (known) return known;
   try {
@@ -955,6 +964,16 @@ export function loadWasmBackend(
     return created;
   } catch (error) {
     onFallback?.(error instanceof Error ? error : new Error(String(error)));
-    return jsBackend;
+    return undefined;
   }
+}
+
+/**
+ * {@link tryWasmBackend}, falling back to jsBackend. Example: `setBackend(loadWasmBackend())`.
+ */
+export function loadWasmBackend(
+  onFallback?: (error: Error) => void,
+  build: WasmBuild | "auto" = "auto",
+): Backend {
+  return tryWasmBackend(onFallback, build) ?? jsBackend;
 }

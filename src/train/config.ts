@@ -156,8 +156,7 @@ function archDefaults(model: "cnn" | "transformer", arch: ArchName | undefined):
  * the machine (so any --threads, anywhere, gives the same bits). A step too small to gain from
  * threads is one shard; larger steps split into shards of at least 32 rows, at most 16 shards:
  * smaller shards cost more in per-shard overhead and small-matrix kernels than threads win back
- * (measured: MLP 784-256-10, batch 64, 2 threads: 8 shards 17.9k samples/s, 2 shards 24.0k,
- * one shard in-process 18.7k).
+ * (`npm run bench:scaling` measures the rule: samples/s by thread count at each batch).
  */
 export function shardCountFor(spec: ModelSpec, batchSize: number): number {
   if (estimatedStepMs(spec, batchSize) < MIN_PARALLEL_STEP_MS) return 1;

@@ -143,7 +143,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
   const { plan, shared, rows, batchSize, shardCount, optimizer } = setup;
   // Workers rebuild the plan from the ops their modules register: a custom op defined in this
   // thread alone cannot run there, so "auto" then trains here and an explicit count is refused.
-  const custom = [...new Set(plan.plan.nodes.map((n) => n.op))].filter(
+  const custom = [...new Set(plan.graph.nodes.map((n) => n.op))].filter(
     (op) => !BUILTIN_OPS.has(op),
   );
   const requested = checked.threads ?? "auto";
@@ -383,7 +383,7 @@ function prepare(options: FitOptions): {
   const paramNodes = [...params.keys()];
   const outputs = simplify([loss, ...gradients(loss, paramNodes)]);
   const plan: TrainPlan = {
-    plan: lowerGraph(outputs, [...dataNodes, ...paramNodes], buffers),
+    graph: lowerGraph(outputs, [...dataNodes, ...paramNodes], buffers),
     paramShapes: paramNodes.map((p) => [...params.get(p)!.shape]),
     dataCount: dataNodes.length,
     shardLoss: reduction,

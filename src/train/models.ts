@@ -134,7 +134,7 @@ export function buildTrainPlan(
   const outputs = [lossSum, ...gradients(lossSum, params)];
   const simplified = simplify(outputs);
   return {
-    plan: lowerGraph(simplified, [X, Y, ...params]),
+    graph: lowerGraph(simplified, [X, Y, ...params]),
     paramShapes: specs.map((p) => p.shape),
     dataCount: 2,
     shardLoss: "sum",

@@ -1,7 +1,7 @@
 /**
  * The one table of op cases (JAX's LAX_GRAD_OPS): every public builder and Node method, with
  * broadcasting pairs, axes and keepdims, each with an independent reference for its value.
- * test/graph/ops.test.ts feeds it to the gradient checker; test/graph/semantics.test.ts reuses it
+ * test/graph/ops.once.test.ts feeds it to the gradient checker; test/graph/semantics.test.ts reuses it
  * for dtype and op-identity rules.
  */
 import * as adj from "../../src/index.js";

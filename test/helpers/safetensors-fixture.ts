@@ -1,7 +1,7 @@
 /**
  * The record of the safetensors fixture pair (test/fixtures/safetensors/): the tensors of
  * scripts/safetensors-fixtures.py, built with the same exactly representable formulas so both
- * languages compute the same values. Used by test/train/safetensors-python.test.ts and, from
+ * languages compute the same values. Used by test/train/safetensors-python.once.test.ts and, from
  * dist/, by scripts/safetensors-fixtures.mjs.
  */
 import type { ParamsRecord } from "../../src/train/serialize.js";

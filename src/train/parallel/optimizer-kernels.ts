@@ -82,6 +82,25 @@ export function updateConstants(config: OptimizerConfig, t: number): UpdateConst
   };
 }
 
+/** Optimizer rule numbers of asm/train.ts. */
+const WASM_RULES = { sgd: 0, momentum: 1, adam: 2 } as const;
+
+/**
+ * Update number `t` under `config` as the WASM update kernel takes it (asm/train.ts): its rule
+ * number and its constants in that kernel's order (lr, weight decay, then the rule's own).
+ */
+export function wasmRule(
+  config: OptimizerConfig,
+  t: number,
+): { rule: number; constants: number[] } {
+  const c = updateConstants(config, t);
+  const own =
+    config.kind === "adam"
+      ? [c.b1, c.b2, c.eps, c.a1, c.a2, c.stepSize, c.invC2, c.decay]
+      : [c.mu, c.nesterov, 0, 0, 0, 0, 0, 0];
+  return { rule: WASM_RULES[config.kind], constants: [c.lr, c.wd, ...own] };
+}
+
 /**
  * Applies update number `t` (1-based) to elements [start, end) of `params`, reading `grads` and
  * reading/writing `state`; results go to `outParams`/`outState` (which may alias the inputs).

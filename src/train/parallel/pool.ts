@@ -42,8 +42,7 @@ export interface PoolOptions {
   fault?: FaultInjection;
   /**
    * Gradient values (parameters x micro-shards) below which the main thread reduces and updates
-   * alone: about 0.2 ms of work, less than starting a phase and waking a worker for it costs
-   * (default 2^18). The bits are the same either way: each element's arithmetic is.
+   * alone: less work than starting a phase and waking a worker for it costs (default 2^18). The bits are the same either way: each element's arithmetic is.
    */
   soloUpdateBelow?: number;
 }
@@ -71,7 +70,7 @@ export class StepError extends Error {
  * Steps on a warm piscina pool; any failure destroys the pool and rejects every later step.
  * The main thread takes part as thread 0 (shards 0, T, 2T, ... and the first parameter slice)
  * and T-1 workers take the rest: the busy threads then match the cores, so waiting threads can
- * spin instead of sleeping (a futex wake-up costs about 24 µs on this machine, a spin round 1 µs).
+ * poll instead of sleeping (waking a sleeping thread costs far more than a poll: protocol.ts).
  */
 export class PoolEngine implements StepEngine {
   readonly threads: number;

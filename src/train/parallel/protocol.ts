@@ -50,9 +50,9 @@ export function startGeneration(control: Int32Array, lanes: Int32Array, phase: n
 
 /**
  * How long a waiting thread polls the control block before it sleeps, in ms. Waking a sleeping
- * thread costs 30-400 µs on the development VM (the hypervisor wakes an idle vCPU), where a shard
- * of the cnn takes 4 ms; while the threads do not outnumber the cores, polling through the gap
- * between two phases takes a core from nobody. With more threads than cores a poller would take a
+ * thread costs a sizeable part of a shard on a virtual machine (the hypervisor wakes an idle
+ * vCPU); while the threads do not outnumber the cores, polling through the gap between two phases
+ * takes a core from nobody (`npm run bench:scaling` prints the per-step synchronisation cost). With more threads than cores a poller would take a
  * core from a thread with work: poll only briefly.
  */
 export function spinBudgetMs(threads: number): number {

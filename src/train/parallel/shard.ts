@@ -4,16 +4,16 @@
  */
 import "../../graph/ops/index.js"; // registers every op, so any plan can be rebuilt here
 import type { Node } from "../../graph/node.js";
-import { applyUpdate, type OptimizerConfig } from "./optimizer-kernels.js";
+import { applyUpdate, wasmRule, type OptimizerConfig } from "./optimizer-kernels.js";
 import { sumSlots } from "./slots.js";
 import { sizeOf } from "../../tensor/shape.js";
 import { allocateArray, placeInBackend, Tensor, type TypedArray } from "../../tensor/tensor.js";
 import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph } from "../../runtime/plan.js";
-import type { WasmBackend } from "../../backends/wasm.js";
 import { backend } from "../../tensor/active.js";
-import { CompiledShard } from "./compiled.js";
-import { updateKernels, type UpdateRunner } from "./update-wasm.js";
+import { trainingKernels } from "../../backends/select.js";
+import type { ShardProgram } from "../../backends/training.js";
+import { updateKernels, type UpdateRunner } from "../../backends/wasm-training/update.js";
 import { shiftFor, shiftImage } from "./augment.js";
 import { CONTROL, shardBounds, type SharedState, type TrainPlan } from "./state.js";
 
@@ -32,7 +32,7 @@ export class ShardRunner {
   /** Gathered rows per column by shard size (one or two sizes per batch), reused across steps. */
   private readonly gathers = new Map<number, Tensor[]>();
   /** The compiled program per shard size, over that size's gathered rows (null: not compiled). */
-  private readonly programs = new Map<number, CompiledShard | null>();
+  private readonly programs = new Map<number, ShardProgram | null>();
   private readonly compiled: boolean;
   private readonly outputNodes: Node[];
   /** Scale of the plan's outputs into slot sums: the shard's rows for a mean loss, else 1. */
@@ -56,7 +56,7 @@ export class ShardRunner {
     private readonly shared: SharedState,
     private readonly optimizer: OptimizerConfig,
   ) {
-    const graph = rebuildGraph(train.plan);
+    const graph = rebuildGraph(train.graph);
     this.placeholders = graph.placeholders;
     this.meanLoss = train.shardLoss === "mean";
     this.dataCount = train.dataCount;
@@ -152,7 +152,7 @@ export class ShardRunner {
    * Runs the micro-shards of a full batch once on whatever the gather buffers hold, into this
    * thread's own buffers (nothing shared is written): their programs are compiled and the JIT has
    * been through the step, so a worker that calls this before it joins never keeps a step waiting
-   * for its first shard (60-80 ms on the cnn, against 4 ms warm).
+   * for its first shard (which costs many warm shards: compiling, then V8's tiers).
    */
   warmUp(): void {
     const { shardCount, batch } = this.shared;
@@ -171,7 +171,7 @@ export class ShardRunner {
   private execute(
     gathered: readonly Tensor[],
     rows: number,
-  ): { outputs: Tensor[]; program: CompiledShard | undefined } {
+  ): { outputs: Tensor[]; program: ShardProgram | undefined } {
     const feeds = this.feeds;
     for (let c = 0; c < gathered.length; c++) feeds.set(this.placeholders[c], gathered[c]);
     const params = this.staged;
@@ -189,20 +189,17 @@ export class ShardRunner {
     return [...this.programs].filter(([, p]) => p !== null).map(([rows]) => rows);
   }
 
-  /** The compiled program for shards of `rows` rows, where the backend runs one (see compiled.ts). */
-  private programFor(rows: number): CompiledShard | undefined {
+  /** The compiled program for shards of `rows` rows, where the backend runs one (see backends/wasm-training/compiled.ts). */
+  private programFor(rows: number): ShardProgram | undefined {
     let program = this.programs.get(rows);
     if (program === undefined) {
-      const wasm = backend() as Partial<WasmBackend>;
+      const kernels = this.compiled ? trainingKernels(backend()) : undefined;
       program =
-        this.compiled && wasm.kernels !== undefined
-          ? (CompiledShard.compile(
-              this.outputNodes,
-              this.feeds,
-              wasm as WasmBackend,
-              new Set(this.placeholders.slice(this.dataCount)),
-            ) ?? null)
-          : null;
+        kernels?.compileShard(
+          this.outputNodes,
+          this.feeds,
+          new Set(this.placeholders.slice(this.dataCount)),
+        ) ?? null;
       this.programs.set(rows, program);
     }
     return program ?? undefined;
@@ -255,7 +252,8 @@ export class ShardRunner {
         state: shared.state.map((pair) => pair[cur]),
         nextState: shared.state.map((pair) => pair[next]),
       };
-      this.update.run(arrays, start, end, scale, this.optimizer, t);
+      const { rule, constants } = wasmRule(this.optimizer, t);
+      this.update.run(arrays, start, end, scale, rule, constants);
       return;
     }
     if (this.reduced.length < REDUCE_BLOCK)

@@ -9,7 +9,7 @@ import { allocateArray, Tensor, type DType, type TypedArray } from "../../tensor
 import type { Plan } from "../../runtime/plan.js";
 import type { WasmMemory } from "../../backends/wasm.js";
 import { stateCount, type OptimizerConfig } from "./optimizer-kernels.js";
-import { allocateInMemory } from "./update-wasm.js";
+import { allocateInMemory } from "../../backends/wasm-training/update.js";
 import type { ShiftAugment } from "./augment.js";
 import type { StepEngine } from "./engine.js";
 
@@ -18,7 +18,8 @@ import type { StepEngine } from "./engine.js";
  * outputs [loss, ...grads] of the rows a shard is fed.
  */
 export interface TrainPlan {
-  plan: Plan;
+  /** The lowered graph (rebuilt in every thread). */
+  graph: Plan;
   paramShapes: number[][];
   /** How many placeholders are per-example data, fed one gathered shard each. */
   dataCount: number;
@@ -67,7 +68,7 @@ export interface SharedState {
   augment?: ShiftAugment;
   /**
    * The shared WebAssembly memory that params, state and grads are views of, where the engine has
-   * one: every thread then reduces and updates there in WASM (update-wasm.ts), else in JS.
+   * one: every thread then reduces and updates there in WASM (backends/wasm-training/update.ts), else in JS.
    */
   memory?: WasmMemory;
 }

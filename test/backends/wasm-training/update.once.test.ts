@@ -6,10 +6,11 @@ import { describe, expect, it } from "vitest";
 import { sumSlots } from "../../../src/train/parallel/slots.js";
 import {
   applyUpdate,
+  wasmRule,
   stateCount,
   type OptimizerConfig,
 } from "../../../src/train/parallel/optimizer-kernels.js";
-import { allocateInMemory, updateKernels } from "../../../src/train/parallel/update-wasm.js";
+import { allocateInMemory, updateKernels } from "../../../src/backends/wasm-training/update.js";
 import { allocateShared } from "../../../src/train/parallel/state.js";
 import type { DType, TypedArray } from "../../../src/tensor/tensor.js";
 
@@ -65,12 +66,13 @@ describe.each(["float32", "float64"] as DType[])("reduce and update in WASM, %s"
       // The kernel, over three slices (as three threads would take them), odd bounds included.
       const kernels = updateKernels(placed!.memory);
       const a = { slots, count, stride: P, params, next, state, nextState };
+      const { rule, constants } = wasmRule(config, t);
       for (const [lo, hi] of [
         [0, 333],
         [333, 334],
         [334, P],
       ])
-        kernels.run(a, lo, hi, scale, config, t);
+        kernels.run(a, lo, hi, scale, rule, constants);
       expect(bits(next), `params, ${count} slots`).toEqual(bits(want));
       nextState.forEach((s, k) =>
         expect(bits(s), `state ${k}, ${count} slots`).toEqual(bits(wantState[k])),

@@ -21,16 +21,12 @@ import {
   type DType,
   type TypedArray,
 } from "../../tensor/tensor.js";
-import {
-  BINARY_CODES,
-  UNARY_CODES,
-  type KernelExports,
-  type WasmBackend,
-} from "../../backends/wasm.js";
+import { BINARY_CODES, UNARY_CODES, type KernelExports, type WasmBackend } from "../wasm.js";
 import type { BuiltinOpName } from "../../graph/op-names.js";
+import type { ShardProgram, TrainingKernels } from "../training.js";
 
 /** One shard's compiled program: `run()` returns the plan's outputs (valid until the next run). */
-export class CompiledShard {
+export class CompiledShard implements ShardProgram {
   private constructor(
     private readonly steps: (() => void)[],
     /** What each step runs: its op, "+grad" when fused, "(interpreted)" through its compute. */
@@ -424,4 +420,12 @@ function crossEntropyStep(
         }
       : kernel;
   return { out: loss, run, label: grad ? `${node.op.name}+grad` : undefined };
+}
+
+/** The wasm backend's training kernels: shards compiled over `wasm`'s memory. */
+export function wasmTrainingKernels(wasm: WasmBackend): TrainingKernels {
+  return {
+    compileShard: (outputs, feeds, constants) =>
+      CompiledShard.compile(outputs, feeds, wasm, constants),
+  };
 }

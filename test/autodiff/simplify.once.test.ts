@@ -159,8 +159,8 @@ describe("buildTrainPlan applies simplify and reports node counts", () => {
     expect(after.forward).toBe(before.forward);
     expect(after.backward).toBeLessThan(before.backward);
     expect(after.total).toBe(after.forward + after.backward);
-    expect(train.plan.nodes.length).toBe(after.total);
-    expect(train.plan.nodes.filter((n) => n.op === "zerosLike")).toEqual([]);
+    expect(train.graph.nodes.length).toBe(after.total);
+    expect(train.graph.nodes.filter((n) => n.op === "zerosLike")).toEqual([]);
     console.log(
       `${spec.kind} ${spec.sizes.join("-")} training plan: forward ${before.forward} -> ` +
         `${after.forward} nodes, backward ${before.backward} -> ${after.backward}`,
@@ -187,7 +187,7 @@ describe("buildTrainPlan applies simplify and reports node counts", () => {
       );
     };
     const expected = runPlan(raw);
-    runPlan(buildTrainPlan(spec).plan).forEach((t, i) => expectBitwise(t, expected[i], `${i}`));
+    runPlan(buildTrainPlan(spec).graph).forEach((t, i) => expectBitwise(t, expected[i], `${i}`));
   });
 });
 

@@ -8,9 +8,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../../package.js";
-import { wasmApi, wasmSimdSupported, type WasmMemory } from "../../backends/wasm.js";
+import { wasmApi, wasmSimdSupported, type WasmMemory } from "../wasm.js";
 import type { DType, TypedArray } from "../../tensor/tensor.js";
-import { updateConstants, type OptimizerConfig } from "./optimizer-kernels.js";
 
 type ReduceUpdate = (
   width: number,
@@ -88,9 +87,6 @@ export function allocateInMemory(
   return { memory, arrays };
 }
 
-/** Optimizer rule numbers of asm/train.ts. */
-const RULES = { sgd: 0, momentum: 1, adam: 2 } as const;
-
 /** The arrays one reduce-and-update reads and writes, all views of the kernels' memory. */
 export interface UpdateArrays {
   slots: TypedArray;
@@ -104,7 +100,7 @@ export interface UpdateArrays {
 
 /**
  * The fused slot sum and update over `memory`, instantiated for this thread: `run(arrays, start,
- * end, scale, config, t)` does for elements [start, end) what sumSlots then applyUpdate do.
+ * end, scale, rule, constants)` does for elements [start, end) what sumSlots then applyUpdate do.
  */
 export function updateKernels(memory: WasmMemory): UpdateRunner {
   const api = wasmApi();
@@ -122,25 +118,22 @@ export class UpdateRunner {
   /** Wraps an instance's exports. */
   constructor(private readonly exports: TrainExports) {}
 
-  /** Sums the slots over [start, end) in slot order, scales, and applies update number `t`. */
+  /**
+   * Sums the slots over [start, end) in slot order, scales, and applies optimizer `rule` with its
+   * `constants` (asm/train.ts's numbering and order: optimizer-kernels.ts's wasmRule gives both).
+   */
   run(
     a: UpdateArrays,
     start: number,
     end: number,
     scale: number,
-    config: OptimizerConfig,
-    t: number,
+    rule: number,
+    constants: readonly number[],
   ): void {
-    const c = updateConstants(config, t);
-    // The rule's constants in asm/train.ts's order: c0 lr, c1 weight decay, then per rule.
-    const rule =
-      config.kind === "adam"
-        ? [c.b1, c.b2, c.eps, c.a1, c.a2, c.stepSize, c.invC2, c.decay]
-        : [c.mu, c.nesterov, 0, 0, 0, 0, 0, 0];
     const at = (x: TypedArray | undefined) => (x === undefined ? 0 : x.byteOffset);
     this.exports.reduceUpdateOf(
       a.params.BYTES_PER_ELEMENT,
-      RULES[config.kind],
+      rule,
       a.slots.byteOffset,
       a.count,
       a.stride,
@@ -153,9 +146,7 @@ export class UpdateRunner {
       at(a.nextState[0]),
       at(a.state[1]),
       at(a.nextState[1]),
-      c.lr,
-      c.wd,
-      ...rule,
+      ...constants,
     );
   }
 }

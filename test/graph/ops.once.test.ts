@@ -65,7 +65,7 @@ const NON_BUILDERS = new Set([
   "exportOnnx",
   "onnxExportableOps",
   "exportModelOnnx",
-  // Seeing the computation: runs gradients() and the Evaluator (test/inspect/trace.test.ts).
+  // Seeing the computation: runs gradients() and the Evaluator (test/inspect/trace.once.test.ts).
   "traceHtml",
   "tracedGradients",
 ]);

@@ -4,9 +4,9 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CONTROL, type SharedState } from "../../src/train/parallel/state.js";
-import { type ShardRunner } from "../../src/train/parallel/shard.js";
-import { type ShiftAugment } from "../../src/train/parallel/augment.js";
+import { CONTROL, type SharedState } from "../../../src/train/parallel/state.js";
+import { type ShardRunner } from "../../../src/train/parallel/shard.js";
+import { type ShiftAugment } from "../../../src/train/parallel/augment.js";
 import {
   allocateLanes,
   BARRIER,
@@ -14,25 +14,25 @@ import {
   runPhase,
   startGeneration,
   type FaultInjection,
-} from "../../src/train/parallel/protocol.js";
-import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
-import { packageRoot } from "../../src/package.js";
-import { inProcessEngine, type EngineFactory } from "../../src/train/parallel/engine.js";
-import { initParams, modelSpec, type ModelSpec } from "../../src/train/models.js";
+} from "../../../src/train/parallel/protocol.js";
+import { loadDigits, randomSplit, standardize } from "../../../src/train/data.js";
+import { packageRoot } from "../../../src/package.js";
+import { inProcessEngine, type EngineFactory } from "../../../src/train/parallel/engine.js";
+import { initParams, modelSpec, type ModelSpec } from "../../../src/train/models.js";
 import {
   poolEngine,
   workerScript,
   type PoolEngine,
   type StepProtocol,
-} from "../../src/train/parallel/pool.js";
-import { Rng } from "../../src/train/random.js";
-import { loadParams, paramsHash } from "../../src/train/serialize.js";
-import { prepareTraining, train } from "../../src/train/trainer.js";
-import { runStep } from "../../src/train/parallel/state.js";
-import { useBackend } from "../../src/backends/select.js";
-import { jsBackend } from "../../src/tensor/kernels/js.js";
-import { setBackend } from "../../src/tensor/active.js";
-import type { OptimizerConfig } from "../../src/train/parallel/optimizer-kernels.js";
+} from "../../../src/train/parallel/pool.js";
+import { Rng } from "../../../src/train/random.js";
+import { loadParams, paramsHash } from "../../../src/train/serialize.js";
+import { prepareTraining, train } from "../../../src/train/trainer.js";
+import { runStep } from "../../../src/train/parallel/state.js";
+import { useBackend } from "../../../src/backends/select.js";
+import { jsBackend } from "../../../src/tensor/kernels/js.js";
+import { setBackend } from "../../../src/tensor/active.js";
+import type { OptimizerConfig } from "../../../src/train/parallel/optimizer-kernels.js";
 
 const split = standardize(randomSplit(loadDigits({ dtype: "float32" }), 0.2, 0));
 const optimizer: OptimizerConfig = { kind: "adam", lr: 0.01, weightDecay: 0.01 };

@@ -10,7 +10,7 @@ import { setBackend } from "../../../src/tensor/active.js";
 import { jsBackend } from "../../../src/tensor/kernels/js.js";
 import { createWasmBackend } from "../../../src/backends/wasm.js";
 import { useBackend } from "../../../src/backends/select.js";
-import { CompiledShard } from "../../../src/train/parallel/compiled.js";
+import { CompiledShard } from "../../../src/backends/wasm-training/compiled.js";
 import { CONTROL } from "../../../src/train/parallel/state.js";
 import { ShardRunner } from "../../../src/train/parallel/shard.js";
 import {
@@ -146,7 +146,7 @@ describe("CompiledShard", () => {
       }),
     );
     const spec = modelSpec("mlp", 12, [9], 4);
-    const { plan } = buildTrainPlan(spec);
+    const { graph: plan } = buildTrainPlan(spec);
     const { placeholders, outputs } = rebuildGraph(plan);
     const rng = new Rng(3);
     const feeds = new Map<Node, Tensor>();
@@ -214,7 +214,7 @@ describe("CompiledShard", () => {
     setFlagsFromString("--expose-gc");
     const gc = runInNewContext("gc") as () => void;
     const spec = modelSpec("mlp", 30, [40], 5);
-    const { placeholders, outputs } = rebuildGraph(buildTrainPlan(spec).plan);
+    const { placeholders, outputs } = rebuildGraph(buildTrainPlan(spec).graph);
     const shapes = [[16, 30], [16, 5], [30, 40], [40], [40, 5], [5]];
     const rng = new Rng(9);
     const feedsOf = () =>
@@ -247,7 +247,7 @@ describe("CompiledShard", () => {
         throw e;
       }),
     );
-    const { plan } = buildTrainPlan(modelSpec("logreg", 3, [], 2));
+    const { graph: plan } = buildTrainPlan(modelSpec("logreg", 3, [], 2));
     const { placeholders, outputs } = rebuildGraph(plan);
     const shapes = [[2, 3], [2, 2], [3, 2], [2]];
     const feeds = new Map<Node, Tensor>(
