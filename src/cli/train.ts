@@ -21,14 +21,8 @@ import { renderCurvesSvg } from "../train/plot.js";
 import { exportModelOnnx } from "../train/export.js";
 import { traceModelStep } from "../train/trace.js";
 import type { Split } from "../train/data.js";
-import {
-  loadParams,
-  outputPathProblem,
-  paramsHash,
-  PARAMS_VERSION,
-  saveParams,
-  writeFileAtomic,
-} from "../train/serialize.js";
+import { loadParams, paramsHash, PARAMS_VERSION, saveParams } from "../train/serialize.js";
+import { outputPathProblem, writeFileAtomic } from "../train/files.js";
 import { accuracy, EVAL_ACTIVATION_BYTES } from "../train/metrics.js";
 import { CHECKPOINT_KIND } from "../train/checkpoint.js";
 import { train, type TrainResult } from "../train/trainer.js";

@@ -2,14 +2,8 @@
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { Tensor } from "../tensor/tensor.js";
 import { Rng } from "./random.js";
-import {
-  loadParams,
-  PARAMS_VERSION,
-  processAlive,
-  processStat,
-  removeStaleTempFiles,
-  saveParams,
-} from "./serialize.js";
+import { loadParams, PARAMS_VERSION, saveParams } from "./serialize.js";
+import { processAlive, processStat, removeStaleTempFiles } from "./files.js";
 import { currentParams, currentState, restoreState, type SharedState } from "./parallel/state.js";
 import type { RunEpoch } from "./loop.js";
 

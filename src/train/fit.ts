@@ -19,7 +19,8 @@ import { poolEngine } from "./parallel/pool.js";
 import { BUILTIN_OPS } from "../graph/ops/index.js";
 import { allocateShared, type SharedState, type TrainPlan } from "./parallel/state.js";
 import { Rng } from "./random.js";
-import { outputPathProblem, paramsHash } from "./serialize.js";
+import { outputPathProblem } from "./files.js";
+import { paramsHash } from "./serialize.js";
 import { runTraining } from "./loop.js";
 import { defaultMicroShards } from "./config.js";
 

@@ -7,13 +7,8 @@ import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  outputPathProblem,
-  PARAMS_VERSION,
-  processStat,
-  saveParams,
-  writeFileAtomic,
-} from "../../src/train/serialize.js";
+import { outputPathProblem, processStat, writeFileAtomic } from "../../src/train/files.js";
+import { PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
 import { acquireLock } from "../../src/train/checkpoint.js";
 import { train, type TrainerOptions } from "../../src/train/trainer.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";

@@ -18,9 +18,9 @@ import {
   PARAMS_VERSION,
   decodeParams,
   saveParams,
-  writeFileAtomic,
   type ParamsRecord,
 } from "../../src/train/serialize.js";
+import { writeFileAtomic } from "../../src/train/files.js";
 import { Rng } from "../../src/train/random.js";
 import { execFileSync, spawnSync } from "node:child_process";
 
