@@ -16,7 +16,8 @@ import {
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkModelMemory, main, type CliIO } from "../../src/cli/train.js";
+import { main, type CliIO } from "../../src/cli/train.js";
+import { checkModelMemory } from "../../src/cli/model-files.js";
 import { decodeParams, loadParams, PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
 import { inProcessEngine } from "../../src/train/parallel/engine.js";
