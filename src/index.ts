@@ -45,19 +45,12 @@ export {
   reshape,
   transpose,
   constant,
-  slice,
-  concat,
   stopGradient,
 } from "./graph/ops/shape.js";
+export { slice, concat } from "./graph/ops/slice.js";
 export type { BroadcastOptions } from "./graph/ops/shape.js";
-export {
-  logSoftmax,
-  softmax,
-  softmaxCrossEntropy,
-  layerNorm,
-  conv2d,
-  maxPool2d,
-} from "./graph/ops/nn.js";
+export { logSoftmax, softmax, softmaxCrossEntropy, layerNorm } from "./graph/ops/nn.js";
+export { conv2d, maxPool2d } from "./graph/ops/conv.js";
 export type { SoftmaxOptions } from "./graph/ops/nn.js";
 export { Evaluator } from "./runtime/evaluator.js";
 export { gradients, vjp, tracedGradients } from "./autodiff/gradients.js";

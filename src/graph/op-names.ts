@@ -45,6 +45,7 @@ export const BUILTIN_OP_NAMES = [
   "softmaxCrossEntropyGrad",
   "layerNorm",
   "layerNormGrad",
+  // conv.ts
   "conv2d",
   "conv2dInputGrad",
   "conv2dFilterGrad",
@@ -60,6 +61,7 @@ export const BUILTIN_OP_NAMES = [
   "transpose",
   "constant",
   "stopGradient",
+  // slice.ts
   "slice",
   "unslice",
   "concat",

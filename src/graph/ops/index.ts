@@ -4,6 +4,8 @@ export * from "./matmul.js";
 export * from "./reduce.js";
 export * from "./shape.js";
 export * from "./nn.js";
+export * from "./conv.js";
+export * from "./slice.js";
 
 import { BUILTIN_OP_NAMES } from "../op-names.js";
 import "../node.js"; // the placeholder op
