@@ -33,7 +33,9 @@ import {
   type Tensor,
   type TypedArray,
 } from "../tensor/tensor.js";
-import { batchedMatmul, convOut, jsBackend, poolOut } from "../tensor/kernels/js.js";
+import { batchedMatmul } from "../tensor/kernels/js-matmul.js";
+import { convOut, poolOut } from "../tensor/kernels/js-nn.js";
+import { jsBackend } from "../tensor/kernels/js.js";
 import { checkOptions, typeName } from "../tensor/options.js";
 
 // NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
