@@ -14,7 +14,8 @@ import { CompiledShard } from "../src/backends/wasm-training/compiled.js";
 import { setBackend } from "../src/tensor/active.js";
 import { type Backend } from "../src/tensor/backend.js";
 import { jsBackend } from "../src/tensor/kernels/js.js";
-import { createWasmBackend, wasmStats, type WasmBackend } from "../src/backends/wasm.js";
+import { createWasmBackend, type WasmBackend } from "../src/backends/wasm.js";
+import { wasmStats } from "../src/backends/wasm-arena.js";
 import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import {
   allocate,

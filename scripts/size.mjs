@@ -38,7 +38,7 @@ const BUDGETS = [
     // What defines, types, runs and differentiates a graph, through the Backend interface, with
     // the reference kernels.
     folders: /^src\/(tensor|graph|autodiff|runtime)(\/|$)/,
-    budget: 4200,
+    budget: 4250,
     history: [
       "3,297 before the type rules, five new ops, forward mode and jacobian, checkGradients and custom ops, name-keyed feeds and input validation (3,889 after them, 3,726 after a first round of cuts)",
       "3,796 with tracedGradients, the shared byte-order helpers and what the compiled shards read from the wasm backend",
@@ -51,19 +51,21 @@ const BUDGETS = [
       "4,000 for layerNorm, softmax/logSoftmax as ops and conv2d with its two adjoint ops and kernels",
       "4,100 for maxPool2d and its adjoint pair",
       "4,200 for the typed list of built-in op names (src/graph/op-names.ts, 57 lines) that the registry, the ONNX rules and the compiled step's cases are checked against",
+      "4,250 when files over about 400 lines were split by family (js.ts into js, js-matmul, js-reduce, js-nn, js-walk; conv.ts out of nn.ts, slice.ts out of shape.ts): their imports, no capability",
     ],
   },
   {
     name: "backends",
     // The WASM backend, its arena and selection by name.
     folders: /^src\/backends(\/|$)/,
-    budget: 1275,
+    budget: 1325,
     history: [
       "575 until the im2col convolution kernels came",
       "675 until the batched product, the convolution's patches and max-pooling moved into WASM",
       "710 until the per-channel bias and its gradient did; then 750",
       "775 for the WASM op codes defined once (src/backends/wasm-codes.ts, which asm/kernels.ts imports)",
       "1,275 when the wasm backend's training code (the compiled shard and the fused reduce-and-update, 473 lines) moved here from src/train/parallel, into src/backends/wasm-training, behind the TrainingKernels interface (training.ts) that select.ts's trainingKernels() gives train/ without a downcast",
+      "1,325 when wasm.ts was split into the engine's API and probes (wasm-module.ts), the arena (wasm-arena.ts) and the image kernels (wasm-image.ts): their imports and signatures, no capability",
     ],
   },
   {

@@ -12,20 +12,16 @@ import { BinaryCode, UnaryCode } from "./wasm-codes.js";
 import { packageRoot } from "../package.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { setFlagsFromString } from "node:v8";
 import { backend } from "../tensor/active.js";
 import {
   type Backend,
   type BinaryKind,
-  type ConvGeometry,
-  type PoolGeometry,
   type ReduceKind,
   type UnaryKind,
 } from "../tensor/backend.js";
 import { broadcastShapes, reducedShape, sameShape, sizeOf } from "../tensor/shape.js";
 import {
   allocate,
-  releaseArray,
   resultDType,
   setArrayAllocator,
   type ArrayAllocator,
@@ -34,105 +30,18 @@ import {
   type TypedArray,
 } from "../tensor/tensor.js";
 import { batchedMatmul } from "../tensor/kernels/js-matmul.js";
-import { convOut, poolOut } from "../tensor/kernels/js-nn.js";
 import { jsBackend } from "../tensor/kernels/js.js";
 import { checkOptions, typeName } from "../tensor/options.js";
-
-// NOTE: the project's lib (ES2022 + @types/node 20) has no WebAssembly types, so the few members
-// used here are declared locally and the global is read through globalThis.
-/** A WebAssembly.Memory, as far as adjoint uses one. */
-export interface WasmMemory {
-  readonly buffer: ArrayBuffer | SharedArrayBuffer;
-  grow(pages: number): number;
-}
-/** The WebAssembly namespace, as far as adjoint uses it. */
-export interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { readonly exports: object };
-  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
-}
-const webAssembly = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-
-/** This engine's WebAssembly namespace, or undefined where it has none. */
-export const wasmApi = (): WasmApi | undefined => webAssembly;
-
-/** op(A) @ op(B) into C (asm/kernels.ts); transA, transB and f32's `prepacked` as 0/1. */
-type Matmul = (
-  a: number,
-  b: number,
-  pack: number,
-  c: number,
-  m: number,
-  n: number,
-  k: number,
-  transA: number,
-  transB: number,
-  prepacked?: number,
-) => void;
-
-/** The exports of the kernels module (see asm/kernels.ts); booleans are passed as 0/1. */
-export interface KernelExports {
-  heapBase(): number;
-  paddedRowsF32(m: number): number;
-  paddedColsF32(n: number): number;
-  paddedRowsF64(m: number): number;
-  paddedColsF64(n: number): number;
-  packBytesF32(n: number, k: number): number;
-  packBytesF64(n: number, k: number): number;
-  matmulF32: Matmul;
-  prepackBytesF32(n: number, k: number): number;
-  prepackBF32(b: number, pack: number, n: number, k: number, transB: number): void;
-  matmulF64: Matmul;
-  compactRows(c: number, m: number, rowBytes: number, ldc: number): void;
-  zeroBytes(ptr: number, bytes: number): void;
-  binaryF32(op: number, x: number, y: number, out: number, n: number): void;
-  binaryF64(op: number, x: number, y: number, out: number, n: number): void;
-  unaryF32(op: number, x: number, out: number, n: number): void;
-  unaryF64(op: number, x: number, out: number, n: number): void;
-  rowBinaryF32(op: number, x: number, y: number, out: number, rows: number, cols: number): void;
-  rowBinaryF64(op: number, x: number, y: number, out: number, rows: number, cols: number): void;
-  columnSumF32(x: number, out: number, rows: number, cols: number): void;
-  columnSumF64(x: number, out: number, rows: number, cols: number): void;
-  /** (width, x, targets, loss, grad or 0, rows, n): softmax cross-entropy, the js kernels' bits. */
-  crossEntropyOf(...args: [number, number, number, number, number, number, number]): void;
-  /** (a, b, pack, c, m, n, k, transA, transB, count, strideA, strideB): stacked products. */
-  matmulBatchF32: MatmulBatch;
-  matmulBatchF64: MatmulBatch;
-  /** (x, cols, dims, scatter): a convolution's patches as columns, or added back (col2im). */
-  patchesF32(x: number, cols: number, dims: number, scatter: number): void;
-  patchesF64(x: number, cols: number, dims: number, scatter: number): void;
-  /** (op, x, y, out, outer, channels, inner): x (op) y[c] over [outer, channels, inner]. */
-  channelBinaryF32(...args: [number, number, number, number, number, number, number]): void;
-  channelBinaryF64(...args: [number, number, number, number, number, number, number]): void;
-  /** (x, out, outer, channels, inner): per-channel sums in x's order. */
-  channelSumF32(x: number, out: number, outer: number, channels: number, inner: number): void;
-  channelSumF64(x: number, out: number, outer: number, channels: number, inner: number): void;
-  /** (x, u, out, dims, scatter): max-pooling's select (u at each window's maximum) or gradient. */
-  poolF32(x: number, u: number, out: number, dims: number, scatter: number): void;
-  poolF64(x: number, u: number, out: number, dims: number, scatter: number): void;
-  /** (src, dst, a, b, runBytes): [a, b, run] -> [b, a, run]. */
-  swapLeading(src: number, dst: number, a: number, b: number, runBytes: number): void;
-}
-
-/** The batched product's signature: {@link Matmul}'s, then count and the two byte strides. */
-type MatmulBatch = (
-  ...args: [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ]
-) => void;
-
+import { PAGE_BYTES, align, wasmStats, WasmArena, type WasmArenaOptions } from "./wasm-arena.js";
+import { imageKernels } from "./wasm-image.js";
+import {
+  WasmApi,
+  webAssembly,
+  KernelExports,
+  WasmBuild,
+  wasmRelaxedSimdSupported,
+  wasmSimdSupported,
+} from "./wasm-module.js";
 /** The binary kernels in WASM by op code (wasm-codes.ts); null: the js kernel runs. */
 export const BINARY_CODES: Record<BinaryKind, BinaryCode | null> = {
   add: BinaryCode.add,
@@ -162,256 +71,6 @@ export const UNARY_CODES: Record<UnaryKind, UnaryCode | null> = {
   tanh: null,
   abs: null,
 };
-
-const PAGE_BYTES = 65536;
-
-/** Rounds a byte count up to a cache line, so every region starts 64-byte aligned. */
-const align = (bytes: number): number => (bytes + 63) & ~63;
-
-// NOTE: `(module (func (result v128) i32.const 0 i8x16.splat))`: validates only where the engine
-// has fixed-width SIMD, without needing the built kernels.
-const SIMD_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03,
-  0x02, 0x01, 0x00, 0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x0b,
-]);
-
-// NOTE: `(module (func (result v128) (f32x4.relaxed_madd (i8x16.splat (i32.const 0)) ...)))`:
-// validates only where the engine accepts relaxed SIMD.
-const RELAXED_SIMD_PROBE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03,
-  0x02, 0x01, 0x00, 0x0a, 0x13, 0x01, 0x11, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f,
-  0x41, 0x00, 0xfd, 0x0f, 0xfd, 0x85, 0x02, 0x0b,
-]);
-
-/** The kernels module a wasm backend runs: relaxed SIMD (fused multiply-adds) or plain SIMD. */
-export type WasmBuild = "relaxed" | "simd";
-
-let relaxedSupported: boolean | undefined;
-
-/**
- * True when this engine accepts relaxed SIMD. Node 20 does only behind V8's
- * `--experimental-wasm-relaxed-simd`, so where the probe fails this sets that flag (it is
- * process-wide: worker threads started later accept relaxed SIMD too) and probes again; false,
- * never a throw, when both fail. Example: `wasmRelaxedSimdSupported()` is true on Node 20.
- */
-export function wasmRelaxedSimdSupported(): boolean {
-  if (relaxedSupported !== undefined) return relaxedSupported;
-  const probe = (): boolean => {
-    try {
-      return webAssembly !== undefined && webAssembly.validate(RELAXED_SIMD_PROBE);
-    } catch {
-      return false;
-    }
-  };
-  relaxedSupported = probe();
-  if (!relaxedSupported) {
-    try {
-      setFlagsFromString("--experimental-wasm-relaxed-simd");
-      relaxedSupported = probe();
-    } catch {
-      relaxedSupported = false;
-    }
-  }
-  return relaxedSupported;
-}
-
-/** True when this engine supports WebAssembly fixed-width (128-bit) SIMD. */
-export function wasmSimdSupported(): boolean {
-  try {
-    return webAssembly !== undefined && webAssembly.validate(SIMD_PROBE);
-  } catch {
-    return false;
-  }
-}
-
-/** Counters of the data the wasm backend moves (read by `npm run bench:train`), per thread. */
-export const wasmStats = {
-  /** Kernel calls that ran in WASM. */
-  calls: 0,
-  /** Elements copied into the linear memory (inputs that were not already there). */
-  elementsCopiedIn: 0,
-  /** Elements copied out of it (results the kernel could not write in place). */
-  elementsCopiedOut: 0,
-};
-
-/** Sizes of {@link WasmArena}'s memory, in 64 KiB pages. */
-export interface WasmArenaOptions {
-  /** Pages at start (default 16: 1 MiB). */
-  initialPages?: number;
-  /** Pages it may grow to (default 65536: 4 GiB, the wasm32 limit); reserved, not committed. */
-  maximumPages?: number;
-}
-
-/** Rounds a block request up to its size class: 64-byte steps to 4 KiB, then quarter powers of 2. */
-export function sizeClass(bytes: number): number {
-  if (bytes <= 4096) return Math.max(64, align(bytes));
-  const quarter = 2 ** Math.floor(Math.log2(bytes)) / 4;
-  // NOTE: plus 3 cache lines, so that large blocks side by side (a matmul's A, B and C) do not
-  // start at the same offset modulo 4 KiB and evict one another from the same L1 sets.
-  return Math.ceil(bytes / quarter) * quarter + 192;
-}
-
-/**
- * Typed arrays and kernel scratch in one shared WebAssembly.Memory: blocks are bump-allocated
- * from heapBase up (growing the memory when full) and reused by size class once freed. A shared
- * memory's views stay valid when it grows (a plain memory would detach them all), so arrays handed
- * out never move. An array's block is freed when the array is garbage collected, which is safe as
- * long as nothing views its bytes through another object (`new Float32Array(a.buffer, ...)`, or a
- * `subarray` outliving `a`); the buffer pool keeps the arrays of a training step alive and reused.
- */
-export class WasmArena {
-  /** Every buffer object the memory has had: each growth hands out a new, longer one. */
-  private readonly buffers: (ArrayBuffer | SharedArrayBuffer)[] = [];
-  private buffer: ArrayBuffer | SharedArrayBuffer;
-  private f32: Float32Array;
-  private f64: Float64Array;
-  /** First byte never handed out. */
-  private top: number;
-  /** Freed blocks by size class (bytes): their addresses. */
-  private readonly free = new Map<number, number[]>();
-  private scratchAddress = 0;
-  private scratchBytes = 0;
-  // NOTE: the held value packs (address, class) into one number: both are below 2^32.
-  private readonly registry = new FinalizationRegistry<number>((held) => {
-    this.freeBlock(held % 2 ** 32, Math.floor(held / 2 ** 32));
-  });
-  /** Block counters, for tests and benches: live arrays, their bytes, and memory growths. */
-  readonly stats = { arrays: 0, arrayBytes: 0, grows: 0, fallbacks: 0 };
-
-  constructor(
-    readonly memory: WasmMemory,
-    base: number,
-    private readonly zeroBytes: (ptr: number, bytes: number) => void,
-    /** The most bytes the memory may grow to (its maximum pages). */
-    readonly maximumBytes: number = 65536 * PAGE_BYTES,
-  ) {
-    this.top = align(base);
-    this.buffer = memory.buffer;
-    this.buffers.push(this.buffer);
-    this.f32 = new Float32Array(this.buffer);
-    this.f64 = new Float64Array(this.buffer);
-  }
-
-  /** Bytes of linear memory now addressable. */
-  get byteLength(): number {
-    return this.buffer.byteLength;
-  }
-
-  /** First byte past every block handed out so far. */
-  get highWater(): number {
-    return this.top;
-  }
-
-  addressOf(data: TypedArray): number {
-    const buffer = data.buffer;
-    return buffer === this.buffer || this.buffers.includes(buffer) ? data.byteOffset : -1;
-  }
-
-  view(dtype: DType): TypedArray {
-    return dtype === "float32" ? this.f32 : this.f64;
-  }
-
-  /** Zeroes `data` in place when it lies in this memory (a bulk fill); false when it does not. */
-  zero(data: TypedArray): boolean {
-    const address = this.addressOf(data);
-    if (address < 0) return false;
-    this.zeroBytes(address, data.byteLength);
-    return true;
-  }
-
-  /**
-   * A zero-filled array of `size` elements in the memory, or undefined when the memory cannot
-   * grow to hold it (the caller then allocates a plain array).
-   */
-  allocate(size: number, dtype: DType): TypedArray | undefined {
-    // NOTE: a size that is not a safe positive count (NaN, Infinity, 2^53) must change nothing:
-    // its size class would be NaN and poison `top` for every later block.
-    if (!Number.isSafeInteger(size) || size <= 0) return undefined;
-    const elem = dtype === "float32" ? 4 : 8;
-    const bytes = sizeClass(size * elem);
-    const address = this.takeBlock(bytes);
-    if (address < 0) {
-      this.stats.fallbacks++;
-      return undefined;
-    }
-    const data =
-      dtype === "float32"
-        ? new Float32Array(this.buffer, address, size)
-        : new Float64Array(this.buffer, address, size);
-    this.registry.register(data, address + bytes * 2 ** 32);
-    this.stats.arrays++;
-    this.stats.arrayBytes += bytes;
-    return data;
-  }
-
-  scratch(bytes: number): number {
-    if (!Number.isSafeInteger(bytes) || bytes < 0) {
-      throw new RangeError(`wasm backend: invalid scratch size ${bytes} bytes`);
-    }
-    if (bytes <= this.scratchBytes) return this.scratchAddress;
-    // Grown geometrically, so a run of growing calls re-allocates it a few times only.
-    const size = sizeClass(Math.max(bytes, 2 * this.scratchBytes));
-    const address = this.takeBlock(size);
-    if (address < 0) {
-      throw new RangeError(`wasm backend: cannot grow the linear memory to ${bytes} scratch bytes`);
-    }
-    if (this.scratchBytes > 0) this.freeBlock(this.scratchAddress, this.scratchBytes, false);
-    this.scratchAddress = address;
-    this.scratchBytes = size;
-    return address;
-  }
-
-  /** A block of exactly `bytes` (a size class), zero-filled; -1 when the memory cannot grow. */
-  private takeBlock(bytes: number): number {
-    // Validated before any state changes: a failed request leaves the arena exactly as it was.
-    if (!Number.isSafeInteger(bytes) || bytes <= 0 || this.top + bytes > this.maximumBytes) {
-      return -1;
-    }
-    const list = this.free.get(bytes);
-    if (list !== undefined && list.length > 0) {
-      const address = list.pop()!;
-      // Freed blocks held data: zero them, as fresh memory is.
-      this.zeroBytes(address, bytes);
-      return address;
-    }
-    const end = this.top + bytes;
-    if (end > this.buffer.byteLength && !this.grow(end)) return -1;
-    const address = this.top;
-    this.top = end;
-    return address;
-  }
-
-  private freeBlock(address: number, bytes: number, array = true): void {
-    if (array) {
-      this.stats.arrays--;
-      this.stats.arrayBytes -= bytes;
-    }
-    const list = this.free.get(bytes);
-    if (list === undefined) this.free.set(bytes, [address]);
-    else list.push(address);
-  }
-
-  /** Grows the memory to at least `end` bytes (doubling); false when it cannot. */
-  private grow(end: number): boolean {
-    const have = this.buffer.byteLength;
-    const want = Math.max(end, 2 * have);
-    try {
-      this.memory.grow(Math.ceil((want - have) / PAGE_BYTES));
-    } catch {
-      try {
-        this.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
-      } catch {
-        return false;
-      }
-    }
-    this.stats.grows++;
-    this.buffer = this.memory.buffer;
-    this.buffers.push(this.buffer);
-    this.f32 = new Float32Array(this.buffer);
-    this.f64 = new Float64Array(this.buffer);
-    return true;
-  }
-}
 
 /** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions {
@@ -738,119 +397,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     return out;
   }
 
-  // NOTE: convolution as matrix products on the SIMD kernel (im2col, channels first): the patches
-  // of x as the columns of cols [C*kH*kW, N*H'*W'] (asm/kernels.ts patches), the filters' rows
-  // times them giving [F, N, H'*W'], whose two leading axes swap into [N, F, H', W']. The adjoints
-  // are the transposed products, the input's added back from its columns (col2im). Measured on
-  // the MNIST CNN's shapes: the JS im2col loop this replaced took 61% of a conv layer's time.
-  const geometryBlock = h.allocate(12, "float32")!;
-  // NOTE: i32 words over the block. The arena frees a block when its array is collected, so the
-  // block's own array must stay reachable as long as the view is used: setGeometry reads its
-  // address through it on every call (an address taken once let V8 collect the array, and the
-  // reused block was overwritten mid-step: found by a second in-process cnn run's other bits).
-  const geometryWords = new Int32Array(geometryBlock.buffer, geometryBlock.byteOffset, 12);
-  let geometryAt = 0;
-
-  /** Writes the patches kernel's geometry words; returns [oh, ow]. */
-  function setGeometry(
-    xShape: readonly number[],
-    wShape: readonly number[],
-    geometry: ConvGeometry,
-  ): [number, number] {
-    const [oh, ow] = convOut(xShape, wShape, geometry);
-    const { stride, padding } = geometry;
-    writeGeometry([...xShape, ...wShape.slice(2), ...stride, ...padding, oh, ow]);
-    return [oh, ow];
-  }
-
-  /** Writes a kernel's geometry words and sets geometryAt (read through the block's array). */
-  function writeGeometry(words: readonly number[]): void {
-    geometryWords.set(words);
-    geometryAt = h.addressOf(geometryBlock);
-  }
-
-  /** x's patches as the columns [C*kH*kW, N*H'*W'] (geometry set by {@link setGeometry}). */
-  function patchColumns(x: Tensor, dtype: DType, rows: number, columns: number): Tensor {
-    const cols = allocate([rows, columns], dtype, false, false);
-    const run = dtype === "float32" ? k.patchesF32 : k.patchesF64;
-    return launch(dtype, x.data, undefined, cols, (px, _, pc) => run(px, pc, geometryAt, 0));
-  }
-
-  /** t [a, b, ...run] as [b, a, ...run]: `shape` is the result's. */
-  function swapLeadingAxes(t: Tensor, dtype: DType, shape: readonly number[]): Tensor {
-    const [a, b] = [t.shape[0], t.shape[1]];
-    const runBytes = (t.size / (a * b)) * (dtype === "float32" ? 4 : 8);
-    const out = allocate(shape, dtype, false, false);
-    return launch(dtype, t.data, undefined, out, (ps, _, po) =>
-      k.swapLeading(ps, po, a, b, runBytes),
-    );
-  }
-
-  const filterRows = (w: Tensor) => w.reshapeView([w.shape[0], w.size / w.shape[0]]);
-
-  function conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor {
-    const dtype = resultDType(x.dtype, w.dtype);
-    const [n, f] = [x.shape[0], w.shape[0]];
-    const [oh, ow] = setGeometry(x.shape, w.shape, geometry);
-    const cols = patchColumns(x, dtype, w.size / f, n * oh * ow);
-    const rows = matmul(filterRows(w), cols, false, false);
-    releaseArray(cols.data);
-    const out = swapLeadingAxes(rows.reshapeView([f, n, oh * ow]), dtype, [n, f, oh, ow]);
-    releaseArray(rows.data);
-    return out;
-  }
-
-  function conv2dInputGrad(
-    g: Tensor,
-    w: Tensor,
-    xShape: readonly number[],
-    geometry: ConvGeometry,
-  ): Tensor {
-    const dtype = resultDType(g.dtype, w.dtype);
-    const [n, f, oh, ow] = g.shape;
-    const rows = swapLeadingAxes(g, dtype, [f, n * oh * ow]);
-    const cols = matmul(filterRows(w), rows, true, false);
-    releaseArray(rows.data);
-    setGeometry(xShape, w.shape, geometry);
-    const out = allocate(xShape, dtype, false, false);
-    const run = dtype === "float32" ? k.patchesF32 : k.patchesF64;
-    launch(dtype, cols.data, undefined, out, (pc, _, px) => run(px, pc, geometryAt, 1));
-    releaseArray(cols.data);
-    return out;
-  }
-
-  function conv2dFilterGrad(
-    x: Tensor,
-    g: Tensor,
-    wShape: readonly number[],
-    geometry: ConvGeometry,
-  ): Tensor {
-    const dtype = resultDType(x.dtype, g.dtype);
-    const [n, f, oh, ow] = g.shape;
-    setGeometry(x.shape, wShape, geometry);
-    const cols = patchColumns(x, dtype, sizeOf(wShape) / f, n * oh * ow);
-    const rows = swapLeadingAxes(g, dtype, [f, n * oh * ow]);
-    const dw = matmul(rows, cols, false, true);
-    releaseArray(rows.data);
-    releaseArray(cols.data);
-    return dw.reshapeView([...wShape]);
-  }
-
-  /**
-   * Max-pooling on the WASM kernel: u at each window's first maximum of x (`scatter` false, the
-   * pooled values when u is x), or u added back at them into x's shape (the gradient); both of
-   * one dtype, else the js kernels run (a conversion could make two values tie).
-   */
-  function pooled(u: Tensor, x: Tensor, geometry: PoolGeometry, scatter: boolean): Tensor {
-    const { size, stride } = geometry;
-    const [n, c, hh, ww] = x.shape;
-    const [oh, ow] = poolOut(x.shape, geometry);
-    writeGeometry([n * c, hh, ww, oh, ow, ...size, ...stride]);
-    const out = allocate(scatter ? x.shape : [n, c, oh, ow], u.dtype, false, false);
-    const run = u.dtype === "float32" ? k.poolF32 : k.poolF64;
-    const flag = scatter ? 1 : 0;
-    return launch(u.dtype, x.data, u.data, out, (px, pu, po) => run(px, pu, po, geometryAt, flag));
-  }
+  const images = imageKernels(k, h, launch, matmul);
 
   const name = requested === "simd" ? "wasm-plain" : "wasm";
   const created: WasmBackend = {
@@ -861,17 +408,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     unary,
     sumTo,
     reduce,
-    conv2d,
-    conv2dInputGrad,
-    conv2dFilterGrad,
-    maxPoolSelect: (u, x, geometry) =>
-      u.dtype !== x.dtype || x.size === 0
-        ? jsBackend.maxPoolSelect(u, x, geometry)
-        : pooled(u, x, geometry, false),
-    maxPoolGrad: (g, x, geometry) =>
-      g.dtype !== x.dtype || x.size === 0
-        ? jsBackend.maxPoolGrad(g, x, geometry)
-        : pooled(g, x, geometry, true),
+    ...images,
     arena: h,
     build,
     kernels: k,

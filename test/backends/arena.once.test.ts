@@ -14,12 +14,8 @@ import {
   setPooling,
   tensorStats,
 } from "../../src/tensor/tensor.js";
-import {
-  createWasmBackend,
-  sizeClass,
-  wasmStats,
-  type WasmBackend,
-} from "../../src/backends/wasm.js";
+import { createWasmBackend, type WasmBackend } from "../../src/backends/wasm.js";
+import { sizeClass, wasmStats } from "../../src/backends/wasm-arena.js";
 import { loadDigits } from "../../src/train/data.js";
 import { inProcessEngine } from "../../src/train/parallel/engine.js";
 import { initParams, modelSpec } from "../../src/train/models.js";

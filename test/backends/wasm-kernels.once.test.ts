@@ -10,11 +10,11 @@ import { useBackend } from "../../src/backends/select.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
 import {
   createWasmBackend,
-  wasmRelaxedSimdSupported,
   wasmSharedKernelsPath,
-  wasmStats,
   type WasmBackend,
 } from "../../src/backends/wasm.js";
+import { wasmRelaxedSimdSupported } from "../../src/backends/wasm-module.js";
+import { wasmStats } from "../../src/backends/wasm-arena.js";
 import { tensor, type DType, type Tensor } from "../../src/tensor/tensor.js";
 
 const relaxed = createWasmBackend({ minElements: 0 });

@@ -3,7 +3,8 @@ import { uniformValues } from "../helpers/evaluate.js";
 import { describe, expect, it } from "vitest";
 import type { BinaryKind } from "../../src/tensor/backend.js";
 import { jsBackend } from "../../src/tensor/kernels/js.js";
-import { createWasmBackend, loadWasmBackend, wasmSimdSupported } from "../../src/backends/wasm.js";
+import { createWasmBackend, loadWasmBackend } from "../../src/backends/wasm.js";
+import { wasmSimdSupported } from "../../src/backends/wasm-module.js";
 import { setBackend } from "../../src/tensor/active.js";
 import { placeInBackend } from "../../src/tensor/tensor.js";
 import {

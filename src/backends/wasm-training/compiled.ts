@@ -21,7 +21,8 @@ import {
   type DType,
   type TypedArray,
 } from "../../tensor/tensor.js";
-import { BINARY_CODES, UNARY_CODES, type KernelExports, type WasmBackend } from "../wasm.js";
+import { BINARY_CODES, UNARY_CODES, type WasmBackend } from "../wasm.js";
+import { type KernelExports } from "../wasm-module.js";
 import type { BuiltinOpName } from "../../graph/op-names.js";
 import type { ShardProgram, TrainingKernels } from "../training.js";
 

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { packageRoot } from "../../package.js";
-import { wasmApi, wasmSimdSupported, type WasmMemory } from "../wasm.js";
+import { wasmApi, wasmSimdSupported, type WasmMemory } from "../wasm-module.js";
 import type { DType, TypedArray } from "../../tensor/tensor.js";
 
 type ReduceUpdate = (

@@ -7,7 +7,7 @@
 import { sizeOf } from "../../tensor/shape.js";
 import { allocateArray, Tensor, type DType, type TypedArray } from "../../tensor/tensor.js";
 import type { Plan } from "../../runtime/plan.js";
-import type { WasmMemory } from "../../backends/wasm.js";
+import type { WasmMemory } from "../../backends/wasm-module.js";
 import { stateCount, type OptimizerConfig } from "./optimizer-kernels.js";
 import { allocateInMemory } from "../../backends/wasm-training/update.js";
 import type { ShiftAugment } from "./augment.js";
