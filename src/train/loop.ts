@@ -62,6 +62,9 @@ export interface RunEpoch {
   testLoss?: number;
 }
 
+/** An epoch of a run that measures its test accuracy (the built-in models'; what --plot draws). */
+export type EpochRecord = RunEpoch & { testAccuracy: number };
+
 /**
  * What the one training loop needs, whatever built the graph: train() for the built-in models,
  * fit() for any graph. The shared state holds the data, the initial parameters and the slots.

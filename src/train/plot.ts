@@ -1,13 +1,5 @@
 /** Training curves as a standalone SVG: train loss and test accuracy per epoch, no dependencies. */
-
-/** One epoch's figures, as the trainer records them. */
-export interface EpochRecord {
-  epoch: number;
-  trainLoss: number;
-  testAccuracy: number;
-  /** The mean loss over the test rows, drawn beside the train loss where recorded. */
-  testLoss?: number;
-}
+import type { EpochRecord } from "./loop.js";
 
 const WIDTH = 720;
 const PANEL_HEIGHT = 240;

@@ -11,7 +11,7 @@ import { oneHot, type Dataset, type Split } from "./data.js";
 import { buildTrainPlan, initParams, paramSpecs, type ModelSpec } from "./models.js";
 import { checkOptimizerConfig } from "./optimizers.js";
 import { Rng } from "./random.js";
-import type { EpochRecord } from "./plot.js";
+import type { EpochRecord } from "./loop.js";
 import { runTraining, type StepInfo, type TrainingOutcome, type TrainingRun } from "./loop.js";
 import { accuracy, testMetrics } from "./metrics.js";
 

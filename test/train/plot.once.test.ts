@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { escapeXml, renderCurvesSvg, type EpochRecord } from "../../src/train/plot.js";
+import { escapeXml, renderCurvesSvg } from "../../src/train/plot.js";
+import { type EpochRecord } from "../../src/train/loop.js";
 
 interface Element {
   name: string;
