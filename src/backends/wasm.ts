@@ -19,7 +19,7 @@ import {
   type ReduceKind,
   type UnaryKind,
 } from "../tensor/backend.js";
-import { broadcastShapes, reducedShape, sameShape, sizeOf } from "../tensor/shape.js";
+import { broadcastShapes, productDims, reducedShape, sameShape, sizeOf } from "../tensor/shape.js";
 import {
   allocate,
   resultDType,
@@ -349,10 +349,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     };
     const [sa, sb] = [strideOf(a), strideOf(b)];
     if (sa < 0 || sb < 0) return undefined;
-    const [ra, ca] = [a.shape[a.rank - 2], a.shape[a.rank - 1]];
-    const [rb, cb] = [b.shape[b.rank - 2], b.shape[b.rank - 1]];
-    const [m, kk, n] = [transA ? ca : ra, transA ? ra : ca, transB ? rb : cb];
-    if (kk !== (transB ? cb : rb)) return undefined;
+    const [m, kk, n] = productDims(a.shape, b.shape, transA, transB);
     const dtype = resultDType(a.dtype, b.dtype);
     // Not zero-filled: the kernel (or the copy out of scratch) writes every element.
     const out = allocate(plain ? [m, n] : [...batch, m, n], dtype, false, false);

@@ -30,6 +30,42 @@ export function fmt(shape: readonly number[]): string {
   return `[${shape.join(",")}]`;
 }
 
+/**
+ * [m, k, n] of op(a) @ op(b) over the shapes' last two axes (op: transpose when its flag is set),
+ * for known shapes (numbers) and build-time ones (null where unknown); throws naming both shapes
+ * when known inner dimensions differ. The type rule and every kernel check a product here.
+ */
+export function productDims(
+  a: readonly number[],
+  b: readonly number[],
+  transA: boolean,
+  transB: boolean,
+): [number, number, number];
+/** {@link productDims} of build-time shapes: null where a dimension is not known. */
+export function productDims(
+  a: readonly (number | null)[],
+  b: readonly (number | null)[],
+  transA: boolean,
+  transB: boolean,
+): [number | null, number | null, number | null];
+export function productDims(
+  a: readonly (number | null)[],
+  b: readonly (number | null)[],
+  transA: boolean,
+  transB: boolean,
+): [number | null, number | null, number | null] {
+  const [ra, ca] = a.slice(-2);
+  const [rb, cb] = b.slice(-2);
+  const [m, k] = transA ? [ca, ra] : [ra, ca];
+  const [k2, n] = transB ? [cb, rb] : [rb, cb];
+  if (k !== null && k2 !== null && k !== k2) {
+    const show = (s: readonly (number | null)[]) =>
+      `[${s.map((d) => (d === null ? "null" : d)).join(",")}]`;
+    throw new Error(`inner dimensions differ: ${show(a)} @ ${show(b)}`);
+  }
+  return [m, k ?? k2, n];
+}
+
 /** NumPy broadcast of two shapes, or null when they are incompatible. */
 export function broadcastShapes(a: readonly number[], b: readonly number[]): number[] | null {
   const rank = Math.max(a.length, b.length);

@@ -2,6 +2,7 @@
 import { backend } from "../../tensor/active.js";
 import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js";
 import { declareOp, type Op } from "../op.js";
+import { productDims } from "../../tensor/shape.js";
 import { add } from "./elementwise.js";
 import { sumLike } from "./shape.js";
 import { broadcastDims, fmtType, promoteTypes, type Dim } from "../types.js";
@@ -26,13 +27,7 @@ export const matmulOp: Op = declareOp<Required<MatmulOptions>>({
     const dtype = promoteTypes(a.dtype, b.dtype);
     // A rank not known: the output's neither (2-D or batched).
     if (a.shape === null || b.shape === null) return { shape: null, dtype };
-    const [ra, ca] = a.shape.slice(-2);
-    const [rb, cb] = b.shape.slice(-2);
-    const [m, k] = attrs.transA ? [ca, ra] : [ra, ca];
-    const [k2, n] = attrs.transB ? [cb, rb] : [rb, cb];
-    if (k !== null && k2 !== null && k !== k2) {
-      throw new Error(`inner dimensions differ: ${fmtType(a.shape)} @ ${fmtType(b.shape)}`);
-    }
+    const [m, , n] = productDims(a.shape, b.shape, attrs.transA, attrs.transB);
     let batch: readonly Dim[] | null;
     try {
       batch = broadcastDims(a.shape.slice(0, -2), b.shape.slice(0, -2));

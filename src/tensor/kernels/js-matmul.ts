@@ -1,5 +1,5 @@
 /** The reference kernels' products and transposes: 2-D matmul, batched over stacks; N-D transpose. */
-import { broadcastShapes, fmt, sameShape, sizeOf, stridesOf } from "../shape.js";
+import { broadcastShapes, fmt, productDims, sameShape, sizeOf, stridesOf } from "../shape.js";
 import { allocate, releaseArray, resultDType, Tensor, type TypedArray } from "../tensor.js";
 import { stridedOffsets } from "./js-walk.js";
 
@@ -50,9 +50,7 @@ export function batchedMatmul(
   if (batch === null) {
     throw new Error(`batch dimensions do not broadcast: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
   }
-  const [m, k] = transA ? [ca, ra] : [ra, ca];
-  const [k2, n] = transB ? [cb, rb] : [rb, cb];
-  if (k !== k2) throw new Error(`inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+  const [m, , n] = productDims(a.shape, b.shape, transA, transB);
   // A stack of matrices times one matrix (a layer's weights over tokens): one product of the
   // stack's rows, [batch*m, k] @ [k, n], instead of a call per matrix.
   if (b.rank === 2 && !transA && sameShape(batch, batchA)) {
@@ -84,11 +82,7 @@ export function batchedMatmul(
 }
 
 function matmul2d(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
-  const m = transA ? a.shape[1] : a.shape[0];
-  const k = transA ? a.shape[0] : a.shape[1];
-  const k2 = transB ? b.shape[1] : b.shape[0];
-  const n = transB ? b.shape[0] : b.shape[1];
-  if (k !== k2) throw new Error(`inner dimensions differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+  const [m, k, n] = productDims(a.shape, b.shape, transA, transB);
   const out = allocate([m, n], resultDType(a.dtype, b.dtype));
   const C = out.data;
   let A = a.data;
