@@ -19,6 +19,7 @@ import { wasmStats } from "../src/backends/wasm-arena.js";
 import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import {
   allocate,
+  placeInBackend,
   clearPool,
   setPooling,
   tensor,
@@ -342,7 +343,7 @@ for (const dtype of ["float32", "float64"] as const) {
 }
 
 /**
- * The wasm step runs a compiled program (src/train/parallel/compiled.ts), which calls the kernels
+ * The wasm step runs a compiled program (src/backends/wasm-training/compiled.ts), which calls the kernels
  * by address, past any wrapper backend: its calls are timed by the program itself, on one shard
  * of the workload's batch; the rest of the measured step is the shard's row gather, the copy of
  * its gradients into the slot, the WASM reduce-and-update and the engine.
@@ -354,12 +355,14 @@ function compiledProfile(w: Workload, b: WasmBackend, stepSeconds: number, runs:
   const { placeholders, outputs } = rebuildGraph(plan);
   const rng = new Rng(0);
   const [features, classes] = [w.spec.sizes[0], w.spec.sizes[w.spec.sizes.length - 1]];
-  const X = allocate([w.batch, features], w.dtype);
+  // In the kernels' memory, where a shard places its feeds (placeInBackend).
+  const placed = (shape: readonly number[]) => placeInBackend(() => allocate(shape, w.dtype));
+  const X = placed([w.batch, features]);
   X.data.set(w.data.X.data.subarray(0, w.batch * features));
-  const Y = allocate([w.batch, classes], w.dtype);
+  const Y = placed([w.batch, classes]);
   for (let r = 0; r < w.batch; r++) Y.data[r * classes + w.data.y[r]] = 1;
   const params = initParams(w.spec, rng, w.dtype).map((t) => {
-    const inArena = allocate(t.shape, w.dtype);
+    const inArena = placed(t.shape);
     inArena.data.set(t.data);
     return inArena;
   });
