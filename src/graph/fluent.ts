@@ -25,9 +25,10 @@ declare module "./node.js" {
   }
 }
 
-function checkNode(value: unknown, method: string): Node {
+function checkNode(value: unknown, method: string, orNumber = true): Node {
   if (value instanceof Node) return value;
-  throw new TypeError(`Node.${method}: expected a Node or a number, got ${typeName(value)}`);
+  const expected = orNumber ? "a Node or a number" : "a Node";
+  throw new TypeError(`Node.${method}: expected ${expected}, got ${typeName(value)}`);
 }
 
 Object.assign(Node.prototype, {
@@ -49,6 +50,6 @@ Object.assign(Node.prototype, {
     return neg(this);
   },
   matmul(this: Node, other: Node, options: MatmulOptions = {}): Node {
-    return matmul(this, checkNode(other, "matmul"), options);
+    return matmul(this, checkNode(other, "matmul", false), options);
   },
 });

@@ -104,10 +104,7 @@ function insertionPoint(axis: unknown, rank: number): number {
   return a < 0 ? a + rank + 1 : a;
 }
 
-/**
- * The ONNX rule of every built-in op, keyed by op name (as PyTorch keeps its ONNX symbolic
- * functions apart from its ops): the exporter's vocabulary stays out of the core and the workers.
- */
+/** Every built-in op's rule (or why it has none): a Record over the op names, so none is missed. */
 export const RULES: Record<BuiltinOpName, Rule | Unsupported> = {
   add: elementwise("Add"),
   sub: elementwise("Sub"),
@@ -432,10 +429,3 @@ export const RULES: Record<BuiltinOpName, Rule | Unsupported> = {
   // Handled before any rule: a variable is one of the graph's inputs or initializers.
   placeholder: { unsupported: "variables become the graph's inputs and initializers" },
 };
-
-/** The op names the exporter maps to ONNX. */
-export function onnxExportableOps(): string[] {
-  return Object.entries(RULES)
-    .filter(([, rule]) => typeof rule === "function")
-    .map(([name]) => name);
-}

@@ -270,3 +270,10 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
   });
   return onnx.ModelProto.encode(model).finish();
 }
+
+/** The op names {@link exportOnnx} maps to ONNX (internal types stay out of the package's .d.ts). */
+export function onnxExportableOps(): string[] {
+  return Object.entries(RULES)
+    .filter(([, rule]) => typeof rule === "function")
+    .map(([name]) => name);
+}

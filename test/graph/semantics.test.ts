@@ -286,9 +286,16 @@ describe("Node methods reject non-nodes", () => {
       expect(call).toThrow(TypeError);
       expect(call).toThrow(`Node.${method}`);
     }
+    const expected = method === "matmul" ? "a Node" : "a Node or a number";
     expect(() => (a[method] as (other: unknown) => Node)("3")).toThrow(
-      `Node.${method}: expected a Node or a number, got string`,
+      `Node.${method}: expected ${expected}, got string`,
     );
+    if (method === "matmul") {
+      // A number is no matrix: matmul is the one method that takes none.
+      expect(() => (a.matmul as (other: unknown) => Node)(3)).toThrow(
+        "Node.matmul: expected a Node, got number 3",
+      );
+    }
     expect(() => (a[method] as (other: unknown) => Node)([1, 2])).toThrow("an array");
   });
 

@@ -76,6 +76,37 @@ it("packs, installs with production dependencies only, imports, differentiates a
   );
   const cjs = execFileSync(process.execPath, ["main.cjs"], { cwd: project, encoding: "utf8" });
   expect(JSON.parse(cjs.trim().split("\n").at(-1)!)).toEqual([3]);
+  // TypeScript users: the package's declarations type-check under strict settings without
+  // skipLibCheck (the fluent methods' augmentation included; no internal type of a dependency,
+  // such as onnx-proto's, reaches them).
+  writeFileSync(
+    join(project, "main.ts"),
+    'import { variable, gradients, matmul, exportOnnx, type Node } from "adjoint";\n' +
+      'const x: Node = variable("x");\n' +
+      "const [g]: Node[] = gradients(x.mul(x).add(1).matmul(x), [x]);\n" +
+      "const bytes: Uint8Array = exportOnnx([matmul(x, g)], { inputs: [] });\n" +
+      "console.log(bytes.length);\n",
+  );
+  writeFileSync(
+    join(project, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        skipLibCheck: false,
+        target: "ES2022",
+        module: "NodeNext",
+        moduleResolution: "NodeNext",
+        typeRoots: [join(root, "node_modules", "@types")],
+        types: ["node"],
+      },
+      files: ["main.ts"],
+    }),
+  );
+  const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+  expect(() =>
+    execFileSync(process.execPath, [tsc, "-p", project], { encoding: "utf8" }),
+  ).not.toThrow();
   const help = execFileSync("npx", ["--no-install", "adjoint-train", "--help"], {
     cwd: project,
     encoding: "utf8",
