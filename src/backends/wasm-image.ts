@@ -17,6 +17,25 @@ import { jsBackend } from "../tensor/kernels/js.js";
 import type { WasmArena } from "./wasm-arena.js";
 import type { KernelExports } from "./wasm-module.js";
 
+/**
+ * conv2d and its filter gradient in two parts around x's patches, so that a compiled step that
+ * runs both computes the patches once (the same values, so the same bits as the two kernels).
+ */
+export interface ConvParts {
+  /** x's patches as the columns [C*kH*kW, N*H'*W'] (allocated: release them when done). */
+  patches(x: Tensor, wShape: readonly number[], geometry: ConvGeometry, dtype: DType): Tensor;
+  /** conv2d(x, w) from x's patches. */
+  fromPatches(
+    cols: Tensor,
+    w: Tensor,
+    xShape: readonly number[],
+    geometry: ConvGeometry,
+    dtype: DType,
+  ): Tensor;
+  /** conv2dFilterGrad(x, g) from x's patches. */
+  filterGradFromPatches(cols: Tensor, g: Tensor, wShape: readonly number[], dtype: DType): Tensor;
+}
+
 /** How the backend runs a kernel on placed data (wasm.ts's launch). */
 type Launch = (
   dtype: DType,
@@ -32,10 +51,13 @@ export function imageKernels(
   h: WasmArena,
   launch: Launch,
   matmul: Backend["matmul"],
-): Pick<
-  Backend,
-  "conv2d" | "conv2dInputGrad" | "conv2dFilterGrad" | "maxPoolSelect" | "maxPoolGrad"
-> {
+): {
+  kernels: Pick<
+    Backend,
+    "conv2d" | "conv2dInputGrad" | "conv2dFilterGrad" | "maxPoolSelect" | "maxPoolGrad"
+  >;
+  parts: ConvParts;
+} {
   // NOTE: convolution as matrix products on the SIMD kernel (im2col, channels first): the patches
   // of x as the columns of cols [C*kH*kW, N*H'*W'] (asm/kernels.ts patches), the filters' rows
   // times them giving [F, N, H'*W'], whose two leading axes swap into [N, F, H', W']. The adjoints
@@ -86,15 +108,38 @@ export function imageKernels(
 
   const filterRows = (w: Tensor) => w.reshapeView([w.shape[0], w.size / w.shape[0]]);
 
-  function conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor {
-    const dtype = resultDType(x.dtype, w.dtype);
-    const [n, f] = [x.shape[0], w.shape[0]];
-    const [oh, ow] = setGeometry(x.shape, w.shape, geometry);
-    const cols = patchColumns(x, dtype, w.size / f, n * oh * ow);
+  /** x's patches as the columns [C*kH*kW, N*H'*W'] for filters of `wShape` (release them). */
+  function patches(
+    x: Tensor,
+    wShape: readonly number[],
+    geometry: ConvGeometry,
+    dtype: DType,
+  ): Tensor {
+    const [oh, ow] = setGeometry(x.shape, wShape, geometry);
+    return patchColumns(x, dtype, sizeOf(wShape) / wShape[0], x.shape[0] * oh * ow);
+  }
+
+  /** conv2d of an x of `xShape` by w, from x's {@link patches}. */
+  function fromPatches(
+    cols: Tensor,
+    w: Tensor,
+    xShape: readonly number[],
+    geometry: ConvGeometry,
+    dtype: DType,
+  ): Tensor {
+    const [n, f] = [xShape[0], w.shape[0]];
+    const [oh, ow] = convOut(xShape, w.shape, geometry);
     const rows = matmul(filterRows(w), cols, false, false);
-    releaseArray(cols.data);
     const out = swapLeadingAxes(rows.reshapeView([f, n, oh * ow]), dtype, [n, f, oh, ow]);
     releaseArray(rows.data);
+    return out;
+  }
+
+  function conv2d(x: Tensor, w: Tensor, geometry: ConvGeometry): Tensor {
+    const dtype = resultDType(x.dtype, w.dtype);
+    const cols = patches(x, w.shape, geometry, dtype);
+    const out = fromPatches(cols, w, x.shape, geometry, dtype);
+    releaseArray(cols.data);
     return out;
   }
 
@@ -117,6 +162,20 @@ export function imageKernels(
     return out;
   }
 
+  /** conv2dFilterGrad for the output gradient g, from x's {@link patches}. */
+  function filterGradFromPatches(
+    cols: Tensor,
+    g: Tensor,
+    wShape: readonly number[],
+    dtype: DType,
+  ): Tensor {
+    const [n, f, oh, ow] = g.shape;
+    const rows = swapLeadingAxes(g, dtype, [f, n * oh * ow]);
+    const dw = matmul(rows, cols, false, true);
+    releaseArray(rows.data);
+    return dw.reshapeView([...wShape]);
+  }
+
   function conv2dFilterGrad(
     x: Tensor,
     g: Tensor,
@@ -124,14 +183,10 @@ export function imageKernels(
     geometry: ConvGeometry,
   ): Tensor {
     const dtype = resultDType(x.dtype, g.dtype);
-    const [n, f, oh, ow] = g.shape;
-    setGeometry(x.shape, wShape, geometry);
-    const cols = patchColumns(x, dtype, sizeOf(wShape) / f, n * oh * ow);
-    const rows = swapLeadingAxes(g, dtype, [f, n * oh * ow]);
-    const dw = matmul(rows, cols, false, true);
-    releaseArray(rows.data);
+    const cols = patches(x, wShape, geometry, dtype);
+    const dw = filterGradFromPatches(cols, g, wShape, dtype);
     releaseArray(cols.data);
-    return dw.reshapeView([...wShape]);
+    return dw;
   }
 
   /**
@@ -151,16 +206,19 @@ export function imageKernels(
   }
 
   return {
-    conv2d,
-    conv2dInputGrad,
-    conv2dFilterGrad,
-    maxPoolSelect: (u, x, geometry) =>
-      u.dtype !== x.dtype || x.size === 0
-        ? jsBackend.maxPoolSelect(u, x, geometry)
-        : pooled(u, x, geometry, false),
-    maxPoolGrad: (g, x, geometry) =>
-      g.dtype !== x.dtype || x.size === 0
-        ? jsBackend.maxPoolGrad(g, x, geometry)
-        : pooled(g, x, geometry, true),
+    kernels: {
+      conv2d,
+      conv2dInputGrad,
+      conv2dFilterGrad,
+      maxPoolSelect: (u, x, geometry) =>
+        u.dtype !== x.dtype || x.size === 0
+          ? jsBackend.maxPoolSelect(u, x, geometry)
+          : pooled(u, x, geometry, false),
+      maxPoolGrad: (g, x, geometry) =>
+        g.dtype !== x.dtype || x.size === 0
+          ? jsBackend.maxPoolGrad(g, x, geometry)
+          : pooled(g, x, geometry, true),
+    },
+    parts: { patches, fromPatches, filterGradFromPatches },
   };
 }

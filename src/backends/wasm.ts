@@ -33,7 +33,7 @@ import { batchedMatmul } from "../tensor/kernels/js-matmul.js";
 import { jsBackend } from "../tensor/kernels/js.js";
 import { checkOptions, typeName } from "../tensor/options.js";
 import { PAGE_BYTES, align, wasmStats, WasmArena, type WasmArenaOptions } from "./wasm-arena.js";
-import { imageKernels } from "./wasm-image.js";
+import { imageKernels, type ConvParts } from "./wasm-image.js";
 import {
   WasmApi,
   webAssembly,
@@ -97,6 +97,8 @@ export interface WasmBackend extends Backend {
   readonly kernels: KernelExports;
   /** Element-wise calls below this size run the js kernels ({@link WasmBackendOptions}). */
   readonly minElements: number;
+  /** conv2d and its filter gradient around shared patches (for the compiled step). */
+  readonly conv: ConvParts;
 }
 
 /**
@@ -405,7 +407,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     unary,
     sumTo,
     reduce,
-    ...images,
+    ...images.kernels,
+    conv: images.parts,
     arena: h,
     build,
     kernels: k,

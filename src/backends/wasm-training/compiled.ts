@@ -25,6 +25,8 @@ import { BINARY_CODES, UNARY_CODES, type WasmBackend } from "../wasm.js";
 import { type KernelExports } from "../wasm-module.js";
 import type { BuiltinOpName } from "../../graph/op-names.js";
 import type { ShardProgram, TrainingKernels } from "../training.js";
+import type { ConvParts } from "../wasm-image.js";
+import type { ConvGeometry } from "../../tensor/backend.js";
 
 /** One shard's compiled program: `run()` returns the plan's outputs (valid until the next run). */
 export class CompiledShard implements ShardProgram {
@@ -81,6 +83,8 @@ export class CompiledShard implements ShardProgram {
     const k = wasm.kernels;
     const at = (data: TypedArray) => arena.addressOf(data);
     const done = new Set<Node>(); // filled by a fused step of an earlier node
+    // Steps an earlier node's case builds for a later node (conv2d's filter gradient).
+    const deferred = new Map<Node, (inputs: Tensor[]) => Step>();
     for (const node of order) {
       const fed = feeds.get(node);
       if (fed !== undefined) {
@@ -106,14 +110,26 @@ export class CompiledShard implements ShardProgram {
         values.set(node, inputs[0]);
         continue;
       }
+      const later = deferred.get(node);
       const fast =
-        how === "matmul"
-          ? matmulStep(k, node, inputs, like, at, constants.has(node.inputs[1]) ? clock : undefined)
-          : how === "crossEntropy"
-            ? crossEntropyStep(k, at, node, inputs, like, order, values, done, probe)
-            : how === "elementwise" || how === "aliasOrSum"
-              ? elementwiseStep(k, wasm.minElements, node, inputs, like, at)
-              : undefined;
+        later !== undefined
+          ? later(inputs)
+          : how === "matmul"
+            ? matmulStep(
+                k,
+                node,
+                inputs,
+                like,
+                at,
+                constants.has(node.inputs[1]) ? clock : undefined,
+              )
+            : how === "crossEntropy"
+              ? crossEntropyStep(k, at, node, inputs, like, order, values, done, probe)
+              : how === "conv"
+                ? convStep(wasm.conv, node, inputs, like, order, values, probe, deferred)
+                : how === "elementwise" || how === "aliasOrSum"
+                  ? elementwiseStep(k, wasm.minElements, node, inputs, like, at)
+                  : undefined;
       if (fast !== undefined) {
         steps.push(fast.run);
         labels.push(fast.label ?? name);
@@ -167,12 +183,12 @@ export class CompiledShard implements ShardProgram {
 
 /**
  * How a compiled step runs each built-in op: matmul and the fused cross-entropy by WASM kernels
- * of their own; the element-wise cases (add and mul, relu and step, the bias gradient's column
+ * of their own; conv2d and its filter gradient around one computation of x's patches; the element-wise cases (add and mul, relu and step, the bias gradient's column
  * sum) by the backend's kernels where the shapes fit; reshapes as aliases; anything else, and
  * any case whose shapes do not fit, through the op's compute. Every op has a row: a new op
  * without one does not compile.
  */
-type Case = "matmul" | "crossEntropy" | "elementwise" | "alias" | "aliasOrSum" | "compute";
+type Case = "matmul" | "crossEntropy" | "conv" | "elementwise" | "alias" | "aliasOrSum" | "compute";
 
 const CASES: Record<BuiltinOpName, Case> = {
   matmul: "matmul",
@@ -215,7 +231,8 @@ const CASES: Record<BuiltinOpName, Case> = {
   softmax: "compute",
   layerNorm: "compute",
   layerNormGrad: "compute",
-  conv2d: "compute",
+  // With its filter gradient in the plan: x's patches computed once for both (convStep).
+  conv2d: "conv",
   conv2dInputGrad: "compute",
   conv2dFilterGrad: "compute",
   maxPool2d: "compute",
@@ -233,6 +250,65 @@ const CASES: Record<BuiltinOpName, Case> = {
   concatPart: "compute",
   placeholder: "compute", // fed, never computed
 };
+
+/**
+ * conv2d(x, w) and, where the plan has it, conv2dFilterGrad(x, g) on the same x and geometry:
+ * x's patches (im2col) are computed once, at the convolution, and kept for the filter gradient's
+ * step, which `deferred` gives the later node; the two kernels' parts, so the same values and
+ * bits as running them apart (tested). Undefined (both run through their compute) otherwise.
+ */
+function convStep(
+  parts: ConvParts,
+  node: Node,
+  [x, w]: Tensor[],
+  like: Tensor,
+  order: readonly Node[],
+  values: Map<Node, Tensor>,
+  probe: Map<Node, Tensor>,
+  deferred: Map<Node, (inputs: Tensor[]) => Step>,
+): Step | undefined {
+  const geometry = node.attrs as unknown as ConvGeometry;
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const grad = order.find(
+    (c) =>
+      !values.has(c) &&
+      !deferred.has(c) &&
+      c.op.name === "conv2dFilterGrad" &&
+      c.inputs[0] === node.inputs[0] &&
+      same(c.attrs.stride, geometry.stride) &&
+      same(c.attrs.padding, geometry.padding),
+  );
+  const dtype = like.dtype;
+  const gradLike = grad && probe.get(grad)!;
+  // The patches depend on x, the geometry and the filters' shape: all must be the same.
+  if (!gradLike || !sameShape(gradLike.shape, w.shape)) return undefined;
+  if (x.dtype !== dtype || w.dtype !== dtype || gradLike.dtype !== dtype) return undefined;
+  const out = new Tensor(hold(like.size, dtype), like.shape);
+  const dw = new Tensor(hold(gradLike.size, dtype), gradLike.shape);
+  const at = { stride: geometry.stride, padding: geometry.padding };
+  let cols: Tensor | undefined;
+  deferred.set(grad, ([, g]) => ({
+    out: dw,
+    label: "conv2dFilterGrad (patches kept)",
+    run: () => {
+      const result = parts.filterGradFromPatches(cols!, g, dw.shape, dtype);
+      dw.data.set(result.data);
+      releaseArray(result.data);
+      releaseArray(cols!.data);
+      cols = undefined;
+    },
+  }));
+  return {
+    out,
+    label: "conv2d (patches kept)",
+    run: () => {
+      cols = parts.patches(x, w.shape, at, dtype);
+      const result = parts.fromPatches(cols, w, x.shape, at, dtype);
+      out.data.set(result.data);
+      releaseArray(result.data);
+    },
+  };
+}
 
 /** A compiled node: the call that fills `out`, and its label where it is not the op's name. */
 interface Step {

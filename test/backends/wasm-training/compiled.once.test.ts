@@ -168,6 +168,51 @@ describe("CompiledShard", () => {
     expect(again).not.toEqual(want);
   });
 
+  it("the cnn's convolutions keep x's patches for the filter gradient: the Evaluator's bits", () => {
+    const wasm = useBackend("wasm", (e) => {
+      throw e;
+    });
+    setBackend(wasm);
+    for (const dtype of ["float32", "float64"] as const) {
+      const spec = modelSpec("cnn", 784, [], 10, "tutorial");
+      const { graph: plan } = buildTrainPlan(spec);
+      const { placeholders, outputs } = rebuildGraph(plan);
+      const rng = new Rng(5);
+      const initial = initParams(spec, rng, dtype);
+      const shapes = [[6, 784], [6, 10], ...initial.map((t) => [...t.shape])];
+      const feeds = new Map<Node, Tensor>();
+      placeholders.forEach((p, i) => {
+        const t = placed(shapes[i], dtype);
+        if (i >= 2) t.data.set(initial[i - 2].data);
+        else
+          for (let k = 0; k < t.size; k++)
+            t.data[k] = i === 1 ? Number(k % 10 === 3) : rng.uniform(0, 1);
+        feeds.set(p, t);
+      });
+      const program = CompiledShard.compile(outputs, feeds, wasm as never);
+      expect(program).toBeDefined();
+      // The path under test ran: both layers' convolutions kept their patches.
+      expect(program!.labels.filter((l) => l === "conv2d (patches kept)")).toHaveLength(2);
+      expect(program!.labels.filter((l) => l === "conv2dFilterGrad (patches kept)")).toHaveLength(
+        2,
+      );
+      const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+      expect(
+        program!.run().map((t) => hex(t.data)),
+        dtype,
+      ).toEqual(want);
+      // Twice: the patches of the last run are released, the next run's made afresh.
+      const X = feeds.get(placeholders[0])!;
+      for (let k = 0; k < X.size; k++) X.data[k] = rng.uniform(0, 1);
+      const again = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+      expect(
+        program!.run().map((t) => hex(t.data)),
+        `${dtype}, second run`,
+      ).toEqual(again);
+      expect(again).not.toEqual(want);
+    }
+  });
+
   it("a mean cross-entropy and a constant compile to the Evaluator's bits (loss and gradients)", async () => {
     setBackend(
       useBackend("wasm", (e) => {
