@@ -1,9 +1,9 @@
 /** Checkpoints of a training run: the file's claim and lock, its contents, resume and save. */
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { Tensor } from "../tensor/tensor.js";
 import { Rng } from "./random.js";
 import { loadParams, PARAMS_VERSION, saveParams } from "./serialize.js";
-import { processAlive, processStat, removeStaleTempFiles } from "./files.js";
+import { acquireLock, removeStaleTempFiles } from "./files.js";
 import { currentParams, currentState, restoreState, type SharedState } from "./parallel/state.js";
 import type { RunEpoch } from "./loop.js";
 
@@ -269,63 +269,4 @@ function claimCheckpoint(options: CheckpointSpec): () => void {
     throw error;
   }
   return release;
-}
-
-/** Creates `path.lock` exclusively with this pid; returns the function that removes it. */
-export function acquireLock(path: string, notice: (line: string) => void = () => {}): () => void {
-  const lockPath = `${path}.lock`;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fd = openSync(lockPath, "wx", 0o644);
-      try {
-        // The owner's start time beside its pid: a reused pid is not mistaken for the owner.
-        const started = processStat(process.pid)?.startTime;
-        writeSync(fd, started === undefined ? `${process.pid}\n` : `${process.pid} ${started}\n`);
-      } finally {
-        closeSync(fd);
-      }
-      break;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST" || attempt > 0) {
-        throw new Error(`cannot lock ${path}: ${(error as Error).message}`, { cause: error });
-      }
-      let text = "";
-      try {
-        text = readFileSync(lockPath, "utf8");
-      } catch {
-        // Removed in between: try again.
-      }
-      const match = /^(\d+)(?: (\d+))?\n?$/.exec(text);
-      const pid = match ? Number(match[1]) : undefined;
-      if (pid !== undefined && pid !== process.pid && processAlive(pid, match?.[2])) {
-        throw new Error(
-          `checkpoint ${path} is in use by process ${pid} (lock file ${lockPath}); wait for that run to end or choose another --checkpoint`,
-          { cause: error },
-        );
-      }
-      if (pid === process.pid) {
-        throw new Error(`checkpoint ${path} is already in use by another run in this process`, {
-          cause: error,
-        });
-      }
-      notice(
-        `taking over the stale lock ${lockPath} (${pid === undefined ? "unreadable" : `process ${pid} is not running`})`,
-      );
-      rmSync(lockPath, { force: true });
-    }
-  }
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    try {
-      rmSync(lockPath, { force: true });
-    } catch (error) {
-      // NOTE: never thrown: a release runs in `finally` after a failure (a directory made
-      // read-only mid-run), and the error to report is that failure, not this one. The lock
-      // names this pid, so the next run takes it over once this process is gone.
-      notice(`could not remove the lock ${lockPath}: ${(error as Error).message}`);
-    }
-  };
 }

@@ -1,6 +1,7 @@
 /**
  * Files that never lose data: atomic writes (temp file in the same directory, fsync, rename),
- * output paths checked before any training, regular files only, and the processes behind locks.
+ * output paths checked before any training, regular files only, and locks (with the processes
+ * behind them).
  */
 import { randomBytes } from "node:crypto";
 import {
@@ -15,6 +16,7 @@ import {
   readFileSync,
   readSync,
   renameSync,
+  rmSync,
   statSync,
   unlinkSync,
   writeSync,
@@ -247,4 +249,63 @@ function fileKind(stat: Stats): string {
   if (stat.isBlockDevice()) return "a block device";
   if (stat.isSocket()) return "a socket";
   return "not a plain file";
+}
+
+/** Creates `path.lock` exclusively with this pid; returns the function that removes it. */
+export function acquireLock(path: string, notice: (line: string) => void = () => {}): () => void {
+  const lockPath = `${path}.lock`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(lockPath, "wx", 0o644);
+      try {
+        // The owner's start time beside its pid: a reused pid is not mistaken for the owner.
+        const started = processStat(process.pid)?.startTime;
+        writeSync(fd, started === undefined ? `${process.pid}\n` : `${process.pid} ${started}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      break;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST" || attempt > 0) {
+        throw new Error(`cannot lock ${path}: ${(error as Error).message}`, { cause: error });
+      }
+      let text = "";
+      try {
+        text = readFileSync(lockPath, "utf8");
+      } catch {
+        // Removed in between: try again.
+      }
+      const match = /^(\d+)(?: (\d+))?\n?$/.exec(text);
+      const pid = match ? Number(match[1]) : undefined;
+      if (pid !== undefined && pid !== process.pid && processAlive(pid, match?.[2])) {
+        throw new Error(
+          `checkpoint ${path} is in use by process ${pid} (lock file ${lockPath}); wait for that run to end or choose another --checkpoint`,
+          { cause: error },
+        );
+      }
+      if (pid === process.pid) {
+        throw new Error(`checkpoint ${path} is already in use by another run in this process`, {
+          cause: error,
+        });
+      }
+      notice(
+        `taking over the stale lock ${lockPath} (${pid === undefined ? "unreadable" : `process ${pid} is not running`})`,
+      );
+      rmSync(lockPath, { force: true });
+    }
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    try {
+      rmSync(lockPath, { force: true });
+    } catch (error) {
+      // NOTE: never thrown: a release runs in `finally` after a failure (a directory made
+      // read-only mid-run), and the error to report is that failure, not this one. The lock
+      // names this pid, so the next run takes it over once this process is gone.
+      notice(`could not remove the lock ${lockPath}: ${(error as Error).message}`);
+    }
+  };
 }

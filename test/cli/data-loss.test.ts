@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { outputPathProblem, processStat, writeFileAtomic } from "../../src/train/files.js";
 import { PARAMS_VERSION, saveParams } from "../../src/train/serialize.js";
-import { acquireLock } from "../../src/train/checkpoint.js";
+import { acquireLock } from "../../src/train/files.js";
 import { train, type TrainerOptions } from "../../src/train/trainer.js";
 import { loadDigits, randomSplit, standardize } from "../../src/train/data.js";
 import { inProcessEngine } from "../../src/train/parallel/engine.js";
