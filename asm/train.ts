@@ -10,15 +10,12 @@
  * stored value rounded once. The host computes the per-step constants (learning rate, bias
  * corrections) as the JS path does and passes them in.
  */
+import { UpdateRule } from "../src/backends/wasm-codes";
 
 /** First free byte of the memory: the host places the trainer's arrays from here on. */
 export function heapBase(): usize {
   return (__heap_base + 15) & ~(<usize>15);
 }
-
-/** Update rules, as the host numbers them (2, the last, is adam). */
-const SGD: i32 = 0;
-const MOMENTUM: i32 = 1;
 
 /** Two elements of T at `at` as f64x2 (an f32 pair promoted exactly; Binaryen inlines it). */
 function loadPair<T>(at: usize): v128 {
@@ -91,10 +88,10 @@ function reduceUpdate<T>(
         ? f64x2.promote_low_f32x4(f32x4.demote_f64x2_zero(f64x2.mul(s, vScale)))
         : f64x2.mul(s, vScale);
     const p = loadPair<T>(params + o);
-    if (kind == SGD) {
+    if (kind == UpdateRule.sgd) {
       const d = f64x2.add(g, f64x2.mul(vWd, p));
       storePair<T>(next + o, f64x2.sub(p, f64x2.mul(vLr, d)));
-    } else if (kind == MOMENTUM) {
+    } else if (kind == UpdateRule.momentum) {
       const d = f64x2.add(g, f64x2.mul(vWd, p));
       const b = f64x2.add(f64x2.mul(v2, loadPair<T>(s0 + o)), d);
       storePair<T>(s0next + o, b);
@@ -115,10 +112,10 @@ function reduceUpdate<T>(
     for (let k = 1; k < count; k++) s += <f64>load<T>(slots + <usize>k * slotBytes + o);
     const g = <f64>(<T>(s * scale));
     const p = <f64>load<T>(params + o);
-    if (kind == SGD) {
+    if (kind == UpdateRule.sgd) {
       const d = g + c1 * p;
       store<T>(next + o, <T>(p - c0 * d));
-    } else if (kind == MOMENTUM) {
+    } else if (kind == UpdateRule.momentum) {
       const d = g + c1 * p;
       const b = c2 * <f64>load<T>(s0 + o) + d;
       store<T>(s0next + o, <T>b);

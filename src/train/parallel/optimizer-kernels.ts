@@ -2,6 +2,7 @@
  * Optimizer update kernels over flat parameter vectors: element-wise, so any slicing of the vector
  * (one thread or sixteen) gives bitwise the same result.
  */
+import { UpdateRule } from "../../backends/wasm-codes.js";
 import type { TypedArray } from "../../tensor/tensor.js";
 
 /** The update rules. */
@@ -82,8 +83,12 @@ export function updateConstants(config: OptimizerConfig, t: number): UpdateConst
   };
 }
 
-/** Optimizer rule numbers of asm/train.ts. */
-const WASM_RULES = { sgd: 0, momentum: 1, adam: 2 } as const;
+/** The WASM update's rule code of each optimizer (wasm-codes.ts, which asm/train.ts imports). */
+const WASM_RULES: Record<OptimizerConfig["kind"], UpdateRule> = {
+  sgd: UpdateRule.sgd,
+  momentum: UpdateRule.momentum,
+  adam: UpdateRule.adam,
+};
 
 /**
  * Update number `t` under `config` as the WASM update kernel takes it (asm/train.ts): its rule
