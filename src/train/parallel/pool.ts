@@ -170,7 +170,8 @@ export class PoolEngine implements StepEngine {
     const step = this.control[CONTROL.step];
     try {
       await this.withTimeout(this.runGeneration(PHASE.shards), "micro-shards");
-      if (this.soloUpdate) this.updateHere();
+      // Small updates: the whole update here, no phase to start, no worker to wake.
+      if (this.soloUpdate) this.ownPart(PHASE.update, 1);
       else await this.withTimeout(this.runGeneration(PHASE.update), "update");
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
@@ -199,23 +200,17 @@ export class PoolEngine implements StepEngine {
     // Shards are claimed under the barrier, pinned to threads when a fault is injected (tests).
     const claims =
       this.pool && this.protocol === "barrier" && !this.fault ? this.control : undefined;
-    try {
-      runPhase(this.runner, this.shared, phase, 0, threads, undefined, claims);
-    } catch (error) {
-      Atomics.store(this.control, BARRIER.abort, 1);
-      throw new Error(`main thread: ${error instanceof Error ? error.message : String(error)}`, {
-        cause: error,
-      });
-    }
+    this.ownPart(phase, threads, claims);
     if (tasks) await tasks;
     else if (this.pool) await Promise.race([this.failure!, this.waitDone()]);
   }
 
-  /** The whole update on this thread: no phase to start, no worker to wake (small models). */
-  private updateHere(): void {
+  /** Runs thread 0's part of `phase` here; a failure flags abort and names the main thread. */
+  private ownPart(phase: number, threads: number, claims?: Int32Array): void {
     try {
-      runPhase(this.runner, this.shared, PHASE.update, 0, 1);
+      runPhase(this.runner, this.shared, phase, 0, threads, undefined, claims);
     } catch (error) {
+      Atomics.store(this.control, BARRIER.abort, 1);
       throw new Error(`main thread: ${error instanceof Error ? error.message : String(error)}`, {
         cause: error,
       });
