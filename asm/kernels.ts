@@ -1181,6 +1181,25 @@ export function swapLeading(src: usize, dst: usize, a: i32, b: i32, runBytes: us
   }
 }
 
+/** Whether e takes the window's maximum from v: larger, or the window's first NaN. */
+function beats<T>(e: T, v: T): bool {
+  return ((<i32>(e > v)) | ((<i32>(e != e)) & (<i32>(v == v)))) != 0;
+}
+
+/**
+ * Output k of the select (u at the window's maximum, element `best` of x), or its gradient:
+ * u[k] added into out at `best`.
+ */
+function placeChoice<T>(u: usize, out: usize, k: i32, best: i32, scatter: bool): void {
+  const shift = alignof<T>();
+  if (scatter) {
+    const o = out + ((<usize>best) << shift);
+    store<T>(o, load<T>(o) + load<T>(u + ((<usize>k) << shift)));
+  } else {
+    store<T>(out + ((<usize>k) << shift), load<T>(u + ((<usize>best) << shift)));
+  }
+}
+
 /**
  * Max-pooling by the first maximum of each window of x [planes, h, w] (a NaN wins, its first):
  * out[k] = u[best] for window k (the pooled values when u is x), or with `scatter` out (x's
@@ -1213,17 +1232,12 @@ function pool<T>(x: usize, u: usize, out: usize, dims: usize, scatter: bool): vo
           const row = (plane * h + i * sh + p) * w + j * sw;
           for (let q = 0; q < kw; q++) {
             const e = load<T>(x + ((<usize>(row + q)) << shift));
-            const take = (<i32>(e > v)) | ((<i32>(e != e)) & (<i32>(v == v)));
-            best = select<i32>(row + q, best, take != 0);
-            v = select<T>(e, v, take != 0);
+            const take = beats<T>(e, v);
+            best = select<i32>(row + q, best, take);
+            v = select<T>(e, v, take);
           }
         }
-        if (scatter) {
-          const o = out + ((<usize>best) << shift);
-          store<T>(o, load<T>(o) + load<T>(u + ((<usize>k) << shift)));
-        } else {
-          store<T>(out + ((<usize>k) << shift), load<T>(u + ((<usize>best) << shift)));
-        }
+        placeChoice<T>(u, out, k, best, scatter);
       }
     }
   }
@@ -1283,12 +1297,7 @@ function pool2x2<T>(
           for (let l = 0; l < 4; l++) {
             const index = i32x4.extract_lane(best, 0);
             best = v128.shuffle<i32>(best, best, 1, 2, 3, 0);
-            if (scatter) {
-              const o = out + ((<usize>index) << 2);
-              store<f32>(o, load<f32>(o) + load<f32>(u + ((<usize>(k + l)) << 2)));
-            } else {
-              store<f32>(out + ((<usize>(k + l)) << 2), load<f32>(u + ((<usize>index) << 2)));
-            }
+            placeChoice<f32>(u, out, k + l, index, scatter);
           }
         }
       }
@@ -1298,16 +1307,11 @@ function pool2x2<T>(
         for (let t = 1; t < 4; t++) {
           const at = top + 2 * j + (t & 1) + (t >> 1) * w;
           const e = load<T>(x + ((<usize>at) << shift));
-          const take = (<i32>(e > v)) | ((<i32>(e != e)) & (<i32>(v == v)));
-          best = select<i32>(at, best, take != 0);
-          v = select<T>(e, v, take != 0);
+          const take = beats<T>(e, v);
+          best = select<i32>(at, best, take);
+          v = select<T>(e, v, take);
         }
-        if (scatter) {
-          const o = out + ((<usize>best) << shift);
-          store<T>(o, load<T>(o) + load<T>(u + ((<usize>k) << shift)));
-        } else {
-          store<T>(out + ((<usize>k) << shift), load<T>(u + ((<usize>best) << shift)));
-        }
+        placeChoice<T>(u, out, k, best, scatter);
       }
     }
   }
