@@ -268,15 +268,14 @@ function convStep(
   deferred: Map<Node, (inputs: Tensor[]) => Step>,
 ): Step | undefined {
   const geometry = node.attrs as unknown as ConvGeometry;
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   const grad = order.find(
     (c) =>
       !values.has(c) &&
       !deferred.has(c) &&
       c.op.name === "conv2dFilterGrad" &&
       c.inputs[0] === node.inputs[0] &&
-      same(c.attrs.stride, geometry.stride) &&
-      same(c.attrs.padding, geometry.padding),
+      sameShape(c.attrs.stride as number[], geometry.stride) &&
+      sameShape(c.attrs.padding as number[], geometry.padding),
   );
   const dtype = like.dtype;
   const gradLike = grad && probe.get(grad)!;
