@@ -506,13 +506,3 @@ export function tryWasmBackend(
     return undefined;
   }
 }
-
-/**
- * {@link tryWasmBackend}, falling back to jsBackend. Example: `setBackend(loadWasmBackend())`.
- */
-export function loadWasmBackend(
-  onFallback?: (error: Error) => void,
-  build: WasmBuild | "auto" = "auto",
-): Backend {
-  return tryWasmBackend(onFallback, build) ?? jsBackend;
-}
