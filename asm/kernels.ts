@@ -968,50 +968,159 @@ export function columnSumF64(x: usize, out: usize, rows: i32, cols: i32): void {
   columnSum<f64>(x, out, rows, cols);
 }
 
-// The host's Math.exp and Math.log (imported as "kernels"."exp"/"log"): the same functions the js
-// kernels call, so the cross-entropy kernel below gives their bits. V8 calls them from WASM as fast
-// as from JS (about 8 ns), and WASM runs the rest at full speed from the first call.
-declare function exp(x: f64): f64;
+// The host's Math.log (imported as "kernels"."log"): one call per row, the js kernels' function.
 declare function log(x: f64): f64;
+
+// exp(x) = 2^k exp(r), k = nearest(x / ln 2), r = x - k ln 2 (ln 2 in two parts, so that k * LN2_HI
+// is exact: |r| <= ln 2 / 2 to within an ulp). exp(r) by its Taylor polynomial to r^13 (the
+// first term left out is below 1e-17 relative); 2^k applied as two factors 2^(k >> 1) and
+// 2^(k - (k >> 1)), each a normal number, so a subnormal result is rounded once and a large one
+// overflows to infinity. x is clamped to [-746, 710] first (exp(-746) rounds to 0 and exp(710) to
+// infinity, as exp does) by pmin and pmax (one instruction each; min and max are long sequences
+// on x64, 40% of the time), which keep a NaN in their first operand. Plain multiplies and adds,
+// no fused multiply-add: the same bits in both builds.
+const LOG2E = 1.4426950408889634;
+const LN2_HI = 6.9314718036912381649e-1;
+const LN2_LO = 1.90821492927058770002e-10;
+
+/** exp of both f64 lanes of `x` (see above): within 2 ulp of the correctly rounded value. */
+function expLanes(x: v128): v128 {
+  x = f64x2.pmin(f64x2.pmax(x, f64x2.splat(-746.0)), f64x2.splat(710.0));
+  const k = f64x2.nearest(f64x2.mul(x, f64x2.splat(LOG2E)));
+  const r = f64x2.sub(
+    f64x2.sub(x, f64x2.mul(k, f64x2.splat(LN2_HI))),
+    f64x2.mul(k, f64x2.splat(LN2_LO)),
+  );
+  // Estrin's scheme: the terms in pairs, then pairs of pairs, so the dependent chain is four
+  // multiply-adds deep instead of Horner's thirteen (the kernel was latency-bound: 9 ns an exp).
+  const r2 = f64x2.mul(r, r);
+  const r4 = f64x2.mul(r2, r2);
+  const r8 = f64x2.mul(r4, r4);
+  const q0 = f64x2.add(f64x2.splat(1.0), r);
+  const q1 = f64x2.add(f64x2.splat(0.5), f64x2.mul(r, f64x2.splat(1.0 / 6.0)));
+  const q2 = f64x2.add(f64x2.splat(1.0 / 24.0), f64x2.mul(r, f64x2.splat(1.0 / 120.0)));
+  const q3 = f64x2.add(f64x2.splat(1.0 / 720.0), f64x2.mul(r, f64x2.splat(1.0 / 5040.0)));
+  const q4 = f64x2.add(f64x2.splat(1.0 / 40320.0), f64x2.mul(r, f64x2.splat(1.0 / 362880.0)));
+  const q5 = f64x2.add(f64x2.splat(1.0 / 3628800.0), f64x2.mul(r, f64x2.splat(1.0 / 39916800.0)));
+  const q6 = f64x2.add(
+    f64x2.splat(1.0 / 479001600.0),
+    f64x2.mul(r, f64x2.splat(1.0 / 6227020800.0)),
+  );
+  const s0 = f64x2.add(q0, f64x2.mul(q1, r2));
+  const s1 = f64x2.add(q2, f64x2.mul(q3, r2));
+  const s2 = f64x2.add(q4, f64x2.mul(q5, r2));
+  const u0 = f64x2.add(s0, f64x2.mul(s1, r4));
+  const u1 = f64x2.add(s2, f64x2.mul(q6, r4));
+  const p = f64x2.add(u0, f64x2.mul(u1, r8));
+  // k in [-1076, 1024]: both halves' biased exponents stay within [485, 1535].
+  const ki = i32x4.trunc_sat_f64x2_s_zero(k);
+  const lo = i32x4.shr_s(ki, 1);
+  const hi = i32x4.sub(ki, lo);
+  const bias = i32x4.splat(1023);
+  const twoLo = i64x2.shl(i64x2.extend_low_i32x4_s(i32x4.add(lo, bias)), 52);
+  const twoHi = i64x2.shl(i64x2.extend_low_i32x4_s(i32x4.add(hi, bias)), 52);
+  return f64x2.mul(f64x2.mul(p, twoLo), twoHi);
+}
+
+/** exp(x) for one f64 (the lanes' function on lane 0: the same bits as a pair's). */
+function exp1(x: f64): f64 {
+  return f64x2.extract_lane(expLanes(f64x2.splat(x)), 0);
+}
+
+/** exp(x) in WASM ({@link expLanes}) for n f64 values: the kernel the tests hold to Math.exp. */
+export function expF64(x: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const at = (<usize>i) << 3;
+    v128.store(out + at, expLanes(v128.load(x + at)));
+  }
+  if (i < n) store<f64>(out + ((<usize>i) << 3), exp1(load<f64>(x + ((<usize>i) << 3))));
+}
+
+/** Elements p and p + 1 of a T row at `base` as two f64 lanes. */
+function pairOf<T>(base: usize, p: usize): v128 {
+  const size = <usize>sizeof<T>();
+  return f64x2.replace_lane(
+    f64x2.splat(<f64>load<T>(base + p * size)),
+    1,
+    <f64>load<T>(base + (p + 1) * size),
+  );
+}
 
 /**
  * softmaxCrossEntropy over the last axis of rows x n logits `x` against targets `t` (both T), in
- * f64, rounded to T once per stored value, exactly as the js kernels compute it: per row the max
- * (NaN wins), the sum of exp(x - max), lse = max + log(sum), the loss -sum(t (x - lse)) summed
- * into `loss`; and where `grad` is not 0, exp(x - lse) * sum(t) - t into it.
+ * f64, rounded to T once per stored value, in the js kernels' order: per row the max (NaN wins),
+ * the sum of exp(x - max) in index order, lse = max + log(sum), the loss -sum(t (x - lse)) summed
+ * over the rows, stored at `loss` (where not 0); where `grad` is not 0, exp(x - lse) * sum(t) - t
+ * into it; each stored value then divided by `divisor` ({@link divided}; 1 leaves it as it is). exp is {@link expLanes}, two elements at a time.
  */
-function crossEntropy<T>(x: usize, t: usize, loss: usize, grad: usize, rows: i32, n: i32): void {
+function crossEntropy<T>(
+  x: usize,
+  t: usize,
+  loss: usize,
+  grad: usize,
+  rows: i32,
+  n: i32,
+  divisor: f64,
+): void {
   const size = <usize>sizeof<T>();
+  const pairs = <usize>(n & ~1);
   let total = 0.0;
   for (let r = 0; r < rows; r++) {
     const base = <usize>(r * n) * size;
+    const xr = x + base;
     let m = -Infinity;
     for (let p: usize = 0; p < <usize>n; p++) {
-      const v = <f64>load<T>(x + base + p * size);
+      const v = <f64>load<T>(xr + p * size);
       if (v > m || v != v) m = v;
     }
+    const mm = f64x2.splat(m);
     let s = 0.0;
-    let rowSum = 0.0;
-    for (let p: usize = 0; p < <usize>n; p++) {
-      s += exp(<f64>load<T>(x + base + p * size) - m);
-      rowSum += <f64>load<T>(t + base + p * size);
+    let p: usize = 0;
+    for (; p < pairs; p += 2) {
+      const e = expLanes(f64x2.sub(pairOf<T>(xr, p), mm));
+      s += f64x2.extract_lane(e, 0);
+      s += f64x2.extract_lane(e, 1);
     }
+    if (p < <usize>n) s += exp1(<f64>load<T>(xr + p * size) - m);
     const lse = m + log(s);
     let row = 0.0;
-    for (let p: usize = 0; p < <usize>n; p++) {
-      const at = base + p * size;
-      row += <f64>load<T>(t + at) * (<f64>load<T>(x + at) - lse);
+    let rowSum = 0.0;
+    for (let q: usize = 0; q < <usize>n; q++) {
+      const tq = <f64>load<T>(t + base + q * size);
+      row += tq * (<f64>load<T>(xr + q * size) - lse);
+      rowSum += tq;
     }
     total -= row;
     if (grad != 0) {
-      for (let p: usize = 0; p < <usize>n; p++) {
-        const at = base + p * size;
-        const g = exp(<f64>load<T>(x + at) - lse) * rowSum - <f64>load<T>(t + at);
-        store<T>(grad + at, <T>g);
+      const ll = f64x2.splat(lse);
+      const gr = grad + base;
+      const tr = t + base;
+      for (p = 0; p < pairs; p += 2) {
+        const e = expLanes(f64x2.sub(pairOf<T>(xr, p), ll));
+        const e0 = f64x2.extract_lane(e, 0);
+        const e1 = f64x2.extract_lane(e, 1);
+        store<T>(gr + p * size, divided<T>(e0 * rowSum - <f64>load<T>(tr + p * size), divisor));
+        store<T>(
+          gr + (p + 1) * size,
+          divided<T>(e1 * rowSum - <f64>load<T>(tr + (p + 1) * size), divisor),
+        );
+      }
+      if (p < <usize>n) {
+        const e = exp1(<f64>load<T>(xr + p * size) - lse);
+        store<T>(gr + p * size, divided<T>(e * rowSum - <f64>load<T>(tr + p * size), divisor));
       }
     }
   }
-  store<T>(loss, <T>total);
+  if (loss != 0) store<T>(loss, divided<T>(total, divisor));
+}
+
+/**
+ * v rounded to T, then divided by `divisor` and rounded again: what the op's compute does to the
+ * kernel's output for a mean (the same bits as dividing the stored T in JS).
+ */
+function divided<T>(v: f64, divisor: f64): T {
+  return <T>(<f64>(<T>v) / divisor);
 }
 
 /** {@link crossEntropy} over f32 (`width` 4) or f64 (`width` 8) arrays. */
@@ -1023,9 +1132,22 @@ export function crossEntropyOf(
   grad: usize,
   rows: i32,
   n: i32,
+  divisor: f64,
 ): void {
-  if (width == 4) crossEntropy<f32>(x, t, loss, grad, rows, n);
-  else crossEntropy<f64>(x, t, loss, grad, rows, n);
+  if (width == 4) crossEntropy<f32>(x, t, loss, grad, rows, n, divisor);
+  else crossEntropy<f64>(x, t, loss, grad, rows, n, divisor);
+}
+
+/**
+ * Row `rows[i]` of a table of `rowBytes`-byte rows at `src` to row i at `dst`, for i < count
+ * (`rows`: i32 indices): a training shard's gathered rows in one call.
+ */
+export function gatherRows(src: usize, rows: usize, dst: usize, count: i32, rowBytes: i32): void {
+  const bytes = <usize>rowBytes;
+  for (let i = 0; i < count; i++) {
+    const row = <usize>load<i32>(rows + ((<usize>i) << 2));
+    memory.copy(dst + <usize>i * bytes, src + row * bytes, bytes);
+  }
 }
 
 /**

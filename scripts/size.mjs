@@ -58,7 +58,7 @@ const BUDGETS = [
     name: "backends",
     // The WASM backend, its arena and selection by name.
     folders: /^src\/backends(\/|$)/,
-    budget: 1425,
+    budget: 1500,
     history: [
       "575 until the im2col convolution kernels came",
       "675 until the batched product, the convolution's patches and max-pooling moved into WASM",
@@ -67,16 +67,18 @@ const BUDGETS = [
       "1,275 when the wasm backend's training code (the compiled shard and the fused reduce-and-update, 473 lines) moved here from src/train/parallel, into src/backends/wasm-training, behind the TrainingKernels interface (training.ts) that select.ts's trainingKernels() gives train/ without a downcast",
       "1,325 when wasm.ts was split into the engine's API and probes (wasm-module.ts), the arena (wasm-arena.ts) and the image kernels (wasm-image.ts): their imports and signatures, no capability",
       "1,425 for the compiled step's convolution case: conv2d keeps x's patches for its filter gradient (ConvParts in wasm-image.ts, convStep in wasm-training/compiled.ts)",
+      "1,500 for the cross-entropy kernels in WASM with their own exp (the wasm backend's softmaxCrossEntropy and its gradient, wasm.ts) and a shard's rows gathered in one WASM call (wasm-training/gather.ts, RowGather in training.ts)",
     ],
   },
   {
     name: "train",
     // The built-in models, fit(), the loop, checkpoints and the data-parallel engine.
     folders: /^src\/train(\/|$)/,
-    budget: 4400,
+    budget: 4450,
     history: [
       "4,900 at its first budget, when train/ was split by job (4,863 then)",
       "4,400 when the wasm backend's training code moved to src/backends/wasm-training (4,393 then)",
+      "4,450 for the backend's row gather in the shard runner (made with the run's staging) and a step that allocates nothing for its update (wasmRule fills the runner's constants; the update's arrays built once) (4,418 then)",
     ],
   },
 ];

@@ -3,7 +3,7 @@
  * into programs. train/ asks `trainingKernels(backend())` (select.ts) and names only these types.
  */
 import type { Node } from "../graph/node.js";
-import type { Tensor } from "../tensor/tensor.js";
+import type { Tensor, TypedArray } from "../tensor/tensor.js";
 
 /** A shard's plan compiled for one shard size: `run()` returns the plan's outputs. */
 export interface ShardProgram {
@@ -17,8 +17,19 @@ export interface ShardProgram {
   runTimed(seconds: Record<string, number>): Tensor[];
 }
 
+/** One data column's rows gathered into a shard's buffer by the backend, in one call. */
+export interface RowGather {
+  /** Rows `batch[lo..hi)` of the column into `into` (row i at i * rowSize); false: not done. */
+  gather(batch: Int32Array, lo: number, hi: number, into: TypedArray): boolean;
+}
+
 /** The training kernels of a backend. */
 export interface TrainingKernels {
+  /**
+   * A gather over `column` (rows of `rowSize` elements), which it may copy into the backend's
+   * memory; undefined where the backend has none for it (the caller then copies row by row).
+   */
+  rowGather(column: TypedArray, rowSize: number): RowGather | undefined;
   /**
    * `outputs` over `feeds` (placeholder -> tensor, bound by identity: refill their data between
    * runs), `constants` the feeds that change only between steps; undefined where it cannot

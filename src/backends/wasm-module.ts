@@ -60,8 +60,15 @@ export interface KernelExports {
   rowBinaryF64(op: number, x: number, y: number, out: number, rows: number, cols: number): void;
   columnSumF32(x: number, out: number, rows: number, cols: number): void;
   columnSumF64(x: number, out: number, rows: number, cols: number): void;
-  /** (width, x, targets, loss, grad or 0, rows, n): softmax cross-entropy, the js kernels' bits. */
-  crossEntropyOf(...args: [number, number, number, number, number, number, number]): void;
+  /**
+   * (width, x, targets, loss or 0, grad or 0, rows, n, divisor): softmax cross-entropy over rows
+   * with the kernels' own exp, each stored value divided by divisor (the mean's row count, or 1).
+   */
+  crossEntropyOf(...args: [number, number, number, number, number, number, number, number]): void;
+  /** (src, rows, dst, count, rowBytes): rows[i] of a table of rows into row i of dst. */
+  gatherRows(src: number, rows: number, dst: number, count: number, rowBytes: number): void;
+  /** (x, out, n): exp of n f64 values, the cross-entropy's exp (for its tests). */
+  expF64(x: number, out: number, n: number): void;
   /** (a, b, pack, c, m, n, k, transA, transB, count, strideA, strideB): stacked products. */
   matmulBatchF32: MatmulBatch;
   matmulBatchF64: MatmulBatch;

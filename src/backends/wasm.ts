@@ -132,8 +132,8 @@ function instantiateShared(
   });
   if (!(memory.buffer instanceof SharedArrayBuffer)) throw new Error("memory is not shared");
   const module = new api.Module(readFileSync(path));
-  // The cross-entropy kernel calls the host's Math.exp and Math.log: the js kernels' bits.
-  const imports = { env: { memory }, kernels: { exp: Math.exp, log: Math.log } };
+  // The cross-entropy kernel calls the host's Math.log once per row (its exp is its own).
+  const imports = { env: { memory }, kernels: { log: Math.log } };
   const kernels = new api.Instance(module, imports).exports as KernelExports;
   const maximumBytes = (options.maximumPages ?? 65536) * PAGE_BYTES;
   return {
@@ -396,6 +396,29 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     return out;
   }
 
+  /**
+   * softmax cross-entropy over the last axis in one WASM pass (asm/kernels.ts crossEntropyOf, its
+   * own exp): the loss into a 0-d tensor, or (`gradient`) the logits' gradient; other axes, and
+   * inputs the js kernel rejects (it says why), run the js kernels.
+   */
+  function crossEntropy(logits: Tensor, targets: Tensor, axis: number, gradient: boolean): Tensor {
+    const n = logits.rank > 0 ? logits.shape[logits.rank - 1] : 0;
+    const fits =
+      axis === logits.rank - 1 && logits.size > 0 && sameShape(logits.shape, targets.shape);
+    if (!fits) {
+      return gradient
+        ? jsBackend.softmaxCrossEntropyGrad(logits, targets, axis)
+        : jsBackend.softmaxCrossEntropy(logits, targets, axis);
+    }
+    const dtype = resultDType(logits.dtype, targets.dtype);
+    const width = dtype === "float32" ? 4 : 8;
+    const rows = logits.size / n;
+    const out = allocate(gradient ? logits.shape : [], dtype, false, false);
+    return launch(dtype, logits.data, targets.data, out, (x, t, o) =>
+      k.crossEntropyOf(width, x, t, gradient ? 0 : o, gradient ? o : 0, rows, n, 1),
+    );
+  }
+
   const images = imageKernels(k, h, launch, matmul);
 
   const name = requested === "simd" ? "wasm-plain" : "wasm";
@@ -407,6 +430,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     unary,
     sumTo,
     reduce,
+    softmaxCrossEntropy: (logits, targets, axis) => crossEntropy(logits, targets, axis, false),
+    softmaxCrossEntropyGrad: (logits, targets, axis) => crossEntropy(logits, targets, axis, true),
     ...images.kernels,
     conv: images.parts,
     arena: h,

@@ -13,7 +13,7 @@ import {
   releaseArray,
   tensor,
   type DType,
-  type Tensor,
+  Tensor,
 } from "../../src/tensor/tensor.js";
 
 const wasm = createWasmBackend();
@@ -158,31 +158,113 @@ describe("wasm backend", () => {
     }
   });
 
-  it("crossEntropyOf gives the js cross-entropy kernels' bits (extreme logits, NaN, -Infinity)", () => {
+  it("expF64 is within 2 ulp (4.5e-16) of Math.exp (plus one step for subnormal results), and exact at its edges", () => {
+    const h = wasm.arena!;
+    const n = 1 << 16;
+    const x = h.allocate(n, "float64") as Float64Array;
+    const out = h.allocate(n, "float64") as Float64Array;
+    const ranges: [number, number][] = [
+      [-1, 1],
+      [-50, 0],
+      [-745.5, 709.9],
+      [-746, -700],
+      [700, 709.78],
+    ];
+    for (const [lo, hi] of ranges) {
+      const u = uniformValues(n, Math.round(hi - lo));
+      for (let i = 0; i < n; i++) x[i] = lo + (hi - lo) * u[i];
+      wasm.kernels.expF64(h.addressOf(x), h.addressOf(out), n);
+      let worst = 0;
+      for (let i = 0; i < n; i++) {
+        const want = Math.exp(x[i]);
+        const error = Math.abs(out[i] - want);
+        // Below 2^-1022 the spacing is 2^-1074: the relative bound plus one step of it.
+        if (want < 2 ** -1022)
+          expect(error, `exp(${x[i]})`).toBeLessThanOrEqual(4.5e-16 * want + 2 ** -1074);
+        else worst = Math.max(worst, error / want);
+      }
+      expect(worst, `[${lo}, ${hi}]`).toBeLessThanOrEqual(4.5e-16);
+    }
+    const edges = [
+      NaN,
+      Infinity,
+      -Infinity,
+      0,
+      -0,
+      709.79,
+      710,
+      1e308,
+      -745.2,
+      -746,
+      -1e308,
+      1e-300,
+    ];
+    x.set(edges);
+    wasm.kernels.expF64(h.addressOf(x), h.addressOf(out), edges.length);
+    edges.forEach((v, i) => expect(Object.is(out[i], Math.exp(v)), `exp(${v})`).toBe(true));
+  });
+
+  it("crossEntropyOf is within 1e-13 (float64) and 1e-6 (float32) of the js kernels (extreme logits, NaN, -Infinity)", () => {
     const previous = setBackend(wasm);
     try {
       for (const dtype of ["float32", "float64"] as const) {
-        const [rows, n] = [7, 5];
-        const logits = placed([rows, n], dtype);
-        const targets = placed([rows, n], dtype);
-        const values = uniformValues(rows * n, 3);
-        for (let i = 0; i < rows * n; i++) logits.data[i] = values[i] * 20 - 10;
-        logits.data.set([1e4, -1e4, 3, 0, -0], 0); // max-subtracted: finite
-        logits.data.set([NaN, 1, 2, 3, 4], n); // NaN wins the max
-        logits.data.set([-Infinity, 1, 2, 3, 4], 2 * n);
-        for (let r = 0; r < rows; r++) targets.data[r * n + (r % n)] = r === 3 ? 0.5 : 1;
-        const loss = placed([], dtype);
-        const grad = placed([rows, n], dtype);
-        const at = (t: Tensor) => wasm.arena!.addressOf(t.data);
-        const width = logits.data.BYTES_PER_ELEMENT;
-        wasm.kernels.crossEntropyOf(width, at(logits), at(targets), at(loss), at(grad), rows, n);
-        const bytes = (t: Tensor) =>
-          Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-        const wantLoss = jsBackend.softmaxCrossEntropy(logits, targets, 1);
-        const wantGrad = jsBackend.softmaxCrossEntropyGrad(logits, targets, 1);
-        expect(bytes(loss).equals(bytes(wantLoss)), `${dtype} loss`).toBe(true);
-        expect(bytes(grad).equals(bytes(wantGrad)), `${dtype} gradient`).toBe(true);
-        expect(Number.isNaN(grad.data[n])).toBe(true);
+        const tolerance = dtype === "float32" ? 1e-6 : 1e-13;
+        for (const n of [5, 10, 1]) {
+          const rows = 7;
+          const logits = placed([rows, n], dtype);
+          const targets = placed([rows, n], dtype);
+          const values = uniformValues(rows * n, 3 + n);
+          for (let i = 0; i < rows * n; i++) logits.data[i] = values[i] * 20 - 10;
+          if (n === 5) {
+            logits.data.set([1e4, -1e4, 3, 0, -0], 0); // max-subtracted: finite
+            logits.data.set([NaN, 1, 2, 3, 4], n); // NaN wins the max
+            logits.data.set([-Infinity, 1, 2, 3, 4], 2 * n);
+          }
+          for (let r = 0; r < rows; r++) targets.data[r * n + (r % n)] = r === 3 ? 0.5 : 1;
+          const loss = placed([], dtype);
+          const grad = placed([rows, n], dtype);
+          const at = (t: Tensor) => wasm.arena!.addressOf(t.data);
+          const width = logits.data.BYTES_PER_ELEMENT;
+          const call = (into: Tensor, gradient: boolean, divisor: number) =>
+            wasm.kernels.crossEntropyOf(
+              width,
+              at(logits),
+              at(targets),
+              gradient ? 0 : at(into),
+              gradient ? at(into) : 0,
+              rows,
+              n,
+              divisor,
+            );
+          call(loss, false, 1);
+          call(grad, true, 1);
+          const wantLoss = jsBackend.softmaxCrossEntropy(logits, targets, 1);
+          const wantGrad = jsBackend.softmaxCrossEntropyGrad(logits, targets, 1);
+          const close = (got: number, want: number, scale: number) =>
+            Object.is(got, want) || Math.abs(got - want) <= tolerance * scale;
+          const [l, wl] = [loss.data[0], wantLoss.data[0]];
+          expect(close(l, wl, Math.abs(wl)), `${dtype} loss ${l} vs ${wl}`).toBe(true);
+          for (let i = 0; i < rows * n; i++) {
+            const [g, w] = [grad.data[i], wantGrad.data[i]];
+            // p * sum(t) - t: its size is the terms' (t up to 1), not the difference's.
+            const scale = Math.abs(w) + Math.abs(targets.data[i]);
+            expect(close(g, w, scale), `${dtype} gradient [${i}]: ${g} vs ${w}`).toBe(true);
+          }
+          if (n === 5) expect(Number.isNaN(grad.data[n])).toBe(true);
+          // The backend's kernels (the Evaluator's path) are this call; a mean divides the stored
+          // values as the op's compute does: both the compiled step's bits.
+          const bytes = (t: Tensor) =>
+            Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+          const viaBackend = wasm.softmaxCrossEntropyGrad(logits, targets, 1);
+          expect(bytes(viaBackend).equals(bytes(grad)), `${dtype} backend gradient`).toBe(true);
+          const meanGrad = placed([rows, n], dtype);
+          call(meanGrad, true, rows);
+          const divided = grad.data.map((v) => v / rows);
+          expect(bytes(meanGrad).equals(bytes(new Tensor(divided, grad.shape)))).toBe(true);
+          const meanLoss = placed([], dtype);
+          call(meanLoss, false, rows);
+          expect(Object.is(meanLoss.data[0], loss.data.map((v) => v / rows)[0])).toBe(true);
+        }
       }
     } finally {
       setBackend(previous);

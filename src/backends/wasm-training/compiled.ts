@@ -27,6 +27,7 @@ import type { BuiltinOpName } from "../../graph/op-names.js";
 import type { ShardProgram, TrainingKernels } from "../training.js";
 import type { ConvParts } from "../wasm-image.js";
 import type { ConvGeometry } from "../../tensor/backend.js";
+import { wasmRowGather } from "./gather.js";
 
 /** One shard's compiled program: `run()` returns the plan's outputs (valid until the next run). */
 export class CompiledShard implements ShardProgram {
@@ -446,8 +447,8 @@ function elementwiseCall(
 /**
  * softmaxCrossEntropy(z, t) over z's last axis, and its gradient node on the same inputs when
  * the plan has one, in one WASM pass (asm/kernels.ts crossEntropyOf): each row's max, sum of
- * exponentials and log-sum-exp once, then the loss and the gradient with the js kernels'
- * arithmetic in their order, calling the same Math.exp and Math.log (bitwise the same).
+ * exponentials and log-sum-exp once, then the loss and the gradient; the wasm backend's own
+ * kernel for these ops is the same call, so the bits are the Evaluator's.
  */
 function crossEntropyStep(
   k: KernelExports,
@@ -482,19 +483,9 @@ function crossEntropyStep(
   const [rows, n] = z.shape;
   const width = z.data.BYTES_PER_ELEMENT;
   const [px, pt, pl, pg] = [at(z.data), at(t.data), at(loss.data), g ? at(g.data) : 0];
-  const kernel = () => k.crossEntropyOf(width, px, pt, pl, pg, rows, n);
-  // reduction "mean": divided as the ops' compute divides (each element by the row count).
-  const mean = (data: TypedArray) => {
-    for (let i = 0; i < data.length; i++) data[i] = data[i] / rows;
-  };
-  const run =
-    node.attrs.reduction === "mean"
-      ? () => {
-          kernel();
-          mean(loss.data);
-          if (g) mean(g.data);
-        }
-      : kernel;
+  // reduction "mean": each stored value divided by the row count, as the ops' compute divides.
+  const divisor = node.attrs.reduction === "mean" ? rows : 1;
+  const run = () => k.crossEntropyOf(width, px, pt, pl, pg, rows, n, divisor);
   return { out: loss, run, label: grad ? `${node.op.name}+grad` : undefined };
 }
 
@@ -503,5 +494,6 @@ export function wasmTrainingKernels(wasm: WasmBackend): TrainingKernels {
   return {
     compileShard: (outputs, feeds, constants) =>
       CompiledShard.compile(outputs, feeds, wasm, constants),
+    rowGather: (column, rowSize) => wasmRowGather(wasm, column, rowSize),
   };
 }

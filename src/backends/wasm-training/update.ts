@@ -120,7 +120,7 @@ export class UpdateRunner {
 
   /**
    * Sums the slots over [start, end) in slot order, scales, and applies optimizer `rule` with its
-   * `constants` (asm/train.ts's numbering and order: optimizer-kernels.ts's wasmRule gives both).
+   * ten `constants` (asm/train.ts's numbering and order: optimizer-kernels.ts's wasmRule gives both).
    */
   run(
     a: UpdateArrays,
@@ -128,7 +128,7 @@ export class UpdateRunner {
     end: number,
     scale: number,
     rule: number,
-    constants: readonly number[],
+    constants: Float64Array,
   ): void {
     const at = (x: TypedArray | undefined) => (x === undefined ? 0 : x.byteOffset);
     this.exports.reduceUpdateOf(
@@ -146,7 +146,17 @@ export class UpdateRunner {
       at(a.nextState[0]),
       at(a.state[1]),
       at(a.nextState[1]),
-      ...constants,
+      // NOTE: written out, not spread: a spread call allocated its arguments every step.
+      constants[0],
+      constants[1],
+      constants[2],
+      constants[3],
+      constants[4],
+      constants[5],
+      constants[6],
+      constants[7],
+      constants[8],
+      constants[9],
     );
   }
 }

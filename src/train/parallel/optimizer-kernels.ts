@@ -91,19 +91,24 @@ const WASM_RULES: Record<OptimizerConfig["kind"], UpdateRule> = {
 };
 
 /**
- * Update number `t` under `config` as the WASM update kernel takes it (asm/train.ts): its rule
- * number and its constants in that kernel's order (lr, weight decay, then the rule's own).
+ * Update number `t` under `config` as the WASM update kernel takes it (asm/train.ts): its
+ * constants written into `into` in that kernel's order (lr, weight decay, then the rule's own
+ * eight), its rule number returned. `into` is the caller's, reused every step.
  */
-export function wasmRule(
-  config: OptimizerConfig,
-  t: number,
-): { rule: number; constants: number[] } {
+export function wasmRule(config: OptimizerConfig, t: number, into: Float64Array): UpdateRule {
   const c = updateConstants(config, t);
-  const own =
-    config.kind === "adam"
-      ? [c.b1, c.b2, c.eps, c.a1, c.a2, c.stepSize, c.invC2, c.decay]
-      : [c.mu, c.nesterov, 0, 0, 0, 0, 0, 0];
-  return { rule: WASM_RULES[config.kind], constants: [c.lr, c.wd, ...own] };
+  const adam = config.kind === "adam";
+  into[0] = c.lr;
+  into[1] = c.wd;
+  into[2] = adam ? c.b1 : c.mu;
+  into[3] = adam ? c.b2 : c.nesterov;
+  into[4] = adam ? c.eps : 0;
+  into[5] = adam ? c.a1 : 0;
+  into[6] = adam ? c.a2 : 0;
+  into[7] = adam ? c.stepSize : 0;
+  into[8] = adam ? c.invC2 : 0;
+  into[9] = adam ? c.decay : 0;
+  return WASM_RULES[config.kind];
 }
 
 /**

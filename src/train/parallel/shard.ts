@@ -12,8 +12,12 @@ import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph } from "../../runtime/plan.js";
 import { backend } from "../../tensor/active.js";
 import { trainingKernels } from "../../backends/select.js";
-import type { ShardProgram } from "../../backends/training.js";
-import { updateKernels, type UpdateRunner } from "../../backends/wasm-training/update.js";
+import type { RowGather, ShardProgram } from "../../backends/training.js";
+import {
+  updateKernels,
+  type UpdateArrays,
+  type UpdateRunner,
+} from "../../backends/wasm-training/update.js";
 import { shiftFor, shiftImage } from "./augment.js";
 import { CONTROL, shardBounds, type SharedState, type TrainPlan } from "./state.js";
 
@@ -33,6 +37,8 @@ export class ShardRunner {
   private readonly gathers = new Map<number, Tensor[]>();
   /** The compiled program per shard size, over that size's gathered rows (null: not compiled). */
   private readonly programs = new Map<number, ShardProgram | null>();
+  /** The programs of {@link programs} that compiled, in a list. */
+  private readonly compiledPrograms: ShardProgram[] = [];
   private readonly compiled: boolean;
   private readonly outputNodes: Node[];
   /** Scale of the plan's outputs into slot sums: the shard's rows for a mean loss, else 1. */
@@ -47,8 +53,14 @@ export class ShardRunner {
    * memory and no shard copies the weights in again.
    */
   private readonly staged: Tensor[];
+  /** Each data column's gather by the backend, where it has one ({@link rowGathers}). */
+  private gatherers: (RowGather | undefined)[] | undefined;
   /** This thread's WASM reduce-and-update over the shared memory, where there is one. */
   private readonly update: UpdateRunner | undefined;
+  /** The WASM update's constants, refilled every step (wasmRule). */
+  private readonly constants = new Float64Array(10);
+  /** The update's arrays when parameter buffer 0 or 1 is current, made on first use. */
+  private readonly updateArrays: (UpdateArrays | undefined)[] = [undefined, undefined];
 
   /** Rebuilds the training graph from its plan. */
   constructor(
@@ -90,13 +102,18 @@ export class ShardRunner {
           new Tensor(buffer.subarray(this.offsets[i], this.offsets[i] + sizeOf(shape)), shape),
       ),
     );
+    // The backend's copies of the data columns are made here, with the run's other staging
+    // (allocateShared's), not in the first step (the digits: 0.9 MB, 2-3 ms of fresh pages).
+    this.rowGathers();
   }
 
   /** Copies the current parameters for this step's shards; call before the first shard of a step. */
   beginStep(): void {
     const current = this.paramViews[Atomics.load(this.shared.control, CONTROL.current)];
     for (let i = 0; i < current.length; i++) this.staged[i].data.set(current[i].data);
-    for (const program of this.programs.values()) program?.newStep();
+    // NOTE: a list, not the map's iterator, which allocated every step.
+    const compiled = this.compiledPrograms;
+    for (let i = 0; i < compiled.length; i++) compiled[i].newStep();
   }
 
   /**
@@ -118,12 +135,15 @@ export class ShardRunner {
     const gathered = this.gatherBuffers(rows);
     const augment = shared.augment;
     const step = shared.control[CONTROL.step];
+    const rowGathers = this.rowGathers();
     for (let c = 0; c < shared.columns.length; c++) {
       const into = gathered[c].data;
       const { data, rowSize } = shared.columns[c];
+      const shifted = augment !== undefined && c === 0;
+      if (!shifted && rowGathers[c]?.gather(shared.batch, lo, hi, into)) continue;
       for (let r = 0; r < rows; r++) {
         const row = shared.batch[lo + r];
-        if (augment && c === 0) {
+        if (shifted) {
           const [dx, dy] = shiftFor(augment, step, row);
           shiftImage(data, row * rowSize, into, r * rowSize, augment, dx, dy);
         } else {
@@ -167,6 +187,18 @@ export class ShardRunner {
     }
   }
 
+  /**
+   * The backend's gather per data column (undefined: row by row in JS), made on first use,
+   * in this thread and under its backend (see backends/wasm-training/gather.ts).
+   */
+  private rowGathers(): (RowGather | undefined)[] {
+    if (this.gatherers === undefined) {
+      const kernels = trainingKernels(backend());
+      this.gatherers = this.shared.columns.map((c) => kernels?.rowGather(c.data, c.rowSize));
+    }
+    return this.gatherers;
+  }
+
   /** Runs the plan on gathered rows and the staged parameters; the program, where one ran. */
   private execute(
     gathered: readonly Tensor[],
@@ -201,6 +233,7 @@ export class ShardRunner {
           new Set(this.placeholders.slice(this.dataCount)),
         ) ?? null;
       this.programs.set(rows, program);
+      if (program !== null) this.compiledPrograms.push(program);
     }
     return program ?? undefined;
   }
@@ -217,6 +250,7 @@ export class ShardRunner {
       if (this.gathers.size >= 4) {
         this.gathers.clear();
         this.programs.clear(); // they read the cleared buffers
+        this.compiledPrograms.length = 0;
       }
       gather = columns.map(
         (c) =>
@@ -243,7 +277,8 @@ export class ShardRunner {
     const scale = this.objective === "sum" ? 1 : 1 / batchSize;
     const t = shared.control[CONTROL.step];
     if (this.update) {
-      const arrays = {
+      // The arrays of each direction (current 0 or 1) built once: a step allocates nothing here.
+      const arrays = (this.updateArrays[cur] ??= {
         slots: grads,
         count: shardCount,
         stride: paramCount,
@@ -251,9 +286,9 @@ export class ShardRunner {
         next: shared.params[next],
         state: shared.state.map((pair) => pair[cur]),
         nextState: shared.state.map((pair) => pair[next]),
-      };
-      const { rule, constants } = wasmRule(this.optimizer, t);
-      this.update.run(arrays, start, end, scale, rule, constants);
+      });
+      const rule = wasmRule(this.optimizer, t, this.constants);
+      this.update.run(arrays, start, end, scale, rule, this.constants);
       return;
     }
     if (this.reduced.length < REDUCE_BLOCK)

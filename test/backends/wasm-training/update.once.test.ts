@@ -66,7 +66,8 @@ describe.each(["float32", "float64"] as DType[])("reduce and update in WASM, %s"
       // The kernel, over three slices (as three threads would take them), odd bounds included.
       const kernels = updateKernels(placed!.memory);
       const a = { slots, count, stride: P, params, next, state, nextState };
-      const { rule, constants } = wasmRule(config, t);
+      const constants = new Float64Array(10);
+      const rule = wasmRule(config, t, constants);
       for (const [lo, hi] of [
         [0, 333],
         [333, 334],
