@@ -1051,8 +1051,8 @@ function pairOf<T>(base: usize, p: usize): v128 {
  * softmaxCrossEntropy over the last axis of rows x n logits `x` against targets `t` (both T), in
  * f64, rounded to T once per stored value, in the js kernels' order: per row the max (NaN wins),
  * the sum of exp(x - max) in index order, lse = max + log(sum), the loss -sum(t (x - lse)) summed
- * over the rows, stored at `loss` (where not 0); where `grad` is not 0, exp(x - lse) * sum(t) - t
- * into it; each stored value then divided by `divisor` ({@link divided}; 1 leaves it as it is). exp is {@link expLanes}, two elements at a time.
+ * over the rows, stored at `loss` (where not 0); where `grad` is not 0, exp(x - max) / sum * sum(t)
+ * - t into it (exp(x - max) kept there between the passes, rounded to T); each stored value then divided by `divisor` ({@link divided}; 1 leaves it as it is). exp is {@link expLanes}, two elements at a time.
  */
 function crossEntropy<T>(
   x: usize,
@@ -1075,40 +1075,43 @@ function crossEntropy<T>(
       if (v > m || v != v) m = v;
     }
     const mm = f64x2.splat(m);
+    const gr = grad + base;
+    const tr = t + base;
+    // Each exp(x - max) once: summed, and kept in the gradient's place (rounded to T) for it.
     let s = 0.0;
     let p: usize = 0;
     for (; p < pairs; p += 2) {
       const e = expLanes(f64x2.sub(pairOf<T>(xr, p), mm));
-      s += f64x2.extract_lane(e, 0);
-      s += f64x2.extract_lane(e, 1);
+      const e0 = f64x2.extract_lane(e, 0);
+      const e1 = f64x2.extract_lane(e, 1);
+      s += e0;
+      s += e1;
+      if (grad != 0) {
+        store<T>(gr + p * size, <T>e0);
+        store<T>(gr + (p + 1) * size, <T>e1);
+      }
     }
-    if (p < <usize>n) s += exp1(<f64>load<T>(xr + p * size) - m);
+    if (p < <usize>n) {
+      const e = exp1(<f64>load<T>(xr + p * size) - m);
+      s += e;
+      if (grad != 0) store<T>(gr + p * size, <T>e);
+    }
     const lse = m + log(s);
     let row = 0.0;
     let rowSum = 0.0;
     for (let q: usize = 0; q < <usize>n; q++) {
-      const tq = <f64>load<T>(t + base + q * size);
+      const tq = <f64>load<T>(tr + q * size);
       row += tq * (<f64>load<T>(xr + q * size) - lse);
       rowSum += tq;
     }
     total -= row;
     if (grad != 0) {
-      const ll = f64x2.splat(lse);
-      const gr = grad + base;
-      const tr = t + base;
-      for (p = 0; p < pairs; p += 2) {
-        const e = expLanes(f64x2.sub(pairOf<T>(xr, p), ll));
-        const e0 = f64x2.extract_lane(e, 0);
-        const e1 = f64x2.extract_lane(e, 1);
-        store<T>(gr + p * size, divided<T>(e0 * rowSum - <f64>load<T>(tr + p * size), divisor));
-        store<T>(
-          gr + (p + 1) * size,
-          divided<T>(e1 * rowSum - <f64>load<T>(tr + (p + 1) * size), divisor),
-        );
-      }
-      if (p < <usize>n) {
-        const e = exp1(<f64>load<T>(xr + p * size) - lse);
-        store<T>(gr + p * size, divided<T>(e * rowSum - <f64>load<T>(tr + p * size), divisor));
+      // softmax * sum(t) - t, the softmax as exp(x - max) / sum: one exp per element, not two.
+      const w = rowSum / s;
+      for (let q: usize = 0; q < <usize>n; q++) {
+        const at = q * size;
+        const g = <f64>load<T>(gr + at) * w - <f64>load<T>(tr + at);
+        store<T>(gr + at, divided<T>(g, divisor));
       }
     }
   }
