@@ -250,6 +250,45 @@ describe("CompiledShard", () => {
     }
   });
 
+  it("compiles a plan whose types a rule leaves unknown (a custom op) through one interpreted pass", async () => {
+    setBackend(
+      useBackend("wasm", (e) => {
+        throw e;
+      }),
+    );
+    const adj = await import("../../../src/index.js");
+    const rng = new Rng(5);
+    // No type rule: nothing is known of its output before it runs, so the compiler cannot take
+    // the shapes from the rules and must compute them once.
+    const double = adj.defineOp({
+      name: "compiledTestDouble",
+      compute: (_node, [x]) => adj.backend().binary("add", x, x),
+      gradient: (_node, g) => [adj.mulByConst(g, 2)],
+    });
+    const X = adj.variable("X", { shape: [null, 4], dtype: "float64" });
+    const Y = adj.variable("Y", { shape: [null, 3], dtype: "float64" });
+    const W = adj.variable("W", { shape: [4, 3], dtype: "float64" });
+    const loss = adj.softmaxCrossEntropy(adj.apply(double, [adj.matmul(X, W)]), Y);
+    const outputs = [loss, ...adj.gradients(loss, [W])];
+    const shapes = [
+      [6, 4],
+      [6, 3],
+      [4, 3],
+    ];
+    const feeds = new Map<Node, Tensor>(
+      [X, Y, W].map((p, i) => {
+        const t = placed(shapes[i], "float64");
+        for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? Number(k % 3 === 2) : rng.normal();
+        return [p, t];
+      }),
+    );
+    const program = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never);
+    expect(program).toBeDefined();
+    expect(program!.labels.join(" ")).toContain("compiledTestDouble (interpreted)");
+    const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+    expect(program!.run().map((t) => hex(t.data))).toEqual(want);
+  });
+
   it("keeps its buffers alive: garbage collection never hands them to another program", async () => {
     setBackend(
       useBackend("wasm", (e) => {
