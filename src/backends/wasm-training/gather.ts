@@ -6,6 +6,7 @@
 import type { TypedArray } from "../../tensor/tensor.js";
 import type { RowGather } from "../training.js";
 import type { WasmBackend } from "../wasm.js";
+import type { WasmArena } from "../wasm-arena.js";
 
 /**
  * Columns up to this many bytes are copied into each thread's memory (the digits: 0.9 MB); a
@@ -28,27 +29,44 @@ export function wasmRowGather(
   const table = arena.allocate(column.length, dtype);
   if (table === undefined) return undefined;
   table.set(column);
-  const src = arena.addressOf(table);
-  const rowBytes = rowSize * column.BYTES_PER_ELEMENT;
-  // The batch's indices as i32 in the arena: a float32 block of the same bytes, viewed as i32
-  // (held here with `table`: the arena frees a block only when its array is garbage collected).
-  let block: TypedArray = table;
-  let indices: Int32Array = new Int32Array(0);
-  return {
-    gather(batch, lo, hi, into) {
-      const count = hi - lo;
-      const dst = arena.addressOf(into);
-      if (dst < 0 || into.BYTES_PER_ELEMENT !== column.BYTES_PER_ELEMENT) return false;
-      if (into.length < count * rowSize) throw new RangeError("gather: the buffer is too small");
-      if (indices.length < count) {
-        const grown = arena.allocate(Math.max(count, 64), "float32");
-        if (grown === undefined) return false;
-        block = grown;
-        indices = new Int32Array(block.buffer, block.byteOffset, block.length);
-      }
-      for (let i = 0; i < count; i++) indices[i] = batch[lo + i];
-      wasm.kernels.gatherRows(src, arena.addressOf(block), dst, count, rowBytes);
-      return true;
-    },
-  };
+  return new WasmRowGather(wasm, arena, table, rowSize);
+}
+
+/**
+ * The gather over one column's copy. NOTE: it holds `table` and the index block as fields: the
+ * arena hands a block back (to any later allocation) once its array is garbage collected, so a
+ * gather that kept only their addresses read other arrays' bytes after a collection (a run's
+ * targets turned to garbage in its second epoch; the test collects and gathers again).
+ */
+class WasmRowGather implements RowGather {
+  /** The batch's indices as i32 in the arena: a float32 block of the same bytes, viewed as i32. */
+  private block: TypedArray | undefined;
+  private indices: Int32Array = new Int32Array(0);
+
+  constructor(
+    private readonly wasm: WasmBackend,
+    private readonly arena: WasmArena,
+    private readonly table: TypedArray,
+    private readonly rowSize: number,
+  ) {}
+
+  gather(batch: Int32Array, lo: number, hi: number, into: TypedArray): boolean {
+    const { arena, table, rowSize } = this;
+    const count = hi - lo;
+    const dst = arena.addressOf(into);
+    if (dst < 0 || into.BYTES_PER_ELEMENT !== table.BYTES_PER_ELEMENT) return false;
+    if (into.length < count * rowSize) throw new RangeError("gather: the buffer is too small");
+    if (this.indices.length < count) {
+      const block = arena.allocate(Math.max(count, 64), "float32");
+      if (block === undefined) return false;
+      this.block = block;
+      this.indices = new Int32Array(block.buffer, block.byteOffset, block.length);
+    }
+    const indices = this.indices;
+    for (let i = 0; i < count; i++) indices[i] = batch[lo + i];
+    const rowBytes = rowSize * table.BYTES_PER_ELEMENT;
+    const [src, rows] = [arena.addressOf(table), arena.addressOf(this.block!)];
+    this.wasm.kernels.gatherRows(src, rows, dst, count, rowBytes);
+    return true;
+  }
 }

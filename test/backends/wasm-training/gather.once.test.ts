@@ -3,6 +3,8 @@
  * gives, for both dtypes, any index order and repeats, and shards of several sizes; columns over
  * the copy limit, and buffers outside the kernels' memory, are left to the caller.
  */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { createWasmBackend } from "../../../src/backends/wasm.js";
 import { GATHER_COPY_BYTES, wasmRowGather } from "../../../src/backends/wasm-training/gather.js";
@@ -53,6 +55,36 @@ describe("wasmRowGather", () => {
       }
     });
   }
+
+  it("keeps its copy alive: after garbage collection and new arrays, it still gathers the column", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const [n, rowSize] = [50, 10];
+    const column = new Float32Array(uniformValues(n * rowSize, 8));
+    const gather = wasmRowGather(wasm, column, rowSize)!;
+    const batch = Int32Array.from({ length: 20 }, (_, i) => (i * 7) % n);
+    const previous = setBackend(wasm);
+    try {
+      const into = placeInBackend(() => allocateArray(20 * rowSize, "float32"));
+      expect(gather.gather(batch, 0, 20, into)).toBe(true);
+      const first = Array.from(into);
+      // A collected array's block goes back to the arena (a FinalizationRegistry): collect, then
+      // fill new arrays, which take the freed blocks if the gather's copy was among them.
+      for (let round = 0; round < 3; round++) {
+        gc();
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const fills = Array.from({ length: 8 }, () =>
+        placeInBackend(() => allocateArray(n * rowSize, "float32")).fill(-5),
+      );
+      into.fill(0);
+      expect(gather.gather(batch, 0, 20, into)).toBe(true);
+      expect(Array.from(into)).toEqual(first);
+      expect(fills.length).toBe(8);
+    } finally {
+      setBackend(previous);
+    }
+  });
 
   it("leaves a column over GATHER_COPY_BYTES (copied per thread otherwise) to the caller", () => {
     const large = new Float32Array(GATHER_COPY_BYTES / 4 + 1);
