@@ -1,23 +1,21 @@
 /** Piscina worker: rebuilds the training graph from its plan and runs micro-shards and updates. */
 import { workerData } from "piscina";
-import type { OptimizerConfig } from "../src/train/parallel/optimizer-kernels.js";
 import {
   barrierLoop,
   runPhase,
-  type FaultInjection,
+  type WorkerSetup,
   type WorkerTask,
 } from "../src/train/parallel/protocol.js";
 import { ShardRunner } from "../src/train/parallel/shard.js";
-import { type SharedState, type TrainPlan } from "../src/train/parallel/state.js";
 import { useBackend, type BackendName } from "../src/backends/select.js";
 
-/** What the pool hands every worker once, at start-up. */
+/**
+ * What the pool hands every worker at start-up: the backend, and the run unless the worker was
+ * started before it (a PrestartedPool), whose loop task then brings it.
+ */
 interface WorkerData {
-  train: TrainPlan;
-  shared: SharedState;
-  optimizer: OptimizerConfig;
   backend: BackendName;
-  fault?: FaultInjection;
+  setup?: WorkerSetup;
 }
 
 const data = workerData as WorkerData;
@@ -27,22 +25,28 @@ useBackend(data.backend, (error) => {
     `worker cannot load the ${data.backend} backend the main thread uses: ${error.message}`,
   );
 });
-const runner = new ShardRunner(data.train, data.shared, data.optimizer);
+let setup = data.setup;
+let runner = setup && new ShardRunner(setup.train, setup.shared, setup.optimizer);
 
 /** Runs one task: a phase of a step, or the barrier loop until the pool exits. */
 export default function run(task: WorkerTask): number {
+  if (task.kind === "loop" && task.setup) {
+    setup = task.setup;
+    runner = new ShardRunner(setup.train, setup.shared, setup.optimizer);
+  }
+  if (!setup || !runner) throw new Error(`worker ${task.worker} was given no run to train`);
   if (task.kind === "loop") {
     barrierLoop(
       runner,
-      data.shared,
+      setup.shared,
       task.worker,
       task.lanes,
       task.generation,
       task.threads,
-      data.fault,
+      setup.fault,
     );
   } else {
-    runPhase(runner, data.shared, task.phase, task.worker, task.threads, data.fault);
+    runPhase(runner, setup.shared, task.phase, task.worker, task.threads, setup.fault);
   }
   return task.worker;
 }

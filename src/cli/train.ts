@@ -44,6 +44,22 @@ export async function main(
   io: CliIO,
   choose: EngineChooser = chooseEngine,
 ): Promise<number> {
+  // Workers started ahead of the run (chooseEngine's) end with it, whichever way it ends.
+  const releases: (() => Promise<void>)[] = [];
+  const tracked: EngineChooser = async (...args) => {
+    const chosen = await choose(...args);
+    if (chosen.release) releases.push(chosen.release);
+    return chosen;
+  };
+  try {
+    return await run(argv, io, tracked);
+  } finally {
+    for (const release of releases) await release();
+  }
+}
+
+/** {@link main}'s work. */
+async function run(argv: readonly string[], io: CliIO, choose: EngineChooser): Promise<number> {
   let opts: TrainOptions;
   try {
     opts = parseTrainArgs(argv);
@@ -103,27 +119,9 @@ export async function main(
       : Math.min(availableParallelism(), opts.microShards ?? 16),
   );
   if (memoryProblem) return refuse(memoryProblem);
-  const split = loadSplit(opts.dataset, opts.dtype, opts.seed, defaults.standardize);
-  const trainRows = split.train.X.shape[0];
-  if (batchSize > trainRows) {
-    return refuse(
-      `--batch-size ${batchSize} is larger than the ${trainRows} training images of ${opts.dataset}; use at most ${trainRows}`,
-    );
-  }
-  if ((opts.lrSchedule ?? defaults.schedule) === "cosine") {
-    const stepsPerEpoch = Math.ceil(split.train.X.shape[0] / batchSize);
-    const totalSteps = Math.min(opts.steps ?? Infinity, epochs * stepsPerEpoch);
-    optimizer.schedule = { kind: "cosine", totalSteps };
-  }
   const augment =
     maxShift > 0 ? { width: side, height: side, maxShift, seed: opts.seed } : undefined;
-  const spec = modelSpec(
-    opts.model,
-    split.train.X.shape[1],
-    hidden,
-    split.train.classes,
-    defaults.arch,
-  );
+  const spec = modelSpec(opts.model, features, hidden, classes, defaults.arch);
   const shardCount = opts.microShards ?? shardCountFor(spec, batchSize);
   let threads = opts.threads ?? "auto";
   if (threads !== "auto" && threads > shardCount) {
@@ -138,6 +136,23 @@ export async function main(
     );
   }
 
+  // Chosen before the data loads: a worker pool's threads then boot while it does.
+  const evaluateOnly = epochs === 0 && opts.load !== undefined;
+  const engine = evaluateOnly
+    ? undefined
+    : await choose(threads, spec, batchSize, opts.stepTimeoutMs, shardCount);
+  const split = loadSplit(opts.dataset, opts.dtype, opts.seed, defaults.standardize);
+  const trainRows = split.train.X.shape[0];
+  if (batchSize > trainRows) {
+    return refuse(
+      `--batch-size ${batchSize} is larger than the ${trainRows} training images of ${opts.dataset}; use at most ${trainRows}`,
+    );
+  }
+  if ((opts.lrSchedule ?? defaults.schedule) === "cosine") {
+    const stepsPerEpoch = Math.ceil(split.train.X.shape[0] / batchSize);
+    const totalSteps = Math.min(opts.steps ?? Infinity, epochs * stepsPerEpoch);
+    optimizer.schedule = { kind: "cosine", totalSteps };
+  }
   const tag = `${opts.dataset} ${describeModel(spec)} ${opts.dtype}`;
   // The fields every --json summary starts with.
   const described = {
@@ -170,7 +185,7 @@ export async function main(
     return 0;
   }
 
-  const engine = await choose(threads, spec, batchSize, opts.stepTimeoutMs, shardCount);
+  if (engine === undefined) throw new Error("no engine chosen for a training run");
   io.out(
     `adjoint: ${tag}, ${optimizer.kind} lr ${optimizer.lr}, batch ${batchSize} (${shardCount} micro-shard${shardCount === 1 ? "" : "s"}), ` +
       `${epochs} epochs, seed ${opts.seed}${augment ? `, shifts up to ${maxShift} px` : ""}, ${backend().name} kernels, threads ${engine.threads}: ${engine.reason}`,

@@ -18,7 +18,8 @@ import { architectureOf, type ModelSpec } from "./models.js";
 import { ARCHITECTURES, type ArchName } from "./architectures.js";
 import { loadMnistFull } from "./idx.js";
 import type { OptimizerConfig } from "./optimizers.js";
-import { poolEngine } from "./parallel/pool.js";
+import { poolEngine, PrestartedPool } from "./parallel/pool.js";
+import type { BackendName } from "../backends/select.js";
 import type { FaultInjection } from "./parallel/protocol.js";
 
 /**
@@ -201,7 +202,13 @@ export type EngineChooser = (
   batchSize: number,
   stepTimeoutMs: number | undefined,
   shardCount: number,
-) => Promise<{ factory: EngineFactory; threads: number; reason: string }>;
+) => Promise<{
+  factory: EngineFactory;
+  threads: number;
+  reason: string;
+  /** Ends workers started ahead of the run that no engine took (call once the run is over). */
+  release?: () => Promise<void>;
+}>;
 
 /** Floating-point operations of one training step (forward 2, backward 4 per weight and row). */
 export function stepFlops(spec: ModelSpec, batchSize: number): number {
@@ -244,7 +251,16 @@ export const chooseEngine: EngineChooser = async (
   }
   if (threads === 1) return { factory: inProcessEngine, threads, reason };
   const fault = faultFromEnv(process.env.ADJOINT_FAULT);
-  return { factory: poolEngine({ threads, stepTimeoutMs, fault }), threads, reason };
+  // The workers start now, so their boot overlaps the caller's data loading (chosen first).
+  const prestarted = fault
+    ? undefined
+    : new PrestartedPool(threads - 1, backend().name as BackendName);
+  return {
+    factory: poolEngine({ threads, stepTimeoutMs, fault, prestarted }),
+    threads,
+    reason,
+    release: async () => prestarted?.release(),
+  };
 };
 
 /**

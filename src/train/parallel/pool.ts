@@ -41,6 +41,12 @@ export interface PoolOptions {
    */
   fault?: FaultInjection;
   /**
+   * Workers started ahead of the run (their threads booted and modules loaded while the caller
+   * loaded its data): taken when their count and backend match and the protocol is the barrier
+   * without a fault to inject, else released and a pool started as usual.
+   */
+  prestarted?: PrestartedPool;
+  /**
    * Gradient values (parameters x micro-shards) below which the main thread reduces and updates
    * alone: less work than starting a phase and waking a worker for it costs (default 2^18). The bits are the same either way: each element's arithmetic is.
    */
@@ -53,6 +59,58 @@ export function workerScript(): string {
   if (!existsSync(path))
     throw new Error(`worker script ${path} is missing: run "npm run build" first`);
   return path;
+}
+
+/** A piscina pool of `workers` shard workers (started at once, never idle-terminated). */
+function startPool(workers: number, workerData: object): Piscina<WorkerTask, number> {
+  return new Piscina<WorkerTask, number>({
+    filename: workerScript(),
+    minThreads: workers,
+    maxThreads: workers,
+    idleTimeout: Infinity,
+    concurrentTasksPerWorker: 1,
+    workerData,
+  });
+}
+
+/**
+ * Shard workers started before their run: each boots its thread, loads its modules and its
+ * backend (most of a worker's 190 ms start here) while the caller loads its data; the run
+ * reaches them in its loop task. A PoolEngine takes them (options.prestarted); `release()` ends
+ * them when none did (idempotent).
+ */
+export class PrestartedPool {
+  private pool: Piscina<WorkerTask, number> | undefined;
+  /** "ready" until an engine takes the workers ("taken") or they end ("released"). */
+  state: "ready" | "taken" | "released" = "ready";
+
+  /** Starts `workers` workers on the named backend. */
+  constructor(
+    readonly workers: number,
+    readonly backend: BackendName,
+  ) {
+    this.pool = startPool(workers, { backend });
+  }
+
+  /** The pool, once, when it has `workers` workers on `backend`; else undefined (and released). */
+  take(workers: number, backend: BackendName): Piscina<WorkerTask, number> | undefined {
+    const pool = this.pool;
+    if (pool === undefined || workers !== this.workers || backend !== this.backend) {
+      void this.release();
+      return undefined;
+    }
+    this.pool = undefined;
+    this.state = "taken";
+    return pool;
+  }
+
+  /** Ends the workers unless an engine took them. */
+  async release(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool !== undefined) this.state = "released";
+    await pool?.destroy();
+  }
 }
 
 /** A step failure that names the failing part; the pool is destroyed before it is thrown. */
@@ -112,21 +170,18 @@ export class PoolEngine implements StepEngine {
     this.control = shared.control;
     this.lanes = allocateLanes(this.workers);
     this.runner = new ShardRunner(train, shared, optimizer);
-    if (this.workers === 0) return;
-    this.pool = new Piscina<WorkerTask, number>({
-      filename: workerScript(),
-      minThreads: this.workers,
-      maxThreads: this.workers,
-      idleTimeout: Infinity,
-      concurrentTasksPerWorker: 1,
-      workerData: {
-        train,
-        shared,
-        optimizer,
-        backend: options.backend ?? backend().name,
-        fault: options.fault,
-      },
-    });
+    if (this.workers === 0) {
+      void options.prestarted?.release();
+      return;
+    }
+    const setup = { train, shared, optimizer, fault: options.fault };
+    const backendName = options.backend ?? (backend().name as BackendName);
+    // Workers started before the run get it in their loop task (the barrier protocol's only).
+    let early: Piscina<WorkerTask, number> | undefined;
+    if (this.protocol === "barrier" && !options.fault) {
+      early = options.prestarted?.take(this.workers, backendName);
+    } else void options.prestarted?.release();
+    this.pool = early ?? startPool(this.workers, { backend: backendName, setup });
     if (this.protocol === "barrier") {
       Atomics.store(this.control, BARRIER.abort, 0);
       const generation = Atomics.load(this.control, BARRIER.generation);
@@ -137,6 +192,7 @@ export class PoolEngine implements StepEngine {
           threads: this.threads,
           generation,
           lanes: this.lanes,
+          setup: early ? setup : undefined,
         }),
       );
       // A loop task settles only on exit or failure: turn an early settle into a step failure.

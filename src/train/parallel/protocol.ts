@@ -3,7 +3,8 @@
  * Atomics barrier, the task messages, and what a worker does for each phase.
  */
 import { availableParallelism } from "node:os";
-import { CONTROL, sliceBounds, type SharedState } from "./state.js";
+import { CONTROL, sliceBounds, type SharedState, type TrainPlan } from "./state.js";
+import type { OptimizerConfig } from "./optimizer-kernels.js";
 import { type ShardRunner } from "./shard.js";
 
 /** Control words of the barrier (after the shard state's own words). */
@@ -74,7 +75,23 @@ export const PHASE = { shards: 1, update: 2, exit: 3 } as const;
 /** A task for a worker: one phase (piscina-task protocol) or the barrier loop. */
 export type WorkerTask =
   | { kind: "phase"; phase: number; worker: number; threads: number }
-  | { kind: "loop"; worker: number; threads: number; generation: number; lanes: Int32Array };
+  | {
+      kind: "loop";
+      worker: number;
+      threads: number;
+      generation: number;
+      lanes: Int32Array;
+      /** The run, for a worker started before it (PrestartedPool) that has none yet. */
+      setup?: WorkerSetup;
+    };
+
+/** A run as a worker needs it: its plan, shared state and optimizer (and a test's fault). */
+export interface WorkerSetup {
+  train: TrainPlan;
+  shared: SharedState;
+  optimizer: OptimizerConfig;
+  fault?: FaultInjection;
+}
 
 /** A fault to inject in a worker (tests of the failure paths only). */
 export interface FaultInjection {

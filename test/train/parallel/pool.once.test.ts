@@ -21,6 +21,7 @@ import { inProcessEngine, type EngineFactory } from "../../../src/train/parallel
 import { initParams, modelSpec, type ModelSpec } from "../../../src/train/models.js";
 import {
   poolEngine,
+  PrestartedPool,
   workerScript,
   type PoolEngine,
   type StepProtocol,
@@ -29,9 +30,9 @@ import { Rng } from "../../../src/train/random.js";
 import { loadParams, paramsHash } from "../../../src/train/serialize.js";
 import { prepareTraining, train } from "../../../src/train/trainer.js";
 import { runStep } from "../../../src/train/parallel/state.js";
-import { useBackend } from "../../../src/backends/select.js";
+import { useBackend, type BackendName } from "../../../src/backends/select.js";
 import { jsBackend } from "../../../src/tensor/kernels/js.js";
-import { setBackend } from "../../../src/tensor/active.js";
+import { backend, setBackend } from "../../../src/tensor/active.js";
 import type { OptimizerConfig } from "../../../src/train/parallel/optimizer-kernels.js";
 
 const split = standardize(randomSplit(loadDigits({ dtype: "float32" }), 0.2, 0));
@@ -97,6 +98,35 @@ describe.each(["js", "wasm"] as const)(
     }
   },
 );
+
+it("workers started before their run (PrestartedPool) give the in-process bits, taken or not", async () => {
+  const spec = modelSpec("mlp", 64, [16], 10);
+  const reference = await finalHash(spec, inProcessEngine, 20);
+  const name = backend().name as BackendName;
+  // Taken: the run reaches the workers in their loop tasks (a worker without one throws). The
+  // engine waits for both before its first step, so a worker that failed cannot go unseen.
+  const early = new PrestartedPool(2, name);
+  const factory = poolEngine({ threads: 3, prestarted: early });
+  const waited: EngineFactory = async (...args) => {
+    const engine = await factory(...args);
+    await (engine as PoolEngine).ready();
+    return engine;
+  };
+  expect(await finalHash(spec, waited, 20)).toBe(reference);
+  expect(early.state).toBe("taken");
+  expect(early.take(2, name)).toBeUndefined(); // once
+  // Another count, or the tasks protocol: released, and a pool started as usual.
+  for (const [workers, protocol] of [
+    [1, "barrier"],
+    [2, "tasks"],
+  ] as const) {
+    const other = new PrestartedPool(workers, name);
+    const engine = poolEngine({ threads: 3, protocol, prestarted: other });
+    expect(await finalHash(spec, engine, 20)).toBe(reference);
+    expect(other.state).toBe("released");
+    await other.release(); // idempotent
+  }
+});
 
 it("with shift augmentation too: in-process = 2 and 3 workers", async () => {
   const spec = modelSpec("mlp", 64, [16], 10);
