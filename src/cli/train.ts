@@ -162,7 +162,14 @@ async function run(argv: readonly string[], io: CliIO, choose: EngineChooser): P
     sizes: spec.sizes,
   };
   let initialParams: Tensor[] | undefined;
-  if (opts.load) initialParams = readParams(opts.load, spec, opts.dtype);
+  if (opts.load) {
+    // A file that is missing, of another model or corrupt is bad input: one line, exit 2.
+    try {
+      initialParams = readParams(opts.load, spec, opts.dtype);
+    } catch (error) {
+      return refuse(error instanceof Error ? error.message : String(error));
+    }
+  }
   if (epochs === 0 && initialParams) {
     // Evaluate a saved model without training: the test split of the same seed.
     const testAccuracy = accuracy(spec, initialParams, split.test);

@@ -130,13 +130,20 @@ describe("locks of dead runs", () => {
 });
 
 describe("--load says what it got", () => {
+  it("a missing file: one line naming it, exit 2", async () => {
+    const missing = join(freshDir(), "none.bin");
+    const args = ["--dataset", "digits", "--model", "logreg", "--threads", "1", "--epochs", "1"];
+    const { code, err } = await run([...args, "--load", missing]);
+    expect(code).toBe(2);
+    expect(err.join("\n")).toContain(`error: loadParams(${missing}): cannot read the file`);
+  });
   it("a checkpoint is named as one, with how to resume it", async () => {
     const dir = freshDir();
     const checkpoint = join(dir, "c.ckpt");
     const args = ["--dataset", "digits", "--model", "logreg", "--threads", "1", "--epochs", "1"];
     expect((await run([...args, "--checkpoint", checkpoint])).code).toBe(0);
     const { code, err } = await run([...args, "--load", checkpoint]);
-    expect(code).not.toBe(0);
+    expect(code).toBe(2);
     expect(err.join("\n")).toContain(
       `${checkpoint} is a training checkpoint, not a parameter file: continue its run with --checkpoint ${checkpoint} --resume`,
     );
@@ -156,7 +163,7 @@ describe("--load says what it got", () => {
     record.params[0].data[3] = NaN;
     saveParams(file, record);
     const { code, err } = await run([...args, "--load", file]);
-    expect(code).not.toBe(0);
+    expect(code).toBe(2);
     expect(err.join("\n")).toMatch(
       /parameter "W1" holds NaN at element 3: a diverged or corrupt file/,
     );

@@ -86,7 +86,7 @@ describe("CLI: --model cnn and transformer", () => {
       "--epochs",
       "0",
     ]);
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2);
     expect(run.err.join("\n")).toMatch(/parameters are for --model mlp, this run builds cnn wide/);
   });
 });
