@@ -180,8 +180,13 @@ const MIN_SHARD_ROWS = 32;
 
 /** Milliseconds of kernel work in one step at the active backend's measured 1-thread rate. */
 export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {
+  return msOfFlops(stepFlops(spec, batchSize));
+}
+
+/** Milliseconds that `flops` take at the active backend's measured 1-thread rate. */
+export function msOfFlops(flops: number): number {
   const gflops = backend().name === "js" ? 0.7 : 20; // bench:train, MLP step, 1 thread
-  return stepFlops(spec, batchSize) / (gflops * 1e6);
+  return flops / (gflops * 1e6);
 }
 
 /** Loads and splits the data set (seeded, stratified for MNIST, 80/20 for digits). */
@@ -219,7 +224,7 @@ export function stepFlops(spec: ModelSpec, batchSize: number): number {
 }
 
 /** Steps estimated shorter than this run in-process: splitting them costs more than it gains. */
-const MIN_PARALLEL_STEP_MS = 0.5;
+export const MIN_PARALLEL_STEP_MS = 0.5;
 
 /**
  * Picks the engine: `--threads 1` trains in this thread; N > 1 starts N workers; "auto" starts

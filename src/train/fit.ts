@@ -15,6 +15,8 @@ import { Rng } from "./random.js";
 import { paramsHash } from "./serialize.js";
 import { runTraining } from "./loop.js";
 import { prepare } from "./fit-prepare.js";
+import { planFlops } from "./step-cost.js";
+import { MIN_PARALLEL_STEP_MS, msOfFlops } from "./config.js";
 /** Progress of one optimizer step of {@link fit}. */
 export interface FitStep {
   /** 1-based epoch and step (steps count across epochs). */
@@ -54,8 +56,9 @@ export interface FitOptions {
   /** sgd, momentum or adam, with lr and weightDecay (default adam, lr 1e-3). */
   optimizer?: OptimizerConfig;
   /**
-   * Worker threads, or "auto" (default): one per core, at most one per micro-shard (one when the
-   * graph uses a custom op, which workers cannot rebuild).
+   * Worker threads, or "auto" (default): one per core, at most one per micro-shard; one when a
+   * step's products and convolutions come to under 0.5 ms (threads would cost more than they
+   * save), or when the graph uses a custom op, which workers cannot rebuild.
    */
   threads?: number | "auto";
   /** Shards per batch (default: batchSize / 32 rows, 1 to 16); fixes the summation order. */
@@ -139,8 +142,14 @@ export async function fit(options: FitOptions): Promise<FitResult> {
     (op) => !BUILTIN_OPS.has(op),
   );
   const requested = checked.threads ?? "auto";
+  // "auto" keeps a step too small to gain from threads here, as the CLI does for its models.
+  const stepMs = () => {
+    const rowShapes = shared.columns.map((c) => c.rowShape);
+    const flops = planFlops(plan, rowShapes, batchSize, shared.dtype);
+    return flops === undefined ? Infinity : msOfFlops(flops);
+  };
   const threads =
-    custom.length > 0 && requested === "auto" ? 1 : chooseThreads(requested, shardCount);
+    custom.length > 0 && requested === "auto" ? 1 : chooseThreads(requested, shardCount, stepMs);
   if (threads > 1 && custom.length > 0) {
     throw new Error(
       `fit: the graph uses ${custom.map((op) => `"${op}"`).join(", ")}, defined in this thread only: worker threads cannot rebuild it; pass threads: 1`,
@@ -211,9 +220,19 @@ export async function fit(options: FitOptions): Promise<FitResult> {
   };
 }
 
-/** --threads' rule for fit: what is asked, at most one thread per micro-shard. */
-function chooseThreads(requested: number | "auto", shardCount: number): number {
-  if (requested === "auto") return Math.max(1, Math.min(availableParallelism(), shardCount));
+/**
+ * --threads' rule for fit: what is asked, at most one thread per micro-shard; "auto" one per core,
+ * or one where the step's estimated work (`stepMs`) is below MIN_PARALLEL_STEP_MS.
+ */
+function chooseThreads(
+  requested: number | "auto",
+  shardCount: number,
+  stepMs: () => number,
+): number {
+  if (requested === "auto") {
+    const threads = Math.max(1, Math.min(availableParallelism(), shardCount));
+    return threads > 1 && stepMs() < MIN_PARALLEL_STEP_MS ? 1 : threads;
+  }
   if (!Number.isSafeInteger(requested) || requested < 1) {
     throw new RangeError(`fit: threads must be a positive integer or "auto", got ${requested}`);
   }

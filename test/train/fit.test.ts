@@ -1,4 +1,5 @@
 /** fit(): a user's graph on the worker pool, bitwise identical for any thread count. */
+import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import * as adj from "../../src/index.js";
 import type { Node, Tensor } from "../../src/index.js";
@@ -267,5 +268,45 @@ describe("fit() with a custom op", () => {
     ).rejects.toThrow(
       'fit: the graph uses "fitTestScale", defined in this thread only: worker threads cannot rebuild it; pass threads: 1',
     );
+  });
+});
+
+describe('fit\'s threads: "auto" weighs the step', () => {
+  /** A dense net in -> hidden -> 1 on `rows` random rows, trained for `steps` steps. */
+  function dense(inputs: number, hidden: number, rows: number) {
+    const rng = new Rng(3);
+    const x = adj.variable("x", { shape: [null, inputs], dtype: "float32" });
+    const y = adj.variable("y", { shape: [null, 1], dtype: "float32" });
+    const W1 = adj.variable("W1", { shape: [inputs, hidden], dtype: "float32" });
+    const W2 = adj.variable("W2", { shape: [hidden, 1], dtype: "float32" });
+    const error = adj.matmul(adj.tanh(adj.matmul(x, W1)), W2).sub(y);
+    const values = (n: number, scale: number) =>
+      Float32Array.from({ length: n }, () => scale * rng.uniform(-1, 1));
+    return {
+      loss: adj.mean(error.mul(error)),
+      params: new Map<Node, Tensor>([
+        [W1, adj.tensor(values(inputs * hidden, 0.05), { shape: [inputs, hidden] })],
+        [W2, adj.tensor(values(hidden, 0.05), { shape: [hidden, 1] })],
+      ]),
+      data: new Map<Node, Tensor>([
+        [x, adj.tensor(values(rows * inputs, 1), { shape: [rows, inputs] })],
+        [y, adj.tensor(values(rows, 1), { shape: [rows, 1] })],
+      ]),
+      batchSize: 128,
+      steps: 2,
+    };
+  }
+
+  it("one thread for a step of a few µs of products (threads would cost more), the same bits", async () => {
+    const small = dense(2, 16, 256); // 6 x 128 x (2x16 + 16): about 0.04 MFLOP a step
+    const auto = await adj.fit(small);
+    expect(auto.threads).toBe(1);
+    expect(auto.paramsHash).toBe((await adj.fit({ ...small, threads: 2 })).paramsHash);
+  });
+
+  it("a thread per core (at most one per micro-shard) for a step of milliseconds", async () => {
+    const large = dense(784, 256, 256); // about 0.15 GFLOP a step: 8 ms at 20 GFLOP/s
+    const auto = await adj.fit(large);
+    expect(auto.threads).toBe(Math.min(availableParallelism(), 4)); // batch 128: 4 shards
   });
 });

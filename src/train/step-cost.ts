@@ -1,0 +1,74 @@
+/**
+ * A training plan's floating-point work per step, from its products and convolutions at the
+ * step's shapes (the ops' type rules give every node's shape; nothing runs): what fit()'s "auto"
+ * weighs, as the CLI weighs its models' known costs, before splitting a step across threads.
+ */
+import type { Node } from "../graph/node.js";
+import { topoSort } from "../graph/topo.js";
+import type { NodeType } from "../graph/types.js";
+import { rebuildGraph } from "../runtime/plan.js";
+import { productDims, sizeOf } from "../tensor/shape.js";
+import type { TrainPlan } from "./parallel/state.js";
+import type { DType } from "../tensor/tensor.js";
+
+/**
+ * Multiply-adds x 2 of the plan's matmul and conv2d nodes (forward and gradients) for `rows`
+ * rows of data of `rowShapes` in `dtype`; undefined where a type rule leaves a dim unknown.
+ */
+export function planFlops(
+  train: TrainPlan,
+  rowShapes: readonly (readonly number[])[],
+  rows: number,
+  dtype: DType,
+): number | undefined {
+  const { placeholders, outputs } = rebuildGraph(train.graph);
+  const types = new Map<Node, NodeType>();
+  placeholders.forEach((p, i) => {
+    const shape =
+      i < train.dataCount ? [rows, ...rowShapes[i]] : train.paramShapes[i - train.dataCount];
+    types.set(p, { shape, dtype });
+  });
+  let flops = 0;
+  for (const node of topoSort(outputs)) {
+    if (types.has(node)) continue;
+    const inputs = node.inputs.map((i) => types.get(i)!);
+    let type: NodeType;
+    try {
+      type = node.op.type(inputs, node.attrs);
+    } catch {
+      return undefined;
+    }
+    const known = (t: NodeType): t is { shape: number[]; dtype: DType } =>
+      t.shape !== null && t.shape.every((d) => d !== null);
+    if (!known(type) || !inputs.every(known)) return undefined;
+    types.set(node, type);
+    flops += nodeFlops(
+      node,
+      inputs.map((t) => t.shape as number[]),
+      type.shape as number[],
+    );
+  }
+  return flops;
+}
+
+/** A matmul's or a convolution's 2 x multiply-adds; 0 for any other op (far cheaper per value). */
+function nodeFlops(node: Node, inputs: number[][], out: number[]): number {
+  switch (node.op.name) {
+    case "matmul": {
+      const [a, b] = inputs;
+      const [m, k, n] = productDims(a, b, node.attrs.transA === true, node.attrs.transB === true);
+      return 2 * m * k * n * sizeOf(out.slice(0, -2));
+    }
+    case "conv2d": // (x, w): every output value is a C x kh x kw dot product
+      return 2 * sizeOf(out) * perFilter(inputs[1]);
+    case "conv2dInputGrad": // (g, w, x)
+      return 2 * sizeOf(inputs[0]) * perFilter(inputs[1]);
+    case "conv2dFilterGrad": // (x, g, w)
+      return 2 * sizeOf(inputs[1]) * perFilter(inputs[2]);
+    default:
+      return 0;
+  }
+}
+
+/** C x kh x kw of a [F, C, kh, kw] filter bank. */
+const perFilter = (w: number[]): number => sizeOf(w) / Math.max(w[0], 1);

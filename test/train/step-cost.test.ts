@@ -1,0 +1,23 @@
+/**
+ * planFlops counts a training plan's products and convolutions at the step's shapes: checked
+ * against the multiply-adds written out by hand for a logistic regression and an MLP.
+ */
+import { describe, expect, it } from "vitest";
+import { buildTrainPlan, modelSpec } from "../../src/train/models.js";
+import { planFlops } from "../../src/train/step-cost.js";
+
+describe("planFlops", () => {
+  it("logreg 64-10, 50 rows: X W forward and X^T G for W (no gradient for X)", () => {
+    const plan = buildTrainPlan(modelSpec("logreg", 64, [], 10));
+    expect(planFlops(plan, [[64], [10]], 50, "float64")).toBe(2 * 2 * 50 * 64 * 10);
+  });
+
+  it("mlp 64-32-10, 50 rows: two products forward, two weight gradients, one hidden gradient", () => {
+    const plan = buildTrainPlan(modelSpec("mlp", 64, [32], 10));
+    const forward = 2 * 50 * (64 * 32 + 32 * 10);
+    const backward = 2 * 50 * 64 * 32 + 2 * 50 * 32 * 10 + 2 * 50 * 32 * 10;
+    expect(planFlops(plan, [[64], [10]], 50, "float32")).toBe(forward + backward);
+    // Linear in the rows.
+    expect(planFlops(plan, [[64], [10]], 100, "float32")).toBe(2 * (forward + backward));
+  });
+});
