@@ -1049,10 +1049,11 @@ function pairOf<T>(base: usize, p: usize): v128 {
 
 /**
  * softmaxCrossEntropy over the last axis of rows x n logits `x` against targets `t` (both T), in
- * f64, rounded to T once per stored value, in the js kernels' order: per row the max (NaN wins),
- * the sum of exp(x - max) in index order, lse = max + log(sum), the loss -sum(t (x - lse)) summed
- * over the rows, stored at `loss` (where not 0); where `grad` is not 0, exp(x - max) / sum * sum(t)
- * - t into it (exp(x - max) kept there between the passes, rounded to T); each stored value then divided by `divisor` ({@link divided}; 1 leaves it as it is). exp is {@link expLanes}, two elements at a time.
+ * f64: per row the max (NaN wins), the sum of exp(x - max) in index order, lse = max + log(sum),
+ * the loss -sum(t (x - lse)) summed over the rows and stored at `loss` (where not 0); where `grad`
+ * is not 0, exp(x - max) / sum * sum(t) - t into it, exp(x - max) kept there (rounded to T) between
+ * the passes. Each stored value is then divided by `divisor` ({@link divided}; 1 leaves it as it
+ * is). exp is {@link expLanes}, two elements at a time.
  */
 function crossEntropy<T>(
   x: usize,

@@ -38,7 +38,7 @@ const BUDGETS = [
     // What defines, types, runs and differentiates a graph, through the Backend interface, with
     // the reference kernels.
     folders: /^src\/(tensor|graph|autodiff|runtime)(\/|$)/,
-    budget: 4250,
+    budget: 4275,
     history: [
       "3,297 before the type rules, five new ops, forward mode and jacobian, checkGradients and custom ops, name-keyed feeds and input validation (3,889 after them, 3,726 after a first round of cuts)",
       "3,796 with tracedGradients, the shared byte-order helpers and what the compiled shards read from the wasm backend",
@@ -52,6 +52,7 @@ const BUDGETS = [
       "4,100 for maxPool2d and its adjoint pair",
       "4,200 for the typed list of built-in op names (src/graph/op-names.ts, 57 lines) that the registry, the ONNX rules and the compiled step's cases are checked against",
       "4,250 when files over about 400 lines were split by family (js.ts into js, js-matmul, js-reduce, js-nn, js-walk; conv.ts out of nn.ts, slice.ts out of shape.ts): their imports, no capability",
+      "4,275 when the walk that types every node by the ops' rules at given shapes moved here (src/graph/concrete.ts, 34 lines), out of the compiled step and fit()'s step cost, which had one each (backends and train shrank by as much)",
     ],
   },
   {

@@ -5,7 +5,7 @@
  */
 import type { Node } from "../graph/node.js";
 import { topoSort } from "../graph/topo.js";
-import type { NodeType } from "../graph/types.js";
+import { concreteTypes, type ConcreteType } from "../graph/concrete.js";
 import { rebuildGraph } from "../runtime/plan.js";
 import { productDims, sizeOf } from "../tensor/shape.js";
 import type { TrainPlan } from "./parallel/state.js";
@@ -22,37 +22,30 @@ export function planFlops(
   dtype: DType,
 ): number | undefined {
   const { placeholders, outputs } = rebuildGraph(train.graph);
-  const types = new Map<Node, NodeType>();
-  placeholders.forEach((p, i) => {
-    const shape =
-      i < train.dataCount ? [rows, ...rowShapes[i]] : train.paramShapes[i - train.dataCount];
-    types.set(p, { shape, dtype });
-  });
+  const given = new Map<Node, ConcreteType>(
+    placeholders.map((p, i) => {
+      const data = i < train.dataCount;
+      return [
+        p,
+        { shape: data ? [rows, ...rowShapes[i]] : train.paramShapes[i - train.dataCount], dtype },
+      ];
+    }),
+  );
+  const order = topoSort(outputs);
+  const types = concreteTypes(order, (node) => given.get(node));
+  if (types === undefined) return undefined;
+  const shapeOf = (n: Node) => types.get(n)!.shape;
   let flops = 0;
-  for (const node of topoSort(outputs)) {
-    if (types.has(node)) continue;
-    const inputs = node.inputs.map((i) => types.get(i)!);
-    let type: NodeType;
-    try {
-      type = node.op.type(inputs, node.attrs);
-    } catch {
-      return undefined;
-    }
-    const known = (t: NodeType): t is { shape: number[]; dtype: DType } =>
-      t.shape !== null && t.shape.every((d) => d !== null);
-    if (!known(type) || !inputs.every(known)) return undefined;
-    types.set(node, type);
-    flops += nodeFlops(
-      node,
-      inputs.map((t) => t.shape as number[]),
-      type.shape as number[],
-    );
-  }
+  for (const node of order) flops += nodeFlops(node, node.inputs.map(shapeOf), shapeOf(node));
   return flops;
 }
 
 /** A matmul's or a convolution's 2 x multiply-adds; 0 for any other op (far cheaper per value). */
-function nodeFlops(node: Node, inputs: number[][], out: number[]): number {
+function nodeFlops(
+  node: Node,
+  inputs: readonly (readonly number[])[],
+  out: readonly number[],
+): number {
   switch (node.op.name) {
     case "matmul": {
       const [a, b] = inputs;
@@ -71,4 +64,4 @@ function nodeFlops(node: Node, inputs: number[][], out: number[]): number {
 }
 
 /** C x kh x kw of a [F, C, kh, kw] filter bank. */
-const perFilter = (w: number[]): number => sizeOf(w) / Math.max(w[0], 1);
+const perFilter = (w: readonly number[]): number => sizeOf(w) / Math.max(w[0], 1);

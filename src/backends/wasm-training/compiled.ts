@@ -11,6 +11,7 @@
 import type { Node } from "../../graph/node.js";
 import { isPlaceholder } from "../../graph/node.js";
 import { topoSort } from "../../graph/topo.js";
+import { concreteTypes } from "../../graph/concrete.js";
 import { computeNode } from "../../runtime/evaluator.js";
 import { sameShape, sizeOf } from "../../tensor/shape.js";
 import {
@@ -311,37 +312,22 @@ interface Like {
 }
 
 /**
- * Every node's type at the feeds' shapes by the ops' type rules (the feeds themselves for the
- * placeholders); undefined where a rule leaves a dim or dtype unknown or rejects the inputs (the
- * interpreted pass then runs, and reports any error as the Evaluator does).
+ * Every node's type at the feeds' shapes by the ops' type rules (graph/concrete.ts; the feeds
+ * themselves for the placeholders); undefined where a rule leaves a dim or dtype unknown or
+ * rejects the inputs (the interpreted pass then runs, and reports any error as the Evaluator does).
  */
 function typesAt(
   order: readonly Node[],
   feeds: ReadonlyMap<Node, Tensor>,
 ): Map<Node, Like> | undefined {
-  const types = new Map<Node, Like>();
-  for (const node of order) {
+  const types = concreteTypes(order, (node) => feeds.get(node));
+  if (types === undefined) return undefined;
+  const likes = new Map<Node, Like>();
+  for (const [node, t] of types) {
     const fed = feeds.get(node);
-    if (fed !== undefined) {
-      types.set(node, fed);
-      continue;
-    }
-    if (isPlaceholder(node)) return undefined;
-    let type;
-    try {
-      type = node.op.type(
-        node.inputs.map((i) => types.get(i)!),
-        node.attrs,
-      );
-    } catch {
-      return undefined;
-    }
-    const { shape, dtype } = type;
-    if (shape === null || dtype === null || shape.some((d) => d === null)) return undefined;
-    const dims = shape as number[];
-    types.set(node, { shape: dims, dtype, size: sizeOf(dims), rank: dims.length });
+    likes.set(node, fed ?? { ...t, size: sizeOf(t.shape), rank: t.shape.length });
   }
-  return types;
+  return likes;
 }
 
 /** Every node's value at the feeds, computed once; undefined when a placeholder is not fed. */

@@ -138,6 +138,37 @@ describe.each([
   });
 });
 
+/**
+ * Feeds [X, Y, W] of `shapes` in the kernels' memory: normals, but Y one-hot at class `hot` of
+ * each row (its width the second shape's).
+ */
+function lossFeeds(
+  nodes: Node[],
+  shapes: number[][],
+  dtype: DType,
+  rng: Rng,
+  hot: number,
+): Map<Node, Tensor> {
+  return new Map<Node, Tensor>(
+    nodes.map((p, i) => {
+      const t = placed(shapes[i], dtype);
+      const classes = shapes[1][1];
+      for (let k = 0; k < t.size; k++)
+        t.data[k] = i === 1 ? Number(k % classes === hot) : rng.normal();
+      return [p, t];
+    }),
+  );
+}
+
+/** `outputs` compile over `feeds` with a step labelled `label`, and give the Evaluator's bits. */
+function expectEvaluatorBits(outputs: Node[], feeds: Map<Node, Tensor>, label: string): void {
+  const program = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never);
+  expect(program).toBeDefined();
+  expect(program!.labels.join(" ")).toContain(label);
+  const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+  expect(program!.run().map((t) => hex(t.data))).toEqual(want);
+}
+
 describe("CompiledShard", () => {
   it("compiles the plans on wasm and returns what the Evaluator returns", () => {
     setBackend(
@@ -228,25 +259,13 @@ describe("CompiledShard", () => {
       const shift = adj.constant(adj.tensor([[0.5, -1, 2]], { dtype }));
       const loss = adj.softmaxCrossEntropy(adj.matmul(X, W).add(shift), Y);
       const outputs = [loss, ...adj.gradients(loss, [W])];
-      const feeds = new Map<Node, Tensor>(
-        [X, Y, W].map((p, i) => {
-          const t = placed(
-            [
-              [7, 5],
-              [7, 3],
-              [5, 3],
-            ][i],
-            dtype,
-          );
-          for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? Number(k % 3 === 1) : rng.normal();
-          return [p, t];
-        }),
-      );
-      const program = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never);
-      expect(program).toBeDefined();
-      expect(program!.labels.join(" ")).toContain("softmaxCrossEntropy+grad");
-      const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
-      expect(program!.run().map((t) => hex(t.data))).toEqual(want);
+      const shapes = [
+        [7, 5],
+        [7, 3],
+        [5, 3],
+      ];
+      const feeds = lossFeeds([X, Y, W], shapes, dtype, rng, 1);
+      expectEvaluatorBits(outputs, feeds, "softmaxCrossEntropy+grad");
     }
   });
 
@@ -275,18 +294,8 @@ describe("CompiledShard", () => {
       [6, 3],
       [4, 3],
     ];
-    const feeds = new Map<Node, Tensor>(
-      [X, Y, W].map((p, i) => {
-        const t = placed(shapes[i], "float64");
-        for (let k = 0; k < t.size; k++) t.data[k] = i === 1 ? Number(k % 3 === 2) : rng.normal();
-        return [p, t];
-      }),
-    );
-    const program = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never);
-    expect(program).toBeDefined();
-    expect(program!.labels.join(" ")).toContain("compiledTestDouble (interpreted)");
-    const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
-    expect(program!.run().map((t) => hex(t.data))).toEqual(want);
+    const feeds = lossFeeds([X, Y, W], shapes, "float64", rng, 2);
+    expectEvaluatorBits(outputs, feeds, "compiledTestDouble (interpreted)");
   });
 
   it("keeps its buffers alive: garbage collection never hands them to another program", async () => {
