@@ -37,8 +37,8 @@ export class ShardRunner {
   private readonly gathers = new Map<number, Tensor[]>();
   /** The compiled program per shard size, over that size's gathered rows (null: not compiled). */
   private readonly programs = new Map<number, ShardProgram | null>();
-  /** The programs of {@link programs} that compiled, in a list. */
-  private readonly compiledPrograms: ShardProgram[] = [];
+  /** Tells a program that the parameters changed ({@link beginStep}'s, bound once). */
+  private readonly renew = (program: ShardProgram | null): void => program?.newStep();
   private readonly compiled: boolean;
   private readonly outputNodes: Node[];
   /** Scale of the plan's outputs into slot sums: the shard's rows for a mean loss, else 1. */
@@ -53,8 +53,12 @@ export class ShardRunner {
    * memory and no shard copies the weights in again.
    */
   private readonly staged: Tensor[];
-  /** Each data column's gather by the backend, where it has one ({@link rowGathers}). */
-  private gatherers: (RowGather | undefined)[] | undefined;
+  /**
+   * Each data column's gather by the backend (undefined: row by row in JS), made with the run's
+   * other staging (allocateShared's), in this thread under its backend: its copy of a column is
+   * not a cost of the first step (the digits: 0.9 MB, 2-3 ms of fresh pages).
+   */
+  private readonly rowGathers: (RowGather | undefined)[];
   /** This thread's WASM reduce-and-update over the shared memory, where there is one. */
   private readonly update: UpdateRunner | undefined;
   /** The WASM update's constants, refilled every step (wasmRule). */
@@ -102,18 +106,16 @@ export class ShardRunner {
           new Tensor(buffer.subarray(this.offsets[i], this.offsets[i] + sizeOf(shape)), shape),
       ),
     );
-    // The backend's copies of the data columns are made here, with the run's other staging
-    // (allocateShared's), not in the first step (the digits: 0.9 MB, 2-3 ms of fresh pages).
-    this.rowGathers();
+    const kernels = trainingKernels(backend());
+    this.rowGathers = shared.columns.map((c) => kernels?.rowGather(c.data, c.rowSize));
   }
 
   /** Copies the current parameters for this step's shards; call before the first shard of a step. */
   beginStep(): void {
     const current = this.paramViews[Atomics.load(this.shared.control, CONTROL.current)];
     for (let i = 0; i < current.length; i++) this.staged[i].data.set(current[i].data);
-    // NOTE: a list, not the map's iterator, which allocated every step.
-    const compiled = this.compiledPrograms;
-    for (let i = 0; i < compiled.length; i++) compiled[i].newStep();
+    // NOTE: forEach with a bound function, not the map's iterator, which allocated every step.
+    this.programs.forEach(this.renew);
   }
 
   /**
@@ -135,7 +137,7 @@ export class ShardRunner {
     const gathered = this.gatherBuffers(rows);
     const augment = shared.augment;
     const step = shared.control[CONTROL.step];
-    const rowGathers = this.rowGathers();
+    const rowGathers = this.rowGathers;
     for (let c = 0; c < shared.columns.length; c++) {
       const into = gathered[c].data;
       const { data, rowSize } = shared.columns[c];
@@ -187,18 +189,6 @@ export class ShardRunner {
     }
   }
 
-  /**
-   * The backend's gather per data column (undefined: row by row in JS), made on first use,
-   * in this thread and under its backend (see backends/wasm-training/gather.ts).
-   */
-  private rowGathers(): (RowGather | undefined)[] {
-    if (this.gatherers === undefined) {
-      const kernels = trainingKernels(backend());
-      this.gatherers = this.shared.columns.map((c) => kernels?.rowGather(c.data, c.rowSize));
-    }
-    return this.gatherers;
-  }
-
   /** Runs the plan on gathered rows and the staged parameters; the program, where one ran. */
   private execute(
     gathered: readonly Tensor[],
@@ -233,7 +223,6 @@ export class ShardRunner {
           new Set(this.placeholders.slice(this.dataCount)),
         ) ?? null;
       this.programs.set(rows, program);
-      if (program !== null) this.compiledPrograms.push(program);
     }
     return program ?? undefined;
   }
@@ -250,7 +239,6 @@ export class ShardRunner {
       if (this.gathers.size >= 4) {
         this.gathers.clear();
         this.programs.clear(); // they read the cleared buffers
-        this.compiledPrograms.length = 0;
       }
       gather = columns.map(
         (c) =>
