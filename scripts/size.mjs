@@ -59,7 +59,7 @@ const BUDGETS = [
     name: "backends",
     // The WASM backend, its arena and selection by name.
     folders: /^src\/backends(\/|$)/,
-    budget: 1550,
+    budget: 1725,
     history: [
       "575 until the im2col convolution kernels came",
       "675 until the batched product, the convolution's patches and max-pooling moved into WASM",
@@ -70,6 +70,7 @@ const BUDGETS = [
       "1,425 for the compiled step's convolution case: conv2d keeps x's patches for its filter gradient (ConvParts in wasm-image.ts, convStep in wasm-training/compiled.ts)",
       "1,500 for the cross-entropy kernels in WASM with their own exp (the wasm backend's softmaxCrossEntropy and its gradient, wasm.ts) and a shard's rows gathered in one WASM call (wasm-training/gather.ts, RowGather in training.ts)",
       "1,550 for the compiled step's shapes from the ops' type rules (typesAt in wasm-training/compiled.ts; the interpreted pass only where a rule leaves a dim unknown)",
+      "1,725 for the compiled step's image ops by address (wasm-training/image.ts: conv2d and both adjoints, max-pooling and its gradient, the per-channel bias and its sum, into buffers the program holds, g's rows swapped once for both adjoints; the product by address in held.ts, shared with matmul), replacing the convolution case that went through Tensors and copied each result: 33 Tensors a cnn shard to 3, the tutorial cnn's 32-row shard 18-24% faster",
     ],
   },
   {

@@ -17,25 +17,6 @@ import { jsBackend } from "../tensor/kernels/js.js";
 import type { WasmArena } from "./wasm-arena.js";
 import type { KernelExports } from "./wasm-module.js";
 
-/**
- * conv2d and its filter gradient in two parts around x's patches, so that a compiled step that
- * runs both computes the patches once (the same values, so the same bits as the two kernels).
- */
-export interface ConvParts {
-  /** x's patches as the columns [C*kH*kW, N*H'*W'] (allocated: release them when done). */
-  patches(x: Tensor, wShape: readonly number[], geometry: ConvGeometry, dtype: DType): Tensor;
-  /** conv2d(x, w) from x's patches. */
-  fromPatches(
-    cols: Tensor,
-    w: Tensor,
-    xShape: readonly number[],
-    geometry: ConvGeometry,
-    dtype: DType,
-  ): Tensor;
-  /** conv2dFilterGrad(x, g) from x's patches. */
-  filterGradFromPatches(cols: Tensor, g: Tensor, wShape: readonly number[], dtype: DType): Tensor;
-}
-
 /** How the backend runs a kernel on placed data (wasm.ts's launch). */
 type Launch = (
   dtype: DType,
@@ -51,13 +32,10 @@ export function imageKernels(
   h: WasmArena,
   launch: Launch,
   matmul: Backend["matmul"],
-): {
-  kernels: Pick<
-    Backend,
-    "conv2d" | "conv2dInputGrad" | "conv2dFilterGrad" | "maxPoolSelect" | "maxPoolGrad"
-  >;
-  parts: ConvParts;
-} {
+): Pick<
+  Backend,
+  "conv2d" | "conv2dInputGrad" | "conv2dFilterGrad" | "maxPoolSelect" | "maxPoolGrad"
+> {
   // NOTE: convolution as matrix products on the SIMD kernel (im2col, channels first): the patches
   // of x as the columns of cols [C*kH*kW, N*H'*W'] (asm/kernels.ts patches), the filters' rows
   // times them giving [F, N, H'*W'], whose two leading axes swap into [N, F, H', W']. The adjoints
@@ -206,19 +184,16 @@ export function imageKernels(
   }
 
   return {
-    kernels: {
-      conv2d,
-      conv2dInputGrad,
-      conv2dFilterGrad,
-      maxPoolSelect: (u, x, geometry) =>
-        u.dtype !== x.dtype || x.size === 0
-          ? jsBackend.maxPoolSelect(u, x, geometry)
-          : pooled(u, x, geometry, false),
-      maxPoolGrad: (g, x, geometry) =>
-        g.dtype !== x.dtype || x.size === 0
-          ? jsBackend.maxPoolGrad(g, x, geometry)
-          : pooled(g, x, geometry, true),
-    },
-    parts: { patches, fromPatches, filterGradFromPatches },
+    conv2d,
+    conv2dInputGrad,
+    conv2dFilterGrad,
+    maxPoolSelect: (u, x, geometry) =>
+      u.dtype !== x.dtype || x.size === 0
+        ? jsBackend.maxPoolSelect(u, x, geometry)
+        : pooled(u, x, geometry, false),
+    maxPoolGrad: (g, x, geometry) =>
+      g.dtype !== x.dtype || x.size === 0
+        ? jsBackend.maxPoolGrad(g, x, geometry)
+        : pooled(g, x, geometry, true),
   };
 }

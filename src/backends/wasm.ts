@@ -33,7 +33,7 @@ import { batchedMatmul } from "../tensor/kernels/js-matmul.js";
 import { jsBackend } from "../tensor/kernels/js.js";
 import { checkOptions, typeName } from "../tensor/options.js";
 import { PAGE_BYTES, align, wasmStats, WasmArena, type WasmArenaOptions } from "./wasm-arena.js";
-import { imageKernels, type ConvParts } from "./wasm-image.js";
+import { imageKernels } from "./wasm-image.js";
 import {
   WasmApi,
   webAssembly,
@@ -97,8 +97,6 @@ export interface WasmBackend extends Backend {
   readonly kernels: KernelExports;
   /** Element-wise calls below this size run the js kernels ({@link WasmBackendOptions}). */
   readonly minElements: number;
-  /** conv2d and its filter gradient around shared patches (for the compiled step). */
-  readonly conv: ConvParts;
 }
 
 /**
@@ -432,8 +430,7 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     reduce,
     softmaxCrossEntropy: (logits, targets, axis) => crossEntropy(logits, targets, axis, false),
     softmaxCrossEntropyGrad: (logits, targets, axis) => crossEntropy(logits, targets, axis, true),
-    ...images.kernels,
-    conv: images.parts,
+    ...images,
     arena: h,
     build,
     kernels: k,
@@ -457,7 +454,7 @@ export function isWasmBackend(b: Backend): b is WasmBackend {
  * `big`'s dims with more than one element, and `big` has more than one element after it: a
  * per-channel value over an image batch ([F, 1, 1] against [N, F, H, W]); else undefined.
  */
-function channelBlocks(
+export function channelBlocks(
   big: readonly number[],
   small: readonly number[],
 ): [number, number, number] | undefined {
@@ -488,7 +485,7 @@ function isRowOf(row: Tensor, x: Tensor): boolean {
  * over a leading run of its dims only (size-1 dims aside) with more than one element kept: the
  * bias gradient, (n,k) -> (k,). 0 for any other reduction, or shapes that do not match.
  */
-function leadingRows(xShape: readonly number[], shape: readonly number[]): number {
+export function leadingRows(xShape: readonly number[], shape: readonly number[]): number {
   const offset = xShape.length - shape.length;
   if (offset < 0) return 0;
   let rows = 1;

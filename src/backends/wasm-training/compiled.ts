@@ -2,7 +2,8 @@
  * A training plan compiled for one shard size on the wasm backend: every node's output gets a
  * buffer in the kernels' memory, planned once, and a step is a fixed list of calls: the WASM
  * kernels called with those addresses (matmul, the bias add, relu and its mask, products, the
- * bias gradient's column sums), the loss and its gradient in one fused pass, no-op reshapes and
+ * bias gradient's column sums, convolutions and max-pooling with their adjoints: image.ts),
+ * the loss and its gradient in one fused pass, no-op reshapes and
  * sums as aliases, and any other op through its own compute, copied into its buffer. No
  * Evaluator, no Tensor or array allocated per step. Every call is the one the wasm backend makes
  * for that node (the same kernel, or arithmetic that is bitwise the same), so a compiled step
@@ -14,20 +15,19 @@ import { topoSort } from "../../graph/topo.js";
 import { concreteTypes } from "../../graph/concrete.js";
 import { computeNode } from "../../runtime/evaluator.js";
 import { sameShape, sizeOf } from "../../tensor/shape.js";
+import { releaseArray, Tensor, type TypedArray } from "../../tensor/tensor.js";
 import {
-  allocateArray,
-  placeInBackend,
-  releaseArray,
-  Tensor,
-  type DType,
-  type TypedArray,
-} from "../../tensor/tensor.js";
-import { BINARY_CODES, UNARY_CODES, type WasmBackend } from "../wasm.js";
+  BINARY_CODES,
+  channelBlocks,
+  leadingRows,
+  UNARY_CODES,
+  type WasmBackend,
+} from "../wasm.js";
 import { type KernelExports } from "../wasm-module.js";
 import type { BuiltinOpName } from "../../graph/op-names.js";
 import type { ShardProgram, TrainingKernels } from "../training.js";
-import type { ConvParts } from "../wasm-image.js";
-import type { ConvGeometry } from "../../tensor/backend.js";
+import { hold, held, planned, productCall, productOut, type Like, type Step } from "./held.js";
+import { imageStep, type ImageContext } from "./image.js";
 import { wasmRowGather } from "./gather.js";
 
 /** One shard's compiled program: `run()` returns the plan's outputs (valid until the next run). */
@@ -76,7 +76,8 @@ export class CompiledShard implements ShardProgram {
     const at = (data: TypedArray) => arena.addressOf(data);
     const done = new Set<Node>(); // filled by a fused step of an earlier node
     // Steps an earlier node's case builds for a later node (conv2d's filter gradient).
-    const deferred = new Map<Node, (inputs: Tensor[]) => Step>();
+    const deferred = new Map<Node, (inputs: Tensor[]) => Step | undefined>();
+    const image: ImageContext = { k, at, order, values, probe, deferred, swapped: new Map() };
     for (const node of order) {
       const fed = feeds.get(node);
       if (fed !== undefined) {
@@ -119,8 +120,8 @@ export class CompiledShard implements ShardProgram {
               )
             : how === "crossEntropy"
               ? crossEntropyStep(k, at, node, inputs, like, order, values, done, probe)
-              : how === "conv"
-                ? convStep(wasm.conv, node, inputs, like, order, values, probe, deferred)
+              : how === "image"
+                ? imageStep(image, node, inputs, like)
                 : how === "elementwise" || how === "aliasOrSum"
                   ? elementwiseStep(k, wasm.minElements, node, inputs, like, at)
                   : undefined;
@@ -177,12 +178,15 @@ export class CompiledShard implements ShardProgram {
 
 /**
  * How a compiled step runs each built-in op: matmul and the fused cross-entropy by WASM kernels
- * of their own; conv2d and its filter gradient around one computation of x's patches; the element-wise cases (add and mul, relu and step, the bias gradient's column
- * sum) by the backend's kernels where the shapes fit; reshapes as aliases; anything else, and
+ * of their own; the image ops by address (image.ts: conv2d and its filter gradient around one
+ * computation of x's patches); the element-wise cases (add and mul, relu and step, per row or
+ * per channel, and the bias gradients' sums) by the backend's kernels where the shapes fit;
+ * reshapes as aliases; anything else, and
  * any case whose shapes do not fit, through the op's compute. Every op has a row: a new op
  * without one does not compile.
  */
-type Case = "matmul" | "crossEntropy" | "conv" | "elementwise" | "alias" | "aliasOrSum" | "compute";
+type Case =
+  "matmul" | "crossEntropy" | "image" | "elementwise" | "alias" | "aliasOrSum" | "compute";
 
 const CASES: Record<BuiltinOpName, Case> = {
   matmul: "matmul",
@@ -225,13 +229,13 @@ const CASES: Record<BuiltinOpName, Case> = {
   softmax: "compute",
   layerNorm: "compute",
   layerNormGrad: "compute",
-  // With its filter gradient in the plan: x's patches computed once for both (convStep).
-  conv2d: "conv",
-  conv2dInputGrad: "compute",
-  conv2dFilterGrad: "compute",
-  maxPool2d: "compute",
-  maxPoolSelect: "compute",
-  maxPoolGrad: "compute",
+  // With its filter gradient in the plan: x's patches computed once for both (image.ts).
+  conv2d: "image",
+  conv2dInputGrad: "image",
+  conv2dFilterGrad: "image",
+  maxPool2d: "image",
+  maxPoolSelect: "image",
+  maxPoolGrad: "image",
   broadcastTo: "compute",
   reshape: "compute",
   expandDims: "compute",
@@ -244,72 +248,6 @@ const CASES: Record<BuiltinOpName, Case> = {
   concatPart: "compute",
   placeholder: "compute", // fed, never computed
 };
-
-/**
- * conv2d(x, w) and, where the plan has it, conv2dFilterGrad(x, g) on the same x and geometry:
- * x's patches (im2col) are computed once, at the convolution, and kept for the filter gradient's
- * step, which `deferred` gives the later node; the two kernels' parts, so the same values and
- * bits as running them apart (tested). Undefined (both run through their compute) otherwise.
- */
-function convStep(
-  parts: ConvParts,
-  node: Node,
-  [x, w]: Tensor[],
-  like: Like,
-  order: readonly Node[],
-  values: Map<Node, Tensor>,
-  probe: ReadonlyMap<Node, Like>,
-  deferred: Map<Node, (inputs: Tensor[]) => Step>,
-): Step | undefined {
-  const geometry = node.attrs as unknown as ConvGeometry;
-  const grad = order.find(
-    (c) =>
-      !values.has(c) &&
-      !deferred.has(c) &&
-      c.op.name === "conv2dFilterGrad" &&
-      c.inputs[0] === node.inputs[0] &&
-      sameShape(c.attrs.stride as number[], geometry.stride) &&
-      sameShape(c.attrs.padding as number[], geometry.padding),
-  );
-  const dtype = like.dtype;
-  const gradLike = grad && probe.get(grad)!;
-  // The patches depend on x, the geometry and the filters' shape: all must be the same.
-  if (!gradLike || !sameShape(gradLike.shape, w.shape)) return undefined;
-  if (x.dtype !== dtype || w.dtype !== dtype || gradLike.dtype !== dtype) return undefined;
-  const out = new Tensor(hold(like.size, dtype), like.shape);
-  const dw = new Tensor(hold(gradLike.size, dtype), gradLike.shape);
-  const at = { stride: geometry.stride, padding: geometry.padding };
-  let cols: Tensor | undefined;
-  deferred.set(grad, ([, g]) => ({
-    out: dw,
-    label: "conv2dFilterGrad (patches kept)",
-    run: () => {
-      const result = parts.filterGradFromPatches(cols!, g, dw.shape, dtype);
-      dw.data.set(result.data);
-      releaseArray(result.data);
-      releaseArray(cols!.data);
-      cols = undefined;
-    },
-  }));
-  return {
-    out,
-    label: "conv2d (patches kept)",
-    run: () => {
-      cols = parts.patches(x, w.shape, at, dtype);
-      const result = parts.fromPatches(cols, w, x.shape, at, dtype);
-      out.data.set(result.data);
-      releaseArray(result.data);
-    },
-  };
-}
-
-/** What the compiler needs of a node's value: its shape and dtype (a Tensor is one). */
-interface Like {
-  readonly shape: readonly number[];
-  readonly dtype: DType;
-  readonly size: number;
-  readonly rank: number;
-}
 
 /**
  * Every node's type at the feeds' shapes by the ops' type rules (graph/concrete.ts; the feeds
@@ -352,29 +290,6 @@ function interpretedPass(
   return probe;
 }
 
-/** A compiled node: the call that fills `out`, and its label where it is not the op's name. */
-interface Step {
-  run: () => void;
-  out: Tensor;
-  label?: string;
-}
-
-/** Every buffer the program being compiled allocated (compile is synchronous: one at a time). */
-const held: TypedArray[] = [];
-
-/** A buffer for the program: allocated in the kernels' memory and held by it. */
-function hold(size: number, dtype: DType): TypedArray {
-  const data = placeInBackend(() => allocateArray(size, dtype));
-  held.push(data);
-  return data;
-}
-
-/** A planned output of `like`'s shape and dtype in the kernels' memory (`pad` more elements). */
-function planned(like: Like, pad = 0): { data: TypedArray; out: Tensor } {
-  const data = hold(like.size + pad, like.dtype);
-  return { data, out: new Tensor(data.subarray(0, like.size), like.shape) };
-}
-
 /** matmul as the wasm backend runs it: the kernel into C's padded tile grid, then compacted. */
 function matmulStep(
   k: KernelExports,
@@ -388,37 +303,10 @@ function matmulStep(
   const transA = node.attrs.transA === true;
   const transB = node.attrs.transB === true;
   const [m, n] = like.shape;
-  const kk = transA ? a.shape[0] : a.shape[1];
-  const f32 = like.dtype === "float32";
-  const elem = f32 ? 4 : 8;
-  const mPad = f32 ? k.paddedRowsF32(m) : k.paddedRowsF64(m);
-  const nPad = f32 ? k.paddedColsF32(n) : k.paddedColsF64(n);
-  const { data, out } = planned(like, mPad * nPad - m * n);
-  // A B constant within a step (the weights, f32) is packed once per step, not once per shard.
-  const once = clock !== undefined && f32;
-  const bytes = once
-    ? k.prepackBytesF32(n, kk)
-    : f32
-      ? k.packBytesF32(n, kk)
-      : k.packBytesF64(n, kk);
-  const pack = hold(Math.ceil(bytes / elem), like.dtype);
-  const [pa, pb, pc, pp] = [at(a.data), at(b.data), at(data), at(pack)];
-  if (pa < 0 || pb < 0 || pc < 0 || pp < 0) return undefined;
-  const kernel = f32 ? k.matmulF32 : k.matmulF64;
-  const [ta, tb] = [transA ? 1 : 0, transB ? 1 : 0];
-  const compact = mPad !== m || nPad !== n;
-  let packedAt = -1;
-  return {
-    out,
-    run: () => {
-      if (once && packedAt !== clock.step) {
-        k.prepackBF32(pb, pp, n, kk, tb);
-        packedAt = clock.step;
-      }
-      kernel(pa, pb, pp, pc, m, n, kk, ta, tb, once ? 1 : 0);
-      if (compact) k.compactRows(pc, m, n * elem, nPad * elem);
-    },
-  };
+  const dims = { m, n, k: transA ? a.shape[0] : a.shape[1], transA, transB };
+  const { data, out } = productOut(k, dims, like.shape, like.dtype);
+  const run = productCall(k, at, like.dtype, dims, [at(a.data), at(b.data), at(data)], clock);
+  return run && { out, run };
 }
 
 /**
@@ -468,6 +356,14 @@ function elementwiseCall(
       const kernel = f32 ? k.rowBinaryF32 : k.rowBinaryF64;
       return (po) => () => kernel(op, px, py, po, size / cols, cols);
     }
+    // A per-channel value over images (a convolution's bias [F, 1, 1]): one IEEE operation per
+    // element, the js loops' bits too, so at any size.
+    const blocks = y.rank !== 1 ? channelBlocks(x.shape, y.shape) : undefined;
+    if (blocks) {
+      const [outer, channels, inner] = blocks;
+      const kernel = f32 ? k.channelBinaryF32 : k.channelBinaryF64;
+      return (po) => () => kernel(op, px, py, po, outer, channels, inner);
+    }
   }
   const unary = name === "relu" || name === "step" ? UNARY_CODES[name] : null;
   if (unary !== null && y === undefined) {
@@ -482,6 +378,13 @@ function elementwiseCall(
     const kernel = f32 ? k.columnSumF32 : k.columnSumF64;
     const [rows, cols] = x.shape;
     return (po) => () => kernel(px, po, rows, cols);
+  }
+  // The bias gradient of a convolution ([N, F, H, W] to [F, 1, 1]) as the backend's sumTo runs it.
+  const blocks = name === "sumLike" && plain ? channelBlocks(x.shape, like.shape) : undefined;
+  if (blocks && x.size >= minElements && leadingRows(x.shape, like.shape) === 0) {
+    const [outer, channels, inner] = blocks;
+    const kernel = f32 ? k.channelSumF32 : k.channelSumF64;
+    return (po) => () => kernel(px, po, outer, channels, inner);
   }
   return undefined;
 }

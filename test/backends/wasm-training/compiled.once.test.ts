@@ -33,7 +33,9 @@ import {
 
 /** A tensor in the kernels' memory, where a shard places its feeds. */
 const placed = (shape: number[], dtype: DType) => placeInBackend(() => allocate(shape, dtype));
-import type { Node } from "../../../src/graph/node.js";
+import { variable, type Node } from "../../../src/graph/node.js";
+import { add, conv2d, maxPool2d, mul, relu, sum } from "../../../src/graph/ops/index.js";
+import { gradients } from "../../../src/autodiff/gradients.js";
 import type { OptimizerConfig } from "../../../src/train/parallel/optimizer-kernels.js";
 
 afterAll(() => void setBackend(jsBackend));
@@ -227,6 +229,13 @@ describe("CompiledShard", () => {
       expect(program!.labels.filter((l) => l === "conv2dFilterGrad (patches kept)")).toHaveLength(
         2,
       );
+      // Every image op and the per-channel bias add by address, none interpreted; the bias
+      // gradients by address where the backend's sumTo runs its kernel (at this many elements).
+      const interpreted = program!.labels.filter((l) => l.endsWith("(interpreted)"));
+      expect(interpreted.filter((l) => /conv|Pool|add/.test(l))).toEqual([]);
+      expect(program!.labels).toEqual(
+        expect.arrayContaining(["conv2dInputGrad", "maxPool2d", "maxPoolGrad", "sumLike"]),
+      );
       const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
       expect(
         program!.run().map((t) => hex(t.data)),
@@ -241,6 +250,55 @@ describe("CompiledShard", () => {
         `${dtype}, second run`,
       ).toEqual(again);
       expect(again).not.toEqual(want);
+    }
+  });
+
+  it("image ops at other strides and paddings, a filter gradient alone and maxPoolSelect: the Evaluator's bits", () => {
+    setBackend(
+      useBackend("wasm", (e) => {
+        throw e;
+      }),
+    );
+    for (const dtype of ["float32", "float64"] as const) {
+      const x = variable("x", { shape: [3, 2, 9, 8], dtype });
+      const w = variable("w", { shape: [4, 2, 3, 2], dtype });
+      const b = variable("b", { shape: [4, 1, 1], dtype });
+      const c = variable("c", { shape: [3, 4, 2, 3], dtype });
+      const v = variable("v", { shape: [3, 2, 9, 8], dtype });
+      const conv = conv2d(x, w, { stride: [2, 1], padding: [1, 0] });
+      const pooled = maxPool2d(relu(add(conv, b)), { size: [2, 3], stride: [2, 2] });
+      const loss = sum(mul(pooled, c));
+      const [gx] = gradients(loss, [x]);
+      // The filter's gradient alone (no conv2d in that program) ...
+      const [gw] = gradients(loss, [w]);
+      // ... and a second order through maxPoolGrad, whose adjoint in g is maxPoolSelect.
+      const [gc] = gradients(sum(mul(gx, v)), [c]);
+      const rng = new Rng(11);
+      const shapes = new Map<Node, number[]>([
+        [x, [3, 2, 9, 8]],
+        [w, [4, 2, 3, 2]],
+        [b, [4, 1, 1]],
+        [c, [3, 4, 2, 3]],
+        [v, [3, 2, 9, 8]],
+      ]);
+      const feedsOf = (nodes: Node[]) =>
+        new Map<Node, Tensor>(
+          nodes.map((n) => {
+            const t = placed(shapes.get(n)!, dtype);
+            for (let k = 0; k < t.size; k++) t.data[k] = rng.normal();
+            return [n, t];
+          }),
+        );
+      for (const [outputs, feeds, label] of [
+        [[gw], feedsOf([x, w, b, c]), "conv2dFilterGrad"],
+        [[loss, gx, gc], feedsOf([x, w, b, c, v]), "maxPoolSelect"],
+      ] as const) {
+        expectEvaluatorBits([...outputs], feeds, label);
+        const labels = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never)!.labels;
+        expect(labels.filter((l) => /conv|Pool/.test(l) && l.endsWith("(interpreted)"))).toEqual(
+          [],
+        );
+      }
     }
   });
 
