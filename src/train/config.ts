@@ -162,10 +162,12 @@ function archDefaults(model: "cnn" | "transformer", arch: ArchName | undefined):
 export function shardCountFor(spec: ModelSpec, batchSize: number): number {
   if (estimatedStepMs(spec, batchSize) < MIN_PARALLEL_STEP_MS) return 1;
   if (spec.arch !== undefined) {
-    // A cnn or transformer row costs 10-100x an MLP's: shards of 25 rows and more are worth a
+    // A cnn or transformer row costs 10-100x an MLP's: shards of 8 rows and more are worth a
     // thread, in a power of two so that 2, 4, 8 or 16 threads share them evenly (batch 50, the
-    // course's: 2 shards of 25; 64: 2 of 32; 128: 4; 512: 16).
-    return Math.min(16, 2 ** Math.max(0, Math.floor(Math.log2(batchSize / 25))));
+    // course's: 4 shards of 12-13 rows; 64: 8 of 8; 128 and more: 16). Small shards are also
+    // faster on one thread: the tutorial cnn's step at batch 64 took 10% less in 8 shards than in
+    // 2 (a shard's patches and activations stay in the core's cache; bench:train, 2026-12-07).
+    return Math.min(16, 2 ** Math.max(0, Math.floor(Math.log2(batchSize / MIN_ARCH_SHARD_ROWS))));
   }
   return defaultMicroShards(batchSize);
 }
@@ -175,8 +177,9 @@ export function defaultMicroShards(batchSize: number): number {
   return Math.max(1, Math.min(16, Math.floor(batchSize / MIN_SHARD_ROWS)));
 }
 
-/** The smallest micro-shard the default split makes. */
+/** The smallest micro-shard the default split makes (an MLP's; a cnn's or transformer's). */
 const MIN_SHARD_ROWS = 32;
+const MIN_ARCH_SHARD_ROWS = 8;
 
 /** Milliseconds of kernel work in one step at the active backend's measured 1-thread rate. */
 export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {

@@ -22,6 +22,7 @@ import {
   type ModelSpec,
 } from "../../src/train/models.js";
 import { Rng } from "../../src/train/random.js";
+import { shardCountFor } from "../../src/train/config.js";
 import { paramsHash } from "../../src/train/serialize.js";
 
 function stats(data: ArrayLike<number>): { mean: number; std: number; maxAbs: number } {
@@ -119,6 +120,32 @@ describe("initParams", () => {
     expect(s.maxAbs).toBeLessThanOrEqual(limit);
     expect(s.maxAbs).toBeGreaterThan(0.9 * limit);
     expect(b.data.every((v) => v === 0)).toBe(true);
+  });
+});
+
+describe("shardCountFor", () => {
+  it("splits a cnn's or transformer's batch into powers of two of at least 8 rows, at most 16", () => {
+    for (const kind of ["cnn", "transformer"] as const) {
+      const spec = modelSpec(kind, 784, [], 10);
+      for (const [batch, shards] of [
+        [8, 1],
+        [15, 1],
+        [16, 2],
+        [50, 4],
+        [64, 8],
+        [127, 8],
+        [128, 16],
+        [512, 16],
+      ]) {
+        const count = shardCountFor(spec, batch);
+        expect(count, `${kind} batch ${batch}`).toBe(shards);
+        // Every shard has at least 8 rows (shardBounds gives the larger ones first).
+        const [lo, hi] = shardBounds(batch, count, count - 1);
+        expect(hi - lo).toBeGreaterThanOrEqual(8);
+      }
+    }
+    // An MLP's shards stay at 32 rows or more.
+    expect(shardCountFor(modelSpec("mlp", 784, [256], 10), 64)).toBe(2);
   });
 });
 
