@@ -59,7 +59,7 @@ const BUDGETS = [
     name: "backends",
     // The WASM backend, its arena and selection by name.
     folders: /^src\/backends(\/|$)/,
-    budget: 1725,
+    budget: 1760,
     history: [
       "575 until the im2col convolution kernels came",
       "675 until the batched product, the convolution's patches and max-pooling moved into WASM",
@@ -71,6 +71,7 @@ const BUDGETS = [
       "1,500 for the cross-entropy kernels in WASM with their own exp (the wasm backend's softmaxCrossEntropy and its gradient, wasm.ts) and a shard's rows gathered in one WASM call (wasm-training/gather.ts, RowGather in training.ts)",
       "1,550 for the compiled step's shapes from the ops' type rules (typesAt in wasm-training/compiled.ts; the interpreted pass only where a rule leaves a dim unknown)",
       "1,725 for the compiled step's image ops by address (wasm-training/image.ts: conv2d and both adjoints, max-pooling and its gradient, the per-channel bias and its sum, into buffers the program holds, g's rows swapped once for both adjoints; the product by address in held.ts, shared with matmul), replacing the convolution case that went through Tensors and copied each result: 33 Tensors a cnn shard to 3, the tutorial cnn's 32-row shard 18-24% faster",
+      "1,760 for the compiled step's stacked and batched products by address (a transformer's: a stack times a weight matrix as one product of its rows, Q K^T and A V on the batched kernel) and reshapes as views of their input's buffer: 71 Tensors a course-transformer shard to 19, its 8-row shard 15% faster",
     ],
   },
   {

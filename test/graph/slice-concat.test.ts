@@ -60,6 +60,57 @@ describe("batched matmul", () => {
   });
 });
 
+describe("a stack times one matrix", () => {
+  it("differentiates b as one product over the stack's rows: the per-matrix sum, by loops", () => {
+    // a [2, 3, 4] @ b [4, 5] and a @ bt^T with bt [5, 4]; g fixed by the loss sum(C * G).
+    const wave = (n: number, seed: number) =>
+      Float64Array.from({ length: n }, (_, i) => Math.sin(seed * 1.7 + i * 0.9));
+    const [av, bv, gv] = [wave(24, 1), wave(20, 2), wave(30, 3)];
+    const a = adj.variable("a", { shape: [2, 3, 4] });
+    const G = adj.variable("G", { shape: [2, 3, 5] });
+    for (const transB of [false, true]) {
+      const b = adj.variable("b", { shape: transB ? [5, 4] : [4, 5] });
+      const loss = adj.sum(adj.mul(adj.matmul(a, b, { transB }), G));
+      const [da, db] = adj.gradients(loss, [a, b]);
+      // b's gradient is a 2-D product (no [2, 4, 5] stack summed afterwards).
+      expect(db.op.name).toBe("matmul");
+      expect(db.inputs.map((i) => i.shape)).toEqual(
+        transB
+          ? [
+              [6, 5],
+              [6, 4],
+            ]
+          : [
+              [6, 4],
+              [6, 5],
+            ],
+      );
+      const feeds = {
+        a: adj.tensor(av, { shape: [2, 3, 4] }),
+        b: adj.tensor(bv, { shape: transB ? [5, 4] : [4, 5] }),
+        G: adj.tensor(gv, { shape: [2, 3, 5] }),
+      };
+      const [gotA, gotB] = new adj.Evaluator([da, db]).run(feeds);
+      // By loops: dB[k][n] = sum over s, m of a[s][m][k] G[s][m][n] (transposed for a @ bt^T);
+      // dA[s][m][k] = sum over n of G[s][m][n] B[k][n].
+      const B = (k: number, n: number) => (transB ? bv[n * 4 + k] : bv[k * 5 + n]);
+      for (let k = 0; k < 4; k++)
+        for (let n = 0; n < 5; n++) {
+          let want = 0;
+          for (let sm = 0; sm < 6; sm++) want += av[sm * 4 + k] * gv[sm * 5 + n];
+          const at = transB ? n * 4 + k : k * 5 + n;
+          expect(gotB.data[at]).toBeCloseTo(want, 12);
+        }
+      for (let sm = 0; sm < 6; sm++)
+        for (let k = 0; k < 4; k++) {
+          let want = 0;
+          for (let n = 0; n < 5; n++) want += gv[sm * 5 + n] * B(k, n);
+          expect(gotA.data[sm * 4 + k]).toBeCloseTo(want, 12);
+        }
+    }
+  });
+});
+
 describe("conv2d", () => {
   it("types at build time and refuses bad geometry, naming the shapes", () => {
     const x = adj.variable("x", { shape: [null, 1, 28, 28] });

@@ -14,7 +14,7 @@ import { isPlaceholder } from "../../graph/node.js";
 import { topoSort } from "../../graph/topo.js";
 import { concreteTypes } from "../../graph/concrete.js";
 import { computeNode } from "../../runtime/evaluator.js";
-import { sameShape, sizeOf } from "../../tensor/shape.js";
+import { productDims, sameShape, sizeOf } from "../../tensor/shape.js";
 import { releaseArray, Tensor, type TypedArray } from "../../tensor/tensor.js";
 import {
   BINARY_CODES,
@@ -26,7 +26,16 @@ import {
 import { type KernelExports } from "../wasm-module.js";
 import type { BuiltinOpName } from "../../graph/op-names.js";
 import type { ShardProgram, TrainingKernels } from "../training.js";
-import { hold, held, planned, productCall, productOut, type Like, type Step } from "./held.js";
+import {
+  hold,
+  held,
+  planned,
+  productCall,
+  productOut,
+  type Like,
+  type ProductDims,
+  type Step,
+} from "./held.js";
 import { imageStep, type ImageContext } from "./image.js";
 import { wasmRowGather } from "./gather.js";
 
@@ -103,6 +112,11 @@ export class CompiledShard implements ShardProgram {
       // sumLike / reshapeLike to an equal shape return their input: an alias.
       if ((how === "alias" || how === "aliasOrSum") && sameShape(inputs[0].shape, like.shape)) {
         values.set(node, inputs[0]);
+        continue;
+      }
+      // A reshape keeps the row-major order: a view of its input's buffer, nothing to run.
+      if (how === "alias" && inputs[0].size === like.size && inputs[0].dtype === like.dtype) {
+        values.set(node, new Tensor(inputs[0].data, like.shape));
         continue;
       }
       const later = deferred.get(node);
@@ -237,8 +251,8 @@ const CASES: Record<BuiltinOpName, Case> = {
   maxPoolSelect: "image",
   maxPoolGrad: "image",
   broadcastTo: "compute",
-  reshape: "compute",
-  expandDims: "compute",
+  reshape: "alias",
+  expandDims: "alias",
   transpose: "compute",
   constant: "compute",
   stopGradient: "compute",
@@ -299,11 +313,26 @@ function matmulStep(
   at: (data: TypedArray) => number,
   clock?: { step: number },
 ): Step | undefined {
-  if (a.rank !== 2 || b.rank !== 2 || a.dtype !== b.dtype || like.size === 0) return undefined;
+  if (a.dtype !== b.dtype || like.size === 0) return undefined;
   const transA = node.attrs.transA === true;
   const transB = node.attrs.transB === true;
-  const [m, n] = like.shape;
-  const dims = { m, n, k: transA ? a.shape[0] : a.shape[1], transA, transB };
+  const [m, kk, n] = productDims(a.shape, b.shape, transA, transB);
+  let dims: ProductDims = { m, n, k: kk, transA, transB };
+  if (a.rank > 2 && b.rank === 2 && !transA) {
+    // A stack times one matrix: one product of the stack's rows, as the backend reshapes it.
+    dims = { ...dims, m: a.size / kk };
+  } else if (a.rank > 2 || b.rank > 2) {
+    // Stacks that pair up, or one matrix broadcast: the batched kernel, as the backend calls it.
+    const count = like.size / (m * n);
+    const [countA, countB] = [a, b].map((t) => t.size / (t.shape.at(-1)! * t.shape.at(-2)!));
+    if ((countA !== count && countA !== 1) || (countB !== count && countB !== 1)) return undefined;
+    dims = {
+      ...dims,
+      count,
+      stackA: countA === count && count > 1,
+      stackB: countB === count && count > 1,
+    };
+  }
   const { data, out } = productOut(k, dims, like.shape, like.dtype);
   const run = productCall(k, at, like.dtype, dims, [at(a.data), at(b.data), at(data)], clock);
   return run && { out, run };

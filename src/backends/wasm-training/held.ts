@@ -43,13 +43,20 @@ export function planned(like: Like, pad = 0): { data: TypedArray; out: Tensor } 
   return { data, out: new Tensor(data.subarray(0, like.size), like.shape) };
 }
 
-/** A product's dims: C (m x n) = op(A) (m x k) op(B) (k x n), and the transposes. */
+/**
+ * A product's dims: C (m x n) = op(A) (m x k) op(B) (k x n), and the transposes; a stack of
+ * `count` such products (default 1), A's and B's matrices advancing with it (`stackA`,
+ * `stackB` true) or broadcast (false).
+ */
 export interface ProductDims {
   m: number;
   n: number;
   k: number;
   transA: boolean;
   transB: boolean;
+  count?: number;
+  stackA?: boolean;
+  stackB?: boolean;
 }
 
 /**
@@ -65,10 +72,8 @@ export function productOut(
   const f32 = dtype === "float32";
   const mPad = f32 ? k.paddedRowsF32(dims.m) : k.paddedRowsF64(dims.m);
   const nPad = f32 ? k.paddedColsF32(dims.n) : k.paddedColsF64(dims.n);
-  return planned(
-    { shape, dtype, size: dims.m * dims.n, rank: shape.length },
-    mPad * nPad - dims.m * dims.n,
-  );
+  const size = (dims.count ?? 1) * dims.m * dims.n;
+  return planned({ shape, dtype, size, rank: shape.length }, mPad * nPad - dims.m * dims.n);
 }
 
 /**
@@ -87,6 +92,20 @@ export function productCall(
   const { m, n, k: kk } = dims;
   const f32 = dtype === "float32";
   const elem = f32 ? 4 : 8;
+  if (dims.count !== undefined) {
+    // A stack: the batched kernel, each C compacted in place (the backend's call for it).
+    const pack = hold(
+      Math.ceil((f32 ? k.packBytesF32(n, kk) : k.packBytesF64(n, kk)) / elem),
+      dtype,
+    );
+    const [pp, count] = [at(pack), dims.count];
+    if (pa < 0 || pb < 0 || pc < 0 || pp < 0) return undefined;
+    const batched = f32 ? k.matmulBatchF32 : k.matmulBatchF64;
+    const [ta, tb] = [dims.transA ? 1 : 0, dims.transB ? 1 : 0];
+    const strideA = dims.stackA ? m * kk * elem : 0;
+    const strideB = dims.stackB ? kk * n * elem : 0;
+    return () => batched(pa, pb, pp, pc, m, n, kk, ta, tb, count, strideA, strideB);
+  }
   const nPad = f32 ? k.paddedColsF32(n) : k.paddedColsF64(n);
   const compact = (f32 ? k.paddedRowsF32(m) : k.paddedRowsF64(m)) !== m || nPad !== n;
   const once = clock !== undefined && f32;

@@ -4,7 +4,7 @@ import { checkArity, checkOptions, label, makeNode, type Node } from "../node.js
 import { declareOp, type Op } from "../op.js";
 import { productDims } from "../../tensor/shape.js";
 import { add } from "./elementwise.js";
-import { sumLike } from "./shape.js";
+import { reshape, sumLike } from "./shape.js";
 import { broadcastDims, fmtType, promoteTypes, type Dim } from "../types.js";
 
 /** Options of {@link matmul}. */
@@ -67,11 +67,27 @@ export const matmulOp: Op = declareOp<Required<MatmulOptions>>({
     // Batched: an input's broadcast batch axes are summed back (none for 2-D @ 2-D, where the
     // graph stays as it was).
     if (a.shape?.length === 2 && b.shape?.length === 2) return grads;
-    if (a.shape === null && b.shape === null)
-      return grads.map((d, i) => sumLike(d, node.inputs[i]));
+    const stacked = stackedWeightGrad(a, b, g, tA, tB);
+    if (stacked) return [sumLike(grads[0], a), stacked];
     return grads.map((d, i) => sumLike(d, node.inputs[i]));
   },
 });
+
+/**
+ * b's gradient when a stack [..., m, k] multiplies one matrix b (a layer applied to every token):
+ * one product over all the stack's rows, [k, rows] @ [rows, n], where the batched rule's product
+ * per matrix wrote a [batch, k, n] stack to sum afterwards (inner dims of m: 28 on the course's
+ * transformer, a third of its step). Undefined where a dim it needs is not known.
+ */
+function stackedWeightGrad(a: Node, b: Node, g: Node, tA: boolean, tB: boolean): Node | undefined {
+  const [as, bs] = [a.shape, b.shape];
+  if (tA || as === null || as.length < 3 || bs?.length !== 2) return undefined;
+  const k = as[as.length - 1];
+  const n = tB ? bs[0] : bs[1];
+  if (k === null || n === null) return undefined;
+  const [rowsA, rowsG] = [reshape(a, [-1, k]), reshape(g, [-1, n])];
+  return tB ? matmul(rowsG, rowsA, { transA: true }) : matmul(rowsA, rowsG, { transA: true });
+}
 
 /**
  * op(a) @ op(b): the last two axes multiply, leading (batch) axes broadcast, as NumPy's matmul;

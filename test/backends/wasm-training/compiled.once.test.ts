@@ -253,6 +253,42 @@ describe("CompiledShard", () => {
     }
   });
 
+  it("the transformers' stacked and batched products and reshapes by address: the Evaluator's bits", () => {
+    const wasm = useBackend("wasm", (e) => {
+      throw e;
+    });
+    setBackend(wasm);
+    for (const arch of ["course", "residual"] as const)
+      for (const dtype of ["float32", "float64"] as const) {
+        const spec = modelSpec("transformer", 784, [], 10, arch);
+        const { placeholders, outputs } = rebuildGraph(buildTrainPlan(spec).graph);
+        const rng = new Rng(6);
+        const initial = initParams(spec, rng, dtype);
+        const shapes = [[3, 784], [3, 10], ...initial.map((t) => [...t.shape])];
+        const feeds = new Map<Node, Tensor>(
+          placeholders.map((p, i) => {
+            const t = placed(shapes[i], dtype);
+            if (i >= 2) t.data.set(initial[i - 2].data);
+            else
+              for (let k = 0; k < t.size; k++)
+                t.data[k] = i === 1 ? Number(k % 10 === 4) : rng.uniform(0, 1);
+            return [p, t];
+          }),
+        );
+        const program = CompiledShard.compile(outputs, feeds, wasm as never)!;
+        // The path under test ran: every product (stacked, batched, plain) and reshape by address.
+        expect(program.labels.filter((l) => /matmul|reshape/.test(l))).not.toContainEqual(
+          expect.stringContaining("(interpreted)"),
+        );
+        expect(program.labels.filter((l) => l === "matmul").length).toBeGreaterThan(10);
+        const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
+        expect(
+          program.run().map((t) => hex(t.data)),
+          `${arch} ${dtype}`,
+        ).toEqual(want);
+      }
+  });
+
   it("image ops at other strides and paddings, a filter gradient alone and maxPoolSelect: the Evaluator's bits", () => {
     setBackend(
       useBackend("wasm", (e) => {
