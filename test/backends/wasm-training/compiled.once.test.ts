@@ -162,6 +162,27 @@ function lossFeeds(
   );
 }
 
+/**
+ * A built-in model's training plan and feeds of `rows` rows in the kernels' memory: pixels
+ * uniform in [0, 1), every row's label class 3, the model's initial parameters.
+ */
+function modelPlan(spec: ModelSpec, rows: number, dtype: DType, rng: Rng) {
+  const { placeholders, outputs } = rebuildGraph(buildTrainPlan(spec).graph);
+  const initial = initParams(spec, rng, dtype);
+  const shapes = [[rows, 784], [rows, 10], ...initial.map((t) => [...t.shape])];
+  const feeds = new Map<Node, Tensor>(
+    placeholders.map((p, i) => {
+      const t = placed(shapes[i], dtype);
+      if (i >= 2) t.data.set(initial[i - 2].data);
+      else
+        for (let k = 0; k < t.size; k++)
+          t.data[k] = i === 1 ? Number(k % 10 === 3) : rng.uniform(0, 1);
+      return [p, t];
+    }),
+  );
+  return { placeholders, outputs, feeds };
+}
+
 /** `outputs` compile over `feeds` with a step labelled `label`, and give the Evaluator's bits. */
 function expectEvaluatorBits(outputs: Node[], feeds: Map<Node, Tensor>, label: string): void {
   const program = CompiledShard.compile(outputs, feeds, useBackend("wasm") as never);
@@ -207,21 +228,13 @@ describe("CompiledShard", () => {
     });
     setBackend(wasm);
     for (const dtype of ["float32", "float64"] as const) {
-      const spec = modelSpec("cnn", 784, [], 10, "tutorial");
-      const { graph: plan } = buildTrainPlan(spec);
-      const { placeholders, outputs } = rebuildGraph(plan);
       const rng = new Rng(5);
-      const initial = initParams(spec, rng, dtype);
-      const shapes = [[6, 784], [6, 10], ...initial.map((t) => [...t.shape])];
-      const feeds = new Map<Node, Tensor>();
-      placeholders.forEach((p, i) => {
-        const t = placed(shapes[i], dtype);
-        if (i >= 2) t.data.set(initial[i - 2].data);
-        else
-          for (let k = 0; k < t.size; k++)
-            t.data[k] = i === 1 ? Number(k % 10 === 3) : rng.uniform(0, 1);
-        feeds.set(p, t);
-      });
+      const { placeholders, outputs, feeds } = modelPlan(
+        modelSpec("cnn", 784, [], 10, "tutorial"),
+        6,
+        dtype,
+        rng,
+      );
       const program = CompiledShard.compile(outputs, feeds, wasm as never);
       expect(program).toBeDefined();
       // The path under test ran: both layers' convolutions kept their patches.
@@ -261,20 +274,7 @@ describe("CompiledShard", () => {
     for (const arch of ["course", "residual"] as const)
       for (const dtype of ["float32", "float64"] as const) {
         const spec = modelSpec("transformer", 784, [], 10, arch);
-        const { placeholders, outputs } = rebuildGraph(buildTrainPlan(spec).graph);
-        const rng = new Rng(6);
-        const initial = initParams(spec, rng, dtype);
-        const shapes = [[3, 784], [3, 10], ...initial.map((t) => [...t.shape])];
-        const feeds = new Map<Node, Tensor>(
-          placeholders.map((p, i) => {
-            const t = placed(shapes[i], dtype);
-            if (i >= 2) t.data.set(initial[i - 2].data);
-            else
-              for (let k = 0; k < t.size; k++)
-                t.data[k] = i === 1 ? Number(k % 10 === 4) : rng.uniform(0, 1);
-            return [p, t];
-          }),
-        );
+        const { outputs, feeds } = modelPlan(spec, 3, dtype, new Rng(6));
         const program = CompiledShard.compile(outputs, feeds, wasm as never)!;
         // The path under test ran: every product (stacked, batched, plain) and reshape by address.
         expect(program.labels.filter((l) => /matmul|reshape/.test(l))).not.toContainEqual(
