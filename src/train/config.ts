@@ -167,19 +167,31 @@ export function shardCountFor(spec: ModelSpec, batchSize: number): number {
     // course's: 4 shards of 12-13 rows; 64: 8 of 8; 128 and more: 16). Small shards are also
     // faster on one thread: the tutorial cnn's step at batch 64 took 10% less in 8 shards than in
     // 2 (a shard's patches and activations stay in the core's cache; bench:train, 2026-12-07).
-    return Math.min(16, 2 ** Math.max(0, Math.floor(Math.log2(batchSize / MIN_ARCH_SHARD_ROWS))));
+    return smallShards(batchSize);
   }
   return defaultMicroShards(batchSize);
 }
 
-/** The split of a batch worth parallelising: shards of at least 32 rows, at most 16 (fit's default). */
-export function defaultMicroShards(batchSize: number): number {
+/**
+ * The split of a batch worth parallelising, at most 16 shards (fit's default): shards of at
+ * least 32 rows, or of at least 8 in a power of two where a row's values (`rowBytes`, every
+ * node's output for one row: planRowBytes) fill 64 KB or more, as a cnn's or a transformer's do.
+ */
+export function defaultMicroShards(batchSize: number, rowBytes = 0): number {
+  if (rowBytes >= LARGE_ROW_BYTES) return smallShards(batchSize);
   return Math.max(1, Math.min(16, Math.floor(batchSize / MIN_SHARD_ROWS)));
 }
 
-/** The smallest micro-shard the default split makes (an MLP's; a cnn's or transformer's). */
+/** Shards of at least 8 rows, a power of two of them (2, 4, 8 or 16 threads share them evenly). */
+function smallShards(batchSize: number): number {
+  return Math.min(16, 2 ** Math.max(0, Math.floor(Math.log2(batchSize / MIN_SMALL_SHARD_ROWS))));
+}
+
+/** The smallest micro-shard the default split makes: an MLP's, and one of large rows. */
 const MIN_SHARD_ROWS = 32;
-const MIN_ARCH_SHARD_ROWS = 8;
+const MIN_SMALL_SHARD_ROWS = 8;
+/** Bytes of values per row from which small shards pay (MLP 784-256-10: 7 KB; cnns 148-297 KB). */
+const LARGE_ROW_BYTES = 64 * 1024;
 
 /** Milliseconds of kernel work in one step at the active backend's measured 1-thread rate. */
 export function estimatedStepMs(spec: ModelSpec, batchSize: number): number {

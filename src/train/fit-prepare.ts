@@ -12,6 +12,7 @@ import { allocateShared, type SharedState, type TrainPlan } from "./parallel/sta
 import { outputPathProblem } from "./files.js";
 import { paramsHash } from "./serialize.js";
 import { defaultMicroShards } from "./config.js";
+import { planRowBytes } from "./step-cost.js";
 import type { FitOptions } from "./fit.js";
 
 /** Everything checked before any step: the plan, the shared state and the batch geometry. */
@@ -154,10 +155,9 @@ export function prepare(options: FitOptions): {
   if (!Number.isSafeInteger(batchSize) || batchSize < 1)
     fail(`batchSize must be a positive integer, got ${batchSize}`);
   if (batchSize > rows) fail(`batchSize ${batchSize} is larger than the ${rows} rows of data`);
-  const shardCount = options.microShards ?? defaultMicroShards(batchSize);
-  if (!Number.isSafeInteger(shardCount) || shardCount < 1 || shardCount > batchSize) {
-    fail(`microShards must be an integer from 1 to the batch size ${batchSize}, got ${shardCount}`);
-  }
+  const given = options.microShards;
+  if (given !== undefined && (!Number.isSafeInteger(given) || given < 1 || given > batchSize))
+    fail(`microShards must be an integer from 1 to the batch size ${batchSize}, got ${given}`);
   for (const [name, value] of [
     ["epochs", options.epochs],
     ["steps", options.steps],
@@ -175,6 +175,10 @@ export function prepare(options: FitOptions): {
     shardLoss: reduction,
     objective: reduction,
   };
+  // Large rows (a convolution's, a transformer's) in small shards, which stay in the caches.
+  const rowShapes = dataNodes.map((d) => data.get(d)!.shape.slice(1));
+  const shardCount =
+    given ?? defaultMicroShards(batchSize, planRowBytes(plan, rowShapes, dtype) ?? 0);
   const shared = allocateShared({
     dtype,
     columns: dataNodes.map((d) => {

@@ -11,16 +11,13 @@ import { productDims, sizeOf } from "../tensor/shape.js";
 import type { TrainPlan } from "./parallel/state.js";
 import type { DType } from "../tensor/tensor.js";
 
-/**
- * Multiply-adds x 2 of the plan's matmul and conv2d nodes (forward and gradients) for `rows`
- * rows of data of `rowShapes` in `dtype`; undefined where a type rule leaves a dim unknown.
- */
-export function planFlops(
+/** Every node of the plan in order with its type, for `rows` rows of data; undefined if unknown. */
+function typedPlan(
   train: TrainPlan,
   rowShapes: readonly (readonly number[])[],
   rows: number,
   dtype: DType,
-): number | undefined {
+): { order: Node[]; shapeOf: (n: Node) => readonly number[] } | undefined {
   const { placeholders, outputs } = rebuildGraph(train.graph);
   const given = new Map<Node, ConcreteType>(
     placeholders.map((p, i) => {
@@ -34,10 +31,43 @@ export function planFlops(
   const order = topoSort(outputs);
   const types = concreteTypes(order, (node) => given.get(node));
   if (types === undefined) return undefined;
-  const shapeOf = (n: Node) => types.get(n)!.shape;
+  return { order: order.filter((n) => !given.has(n)), shapeOf: (n) => types.get(n)!.shape };
+}
+
+/**
+ * Multiply-adds x 2 of the plan's matmul and conv2d nodes (forward and gradients) for `rows`
+ * rows of data of `rowShapes` in `dtype`; undefined where a type rule leaves a dim unknown.
+ */
+export function planFlops(
+  train: TrainPlan,
+  rowShapes: readonly (readonly number[])[],
+  rows: number,
+  dtype: DType,
+): number | undefined {
+  const typed = typedPlan(train, rowShapes, rows, dtype);
+  if (typed === undefined) return undefined;
+  const { order, shapeOf } = typed;
   let flops = 0;
   for (const node of order) flops += nodeFlops(node, node.inputs.map(shapeOf), shapeOf(node));
   return flops;
+}
+
+/**
+ * Bytes of the values a plan computes for each row of data (every node's output, forward and
+ * backward, at 2 rows less at 1): how much a shard's rows fill the caches. Undefined where a
+ * type rule leaves a dim unknown.
+ */
+export function planRowBytes(
+  train: TrainPlan,
+  rowShapes: readonly (readonly number[])[],
+  dtype: DType,
+): number | undefined {
+  const [one, two] = [1, 2].map((rows) => {
+    const typed = typedPlan(train, rowShapes, rows, dtype);
+    return typed && typed.order.reduce((sum, n) => sum + sizeOf(typed.shapeOf(n)), 0);
+  });
+  if (one === undefined || two === undefined) return undefined;
+  return (two - one) * (dtype === "float32" ? 4 : 8);
 }
 
 /** A matmul's or a convolution's 2 x multiply-adds; 0 for any other op (far cheaper per value). */

@@ -41,6 +41,45 @@ function problem(dtype: "float32" | "float64", rows = 256) {
 }
 
 describe("fit() on a user-built graph", () => {
+  it("splits a batch of large rows (a convolution's) into shards of 8 rows; an MLP's into 32", async () => {
+    const X = adj.variable("X", { shape: [null, 784], dtype: "float32" });
+    const Y = adj.variable("Y", { shape: [null, 10], dtype: "float32" });
+    const K = adj.variable("K", { shape: [8, 1, 5, 5], dtype: "float32" });
+    const D = adj.variable("D", { shape: [8 * 12 * 12, 10], dtype: "float32" });
+    const image = adj.reshape(X, [-1, 1, 28, 28]);
+    const pooled = adj.maxPool2d(adj.relu(adj.conv2d(image, K)), { size: 2 });
+    const logits = adj.matmul(adj.reshape(pooled, [-1, 8 * 12 * 12]), D);
+    const wave = (n: number, seed: number) =>
+      Float32Array.from({ length: n }, (_, i) => 0.1 * Math.sin(seed * 3.1 + i * 0.7));
+    const params = new Map([
+      [K, adj.tensor(wave(200, 1), { shape: [8, 1, 5, 5] })],
+      [D, adj.tensor(wave(11520, 2), { shape: [1152, 10] })],
+    ]);
+    const labels = Float32Array.from({ length: 640 }, (_, i) => Number(i % 10 === 3));
+    const data = new Map([
+      [X, adj.tensor(wave(64 * 784, 3), { shape: [64, 784] })],
+      [Y, adj.tensor(labels, { shape: [64, 10] })],
+    ]);
+    const options = { loss: adj.softmaxCrossEntropy(logits, Y), params, data, steps: 2 };
+    const conv = await adj.fit({ ...options, batchSize: 64, threads: 1 });
+    expect(conv.microShards).toBe(8);
+    // The given split stands; a dense layer's rows stay in shards of 32.
+    expect(
+      (await adj.fit({ ...options, batchSize: 64, microShards: 2, threads: 1 })).microShards,
+    ).toBe(2);
+    const dense = adj.matmul(X, adj.variable("W", { shape: [784, 10], dtype: "float32" }));
+    const W = [...dense.inputs][1];
+    const mlp = await adj.fit({
+      loss: adj.softmaxCrossEntropy(dense, Y),
+      params: new Map([[W, adj.tensor(wave(7840, 4), { shape: [784, 10] })]]),
+      data,
+      batchSize: 64,
+      steps: 2,
+      threads: 1,
+    });
+    expect(mlp.microShards).toBe(2);
+  });
+
   it("trains: the loss falls, and threads 1, 2 and 3 give the same parameters bit for bit", async () => {
     const { loss, params, data } = problem("float32");
     const run = (threads: number) =>

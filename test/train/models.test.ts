@@ -22,7 +22,7 @@ import {
   type ModelSpec,
 } from "../../src/train/models.js";
 import { Rng } from "../../src/train/random.js";
-import { shardCountFor } from "../../src/train/config.js";
+import { defaultMicroShards, shardCountFor } from "../../src/train/config.js";
 import { paramsHash } from "../../src/train/serialize.js";
 
 function stats(data: ArrayLike<number>): { mean: number; std: number; maxAbs: number } {
@@ -146,6 +146,9 @@ describe("shardCountFor", () => {
     }
     // An MLP's shards stay at 32 rows or more.
     expect(shardCountFor(modelSpec("mlp", 784, [256], 10), 64)).toBe(2);
+    // fit()'s: by the bytes a row's values fill (planRowBytes), small shards from 64 KB.
+    expect([64, 50, 512].map((b) => defaultMicroShards(b, 7 * 1024))).toEqual([2, 1, 16]);
+    expect([64, 50, 512].map((b) => defaultMicroShards(b, 64 * 1024))).toEqual([8, 4, 16]);
   });
 });
 
