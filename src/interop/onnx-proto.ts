@@ -1,21 +1,33 @@
 /** The protobuf pieces of an ONNX export: element types, tensors, attributes, and what a rule is given. */
-import onnxProto from "onnx-proto";
+import { createRequire } from "node:module";
+import type onnxProto from "onnx-proto";
 import { type Node } from "../graph/node.js";
 import { type NodeType } from "../graph/types.js";
 import { littleEndianBytes } from "./bytes.js";
 import { type DType } from "../tensor/tensor.js";
 
-const { onnx } = onnxProto;
+/**
+ * The protobuf classes, loaded at the first export: protobufjs and the generated onnx.proto code
+ * take ~60 ms to load, most of `import "adjoint"` and of the CLI's start, for every user who never
+ * writes an ONNX file.
+ */
+export function protoClasses(): typeof onnxProto.onnx {
+  loaded ??= (createRequire(import.meta.url)("onnx-proto") as typeof onnxProto).onnx;
+  return loaded;
+}
+let loaded: typeof onnxProto.onnx | undefined;
 
 /** An ONNX attribute's value. */
 export type AttributeValue = number | number[] | string | onnxProto.onnx.ITensorProto;
 
-export const ELEM: Record<DType, number> = {
-  float32: onnx.TensorProto.DataType.FLOAT,
-  float64: onnx.TensorProto.DataType.DOUBLE,
-};
-const INT64 = onnx.TensorProto.DataType.INT64;
-export const BOOL = onnx.TensorProto.DataType.BOOL;
+// NOTE: the enum values of onnx.proto (TensorProto.DataType, AttributeProto.AttributeType), fixed
+// by the ONNX spec; a test checks them against the generated code's.
+/** TensorProto.DataType of each dtype. */
+export const ELEM: Record<DType, number> = { float32: 1, float64: 11 };
+const INT64 = 7;
+export const BOOL = 9;
+/** AttributeProto.AttributeType codes. */
+export const ATTRIBUTE_TYPE = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, INTS: 7 } as const;
 
 /** What a rule writes with: ONNX nodes, constants and the run-time shape of a value. */
 export interface Emitter {
@@ -72,7 +84,7 @@ export function tensorProto(
 
 /** One attribute in ONNX's tagged form. */
 export function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttributeProto {
-  const T = onnx.AttributeProto.AttributeType;
+  const T = ATTRIBUTE_TYPE;
   if (typeof value === "number") {
     return Number.isInteger(value)
       ? { name, type: T.INT, i: value }

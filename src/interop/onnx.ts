@@ -5,7 +5,7 @@
  * export (the batch) become symbolic dimensions, and every rule that needs a shape reads it at run
  * time (`Shape`), so an exported model runs for any batch size.
  */
-import onnxProto from "onnx-proto";
+import type onnxProto from "onnx-proto";
 import { checkFeed, checkOptions, isPlaceholder, type Node } from "../graph/node.js";
 import { typeName } from "../tensor/options.js";
 import { topoSort } from "../graph/topo.js";
@@ -14,14 +14,13 @@ import { Tensor } from "../tensor/tensor.js";
 import {
   attribute,
   ELEM,
+  protoClasses,
   tensorProto,
   type Emitter,
   type Rule,
   type Unsupported,
 } from "./onnx-proto.js";
 import { RULES } from "./onnx-rules.js";
-
-const { onnx } = onnxProto;
 
 /** Options of {@link exportOnnx}. */
 export interface OnnxExportOptions {
@@ -253,6 +252,7 @@ export function exportOnnx(outputs: readonly Node[], options: OnnxExportOptions)
     const type = types.get(node)!;
     return valueInfo(name, type, (d) => `${name}_dim${d}`);
   });
+  const onnx = protoClasses();
   const model = onnx.ModelProto.create({
     // The IR version each opset came with (ONNX 1.13: IR 8 to opset 18; 1.15: 9, 20; 1.17: 10,
     // 22; 1.18: 11, 23-24; then 12).

@@ -3,7 +3,10 @@
  * graphs and the MLP's training graph run in onnxruntime-node and agree with the Evaluator
  * (float64 within 1e-10, float32 within 1e-5 relative).
  */
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { packageRoot } from "../../src/package.js";
 import * as ort from "onnxruntime-node";
 import * as adj from "../../src/index.js";
 import type { Node, Tensor } from "../../src/index.js";
@@ -230,5 +233,45 @@ describe("clear errors", () => {
     expect(() => exportOnnx([x], { inputs: [x], opset: 9 })).toThrow(
       /exportOnnx: opset must be an integer from 13 to 26, got 9/,
     );
+  });
+});
+
+describe("the protobuf code", () => {
+  it("the enum codes written as constants are onnx.proto's, as the generated code has them", async () => {
+    const { onnx } = (await import("onnx-proto")).default;
+    const { ELEM, BOOL, ATTRIBUTE_TYPE } = await import("../../src/interop/onnx-proto.js");
+    expect(ELEM).toEqual({
+      float32: onnx.TensorProto.DataType.FLOAT,
+      float64: onnx.TensorProto.DataType.DOUBLE,
+    });
+    expect(BOOL).toBe(onnx.TensorProto.DataType.BOOL);
+    const T = onnx.AttributeProto.AttributeType;
+    expect(ATTRIBUTE_TYPE).toEqual({
+      FLOAT: T.FLOAT,
+      INT: T.INT,
+      STRING: T.STRING,
+      TENSOR: T.TENSOR,
+      INTS: T.INTS,
+    });
+    // int64 tensors (Reshape's shapes) carry INT64's code.
+    const { tensorProto } = await import("../../src/interop/onnx-proto.js");
+    expect(tensorProto("s", [2, 3], [2], "int64").dataType).toBe(onnx.TensorProto.DataType.INT64);
+  });
+
+  it("is loaded at the first export, not by importing the package", () => {
+    // A fresh process: the package's build imported, then an export written.
+    const script = `
+      import { createRequire } from "node:module";
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes("onnx-proto"));
+      const adj = await import(${JSON.stringify(join(packageRoot(), "dist", "src", "index.js"))});
+      const before = loaded();
+      const x = adj.variable("x", { shape: [2], dtype: "float32" });
+      adj.exportOnnx([adj.relu(x)], { inputs: [x] });
+      console.log(JSON.stringify([before, loaded()]));
+    `;
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+      encoding: "utf8",
+    });
+    expect(JSON.parse(out)).toEqual([false, true]);
   });
 });
