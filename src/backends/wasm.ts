@@ -468,16 +468,23 @@ export function channelBlocks(
   return channels > 1 && inner > 1 ? [sizeOf(big.slice(0, first)), channels, inner] : undefined;
 }
 
-/** True when `row` is one row of `x`'s last dim, so x (op) row has x's shape: (n,k) op (k,). */
+/** True when `row` is one row of `x`'s trailing dims: (n,k) op (k,), (n,t,k) op (t,k). */
 function isRowOf(row: Tensor, x: Tensor): boolean {
-  const cols = x.rank > 0 ? x.shape[x.rank - 1] : 0;
-  return (
-    row.rank <= x.rank &&
-    row.rank > 0 &&
-    row.size === cols &&
-    row.shape[row.rank - 1] === cols &&
-    x.size > cols
-  );
+  return isTrailingBlock(row.shape, x.shape) && x.size > row.size;
+}
+
+/**
+ * True when `small`, its leading 1s aside (not its last dim), is `big`'s trailing dims: x (op) y
+ * then pairs element i of x with element i mod y.size of y, one row of y per row of x.
+ */
+export function isTrailingBlock(small: readonly number[], big: readonly number[]): boolean {
+  let first = 0;
+  while (first < small.length - 1 && small[first] === 1) first++;
+  const kept = small.length - first;
+  if (kept === 0 || kept > big.length) return false;
+  for (let i = 0; i < kept; i++)
+    if (small[small.length - 1 - i] !== big[big.length - 1 - i]) return false;
+  return small.length <= big.length;
 }
 
 /**

@@ -158,6 +158,19 @@ describe.each([
           }
         }
       }
+      // A block of trailing dims (a position per token over a batch): one call, the js bits.
+      const x = randomTensor(wasm, [4, 3, 18], dtype, 9);
+      for (const blockShape of [
+        [3, 18],
+        [1, 3, 18],
+      ]) {
+        const block = randomTensor(wasm, blockShape, dtype, 10);
+        for (const kind of ["add", "sub", "mul", "div"] as BinaryKind[]) {
+          const calls = wasmStats.calls;
+          expect(bits(wasm.binary(kind, x, block))).toEqual(bits(jsBackend.binary(kind, x, block)));
+          expect(wasmStats.calls).toBe(calls + 1);
+        }
+      }
     });
 
     it(`column sums (sumTo and reduce sum over leading axes), ${dtype}`, () => {

@@ -19,6 +19,7 @@ import { releaseArray, Tensor, type TypedArray } from "../../tensor/tensor.js";
 import {
   BINARY_CODES,
   channelBlocks,
+  isTrailingBlock,
   leadingRows,
   UNARY_CODES,
   type WasmBackend,
@@ -380,9 +381,9 @@ function elementwiseCall(
       const kernel = f32 ? k.binaryF32 : k.binaryF64;
       return (po) => () => kernel(op, px, py, po, size);
     }
-    const cols = like.rank > 0 ? like.shape[like.rank - 1] : 0;
-    if (y.rank === 1 && y.size === cols && cols > 0) {
-      const kernel = f32 ? k.rowBinaryF32 : k.rowBinaryF64;
+    // A row of x's trailing dims (a bias, a position per token): one IEEE operation per element.
+    if (isTrailingBlock(y.shape, like.shape) && size > y.size) {
+      const [kernel, cols] = [f32 ? k.rowBinaryF32 : k.rowBinaryF64, y.size];
       return (po) => () => kernel(op, px, py, po, size / cols, cols);
     }
     // A per-channel value over images (a convolution's bias [F, 1, 1]): one IEEE operation per
@@ -402,11 +403,11 @@ function elementwiseCall(
   }
   const axis = node.attrs.axis;
   const plain = axis === undefined || axis === 0;
-  if (name === "sumLike" && plain && x.rank === 2 && like.rank === 1 && like.size === x.shape[1]) {
-    if (x.size < minElements || x.shape[0] < 2 || like.size < 2) return undefined;
+  // A sum over leading rows (a bias's gradient, a position's) as the backend's sumTo runs it.
+  const rows = name === "sumLike" && plain ? leadingRows(x.shape, like.shape) : 0;
+  if (rows > 0 && x.size >= minElements) {
     const kernel = f32 ? k.columnSumF32 : k.columnSumF64;
-    const [rows, cols] = x.shape;
-    return (po) => () => kernel(px, po, rows, cols);
+    return (po) => () => kernel(px, po, rows, x.size / rows);
   }
   // The bias gradient of a convolution ([N, F, H, W] to [F, 1, 1]) as the backend's sumTo runs it.
   const blocks = name === "sumLike" && plain ? channelBlocks(x.shape, like.shape) : undefined;

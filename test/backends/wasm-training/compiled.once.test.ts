@@ -281,6 +281,8 @@ describe("CompiledShard", () => {
           expect.stringContaining("(interpreted)"),
         );
         expect(program.labels.filter((l) => l === "matmul").length).toBeGreaterThan(10);
+        // The bias and position adds (rows of the tokens' trailing dims) too.
+        expect(program.labels).not.toContain("add (interpreted)");
         const want = new Evaluator(outputs).run(feeds).map((t) => hex(t.data));
         expect(
           program.run().map((t) => hex(t.data)),
