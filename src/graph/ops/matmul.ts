@@ -76,8 +76,8 @@ export const matmulOp: Op = declareOp<Required<MatmulOptions>>({
 /**
  * b's gradient when a stack [..., m, k] multiplies one matrix b (a layer applied to every token):
  * one product over all the stack's rows, [k, rows] @ [rows, n], where the batched rule's product
- * per matrix wrote a [batch, k, n] stack to sum afterwards (inner dims of m: 28 on the course's
- * transformer, a third of its step). Undefined where a dim it needs is not known.
+ * per matrix (an inner dim of 28, the tokens, on the course's transformer) wrote a [batch, k, n]
+ * stack to sum afterwards. Undefined where a dim it needs is not known.
  */
 function stackedWeightGrad(a: Node, b: Node, g: Node, tA: boolean, tB: boolean): Node | undefined {
   const [as, bs] = [a.shape, b.shape];
