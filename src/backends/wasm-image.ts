@@ -17,6 +17,33 @@ import { jsBackend } from "../tensor/kernels/js.js";
 import type { WasmArena } from "./wasm-arena.js";
 import type { KernelExports } from "./wasm-module.js";
 
+/**
+ * The patches kernel's geometry words (asm/kernels.ts patches): x's [N, C, H, W], the window,
+ * stride and padding, and the output's H' and W' (returned too).
+ */
+export function convWords(
+  xShape: readonly number[],
+  wShape: readonly number[],
+  geometry: ConvGeometry,
+): { oh: number; ow: number; words: number[] } {
+  const [oh, ow] = convOut(xShape, wShape, geometry);
+  const { stride, padding } = geometry;
+  return { oh, ow, words: [...xShape, ...wShape.slice(2), ...stride, ...padding, oh, ow] };
+}
+
+/**
+ * The pooling kernel's geometry words (asm/kernels.ts pool): x's images (N*C), their H and W, the
+ * output's H' and W' (returned too), the window and the stride.
+ */
+export function poolWords(
+  xShape: readonly number[],
+  geometry: PoolGeometry,
+): { oh: number; ow: number; words: number[] } {
+  const [n, c, hh, ww] = xShape;
+  const [oh, ow] = poolOut(xShape, geometry);
+  return { oh, ow, words: [n * c, hh, ww, oh, ow, ...geometry.size, ...geometry.stride] };
+}
+
 /** How the backend runs a kernel on placed data (wasm.ts's launch). */
 type Launch = (
   dtype: DType,
@@ -55,9 +82,8 @@ export function imageKernels(
     wShape: readonly number[],
     geometry: ConvGeometry,
   ): [number, number] {
-    const [oh, ow] = convOut(xShape, wShape, geometry);
-    const { stride, padding } = geometry;
-    writeGeometry([...xShape, ...wShape.slice(2), ...stride, ...padding, oh, ow]);
+    const { oh, ow, words } = convWords(xShape, wShape, geometry);
+    writeGeometry(words);
     return [oh, ow];
   }
 
@@ -173,10 +199,9 @@ export function imageKernels(
    * one dtype, else the js kernels run (a conversion could make two values tie).
    */
   function pooled(u: Tensor, x: Tensor, geometry: PoolGeometry, scatter: boolean): Tensor {
-    const { size, stride } = geometry;
-    const [n, c, hh, ww] = x.shape;
-    const [oh, ow] = poolOut(x.shape, geometry);
-    writeGeometry([n * c, hh, ww, oh, ow, ...size, ...stride]);
+    const [n, c] = x.shape;
+    const { oh, ow, words } = poolWords(x.shape, geometry);
+    writeGeometry(words);
     const out = allocate(scatter ? x.shape : [n, c, oh, ow], u.dtype, false, false);
     const run = u.dtype === "float32" ? k.poolF32 : k.poolF64;
     const flag = scatter ? 1 : 0;

@@ -340,15 +340,9 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     // NOTE: matrices skip the batch bookkeeping: a layer's small products are called per step
     // (50x64 @ 64x10 took 1 us more, 18%, through the general path's arrays).
     const plain = a.rank === 2 && b.rank === 2;
-    const batch = plain ? [] : broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
-    if (batch === null) return undefined;
-    const count = plain ? 1 : sizeOf(batch);
-    const strideOf = (t: Tensor) => {
-      const own = plain ? 1 : sizeOf(t.shape.slice(0, -2));
-      return own === count ? 1 : own === 1 ? 0 : -1;
-    };
-    const [sa, sb] = [strideOf(a), strideOf(b)];
-    if (sa < 0 || sb < 0) return undefined;
+    const stack = plain ? MATRICES : productStack(a.shape, b.shape);
+    if (stack === undefined) return undefined;
+    const { batch, count } = stack;
     const [m, kk, n] = productDims(a.shape, b.shape, transA, transB);
     const dtype = resultDType(a.dtype, b.dtype);
     // Not zero-filled: the kernel (or the copy out of scratch) writes every element.
@@ -383,7 +377,8 @@ export function createWasmBackend(given?: WasmBackendOptions): WasmBackend {
     if (!direct) cAddress = base + cRel;
     const run = f32 ? k.matmulBatchF32 : k.matmulBatchF64;
     const [ta, tb] = [transA ? 1 : 0, transB ? 1 : 0];
-    const [strideA, strideB] = [sa * m * kk * elem, sb * kk * n * elem];
+    const strideA = stack.stackA ? m * kk * elem : 0;
+    const strideB = stack.stackB ? kk * n * elem : 0;
     run(aAddress, bAddress, base + packRel, cAddress, m, n, kk, ta, tb, count, strideA, strideB);
     wasmStats.calls++;
     if (!direct) {
@@ -466,6 +461,29 @@ export function channelBlocks(
   for (let i = first; i <= last; i++) if (padded[i] !== big[i]) return undefined;
   const [channels, inner] = [sizeOf(big.slice(first, last + 1)), sizeOf(big.slice(last + 1))];
   return channels > 1 && inner > 1 ? [sizeOf(big.slice(0, first)), channels, inner] : undefined;
+}
+
+/**
+ * How the batched kernel runs a product ({@link productStack}): the result's batch dims, the
+ * products (their size), and whether each operand's matrices advance with them (false: one, broadcast).
+ */
+type ProductStack = { batch: number[]; count: number; stackA: boolean; stackB: boolean };
+
+/** Two matrices: one product. */
+const MATRICES: ProductStack = { batch: [], count: 1, stackA: false, stackB: false };
+
+/**
+ * The batched kernel's layout of op(a) @ op(b) for operands of shapes `a` and `b` (rank 2 or
+ * more): stacks that pair up, or one matrix broadcast against a stack; undefined for any other
+ * broadcast of the batch dims (one product per matrix then).
+ */
+export function productStack(a: readonly number[], b: readonly number[]): ProductStack | undefined {
+  const batch = broadcastShapes(a.slice(0, -2), b.slice(0, -2));
+  if (batch === null) return undefined;
+  const count = sizeOf(batch);
+  const [ownA, ownB] = [a, b].map((s) => sizeOf(s.slice(0, -2)));
+  if ((ownA !== count && ownA !== 1) || (ownB !== count && ownB !== 1)) return undefined;
+  return { batch, count, stackA: ownA === count && count > 1, stackB: ownB === count && count > 1 };
 }
 
 /** True when `row` is one row of `x`'s trailing dims: (n,k) op (k,), (n,t,k) op (t,k). */

@@ -21,6 +21,7 @@ import {
   channelBlocks,
   isTrailingBlock,
   leadingRows,
+  productStack,
   UNARY_CODES,
   type WasmBackend,
 } from "../wasm.js";
@@ -324,15 +325,9 @@ function matmulStep(
     dims = { ...dims, m: a.size / kk };
   } else if (a.rank > 2 || b.rank > 2) {
     // Stacks that pair up, or one matrix broadcast: the batched kernel, as the backend calls it.
-    const count = like.size / (m * n);
-    const [countA, countB] = [a, b].map((t) => t.size / (t.shape.at(-1)! * t.shape.at(-2)!));
-    if ((countA !== count && countA !== 1) || (countB !== count && countB !== 1)) return undefined;
-    dims = {
-      ...dims,
-      count,
-      stackA: countA === count && count > 1,
-      stackB: countB === count && count > 1,
-    };
+    const stack = productStack(a.shape, b.shape);
+    if (stack === undefined) return undefined;
+    dims = { ...dims, count: stack.count, stackA: stack.stackA, stackB: stack.stackB };
   }
   const { data, out } = productOut(k, dims, like.shape, like.dtype);
   const run = productCall(k, at, like.dtype, dims, [at(a.data), at(b.data), at(data)], clock);

@@ -8,6 +8,8 @@ import type { Node } from "../../graph/node.js";
 import { sameShape } from "../../tensor/shape.js";
 import { Tensor, type DType, type TypedArray } from "../../tensor/tensor.js";
 import type { KernelExports } from "../wasm-module.js";
+import { convWords, poolWords } from "../wasm-image.js";
+import type { ConvGeometry } from "../../tensor/backend.js";
 import {
   hold,
   planned,
@@ -79,33 +81,18 @@ function patchesCall(
   wShape: readonly number[],
   dtype: DType,
 ): { data: TypedArray; run: () => void; oh: number; ow: number } {
-  const { oh, ow, words } = convWords(node, x.shape, wShape, ctx.probe);
+  const { oh, ow, words } = convWords(x.shape, wShape, convAt(node));
   const data = hold(x.shape[0] * oh * ow * wShape[1] * wShape[2] * wShape[3], dtype);
   const [px, pc, pg] = [ctx.at(x.data), ctx.at(data), geometryAt(ctx, words)];
   const kernel = dtype === "float32" ? ctx.k.patchesF32 : ctx.k.patchesF64;
   return { data, run: () => kernel(px, pc, pg, 0), oh, ow };
 }
 
-/** The patches kernel's geometry words for x of `xShape` and filters of `wShape` at `node`. */
-function convWords(
-  node: Node,
-  xShape: readonly number[],
-  wShape: readonly number[],
-  probe: ReadonlyMap<Node, Like>,
-): { oh: number; ow: number; words: number[] } {
-  const stride = node.attrs.stride as number[];
-  const padding = node.attrs.padding as number[];
-  // The convolution's output dims, from its type (conv2d's output, or its gradient's g).
-  const outShape =
-    node.op.name === "conv2d" ? probe.get(node)!.shape : probe.get(gradientOf(node))!.shape;
-  const [oh, ow] = [outShape[2], outShape[3]];
-  return { oh, ow, words: [...xShape, wShape[2], wShape[3], ...stride, ...padding, oh, ow] };
-}
-
-/** The output gradient input of an adjoint conv node (g: input 0 of conv2dInputGrad, 1 of the filter's). */
-function gradientOf(node: Node): Node {
-  return node.op.name === "conv2dInputGrad" ? node.inputs[0] : node.inputs[1];
-}
+/** A conv node's stride and padding. */
+const convAt = (node: Node): ConvGeometry => ({
+  stride: node.attrs.stride as [number, number],
+  padding: node.attrs.padding as [number, number],
+});
 
 /**
  * conv2d(x, w): the patches, the filters' rows times them ([F, N, H'*W']), whose two leading axes
@@ -215,7 +202,7 @@ function inputGradStep(
   const cols = productOut(k, dims, [dims.m, dims.n], dtype);
   const product = productCall(k, at, dtype, dims, [at(w.data), at(rows), at(cols.data)]);
   const { out } = planned(like);
-  const { words } = convWords(node, like.shape, w.shape, ctx.probe);
+  const { words } = convWords(like.shape, w.shape, convAt(node));
   const [pc, po, pg] = [at(cols.data), at(out.data), geometryAt(ctx, words)];
   if (product === undefined || po < 0) return undefined;
   keep();
@@ -242,18 +229,13 @@ function poolStep(
   like: Like,
   scatter: boolean,
 ): Step | undefined {
-  const [n, c, hh, ww] = x.shape;
-  const pooled = scatter ? u.shape : like.shape;
-  const size = node.attrs.size as number[];
-  const stride = node.attrs.stride as number[];
-  const words = [n * c, hh, ww, pooled[2], pooled[3], ...size, ...stride];
+  const { words } = poolWords(x.shape, {
+    size: node.attrs.size as [number, number],
+    stride: node.attrs.stride as [number, number],
+  });
   const { out } = planned(like);
-  const [px, pu, po, pg] = [
-    ctx.at(x.data),
-    ctx.at(u.data),
-    ctx.at(out.data),
-    geometryAt(ctx, words),
-  ];
+  const pg = geometryAt(ctx, words);
+  const [px, pu, po] = [x, u, out].map((t) => ctx.at(t.data));
   if (po < 0) return undefined;
   const kernel = like.dtype === "float32" ? ctx.k.poolF32 : ctx.k.poolF64;
   const flag = scatter ? 1 : 0;

@@ -31,6 +31,12 @@ import {
   type DType,
 } from "../../../src/tensor/tensor.js";
 
+/** The wasm backend as shipped; a failure to load it fails the test (no js fallback). */
+const strictWasm = () =>
+  useBackend("wasm", (e) => {
+    throw e;
+  });
+
 /** A tensor in the kernels' memory, where a shard places its feeds. */
 const placed = (shape: number[], dtype: DType) => placeInBackend(() => allocate(shape, dtype));
 import { variable, type Node } from "../../../src/graph/node.js";
@@ -109,13 +115,7 @@ const models: [string, ModelSpec][] = [
 ];
 
 describe.each([
-  [
-    "wasm",
-    () =>
-      useBackend("wasm", (e) => {
-        throw e;
-      }),
-  ],
+  ["wasm", strictWasm],
   ["wasm (every kernel)", () => createWasmBackend({ minElements: 0 })],
 ])("%s: compiled shards = the Evaluator, bit for bit", (_, make) => {
   it.each(models)("%s, float32 and float64, shard sizes 1 to 50", (_, spec) => {
@@ -194,11 +194,7 @@ function expectEvaluatorBits(outputs: Node[], feeds: Map<Node, Tensor>, label: s
 
 describe("CompiledShard", () => {
   it("compiles the plans on wasm and returns what the Evaluator returns", () => {
-    setBackend(
-      useBackend("wasm", (e) => {
-        throw e;
-      }),
-    );
+    setBackend(strictWasm());
     const spec = modelSpec("mlp", 12, [9], 4);
     const { graph: plan } = buildTrainPlan(spec);
     const { placeholders, outputs } = rebuildGraph(plan);
@@ -223,9 +219,7 @@ describe("CompiledShard", () => {
   });
 
   it("the cnn's convolutions keep x's patches for the filter gradient: the Evaluator's bits", () => {
-    const wasm = useBackend("wasm", (e) => {
-      throw e;
-    });
+    const wasm = strictWasm();
     setBackend(wasm);
     for (const dtype of ["float32", "float64"] as const) {
       const rng = new Rng(5);
@@ -267,9 +261,7 @@ describe("CompiledShard", () => {
   });
 
   it("the transformers' stacked and batched products and reshapes by address: the Evaluator's bits", () => {
-    const wasm = useBackend("wasm", (e) => {
-      throw e;
-    });
+    const wasm = strictWasm();
     setBackend(wasm);
     for (const arch of ["course", "residual"] as const)
       for (const dtype of ["float32", "float64"] as const) {
@@ -292,11 +284,7 @@ describe("CompiledShard", () => {
   });
 
   it("image ops at other strides and paddings, a filter gradient alone and maxPoolSelect: the Evaluator's bits", () => {
-    setBackend(
-      useBackend("wasm", (e) => {
-        throw e;
-      }),
-    );
+    setBackend(strictWasm());
     for (const dtype of ["float32", "float64"] as const) {
       const x = variable("x", { shape: [3, 2, 9, 8], dtype });
       const w = variable("w", { shape: [4, 2, 3, 2], dtype });
@@ -341,11 +329,7 @@ describe("CompiledShard", () => {
   });
 
   it("a mean cross-entropy and a constant compile to the Evaluator's bits (loss and gradients)", async () => {
-    setBackend(
-      useBackend("wasm", (e) => {
-        throw e;
-      }),
-    );
+    setBackend(strictWasm());
     const adj = await import("../../../src/index.js");
     const rng = new Rng(4);
     for (const dtype of ["float32", "float64"] as const) {
@@ -366,11 +350,7 @@ describe("CompiledShard", () => {
   });
 
   it("compiles a plan whose types a rule leaves unknown (a custom op) through one interpreted pass", async () => {
-    setBackend(
-      useBackend("wasm", (e) => {
-        throw e;
-      }),
-    );
+    setBackend(strictWasm());
     const adj = await import("../../../src/index.js");
     const rng = new Rng(5);
     // No type rule: nothing is known of its output before it runs, so the compiler cannot take
@@ -395,11 +375,7 @@ describe("CompiledShard", () => {
   });
 
   it("keeps its buffers alive: garbage collection never hands them to another program", async () => {
-    setBackend(
-      useBackend("wasm", (e) => {
-        throw e;
-      }),
-    );
+    setBackend(strictWasm());
     setFlagsFromString("--expose-gc");
     const gc = runInNewContext("gc") as () => void;
     const spec = modelSpec("mlp", 30, [40], 5);
@@ -431,11 +407,7 @@ describe("CompiledShard", () => {
   });
 
   it("is not compiled where a feed lies outside the kernels' memory (the Evaluator then runs)", () => {
-    setBackend(
-      useBackend("wasm", (e) => {
-        throw e;
-      }),
-    );
+    setBackend(strictWasm());
     const { graph: plan } = buildTrainPlan(modelSpec("logreg", 3, [], 2));
     const { placeholders, outputs } = rebuildGraph(plan);
     const shapes = [[2, 3], [2, 2], [3, 2], [2]];
