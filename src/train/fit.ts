@@ -61,7 +61,10 @@ export interface FitOptions {
    * save), or when the graph uses a custom op, which workers cannot rebuild.
    */
   threads?: number | "auto";
-  /** Shards per batch (default: batchSize / 32 rows, 1 to 16); fixes the summation order. */
+  /**
+   * Shards per batch, fixing the summation order (default: batchSize / 32 rows, 1 to 16; shards
+   * of at least 8 rows, a power of two of them, where a row's values fill 64 KB or more).
+   */
   microShards?: number;
   /** Seeds the shuffle (default 0). */
   seed?: number;
