@@ -15,12 +15,16 @@ export interface ShardProgram {
   run(): Tensor[];
   /** {@link run}, adding each step's seconds to `seconds[label]` (bench:profile). */
   runTimed(seconds: Record<string, number>): Tensor[];
+  /** Gives its buffers back for reuse; the program must not run again. */
+  dispose(): void;
 }
 
 /** One data column's rows gathered into a shard's buffer by the backend, in one call. */
 export interface RowGather {
   /** Rows `batch[lo..hi)` of the column into `into` (row i at i * rowSize); false: not done. */
   gather(batch: Int32Array, lo: number, hi: number, into: TypedArray): boolean;
+  /** Frees its copy of the column; the gather must not be used again. */
+  dispose(): void;
 }
 
 /** The training kernels of a backend. */

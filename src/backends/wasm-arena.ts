@@ -121,10 +121,20 @@ export class WasmArena {
       dtype === "float32"
         ? new Float32Array(this.buffer, address, size)
         : new Float64Array(this.buffer, address, size);
-    this.registry.register(data, address + bytes * 2 ** 32);
+    this.registry.register(data, address + bytes * 2 ** 32, data);
     this.stats.arrays++;
     this.stats.arrayBytes += bytes;
     return data;
+  }
+
+  /**
+   * Frees the block of an array {@link allocate} gave, now rather than when it is collected (a
+   * run's buffers, at its end); the array must not be used again. False for any other array.
+   */
+  release(data: TypedArray): boolean {
+    if (this.addressOf(data) < 0 || !this.registry.unregister(data)) return false;
+    this.freeBlock(data.byteOffset, sizeClass(data.byteLength));
+    return true;
   }
 
   scratch(bytes: number): number {

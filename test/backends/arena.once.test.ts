@@ -90,6 +90,21 @@ describe.each(["float64", "float32"] as const)("random graphs, arena on vs off, 
 });
 
 describe("allocation in the arena", () => {
+  it("release frees a block at once: the next array of its size class takes it; any other array is refused", () => {
+    const arena = withArena.arena!;
+    const a = arena.allocate(1000, "float32")!;
+    const before = { ...arena.stats };
+    expect(arena.release(a)).toBe(true);
+    expect(arena.stats.arrays).toBe(before.arrays - 1);
+    expect(arena.stats.arrayBytes).toBe(before.arrayBytes - sizeClass(4000));
+    const b = arena.allocate(1000, "float32")!; // the same size class
+    expect(b.byteOffset).toBe(a.byteOffset);
+    expect([...b.subarray(0, 4)]).toEqual([0, 0, 0, 0]); // zeroed, as fresh memory
+    expect(arena.release(a)).toBe(false); // released already (its block is b's now)
+    expect(arena.release(new Float32Array(1000))).toBe(false); // not the arena's
+    expect(arena.release(b)).toBe(true);
+  });
+
   it("places arrays in the linear memory only while the arena backend is active", () => {
     placeInBackend(() => {
       adj.setBackend(withArena);

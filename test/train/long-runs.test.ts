@@ -84,3 +84,47 @@ describe("fit() over many steps", () => {
     expect(new Set(arrays.slice(1)).size).toBe(1);
   });
 });
+
+describe("fit() called again and again", () => {
+  it("a conv net fit 12 times in one process: the arena does not grow after the first, with no collection", async () => {
+    const X = adj.variable("X", { shape: [null, 64], dtype: "float32" });
+    const Y = adj.variable("Y", { shape: [null, 4], dtype: "float32" });
+    const nn = new adj.Layers({ seed: 1 });
+    const image = adj.reshape(X, [-1, 1, 8, 8]);
+    const h = adj.maxPool2d(adj.relu(nn.conv2d("c", image, { filters: 4, size: 3 })), { size: 2 });
+    const logits = nn.dense("d", adj.reshape(h, [-1, 36]), 4);
+    const rows = 96;
+    const xs = Float32Array.from({ length: rows * 64 }, (_, i) => Math.sin(i * 0.37));
+    const data = new Map([
+      [X, adj.tensor(xs, { shape: [rows, 64] })],
+      [
+        Y,
+        adj.oneHot(
+          Int32Array.from({ length: rows }, (_, i) => i % 4),
+          4,
+          "float32",
+        ),
+      ],
+    ]);
+    const arena = (adj.backend() as Partial<WasmBackend>).arena;
+    const blocks: number[] = [];
+    const hashes = new Set<string>();
+    for (let run = 0; run < 12; run++) {
+      const result = await adj.fit({
+        loss: adj.softmaxCrossEntropy(logits, Y),
+        params: nn.params,
+        data,
+        batchSize: 32,
+        epochs: 2,
+        threads: 1,
+      });
+      hashes.add(result.paramsHash);
+      blocks.push(arena?.highWater ?? 0);
+    }
+    // Each run gives its programs', rows' and column copies' blocks back at its end: the next
+    // run takes them, so the arena's high water stays where the first run left it.
+    expect(new Set(blocks.slice(1)).size).toBe(1);
+    expect(blocks[1]).toBe(blocks[0]);
+    expect(hashes.size).toBe(1); // the same run every time
+  });
+});

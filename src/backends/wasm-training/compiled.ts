@@ -184,6 +184,11 @@ export class CompiledShard implements ShardProgram {
     return this.outputs;
   }
 
+  /** Gives its buffers back to the pool, where the next program of these sizes takes them. */
+  dispose(): void {
+    for (const data of this.buffers) releaseArray(data);
+  }
+
   /** Runs every step in order; the outputs' buffers are overwritten by the next run. */
   run(): Tensor[] {
     const steps = this.steps;

@@ -50,6 +50,13 @@ class WasmRowGather implements RowGather {
     private readonly rowSize: number,
   ) {}
 
+  dispose(): void {
+    this.arena.release(this.table);
+    if (this.block) this.arena.release(this.block);
+    this.block = undefined;
+    this.indices = new Int32Array(0);
+  }
+
   gather(batch: Int32Array, lo: number, hi: number, into: TypedArray): boolean {
     const { arena, table, rowSize } = this;
     const count = hi - lo;

@@ -45,8 +45,10 @@ export class InProcessEngine implements StepEngine {
     this.runner.reduceAndUpdate(0, this.shared.paramCount);
   }
 
-  /** Nothing to release. */
-  async close(): Promise<void> {}
+  /** Gives the runner's buffers back. */
+  async close(): Promise<void> {
+    this.runner.dispose();
+  }
 }
 
 /** Factory for {@link InProcessEngine}. */

@@ -307,9 +307,10 @@ export class PoolEngine implements StepEngine {
     Atomics.store(this.control, BARRIER.abort, 1);
     startGeneration(this.control, this.lanes, PHASE.exit);
     await this.pool?.destroy();
+    this.runner.dispose();
   }
 
-  /** Ends the barrier loops and terminates the workers. */
+  /** Ends the barrier loops and terminates the workers; gives the main thread's buffers back. */
   async close(): Promise<void> {
     if (this.closed) return;
     if (this.protocol === "barrier" && !this.broken) {
@@ -317,6 +318,7 @@ export class PoolEngine implements StepEngine {
       startGeneration(this.control, this.lanes, PHASE.exit);
       await Promise.allSettled(this.loops);
       await this.pool?.destroy();
+      this.runner.dispose();
       return;
     }
     await this.destroy();

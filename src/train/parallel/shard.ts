@@ -7,7 +7,13 @@ import type { Node } from "../../graph/node.js";
 import { applyUpdate, wasmRule, type OptimizerConfig } from "./optimizer-kernels.js";
 import { sumSlots } from "./slots.js";
 import { sizeOf } from "../../tensor/shape.js";
-import { allocateArray, placeInBackend, Tensor, type TypedArray } from "../../tensor/tensor.js";
+import {
+  allocateArray,
+  placeInBackend,
+  releaseArray,
+  Tensor,
+  type TypedArray,
+} from "../../tensor/tensor.js";
 import { Evaluator } from "../../runtime/evaluator.js";
 import { rebuildGraph } from "../../runtime/plan.js";
 import { backend } from "../../tensor/active.js";
@@ -39,6 +45,7 @@ export class ShardRunner {
   private readonly programs = new Map<number, ShardProgram | null>();
   /** Tells a program that the parameters changed ({@link beginStep}'s, bound once). */
   private readonly renew = (program: ShardProgram | null): void => program?.newStep();
+  private disposed = false;
   private readonly compiled: boolean;
   private readonly outputNodes: Node[];
   /** Scale of the plan's outputs into slot sums: the shard's rows for a mean loss, else 1. */
@@ -228,6 +235,28 @@ export class ShardRunner {
   }
 
   /**
+   * Gives the run's buffers back (the programs', the gathered rows', the staged parameters', the
+   * columns' copies), so that the next run in this thread reuses them rather than growing the
+   * kernels' memory until a collection; the runner must not be used again.
+   */
+  dispose(): void {
+    // Once: a second release would hand the pool arrays it may have given out again.
+    if (this.disposed) return;
+    this.disposed = true;
+    this.dropShardSizes();
+    for (const t of this.staged) releaseArray(t.data);
+    for (const gather of this.rowGathers) gather?.dispose();
+  }
+
+  /** Forgets every shard size's gathered rows and program, their buffers back to the pool. */
+  private dropShardSizes(): void {
+    this.programs.forEach((program) => program?.dispose());
+    this.gathers.forEach((tensors) => tensors.forEach((t) => releaseArray(t.data)));
+    this.programs.clear();
+    this.gathers.clear();
+  }
+
+  /**
    * The X and Y tensors a shard of `rows` rows is gathered into (every row is overwritten):
    * allocated once per shard size, so a run of equal batches allocates nothing.
    */
@@ -236,10 +265,7 @@ export class ShardRunner {
     if (gather === undefined) {
       const { columns, dtype } = this.shared;
       // Micro-shards of one batch have at most two sizes; a short last batch adds one or two.
-      if (this.gathers.size >= 4) {
-        this.gathers.clear();
-        this.programs.clear(); // they read the cleared buffers
-      }
+      if (this.gathers.size >= 4) this.dropShardSizes(); // the programs read those buffers
       gather = columns.map(
         (c) =>
           new Tensor(
